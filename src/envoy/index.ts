@@ -1,0 +1,6 @@
+// Envoy's v3 API as the pilot and the proxy share it: protos, type URLs, codecs.
+export { envoyRoot, PROTO_INCLUDE_DIRS, PROTO_FILES } from './protos.ts';
+export * from './types.ts';
+export { encodeMessage, decodeMessage, toAny, messageType } from './codec.ts';
+export type { ProtoJson } from './codec.ts';
+export { formatDuration, parseDuration } from './json.ts';

@@ -1,0 +1,90 @@
+// Envoy's v3 API protos, loaded once from the copies @grpc/grpc-js-xds ships, shared by
+// the pilot (encoding what it serves) and the proxy (decoding what it receives).
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import protobuf from 'protobufjs';
+
+const require = createRequire(import.meta.url);
+const xdsPackageDir = path.dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
+const depsDir = path.join(xdsPackageDir, 'deps');
+
+/** Directories searched for imports, in order (the same roots Envoy's own build uses). */
+export const PROTO_INCLUDE_DIRS: readonly string[] = [
+  path.join(depsDir, 'envoy-api'),
+  path.join(depsDir, 'xds'),
+  path.join(depsDir, 'googleapis'),
+  path.join(depsDir, 'protoc-gen-validate'),
+  path.join(depsDir, 'cel-spec', 'proto'),
+  // google/protobuf/descriptor.proto and friends, as protobufjs ships them.
+  path.dirname(require.resolve('protobufjs/package.json')),
+];
+
+/**
+ * Every proto the mesh speaks: discovery, the four resource types, status, and each
+ * extension the pilot emits inside an Any. Adding a typed extension means adding it here.
+ */
+export const PROTO_FILES: readonly string[] = [
+  'envoy/service/discovery/v3/ads.proto',
+  'envoy/service/discovery/v3/discovery.proto',
+  'envoy/service/status/v3/csds.proto',
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/config/route/v3/route.proto',
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/config/endpoint/v3/endpoint.proto',
+  'envoy/config/core/v3/base.proto',
+  'envoy/admin/v3/config_dump.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/http/fault/v3/fault.proto',
+  'envoy/extensions/filters/http/cors/v3/cors.proto',
+  'envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto',
+  'envoy/extensions/filters/listener/original_dst/v3/original_dst.proto',
+  'envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto',
+  'envoy/extensions/access_loggers/file/v3/file.proto',
+  'envoy/extensions/access_loggers/stream/v3/stream.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/extensions/clusters/aggregate/v3/cluster.proto',
+  'envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
+  'envoy/extensions/load_balancing_policies/ring_hash/v3/ring_hash.proto',
+  'envoy/extensions/load_balancing_policies/least_request/v3/least_request.proto',
+  'envoy/extensions/load_balancing_policies/random/v3/random.proto',
+  'envoy/extensions/load_balancing_policies/wrr_locality/v3/wrr_locality.proto',
+  'envoy/extensions/load_balancing_policies/client_side_weighted_round_robin/v3/client_side_weighted_round_robin.proto',
+  'envoy/extensions/load_balancing_policies/pick_first/v3/pick_first.proto',
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'udpa/type/v1/typed_struct.proto',
+  'xds/type/v3/typed_struct.proto',
+  'google/protobuf/struct.proto',
+  'google/protobuf/wrappers.proto',
+  'google/protobuf/duration.proto',
+  'google/protobuf/any.proto',
+];
+
+function loadRoot(): protobuf.Root {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin: string, target: string): string | null => {
+    if (path.isAbsolute(target)) return target;
+    for (const dir of PROTO_INCLUDE_DIRS) {
+      const candidate = path.join(dir, target);
+      if (existsSync(candidate)) return candidate;
+    }
+    return target;
+  };
+  root.loadSync(PROTO_FILES.filter((f) => protoFileExists(f)), { keepCase: false });
+  root.resolveAll();
+  return root;
+}
+
+function protoFileExists(file: string): boolean {
+  return PROTO_INCLUDE_DIRS.some((dir) => existsSync(path.join(dir, file)));
+}
+
+let cachedRoot: protobuf.Root | undefined;
+
+/** The loaded proto root (lazily, once per process: loading takes ~200 ms). */
+export function envoyRoot(): protobuf.Root {
+  cachedRoot ??= loadRoot();
+  return cachedRoot;
+}
