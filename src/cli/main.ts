@@ -3,6 +3,7 @@
 // Each subcommand lives in its own file and registers itself on the program.
 import { Command } from 'commander';
 import { registerValidate } from './validate.ts';
+import { registerDemo } from './demo.ts';
 
 const program = new Command('sextant')
   .description('Sextant service mesh: an xDS control plane for Istio config, and its sidecar proxy')
@@ -10,5 +11,6 @@ const program = new Command('sextant')
   .showHelpAfterError();
 
 registerValidate(program);
+registerDemo(program);
 
 await program.parseAsync(process.argv);

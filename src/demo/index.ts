@@ -1,0 +1,170 @@
+// `sextant demo` (what `npm start` runs): a local mesh in one command. The pilot on a
+// directory store seeded from examples/bookinfo, six bookinfo workloads each with its own
+// loopback address and sidecar, a trickle of traffic, and a live summary in the terminal.
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ProcessGroup } from './processes.ts';
+import { readTopology, type DemoWorkload } from './topology.ts';
+import { TrafficGenerator, percentile } from './traffic.ts';
+import { LiveSummary, type WorkloadRow } from './summary.ts';
+
+export interface DemoOptions {
+  /** Working folder: config/ (the pilot's directory store) and logs/. */
+  workDir: string;
+  /** Where the seed config and apps are (examples/bookinfo). */
+  examplesDir: string;
+  /** Start from the seed config even if the working folder has one. */
+  reset: boolean;
+  xdsAddress: string;
+  httpAddress: string;
+  /** Requests per second sent to productpage. */
+  rate: number;
+  /** Stop by itself after this many seconds (0: run until Ctrl-C). */
+  durationSeconds: number;
+  out: NodeJS.WriteStream;
+}
+
+const REPO = path.resolve(import.meta.dirname, '..', '..');
+const CLI = path.join(REPO, 'src', 'cli', 'main.ts');
+
+export async function runDemo(opts: DemoOptions): Promise<number> {
+  const out = opts.out;
+  const configDir = path.join(opts.workDir, 'config');
+  const logDir = path.join(opts.workDir, 'logs');
+  seedConfig(opts.examplesDir, configDir, opts.reset);
+  rmSync(logDir, { recursive: true, force: true });
+  mkdirSync(logDir, { recursive: true });
+  const workloads = readTopology(configDir);
+  const group = new ProcessGroup(logDir);
+  let failed: string | undefined;
+  group.onUnexpectedExit = (s, code) => {
+    failed ??= `${s.name} exited unexpectedly (code ${code}); see ${s.logFile}`;
+  };
+
+  let stopRequested = false;
+  const onSignal = (): void => {
+    stopRequested = true;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const traffic = new TrafficGenerator({ host: workloads.find((w) => w.service === 'productpage')?.address ?? '127.0.1.1', port: 9080, path: '/productpage' }, opts.rate);
+  try {
+    out.write(`Starting the pilot (config: ${configDir}) ...\n`);
+    group.start('pilot', process.execPath, [CLI, 'pilot', '--config-dir', configDir, '--xds-address', opts.xdsAddress, '--http-address', opts.httpAddress]);
+    await waitFor(`http://${opts.httpAddress}/ready`, 20_000, () => failed ?? (stopRequested ? 'stopped' : undefined));
+    out.write(`Starting ${workloads.length} workloads and their sidecars ...\n`);
+    for (const w of workloads) startWorkload(group, w, opts);
+    for (const w of workloads) await waitFor(`http://${w.adminAddress}/ready`, 30_000, () => failed ?? (stopRequested ? 'stopped' : undefined));
+    printTopology(out, workloads, opts, configDir);
+    traffic.start();
+    const summary = new LiveSummary(workloads);
+    await summary.scrape();
+    const started = Date.now();
+    let lines = 0;
+    while (!stopRequested && failed === undefined) {
+      await sleep(1000);
+      if (opts.durationSeconds > 0 && Date.now() - started >= opts.durationSeconds * 1000) break;
+      const rows = await summary.scrape();
+      lines = render(out, rows, traffic.take(), lines);
+    }
+    if (failed !== undefined) {
+      out.write(`\n${failed}\n`);
+      return 1;
+    }
+    return 0;
+  } catch (err) {
+    out.write(`\ndemo: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  } finally {
+    traffic.stop();
+    out.write('\nStopping ...\n');
+    await group.stopAll();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    out.write('All processes stopped.\n');
+  }
+}
+
+function seedConfig(examplesDir: string, configDir: string, reset: boolean): void {
+  if (reset) rmSync(configDir, { recursive: true, force: true });
+  if (existsSync(configDir) && readdirSync(configDir).length > 0) return;
+  mkdirSync(configDir, { recursive: true });
+  for (const f of readdirSync(examplesDir)) {
+    if (f.endsWith('.yaml')) cpSync(path.join(examplesDir, f), path.join(configDir, f));
+  }
+}
+
+function startWorkload(group: ProcessGroup, w: DemoWorkload, opts: DemoOptions): void {
+  group.start(`app-${w.name}`, process.execPath, [
+    path.join(opts.examplesDir, 'app.ts'),
+    '--service', w.service, '--version', w.version,
+    '--host', w.appEndpoint.host, '--port', String(w.appEndpoint.port),
+    '--egress', `${w.egress.host}:${w.egress.port}`,
+  ]);
+  group.start(`proxy-${w.name}`, process.execPath, [
+    CLI, 'proxy', '--xds', opts.xdsAddress, '--id', w.nodeId, '--ip', w.address, '--namespace', w.namespace,
+    ...Object.entries(w.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    '--meta', 'INTERCEPTION_MODE=NONE', '--meta', `WORKLOAD_NAME=${w.name}`,
+    '--admin-address', w.adminAddress,
+  ]);
+}
+
+async function waitFor(url: string, timeoutMs: number, abort: () => string | undefined): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const reason = abort();
+    if (reason !== undefined) throw new Error(reason);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) return;
+    } catch {
+      // not up yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${url}`);
+}
+
+function printTopology(out: NodeJS.WriteStream, workloads: readonly DemoWorkload[], opts: DemoOptions, configDir: string): void {
+  const rows = workloads.map((w) => [w.name, w.version, `${w.address}:${w.port}`, `${w.appEndpoint.host}:${w.appEndpoint.port}`, `${w.egress.host}:${w.egress.port}`, `http://${w.adminAddress}`]);
+  out.write('\n' + table(['WORKLOAD', 'VERSION', 'ADDRESS (sidecar)', 'APP', 'EGRESS', 'SIDECAR ADMIN'], rows) + '\n');
+  const front = workloads.find((w) => w.service === 'productpage');
+  out.write(`
+Pilot:        xDS ${opts.xdsAddress}   http://${opts.httpAddress}/debug/syncz
+Try:          curl http://${front?.address ?? '127.0.1.1'}:9080/productpage
+              curl -H 'end-user: jason' http://${front?.address ?? '127.0.1.1'}:9080/productpage
+Shift traffic: node src/cli/main.ts apply --config-dir ${configDir} -f ../shared/istio-compat/bookinfo/virtual-service-reviews-90-10.yaml
+              (or edit the files in ${configDir})
+Status:       node src/cli/main.ts proxy-status --pilot http://${opts.httpAddress}
+Logs:         ${path.join(opts.workDir, 'logs')}
+Ctrl-C stops everything.
+
+`);
+}
+
+function render(out: NodeJS.WriteStream, rows: WorkloadRow[], client: ReturnType<TrafficGenerator['take']>, previousLines: number): number {
+  const body = table(
+    ['WORKLOAD', 'REQ/S', 'SUCCESS', 'P99 MS', 'TOTAL'],
+    rows.map((r) => [r.workload, r.rps.toFixed(1), fmtPct(r.successRate), Number.isNaN(r.p99Ms) ? '-' : r.p99Ms.toFixed(1), String(r.total)]),
+  );
+  const codes = [...client.byStatus.entries()].sort((a, b) => a[0] - b[0]).map(([c, n]) => `${c === 0 ? 'error' : c}×${n}`).join(' ');
+  const text = `${body}\nclient → productpage: ${client.requests} req/s, success ${fmtPct(client.requests ? client.ok / client.requests : NaN)}, p99 ${fmtMs(percentile(client.latencies, 99))} ms  [${codes}]\n`;
+  if (out.isTTY && previousLines > 0) out.write(`\x1b[${previousLines}A\x1b[J`);
+  out.write(text);
+  return text.split('\n').length - 1;
+}
+
+function fmtPct(x: number): string {
+  return Number.isNaN(x) ? '-' : `${(x * 100).toFixed(1)}%`;
+}
+
+function fmtMs(x: number): string {
+  return Number.isNaN(x) ? '-' : x.toFixed(1);
+}
+
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
