@@ -1,11 +1,11 @@
 // `sextant demo` (what `npm start` runs): a local mesh in one command. The pilot on a
 // directory store seeded from examples/bookinfo, six bookinfo workloads each with its own
 // loopback address and sidecar, a trickle of traffic, and a live summary in the terminal.
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ProcessGroup } from './processes.ts';
 import { readTopology, type DemoWorkload } from './topology.ts';
+import { seedConfig, startLocalMesh, type LocalMesh } from './mesh.ts';
 import { TrafficGenerator, percentile } from './traffic.ts';
 import { LiveSummary, type WorkloadRow } from './summary.ts';
 
@@ -25,22 +25,12 @@ export interface DemoOptions {
   out: NodeJS.WriteStream;
 }
 
-const REPO = path.resolve(import.meta.dirname, '..', '..');
-const CLI = path.join(REPO, 'src', 'cli', 'main.ts');
-
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const out = opts.out;
   const configDir = path.join(opts.workDir, 'config');
   const logDir = path.join(opts.workDir, 'logs');
   seedConfig(opts.examplesDir, configDir, opts.reset);
   rmSync(logDir, { recursive: true, force: true });
-  mkdirSync(logDir, { recursive: true });
-  const workloads = readTopology(configDir);
-  const group = new ProcessGroup(logDir);
-  let failed: string | undefined;
-  group.onUnexpectedExit = (s, code) => {
-    failed ??= `${s.name} exited unexpectedly (code ${code}); see ${s.logFile}`;
-  };
 
   let stopRequested = false;
   const onSignal = (): void => {
@@ -48,82 +38,46 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const traffic = new TrafficGenerator({ host: workloads.find((w) => w.service === 'productpage')?.address ?? '127.0.1.1', port: 9080, path: '/productpage' }, opts.rate);
+  let mesh: LocalMesh | undefined;
+  let traffic: TrafficGenerator | undefined;
   try {
-    out.write(`Starting the pilot (config: ${configDir}) ...\n`);
-    group.start('pilot', process.execPath, [CLI, 'pilot', '--config-dir', configDir, '--xds-address', opts.xdsAddress, '--http-address', opts.httpAddress]);
-    await waitFor(`http://${opts.httpAddress}/ready`, 20_000, () => failed ?? (stopRequested ? 'stopped' : undefined));
-    out.write(`Starting ${workloads.length} workloads and their sidecars ...\n`);
-    for (const w of workloads) startWorkload(group, w, opts);
-    for (const w of workloads) await waitFor(`http://${w.adminAddress}/ready`, 30_000, () => failed ?? (stopRequested ? 'stopped' : undefined));
+    out.write(`Starting the pilot (config: ${configDir}) and ${readTopology(configDir).length} workloads with their sidecars ...\n`);
+    mesh = await startLocalMesh({
+      configDir, logDir, examplesDir: opts.examplesDir, xdsAddress: opts.xdsAddress, httpAddress: opts.httpAddress,
+      aborted: () => (stopRequested ? 'stopped' : undefined),
+    });
+    const workloads = mesh.workloads;
     printTopology(out, workloads, opts, configDir);
+    const front = workloads.find((w) => w.service === 'productpage');
+    traffic = new TrafficGenerator({ host: front?.address ?? '127.0.1.1', port: front?.port ?? 9080, path: '/productpage' }, opts.rate);
     traffic.start();
     const summary = new LiveSummary(workloads);
     await summary.scrape();
     const started = Date.now();
     let lines = 0;
-    while (!stopRequested && failed === undefined) {
+    while (!stopRequested && mesh.failure() === undefined) {
       await sleep(1000);
       if (opts.durationSeconds > 0 && Date.now() - started >= opts.durationSeconds * 1000) break;
       const rows = await summary.scrape();
       lines = render(out, rows, traffic.take(), lines);
     }
-    if (failed !== undefined) {
-      out.write(`\n${failed}\n`);
+    const failure = mesh.failure();
+    if (failure !== undefined) {
+      out.write(`\n${failure}\n`);
       return 1;
     }
     return 0;
   } catch (err) {
-    out.write(`\ndemo: ${err instanceof Error ? err.message : String(err)}\n`);
+    out.write(`\ndemo: ${err instanceof Error ? err.message : String(err)} (logs: ${logDir})\n`);
     return 1;
   } finally {
-    traffic.stop();
+    traffic?.stop();
     out.write('\nStopping ...\n');
-    await group.stopAll();
+    await mesh?.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     out.write('All processes stopped.\n');
   }
-}
-
-function seedConfig(examplesDir: string, configDir: string, reset: boolean): void {
-  if (reset) rmSync(configDir, { recursive: true, force: true });
-  if (existsSync(configDir) && readdirSync(configDir).length > 0) return;
-  mkdirSync(configDir, { recursive: true });
-  for (const f of readdirSync(examplesDir)) {
-    if (f.endsWith('.yaml')) cpSync(path.join(examplesDir, f), path.join(configDir, f));
-  }
-}
-
-function startWorkload(group: ProcessGroup, w: DemoWorkload, opts: DemoOptions): void {
-  group.start(`app-${w.name}`, process.execPath, [
-    path.join(opts.examplesDir, 'app.ts'),
-    '--service', w.service, '--version', w.version,
-    '--host', w.appEndpoint.host, '--port', String(w.appEndpoint.port),
-    '--egress', `${w.egress.host}:${w.egress.port}`,
-  ]);
-  group.start(`proxy-${w.name}`, process.execPath, [
-    CLI, 'proxy', '--xds', opts.xdsAddress, '--id', w.nodeId, '--ip', w.address, '--namespace', w.namespace,
-    ...Object.entries(w.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
-    '--meta', 'INTERCEPTION_MODE=NONE', '--meta', `WORKLOAD_NAME=${w.name}`,
-    '--admin-address', w.adminAddress,
-  ]);
-}
-
-async function waitFor(url: string, timeoutMs: number, abort: () => string | undefined): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const reason = abort();
-    if (reason !== undefined) throw new Error(reason);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (res.status === 200) return;
-    } catch {
-      // not up yet
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${url}`);
 }
 
 function printTopology(out: NodeJS.WriteStream, workloads: readonly DemoWorkload[], opts: DemoOptions, configDir: string): void {
