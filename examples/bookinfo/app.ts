@@ -5,7 +5,9 @@
 //   node app.ts --service reviews --version v2 --port 19084 --egress 127.0.2.4:9080
 //
 // A control endpoint on the app's own port (never routed by the mesh) lets tests make an
-// instance fail: POST /control/fail?status=503&rate=1 (rate 0 to heal).
+// instance fail, POST /control/fail?status=503&rate=1 (rate 0 to heal; every=N fails
+// exactly every Nth request instead of at random), or slow,
+// POST /control/delay?ms=500 (0 to heal).
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -24,7 +26,9 @@ const port = Number(opts.port ?? fail('--port is required'));
 const [egressHost, egressPort] = (opts.egress ?? '127.0.0.1:15001').split(':') as [string, string];
 const PROPAGATED = ['end-user', 'x-request-id', 'user-agent'];
 
-let failure = { status: 0, rate: 0 };
+let failure = { status: 0, rate: 0, every: 0 };
+let served = 0;
+let delayMs = 0;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
 function fail(msg: string): never {
@@ -93,11 +97,31 @@ async function handle(req: http.IncomingMessage): Promise<{ status: number; body
 const server = http.createServer((req, res) => {
   const url = new URL(req.url ?? '/', 'http://app');
   if (url.pathname === '/control/fail' && req.method === 'POST') {
-    failure = { status: Number(url.searchParams.get('status') ?? 503), rate: Number(url.searchParams.get('rate') ?? 1) };
+    failure = {
+      status: Number(url.searchParams.get('status') ?? 503),
+      rate: Number(url.searchParams.get('rate') ?? 1),
+      every: Number(url.searchParams.get('every') ?? 0),
+    };
+    served = 0;
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(failure));
     return;
   }
-  if (failure.rate > 0 && Math.random() < failure.rate) {
+  if (url.pathname === '/control/delay' && req.method === 'POST') {
+    delayMs = Number(url.searchParams.get('ms') ?? 0);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ delayMs }));
+    return;
+  }
+  if (delayMs > 0) {
+    setTimeout(() => respond(req, res, url), delayMs);
+    return;
+  }
+  respond(req, res, url);
+});
+
+function respond(req: http.IncomingMessage, res: http.ServerResponse, _url: URL): void {
+  served++;
+  const failNow = failure.every > 0 ? served % failure.every === 1 % failure.every : failure.rate > 0 && Math.random() < failure.rate;
+  if (failNow) {
     res.writeHead(failure.status, { 'content-type': 'text/plain' }).end(`${service}-${version} failing on purpose\n`);
     return;
   }
@@ -108,7 +132,7 @@ const server = http.createServer((req, res) => {
     },
     (err: unknown) => res.writeHead(500).end(String(err)),
   );
-});
+}
 server.keepAliveTimeout = 5_000;
 server.listen(port, opts.host, () => {
   process.stdout.write(JSON.stringify({ msg: 'app listening', service, version, address: `${opts.host}:${port}` }) + '\n');
