@@ -8,6 +8,7 @@ import { readTopology, type DemoWorkload } from './topology.ts';
 import { seedConfig, startLocalMesh, type LocalMesh } from './mesh.ts';
 import { TrafficGenerator, percentile } from './traffic.ts';
 import { LiveSummary, type WorkloadRow } from './summary.ts';
+import { table } from '../cli/table.ts';
 
 export interface DemoOptions {
   /** Working folder: config/ (the pilot's directory store) and logs/. */
@@ -115,10 +116,4 @@ function fmtPct(x: number): string {
 
 function fmtMs(x: number): string {
   return Number.isNaN(x) ? '-' : x.toFixed(1);
-}
-
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
 }
