@@ -1,0 +1,304 @@
+// Istio's value checks as small pure functions: durations, DNS names and wildcards, IPs and
+// CIDRs, ports, label selectors, header names, RE2-compatible regexes. Each returns an
+// error message (what is expected) or undefined when the value is valid.
+import { isIP } from 'node:net';
+
+// ---------------------------------------------------------------- durations
+
+const DURATION_UNITS: Readonly<Record<string, number>> = {
+  ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000,
+};
+const DURATION_PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/y;
+
+/** Parses a Go/proto duration ("1.5s", "100ms", "1h30m") to milliseconds; undefined if malformed. */
+export function parseDurationMs(s: string): number | undefined {
+  let i = 0;
+  let sign = 1;
+  if (s[0] === '-' || s[0] === '+') {
+    sign = s[0] === '-' ? -1 : 1;
+    i = 1;
+  }
+  if (i === s.length) return undefined;
+  if (s.slice(i) === '0') return 0;
+  let total = 0;
+  DURATION_PART.lastIndex = i;
+  while (i < s.length) {
+    DURATION_PART.lastIndex = i;
+    const m = DURATION_PART.exec(s);
+    if (m === null) return undefined;
+    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+    i = DURATION_PART.lastIndex;
+  }
+  return sign * total;
+}
+
+/** The CRDs' rule for most durations: duration(self) >= duration('1ms'). */
+export function checkDurationAtLeast1ms(s: string): string | undefined {
+  const ms = parseDurationMs(s);
+  if (ms === undefined) return `Invalid value: ${JSON.stringify(s)}: must be a duration such as "100ms", "1s" or "1m30s"`;
+  if (ms < 1) return `Invalid value: ${JSON.stringify(s)}: must be a valid duration greater than 1ms`;
+  return undefined;
+}
+
+/** A duration that may be zero but not negative or malformed. */
+export function checkDurationNonNegative(s: string): string | undefined {
+  const ms = parseDurationMs(s);
+  if (ms === undefined) return `Invalid value: ${JSON.stringify(s)}: must be a duration such as "100ms", "1s" or "1m30s"`;
+  if (ms < 0) return `Invalid value: ${JSON.stringify(s)}: duration must not be negative`;
+  return undefined;
+}
+
+// ---------------------------------------------------------------- DNS names and hosts
+
+const DNS1123_LABEL = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$/;
+// Istio matches host labels case-insensitively (its host names are lower-cased for matching),
+// but its DNS-1123 check is on the raw text: keep lower case only, like Istio.
+const WILDCARD_PREFIX = /^(?:\*|(?:\*|\*-)?[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)$/;
+
+export function isDNS1123Label(s: string): boolean {
+  return s.length <= 63 && DNS1123_LABEL.test(s);
+}
+
+/** Kubernetes DNS-1123 subdomain (object names). */
+export function isDNS1123Subdomain(s: string): boolean {
+  if (s.length === 0 || s.length > 253) return false;
+  for (const label of s.split('.')) if (!isDNS1123Label(label)) return false;
+  return true;
+}
+
+function checkDNS1123Labels(domain: string): string | undefined {
+  const parts = domain.split('.');
+  for (let i = 0; i < parts.length; i++) {
+    const label = parts[i]!;
+    // A trailing dot (absolute name) is allowed.
+    if (i === parts.length - 1 && label === '' && i > 0) continue;
+    if (!isDNS1123Label(label)) return `domain name ${JSON.stringify(domain)} invalid (label ${JSON.stringify(label)} invalid)`;
+  }
+  return undefined;
+}
+
+function checkDomainPreconditions(domain: string): string | undefined {
+  if (domain.length === 0) return 'domain name must not be empty';
+  if (domain.length > 255) return `domain name ${JSON.stringify(domain)} too long (max 255)`;
+  return undefined;
+}
+
+/** Istio's ValidateWildcardDomain: a DNS name whose first label may be "*" or start with "*". */
+export function checkWildcardDomain(domain: string): string | undefined {
+  const pre = checkDomainPreconditions(domain);
+  if (pre !== undefined) return pre;
+  const dot = domain.indexOf('.');
+  const first = dot < 0 ? domain : domain.slice(0, dot);
+  if (first.length > 63 || !WILDCARD_PREFIX.test(first)) {
+    return `domain name ${JSON.stringify(domain)} invalid (label ${JSON.stringify(first)} invalid)`;
+  }
+  if (dot >= 0) return checkDNS1123Labels(domain.slice(dot + 1));
+  return undefined;
+}
+
+/** Istio's ValidateFQDN: a DNS name of valid labels, no wildcard. */
+export function checkFQDN(domain: string): string | undefined {
+  const pre = checkDomainPreconditions(domain);
+  if (pre !== undefined) return pre;
+  return checkDNS1123Labels(domain);
+}
+
+/** A host that may be a wildcard domain or an IP address (VirtualService hosts). */
+export function checkWildcardDomainOrIP(host: string): string | undefined {
+  const e = checkWildcardDomain(host);
+  if (e === undefined || isIP(host) !== 0) return undefined;
+  return e;
+}
+
+// ---------------------------------------------------------------- addresses
+
+export function isIPAddress(s: string): boolean {
+  return isIP(s) !== 0;
+}
+
+/** An IP address or a CIDR block (v4 or v6). */
+export function checkIPOrCIDR(s: string): string | undefined {
+  const slash = s.indexOf('/');
+  if (slash < 0) return isIP(s) !== 0 ? undefined : `${JSON.stringify(s)} is not a valid IP address`;
+  const ip = s.slice(0, slash);
+  const bits = s.slice(slash + 1);
+  const family = isIP(ip);
+  if (family === 0 || !/^\d{1,3}$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128)) {
+    return `${JSON.stringify(s)} is not a valid CIDR block`;
+  }
+  return undefined;
+}
+
+/** Istio's ValidateUnixAddress, for the part after "unix://". */
+export function checkUnixAddress(addr: string): string | undefined {
+  if (addr.length === 0) return 'unix address must not be empty';
+  if (addr.startsWith('@')) return undefined; // abstract socket
+  if (!addr.startsWith('/')) return `unix address ${JSON.stringify(addr)} must be an absolute path or abstract socket`;
+  if (addr.endsWith('/')) return `unix address ${JSON.stringify(addr)} may not be a directory`;
+  return undefined;
+}
+
+// ---------------------------------------------------------------- ports and protocols
+
+export function checkPort(n: number): string | undefined {
+  return n > 0 && n <= 65535 ? undefined : `port number ${n} must be between 1-65535`;
+}
+
+export const PORT_NAME = /^[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?$/;
+
+/** Protocols Istio recognises on ports (protocol.Parse), upper-cased. */
+export const PROTOCOLS: ReadonlySet<string> = new Set([
+  'TCP', 'UDP', 'GRPC', 'GRPC-WEB', 'HTTP', 'HTTP_PROXY', 'HTTP2', 'HTTPS', 'TLS', 'MONGO', 'REDIS', 'MYSQL', 'HBONE', 'THRIFT',
+]);
+
+export function checkProtocol(p: string): string | undefined {
+  return PROTOCOLS.has(p.toUpperCase()) ? undefined
+    : `unsupported protocol ${JSON.stringify(p)}: expected one of ${[...PROTOCOLS].join(', ')}`;
+}
+
+// ---------------------------------------------------------------- labels
+
+const QUALIFIED_NAME = /^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)$/;
+
+/** A Kubernetes label key: [prefix/]name, prefix a DNS subdomain, name up to 63 characters. */
+export function checkLabelKey(key: string): string | undefined {
+  const slash = key.indexOf('/');
+  const name = slash < 0 ? key : key.slice(slash + 1);
+  if (slash >= 0) {
+    const prefix = key.slice(0, slash);
+    if (!isDNS1123Subdomain(prefix)) return `label key ${JSON.stringify(key)}: prefix must be a DNS-1123 subdomain`;
+  }
+  if (name.length === 0 || name.length > 63 || !QUALIFIED_NAME.test(name)) {
+    return `label key ${JSON.stringify(key)} is invalid: a name of up to 63 characters: alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric`;
+  }
+  return undefined;
+}
+
+export function checkLabelValue(value: string): string | undefined {
+  if (value === '') return undefined;
+  if (value.length > 63 || !QUALIFIED_NAME.test(value)) {
+    return `label value ${JSON.stringify(value)} is invalid: up to 63 characters: alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric`;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------- HTTP
+
+const HEADER_NAME = /^[-!#$%&'*+.^_`|~0-9A-Za-z]+$/;
+
+/** An HTTP header name (RFC 7230 token). */
+export function checkHeaderName(name: string): string | undefined {
+  if (name === '') return 'header name must not be empty';
+  if (!HEADER_NAME.test(name)) return `invalid header name ${JSON.stringify(name)}: must be an HTTP token`;
+  return undefined;
+}
+
+/** Header names that may be set or added: a token, or the ":authority" pseudo-header. */
+export function checkHeaderOperationName(name: string): string | undefined {
+  if (name.toLowerCase() === ':authority') return undefined;
+  if (name.startsWith(':')) return `invalid header ${JSON.stringify(name)}: pseudo-headers other than :authority cannot be changed`;
+  return checkHeaderName(name);
+}
+
+export const HTTP_METHODS: ReadonlySet<string> = new Set([
+  'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH',
+]);
+
+export const GRPC_STATUS: ReadonlySet<string> = new Set([
+  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
+  'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE',
+  'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
+]);
+
+/** Envoy's retry_on policies (HTTP and gRPC) accepted by Istio; status codes are also allowed. */
+export const RETRY_ON: ReadonlySet<string> = new Set([
+  '5xx', 'gateway-error', 'reset', 'reset-before-request', 'connect-failure', 'envoy-ratelimited', 'retriable-4xx',
+  'refused-stream', 'retriable-status-codes', 'retriable-headers', 'http3-post-connect-failure',
+  'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
+]);
+
+// ---------------------------------------------------------------- regexes
+
+const regexCache = new Map<string, string | null>();
+const REGEX_CACHE_LIMIT = 4096;
+
+/**
+ * Checks that a pattern is a regex Envoy's RE2 engine accepts: it must compile, and must not
+ * use lookaround or backreferences (which RE2 rejects). Results are cached (bounded).
+ */
+export function checkRE2(pattern: string): string | undefined {
+  const cached = regexCache.get(pattern);
+  if (cached !== undefined) return cached ?? undefined;
+  const result = computeRE2(pattern);
+  if (regexCache.size >= REGEX_CACHE_LIMIT) regexCache.clear();
+  regexCache.set(pattern, result ?? null);
+  return result;
+}
+
+function computeRE2(pattern: string): string | undefined {
+  // Lookarounds: (?= (?! (?<= (?<! ; backreferences: \1..\9 and \k<name>, outside classes.
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\') {
+      const n = pattern[i + 1];
+      if (!inClass && n !== undefined && ((n >= '1' && n <= '9') || n === 'k')) {
+        return `invalid regex ${JSON.stringify(pattern)}: backreferences are not supported by RE2`;
+      }
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      if (pattern[i + 1] === ']') i++;
+      else if (pattern[i + 1] === '^' && pattern[i + 2] === ']') i += 2;
+      continue;
+    }
+    if (c === '(' && pattern[i + 1] === '?') {
+      const a = pattern[i + 2];
+      const b = pattern[i + 3];
+      if (a === '=' || a === '!' || (a === '<' && (b === '=' || b === '!'))) {
+        return `invalid regex ${JSON.stringify(pattern)}: lookahead and lookbehind are not supported by RE2`;
+      }
+    }
+    if ((c === '*' || c === '+' || c === '?' || c === '}') && pattern[i + 1] === '+') {
+      return `invalid regex ${JSON.stringify(pattern)}: possessive quantifiers are not supported by RE2`;
+    }
+  }
+  try {
+    // 'u' mode is stricter than legacy JS regexes and closer to RE2 (no stray escapes).
+    new RegExp(pattern, 'u');
+  } catch (err) {
+    try {
+      new RegExp(pattern);
+    } catch {
+      return `invalid regex ${JSON.stringify(pattern)}: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}`;
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------- exportTo
+
+/** Istio's validateExportTo: ".", "*", "~" or namespace names, no duplicates, "*"/"~" alone. */
+export function checkExportTo(exportTo: readonly string[], isServiceEntry: boolean): string | undefined {
+  const seen = new Set<string>();
+  for (const e of exportTo) {
+    if (seen.has(e)) return `duplicate entries in exportTo: ${e}`;
+    seen.add(e);
+    if (e === '.' || e === '*') continue;
+    if (e === '~') {
+      if (isServiceEntry) continue;
+      return 'exportTo "~" (none) is only valid for ServiceEntries';
+    }
+    if (!isDNS1123Label(e)) return `exportTo ${JSON.stringify(e)}: must be ".", "*" or a namespace name`;
+  }
+  if (exportTo.length > 1 && (seen.has('*') || seen.has('~'))) {
+    return 'exportTo "*" or "~" cannot be combined with other values';
+  }
+  return undefined;
+}
