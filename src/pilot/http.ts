@@ -1,0 +1,102 @@
+// The pilot's monitoring port: readiness, Prometheus metrics, and JSON debug pages
+// (sync status per proxy, the last push, the config being served).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { DiscoveryServer } from './xds/index.ts';
+import { proxyStatus } from './xds/index.ts';
+import type { PilotMetrics } from './metrics.ts';
+import type { Resource } from '../api/resource.ts';
+
+export interface DebugSources {
+  server: DiscoveryServer;
+  metrics: PilotMetrics;
+  logger: Logger;
+  /** The config being served, and what the store refused. */
+  config(): { backend: string; resources: readonly Resource[]; errors: readonly unknown[] };
+  queue(): { queued: number; running: number };
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function pushStatus(src: DebugSources): unknown {
+  const push = src.server.pushContext;
+  return {
+    ready: src.server.ready,
+    version: push?.version ?? null,
+    builtAt: push === undefined ? null : new Date(push.builtAt).toISOString(),
+    stats: push?.stats ?? null,
+    lastPush: src.server.lastPush === undefined ? null : { ...src.server.lastPush, at: new Date(src.server.lastPush.at).toISOString() },
+    queue: src.queue(),
+    connections: src.server.connections.size,
+    encodedResources: src.server.cache.encodings,
+    proxies: [...src.server.connections.values()].map((c) => ({ proxy: c.proxy.id, connection: c.id, lastConvergenceMs: c.lastConvergenceMs ?? null })),
+  };
+}
+
+export function createMonitoringServer(src: DebugSources): http.Server {
+  return http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://pilot');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, { error: `method ${req.method ?? ''} not allowed on ${url.pathname}: only GET` });
+      return;
+    }
+    const route = async (): Promise<void> => {
+      switch (url.pathname) {
+        case '/ready':
+          if (src.server.ready) {
+            res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
+          } else {
+            res.writeHead(503, { 'content-type': 'text/plain' }).end('not ready: first config snapshot not built yet\n');
+          }
+          return;
+        case '/metrics': {
+          const body = await src.metrics.registry.metrics();
+          res.writeHead(200, { 'content-type': src.metrics.registry.contentType }).end(body);
+          return;
+        }
+        case '/debug/syncz': {
+          const proxy = url.searchParams.get('proxy');
+          const all = [...src.server.connections.values()].filter((c) => proxy === null || c.proxy.id === proxy).map(proxyStatus);
+          sendJson(res, 200, all);
+          return;
+        }
+        case '/debug/push_status':
+          sendJson(res, 200, pushStatus(src));
+          return;
+        case '/debug/configz': {
+          const config = src.config();
+          const kind = url.searchParams.get('kind');
+          sendJson(res, 200, {
+            backend: config.backend,
+            version: src.server.pushContext?.version ?? null,
+            resources: kind === null ? config.resources : config.resources.filter((r) => r.kind === kind),
+            errors: config.errors,
+          });
+          return;
+        }
+        default:
+          sendJson(res, 404, { error: `no such endpoint ${url.pathname}`, endpoints: ['/ready', '/metrics', '/debug/syncz', '/debug/push_status', '/debug/configz'] });
+      }
+    };
+    route().catch((err: unknown) => {
+      src.logger.error({ path: url.pathname, err: err instanceof Error ? err.message : String(err) }, 'monitoring request failed');
+      if (!res.headersSent) sendJson(res, 500, { error: err instanceof Error ? err.message : String(err) });
+      else res.destroy();
+    });
+  });
+}
+
+export function listen(server: http.Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}

@@ -1,0 +1,89 @@
+// Debouncing of config events: a batch is released `after` ms after its last event, or
+// `max` ms after its first, whichever comes first, so a burst becomes one push.
+import type { ConfigChange } from '../model.ts';
+
+/** A merged batch of config events. */
+export interface DebouncedChange extends ConfigChange {
+  /** When the first event of the batch arrived (ms since epoch): convergence starts here. */
+  firstEventAt: number;
+  /** How many events were merged. */
+  events: number;
+}
+
+export interface DebounceOptions {
+  afterMs: number;
+  maxMs: number;
+}
+
+/**
+ * Merges events into batches and hands each to `flush`. A batch is not released while the
+ * previous flush is still running (its PushContext would be superseded anyway); events keep
+ * merging meanwhile.
+ */
+export class Debouncer {
+  private pending: { keys: Set<string>; endpointsOnly: boolean; firstEventAt: number; lastEventAt: number; events: number } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing = false;
+  private closed = false;
+  private readonly options: DebounceOptions;
+  private readonly flush: (change: DebouncedChange) => Promise<void>;
+
+  constructor(options: DebounceOptions, flush: (change: DebouncedChange) => Promise<void>) {
+    if (!(options.afterMs >= 0) || !(options.maxMs >= options.afterMs)) {
+      throw new RangeError(`invalid debounce: after ${options.afterMs}ms must be >= 0 and <= max ${options.maxMs}ms`);
+    }
+    this.options = options;
+    this.flush = flush;
+  }
+
+  /** Adds one event: `key` is `Kind/namespace/name`, `endpointsOnly` when it only moved endpoints. */
+  add(key: string, endpointsOnly: boolean, at = Date.now()): void {
+    if (this.closed) return;
+    if (this.pending === undefined) {
+      this.pending = { keys: new Set([key]), endpointsOnly, firstEventAt: at, lastEventAt: at, events: 1 };
+    } else {
+      this.pending.keys.add(key);
+      this.pending.endpointsOnly &&= endpointsOnly;
+      this.pending.lastEventAt = at;
+      this.pending.events++;
+    }
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.pending === undefined || this.flushing) return;
+    const now = Date.now();
+    const quietAt = this.pending.lastEventAt + this.options.afterMs;
+    const deadline = this.pending.firstEventAt + this.options.maxMs;
+    const delay = Math.max(0, Math.min(quietAt, deadline) - now);
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.release(), delay);
+  }
+
+  private async release(): Promise<void> {
+    this.timer = undefined;
+    const batch = this.pending;
+    if (batch === undefined || this.closed) return;
+    const now = Date.now();
+    // A timer set for the max deadline may fire before quiet; re-check both bounds.
+    if (now < batch.lastEventAt + this.options.afterMs && now < batch.firstEventAt + this.options.maxMs) {
+      this.schedule();
+      return;
+    }
+    this.pending = undefined;
+    this.flushing = true;
+    try {
+      await this.flush({ keys: batch.keys, endpointsOnly: batch.endpointsOnly, firstEventAt: batch.firstEventAt, events: batch.events });
+    } finally {
+      this.flushing = false;
+      this.schedule();
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pending = undefined;
+  }
+}

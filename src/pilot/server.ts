@@ -1,0 +1,205 @@
+// The pilot process: reads every config object from the store, builds the first PushContext
+// once, then serves xDS and the monitoring port; later changes are debounced into pushes.
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import type { Resource } from '../api/resource.ts';
+import { resourceKey } from '../api/resource.ts';
+import type { ConfigStore, WatchEvent, ConfigWatch } from '../config/store.ts';
+import type { Generators, PushContext } from './model.ts';
+import { PilotMetrics } from './metrics.ts';
+import { Debouncer } from './push/debounce.ts';
+import type { DebouncedChange } from './push/debounce.ts';
+import { ADS_SERVICE, CSDS_SERVICE, DiscoveryServer, csdsHandlers } from './xds/index.ts';
+import { createMonitoringServer, listen } from './http.ts';
+import type { DeltaRequest, SotwRequest } from './xds/wire.ts';
+
+export interface PilotOptions {
+  /** The config store to serve (opened by the caller, closed by close()). */
+  store: ConfigStore;
+  /** The generator side; the built-in one unless a test brings its own. */
+  generators: Generators;
+  /** `HOST:PORT` for xDS (default 127.0.0.1:15010; port 0 picks one). */
+  xdsAddress?: string;
+  /** `HOST:PORT` for /ready, /metrics, /debug (default 127.0.0.1:15014). */
+  httpAddress?: string;
+  /** Quiet time before a batch of changes is pushed (default 100 ms). */
+  debounceAfterMs?: number;
+  /** Longest a batch waits under a steady stream of changes (default 10 s). */
+  debounceMaxMs?: number;
+  /** Proxies pushed at once (default 64). */
+  pushConcurrency?: number;
+  /** Streams accepted at once (default 20,000). */
+  maxConnections?: number;
+  logger?: Logger;
+  /** Export Node's process metrics too (the CLI does; tests with several pilots do not). */
+  processMetrics?: boolean;
+}
+
+export interface Pilot {
+  /** `HOST:PORT` the xDS server listens on. */
+  xdsAddress: string;
+  /** `HOST:PORT` of the monitoring server. */
+  httpAddress: string;
+  /** Resolves once the first snapshot is built and served. */
+  ready: Promise<void>;
+  server: DiscoveryServer;
+  metrics: PilotMetrics;
+  close(): Promise<void>;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Parses `HOST:PORT` or `[IPv6]:PORT`; port 0 picks a free port. */
+export function parseHostPort(value: string, flag: string): HostPort {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim());
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || !(port >= 0 && port <= 65535)) {
+    throw new Error(`invalid ${flag} "${value}": expected HOST:PORT (e.g. 127.0.0.1:15010), port 0-65535`);
+  }
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * True when an event only moves endpoints: any WorkloadEntry change, or a ServiceEntry whose
+ * spec changed only in its inline `endpoints`. Such a batch is pushed as EDS only.
+ */
+export function isEndpointOnlyEvent(event: WatchEvent, previous: Resource | undefined): boolean {
+  if (event.resource.kind === 'WorkloadEntry') return true;
+  if (event.resource.kind !== 'ServiceEntry' || event.type !== 'MODIFIED' || previous === undefined) return false;
+  const strip = (r: Resource): string => {
+    const { endpoints: _endpoints, ...rest } = (r.spec ?? {}) as Record<string, unknown>;
+    return JSON.stringify([rest, r.metadata.labels ?? {}, r.metadata.annotations ?? {}]);
+  };
+  return strip(previous) === strip(event.resource);
+}
+
+export async function startPilot(options: PilotOptions): Promise<Pilot> {
+  const logger = options.logger ?? pino({ name: 'pilot' });
+  const metrics = new PilotMetrics({ defaultMetrics: options.processMetrics === true });
+  const xdsListen = parseHostPort(options.xdsAddress ?? '127.0.0.1:15010', '--xds-address');
+  const httpListen = parseHostPort(options.httpAddress ?? '127.0.0.1:15014', '--http-address');
+  const { store, generators } = options;
+
+  const server = new DiscoveryServer({
+    generators,
+    logger,
+    metrics,
+    pushConcurrency: options.pushConcurrency ?? 64,
+    maxConnections: options.maxConnections ?? 20_000,
+    controlPlaneId: `sextant-pilot-${process.pid}`,
+  });
+
+  // The config as the store last delivered it, by Kind/namespace/name.
+  const resources = new Map<string, Resource>();
+  let current: PushContext | undefined;
+
+  const build = (): PushContext => {
+    const started = performance.now();
+    const push = generators.buildPushContext([...resources.values()]);
+    logger.info({ version: push.version, resources: resources.size, ...push.stats, ms: Math.round(performance.now() - started) }, 'push context built');
+    return push;
+  };
+
+  const debouncer = new Debouncer(
+    { afterMs: options.debounceAfterMs ?? 100, maxMs: options.debounceMaxMs ?? 10_000 },
+    async (change: DebouncedChange) => {
+      metrics.debounceTime.observe((Date.now() - change.firstEventAt) / 1000);
+      let after: PushContext;
+      try {
+        after = build();
+      } catch (err) {
+        logger.error({ keys: [...change.keys].slice(0, 20), err: err instanceof Error ? err.message : String(err) }, 'building push context failed; keeping the previous snapshot');
+        return;
+      }
+      current = after;
+      server.applyChange(after, change, change.firstEventAt);
+      // One batch at a time: the next snapshot waits until this one is written out.
+      await server.pushesIdle();
+    },
+  );
+
+  const grpcServer = new grpc.Server({
+    'grpc.max_send_message_length': -1,
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  grpcServer.addService(ADS_SERVICE, {
+    StreamAggregatedResources: (call: grpc.ServerDuplexStream<SotwRequest, Buffer>) => server.handleSotwStream(call),
+    DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaRequest, Buffer>) => server.handleDeltaStream(call),
+  } as unknown as grpc.UntypedServiceImplementation);
+  grpcServer.addService(CSDS_SERVICE, csdsHandlers(server) as unknown as grpc.UntypedServiceImplementation);
+  const xdsPort = await new Promise<number>((resolve, reject) => {
+    grpcServer.bindAsync(formatHostPort(xdsListen.host, xdsListen.port), grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`cannot listen for xDS on ${formatHostPort(xdsListen.host, xdsListen.port)}: ${err.message}`)) : resolve(port)));
+  });
+
+  const httpServer = createMonitoringServer({
+    server,
+    metrics,
+    logger,
+    config: () => ({ backend: store.backend, resources: current?.resources ?? [...resources.values()], errors: store.errors() }),
+    queue: () => server.queueStats(),
+  });
+  let httpInfo;
+  try {
+    httpInfo = await listen(httpServer, httpListen.host, httpListen.port);
+  } catch (err) {
+    grpcServer.forceShutdown();
+    throw new Error(`cannot listen for HTTP on ${formatHostPort(httpListen.host, httpListen.port)}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  const xdsAddress = formatHostPort(xdsListen.host, xdsPort);
+  const httpAddress = formatHostPort(httpInfo.address, httpInfo.port);
+  logger.info({ xdsAddress, httpAddress, backend: store.backend }, 'pilot listening; loading config');
+
+  // Start-up (M7): collect the whole current state, then build the snapshot once.
+  let initializing = true;
+  const startedAt = performance.now();
+  const watch: ConfigWatch = store.watch(undefined, (event) => {
+    const key = resourceKey(event.resource);
+    const previous = resources.get(key);
+    if (event.type === 'DELETED') resources.delete(key);
+    else resources.set(key, event.resource);
+    if (!initializing) debouncer.add(key, isEndpointOnlyEvent(event, previous));
+  }, {
+    onError: (err) => logger.error({ err: err.message }, 'config watch stopped'),
+  });
+
+  const ready = watch.synced.then((revision) => {
+    initializing = false;
+    current = build();
+    server.start(current);
+    logger.info({ revision, resources: resources.size, ms: Math.round(performance.now() - startedAt) }, 'pilot ready');
+  });
+  ready.catch((err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'initial config load failed'));
+
+  let closed = false;
+  return {
+    xdsAddress,
+    httpAddress,
+    ready,
+    server,
+    metrics,
+    async close() {
+      if (closed) return;
+      closed = true;
+      debouncer.close();
+      watch.cancel();
+      server.close();
+      grpcServer.forceShutdown();
+      await new Promise<void>((resolve) => {
+        httpServer.close(() => resolve());
+        httpServer.closeAllConnections();
+      });
+      await store.close();
+    },
+  };
+}

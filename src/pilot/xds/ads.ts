@@ -1,0 +1,425 @@
+// The ADS server: accepts state-of-the-world and delta streams, answers subscriptions from
+// the current PushContext, and fans each debounced change out to the proxies it concerns.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER } from '../../envoy/index.ts';
+import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
+import type { ConfigChange, Generators, Proxy, PushContext, PushPlan } from '../model.ts';
+import { PushQueue } from '../push/queue.ts';
+import { typeLabel } from '../metrics.ts';
+import type { PilotMetrics } from '../metrics.ts';
+import { ResourceCache } from './cache.ts';
+import type { EncodedResource } from './cache.ts';
+import { Connection } from './connection.ts';
+import type { WatchedResource, XdsProtocol } from './connection.ts';
+import { controlPlaneField, deltaResponse, nodeToJson, sotwResponse } from './wire.ts';
+import type { DeltaRequest, SotwRequest } from './wire.ts';
+import { handleSotwRequest } from './sotw.ts';
+import { handleDeltaRequest } from './delta.ts';
+
+const KNOWN_TYPES: ReadonlySet<string> = new Set(PUSH_ORDER);
+
+/** LDS and CDS: the types whose empty first request means "everything" (legacy wildcard). */
+export function isWildcardType(typeUrl: string): boolean {
+  return typeUrl === LISTENER_TYPE || typeUrl === CLUSTER_TYPE;
+}
+
+export interface DiscoveryServerOptions {
+  generators: Generators;
+  logger: Logger;
+  metrics: PilotMetrics;
+  /** Proxies pushed at once (default 64). */
+  pushConcurrency?: number;
+  /** Streams accepted at once; more are refused with RESOURCE_EXHAUSTED (default 20,000). */
+  maxConnections?: number;
+  /** Sent as `control_plane.identifier` in every response. */
+  controlPlaneId?: string;
+}
+
+/** Why a type is being answered: a request (subscription) or a push (config change). */
+export interface RespondReason {
+  kind: 'request' | 'push';
+  /** Only these names need regenerating (partial push or newly subscribed names). */
+  only?: ReadonlySet<string>;
+  /** Send these even when their content did not change (EDS after its cluster). */
+  force?: ReadonlySet<string>;
+  /** Names the proxy subscribed to just now; delta reports the missing ones as removed. */
+  newlySubscribed?: ReadonlySet<string>;
+  /** Config event time behind a push, for convergence. */
+  eventAt?: number;
+}
+
+/** What one response carried, for the caller's follow-ups (EDS after CDS). */
+export interface RespondResult {
+  sent: boolean;
+  /** Names whose content was (re)sent. */
+  changed: string[];
+  /** EDS service names of the clusters (re)sent, when the type is CDS. */
+  edsServiceNames: string[];
+}
+
+const NOTHING_SENT: RespondResult = { sent: false, changed: [], edsServiceNames: [] };
+
+export class DiscoveryServer {
+  readonly connections = new Map<string, Connection>();
+  readonly cache = new ResourceCache();
+  readonly generators: Generators;
+  readonly logger: Logger;
+  readonly metrics: PilotMetrics;
+  private current: PushContext | undefined;
+  private readonly readyPromise: Promise<PushContext>;
+  private resolveReady!: (push: PushContext) => void;
+  private readonly queue: PushQueue<Connection>;
+  private readonly maxConnections: number;
+  private readonly controlPlaneSotw: Buffer;
+  private readonly controlPlaneDelta: Buffer;
+  private connectionSeq = 0;
+  /** Per-proxy convergence of the last pushes, bounded to the connected proxies. */
+  lastPush: { version: string; at: number; keys: string[]; endpointsOnly: boolean; proxies: number } | undefined;
+
+  constructor(options: DiscoveryServerOptions) {
+    this.generators = options.generators;
+    this.logger = options.logger;
+    this.metrics = options.metrics;
+    this.maxConnections = options.maxConnections ?? 20_000;
+    const id = options.controlPlaneId ?? 'sextant-pilot';
+    this.controlPlaneSotw = controlPlaneField(6, id);
+    this.controlPlaneDelta = controlPlaneField(7, id);
+    this.readyPromise = new Promise((resolve) => (this.resolveReady = resolve));
+    this.queue = new PushQueue<Connection>({
+      concurrency: options.pushConcurrency ?? 64,
+      push: (con, plan, eventAt) => con.run(() => this.pushPlan(con, plan, eventAt)),
+      onError: (con, err) => this.logger.error({ proxy: con.proxy.id, connection: con.id, err: errorMessage(err) }, 'push failed'),
+    });
+  }
+
+  /** The snapshot being served; undefined before the first. */
+  get pushContext(): PushContext | undefined {
+    return this.current;
+  }
+
+  get ready(): boolean {
+    return this.current !== undefined;
+  }
+
+  /** Installs the first snapshot; streams that connected earlier are answered now. */
+  start(push: PushContext): void {
+    if (this.current !== undefined) throw new Error('DiscoveryServer.start called twice');
+    this.current = push;
+    this.updateGauges(push);
+    this.resolveReady(push);
+  }
+
+  /**
+   * Installs a new snapshot after `change` and queues a push to every proxy it concerns
+   * (as decided by Generators.planPush). Returns the number of proxies queued.
+   */
+  applyChange(after: PushContext, change: ConfigChange, eventAt: number): number {
+    const before = this.current;
+    if (before === undefined) {
+      this.start(after);
+      return 0;
+    }
+    this.current = after;
+    this.updateGauges(after);
+    let queued = 0;
+    for (const con of this.connections.values()) {
+      let plan: PushPlan | null;
+      try {
+        plan = this.generators.planPush(before, after, change, con.proxy);
+      } catch (err) {
+        this.logger.error({ proxy: con.proxy.id, err: errorMessage(err) }, 'planning push failed; pushing everything');
+        plan = { types: new Set(PUSH_ORDER) };
+      }
+      if (plan === null || plan.types.size === 0) continue;
+      this.queue.enqueue(con, plan, eventAt);
+      queued++;
+    }
+    this.metrics.pushTriggers.inc({ type: change.endpointsOnly ? 'endpoint' : 'config' });
+    this.lastPush = { version: after.version, at: Date.now(), keys: [...change.keys].slice(0, 100), endpointsOnly: change.endpointsOnly, proxies: queued };
+    this.logger.info({ version: after.version, keys: change.keys.size, endpointsOnly: change.endpointsOnly, proxies: queued }, 'push queued');
+    return queued;
+  }
+
+  queueStats(): { queued: number; running: number } {
+    return { queued: this.queue.size, running: this.queue.running };
+  }
+
+  /** Resolves when every queued push has been written. */
+  pushesIdle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  private updateGauges(push: PushContext): void {
+    this.metrics.services.set(push.stats.services);
+    this.metrics.virtualServices.set(push.stats.virtualServices);
+  }
+
+  // --- streams ---
+
+  handleSotwStream(call: ServerDuplexStream<SotwRequest, Buffer>): void {
+    this.handleStream(call, 'sotw', (con, req) => handleSotwRequest(this, con, req));
+  }
+
+  handleDeltaStream(call: ServerDuplexStream<DeltaRequest, Buffer>): void {
+    this.handleStream(call, 'delta', (con, req) => handleDeltaRequest(this, con, req));
+  }
+
+  private handleStream<R extends { node?: unknown; typeUrl: string }>(
+    call: ServerDuplexStream<R, Buffer>,
+    protocol: XdsProtocol,
+    handle: (con: Connection, req: R) => Promise<void>,
+  ): void {
+    let con: Connection | undefined;
+    let failed = false;
+    const fail = (code: GrpcStatus, details: string): void => {
+      if (failed) return;
+      failed = true;
+      call.emit('error', { code, details });
+    };
+    call.on('data', (req: R) => {
+      if (failed) return;
+      if (con === undefined) {
+        try {
+          con = this.connect(call, protocol, req.node);
+        } catch (err) {
+          this.logger.warn({ peer: call.getPeer(), err: errorMessage(err) }, 'xDS stream refused');
+          fail(err instanceof ConnectionRefusedError ? err.code : GrpcStatus.INVALID_ARGUMENT, errorMessage(err));
+          return;
+        }
+      }
+      const c = con;
+      c.run(async () => {
+        await this.readyPromise;
+        await handle(c, req);
+      }).catch((err: unknown) => {
+        this.logger.error({ proxy: c.proxy.id, connection: c.id, typeUrl: req.typeUrl, err: errorMessage(err) }, 'xDS request failed');
+        fail(GrpcStatus.INTERNAL, errorMessage(err));
+      });
+    });
+    const close = (): void => {
+      if (con !== undefined) this.disconnect(con);
+      con = undefined;
+    };
+    call.on('end', () => {
+      close();
+      if (!failed) call.end();
+    });
+    call.on('cancelled', close);
+    call.on('close', close);
+    call.on('error', close);
+  }
+
+  private connect(call: ServerDuplexStream<unknown, Buffer>, protocol: XdsProtocol, node: unknown): Connection {
+    if (node === undefined || node === null) throw new Error('the first request on an xDS stream must carry the node');
+    if (this.connections.size >= this.maxConnections) {
+      throw new ConnectionRefusedError(GrpcStatus.RESOURCE_EXHAUSTED, `connection limit ${this.maxConnections} reached`);
+    }
+    const nodeJson = nodeToJson(node);
+    let proxy: Proxy;
+    try {
+      proxy = this.generators.proxyFromNode(nodeJson);
+    } catch (err) {
+      throw new Error(`invalid node ${JSON.stringify(nodeJson['id'] ?? '')}: ${errorMessage(err)}`, { cause: err });
+    }
+    this.connectionSeq++;
+    const con = new Connection(`${proxy.id}-${this.connectionSeq}`, proxy, protocol, nodeJson, call.getPeer(), call);
+    this.connections.set(con.id, con);
+    this.metrics.xdsConnections.inc({ version: 'sextant' });
+    this.logger.info({ proxy: proxy.id, connection: con.id, protocol, peer: con.peer }, 'proxy connected');
+    return con;
+  }
+
+  private disconnect(con: Connection): void {
+    if (con.closed) return;
+    con.closed = true;
+    this.connections.delete(con.id);
+    this.queue.remove(con);
+    this.metrics.xdsConnections.dec({ version: 'sextant' });
+    this.logger.info({ proxy: con.proxy.id, connection: con.id }, 'proxy disconnected');
+  }
+
+  // --- responses ---
+
+  /** Pushes a planned change to one proxy, types in CDS, EDS, LDS, RDS order. */
+  async pushPlan(con: Connection, plan: PushPlan, eventAt: number): Promise<void> {
+    let forcedEds: Set<string> | undefined;
+    for (const typeUrl of PUSH_ORDER) {
+      const w = con.watched.get(typeUrl);
+      // Not subscribed, or not answered yet (the pending request will be answered in full).
+      if (w === undefined || w.nonceSent === undefined) continue;
+      if (typeUrl === ENDPOINT_TYPE) {
+        if (!plan.types.has(ENDPOINT_TYPE) && forcedEds === undefined) continue;
+        let only: Set<string> | undefined;
+        if (plan.types.has(ENDPOINT_TYPE)) only = plan.edsClusters === undefined ? undefined : new Set(plan.edsClusters);
+        else only = new Set();
+        if (only !== undefined && forcedEds !== undefined) for (const n of forcedEds) only.add(n);
+        const reason: RespondReason = { kind: 'push', eventAt };
+        if (only !== undefined) reason.only = only;
+        if (forcedEds !== undefined) reason.force = forcedEds;
+        await this.respond(con, w, reason);
+        continue;
+      }
+      if (!plan.types.has(typeUrl)) continue;
+      const result = await this.respond(con, w, { kind: 'push', eventAt });
+      if (typeUrl === CLUSTER_TYPE && result.edsServiceNames.length > 0) forcedEds = new Set(result.edsServiceNames);
+    }
+  }
+
+  /**
+   * Generates `w.typeUrl` for the proxy and sends what the protocol requires: for SotW LDS/CDS
+   * the whole set when its version changed; otherwise only resources whose version differs
+   * from what the proxy holds (and, for delta, the names that disappeared).
+   */
+  async respond(con: Connection, w: WatchedResource, reason: RespondReason): Promise<RespondResult> {
+    const push = this.current;
+    if (push === undefined || !KNOWN_TYPES.has(w.typeUrl)) return NOTHING_SENT;
+    const typeUrl = w.typeUrl as XdsTypeUrl;
+    const started = performance.now();
+    const first = w.nonceSent === undefined;
+    const fullState = con.protocol === 'sotw' && isWildcardType(typeUrl);
+
+    let names: ReadonlySet<string> | undefined;
+    if (fullState) names = w.wildcard ? undefined : w.names;
+    else if (w.wildcard) names = reason.only;
+    else names = reason.only === undefined ? w.names : intersect(reason.only, w.names);
+    if (names !== undefined && names.size === 0 && !first && reason.newlySubscribed === undefined) return NOTHING_SENT;
+
+    const generated = names !== undefined && names.size === 0 ? new Map<string, ProtoJson>() : this.generators.generate(push, con.proxy, typeUrl, names);
+    const edsServiceNames: string[] = [];
+    const changed: EncodedResource[] = [];
+    const removed: string[] = [];
+
+    if (fullState) {
+      const entries: EncodedResource[] = [];
+      const previous = new Set(w.lastFull);
+      w.acc.reset();
+      for (const [name, resource] of generated) {
+        if (!w.wildcard && !w.names.has(name)) continue;
+        const e = this.cache.encode(typeUrl, name, resource);
+        entries.push(e);
+        w.acc.add(e.digest);
+        if (!previous.has(e)) {
+          changed.push(e);
+          if (typeUrl === CLUSTER_TYPE) edsServiceNames.push(edsServiceName(name, resource));
+        }
+      }
+      const version = w.acc.version;
+      if (!first && reason.kind === 'push' && version === w.versionSent) return NOTHING_SENT;
+      w.lastFull = entries;
+      const nonce = con.nextNonce();
+      await this.send(con, w, sotwResponse(version, entries.map((e) => e.sotwField), typeUrl, nonce, this.controlPlaneSotw), version, nonce, reason, started);
+      return { sent: true, changed: changed.map((e) => e.name), edsServiceNames };
+    }
+
+    for (const [name, resource] of generated) {
+      if (!w.wildcard && !w.names.has(name)) continue;
+      const e = this.cache.encode(typeUrl, name, resource);
+      const previous = w.sent.get(name);
+      if (previous !== undefined && previous.stub === true && previous.version === e.version && reason.force?.has(name) !== true) {
+        // The proxy announced this version when it (re)connected: adopt it without resending.
+        w.sent.set(name, e);
+        w.acc.add(e.digest);
+        continue;
+      }
+      if (previous === undefined || previous.version !== e.version || reason.force?.has(name) === true) {
+        changed.push(e);
+        if (previous !== undefined) w.acc.remove(previous.digest);
+        w.acc.add(e.digest);
+        w.sent.set(name, e);
+        if (typeUrl === CLUSTER_TYPE) edsServiceNames.push(edsServiceName(name, resource));
+      }
+    }
+    // What the proxy holds that the scope no longer has.
+    const scope: Iterable<string> = names ?? w.sent.keys();
+    for (const name of scope) {
+      const previous = w.sent.get(name);
+      if (previous !== undefined && !generated.has(name)) {
+        removed.push(name);
+        w.acc.remove(previous.digest);
+        w.sent.delete(name);
+      }
+    }
+    if (con.protocol === 'delta' && reason.newlySubscribed !== undefined) {
+      // Tell the proxy at once that a name it asked for does not exist.
+      for (const name of reason.newlySubscribed) if (!generated.has(name) && !removed.includes(name) && name !== '*') removed.push(name);
+    }
+    if (!first && changed.length === 0 && removed.length === 0) return NOTHING_SENT;
+    const version = w.acc.version;
+    const nonce = con.nextNonce();
+    const body =
+      con.protocol === 'delta'
+        ? deltaResponse(version, changed.map((e) => this.cache.deltaField(e)), typeUrl, nonce, removed, this.controlPlaneDelta)
+        : sotwResponse(version, changed.map((e) => e.sotwField), typeUrl, nonce, this.controlPlaneSotw);
+    await this.send(con, w, body, version, nonce, reason, started);
+    return { sent: true, changed: changed.map((e) => e.name), edsServiceNames };
+  }
+
+  private async send(con: Connection, w: WatchedResource, body: Buffer, version: string, nonce: string, reason: RespondReason, started: number): Promise<void> {
+    w.nonceSent = nonce;
+    w.versionSent = version;
+    w.sentAt = Date.now();
+    w.responses++;
+    w.bytesSent += body.length;
+    if (reason.eventAt !== undefined) w.pendingEventTime = Math.min(w.pendingEventTime ?? reason.eventAt, reason.eventAt);
+    await con.write(body);
+    const type = typeLabel(w.typeUrl);
+    this.metrics.xdsPushes.inc({ type });
+    this.metrics.pushTime.observe({ type }, (performance.now() - started) / 1000);
+    this.logger.debug({ proxy: con.proxy.id, type, version, nonce, bytes: body.length, reason: reason.kind }, 'xDS response sent');
+  }
+
+  /** Records an ACK or NACK of `nonce` (the caller checked it is the latest nonce sent). */
+  recordAck(con: Connection, w: WatchedResource, nonce: string, versionInfo: string, error: { code?: number; message?: string } | null | undefined): void {
+    const now = Date.now();
+    if (error !== null && error !== undefined && (error.message !== undefined || (error.code ?? 0) !== 0)) {
+      const message = error.message ?? `code ${error.code ?? 0}`;
+      w.nack = { message, nonce, version: w.versionSent ?? versionInfo, at: now };
+      this.metrics.xdsRejects.inc({ type: typeLabel(w.typeUrl) });
+      this.logger.warn({ proxy: con.proxy.id, connection: con.id, type: typeLabel(w.typeUrl), nonce, version: w.versionSent, error: message }, 'xDS response rejected (NACK)');
+      w.pendingEventTime = undefined;
+      return;
+    }
+    w.nonceAcked = nonce;
+    w.versionAcked = versionInfo === '' ? w.versionSent : versionInfo;
+    w.ackedAt = now;
+    if (w.pendingEventTime !== undefined) {
+      const ms = now - w.pendingEventTime;
+      w.pendingEventTime = undefined;
+      con.lastConvergenceMs = ms;
+      this.metrics.convergenceTime.observe(ms / 1000);
+    }
+  }
+
+  close(): void {
+    for (const con of this.connections.values()) this.disconnect(con);
+  }
+}
+
+export class ConnectionRefusedError extends Error {
+  readonly code: GrpcStatus;
+  constructor(code: GrpcStatus, message: string) {
+    super(message);
+    this.name = 'ConnectionRefusedError';
+    this.code = code;
+  }
+}
+
+function intersect(a: ReadonlySet<string>, b: ReadonlySet<string>): Set<string> {
+  const out = new Set<string>();
+  const [small, large] = a.size <= b.size ? [a, b] : [b, a];
+  for (const x of small) if (large.has(x)) out.add(x);
+  return out;
+}
+
+/** The name EDS knows a cluster by: `eds_cluster_config.service_name`, else the cluster name. */
+function edsServiceName(clusterName: string, cluster: ProtoJson): string {
+  const eds = cluster['edsClusterConfig'] as { serviceName?: string } | undefined;
+  return eds?.serviceName !== undefined && eds.serviceName !== '' ? eds.serviceName : clusterName;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+

@@ -1,0 +1,46 @@
+// State-of-the-world requests: a request either ACKs/NACKs the last response (by nonce) or
+// changes the subscribed names; a stale nonce is ignored, as Envoy's protocol requires.
+import type { DiscoveryServer } from './ads.ts';
+import { isWildcardType } from './ads.ts';
+import type { Connection } from './connection.ts';
+import type { SotwRequest } from './wire.ts';
+
+export async function handleSotwRequest(server: DiscoveryServer, con: Connection, req: SotwRequest): Promise<void> {
+  const typeUrl = req.typeUrl;
+  if (typeUrl === '') throw new Error('DiscoveryRequest.type_url is required on an aggregated stream');
+  const isNew = !con.watched.has(typeUrl);
+  const w = con.watch(typeUrl);
+  if (req.responseNonce !== '' && w.nonceSent !== undefined) {
+    if (req.responseNonce !== w.nonceSent) {
+      // Superseded by a newer response the proxy has not seen yet: ignore.
+      server.logger.debug({ proxy: con.proxy.id, typeUrl, nonce: req.responseNonce, latest: w.nonceSent }, 'stale nonce ignored');
+      return;
+    }
+    const nack = req.errorDetail !== null && req.errorDetail !== undefined && ((req.errorDetail.code ?? 0) !== 0 || (req.errorDetail.message ?? '') !== '');
+    server.recordAck(con, w, req.responseNonce, req.versionInfo, req.errorDetail);
+    if (nack) return;
+  }
+
+  const names = new Set(req.resourceNames.filter((n) => n !== '*'));
+  // LDS/CDS with no names is the legacy wildcard; `*` is the explicit one, for any type.
+  const wildcard = req.resourceNames.includes('*') || (req.resourceNames.length === 0 && isWildcardType(typeUrl));
+  const wildcardChanged = wildcard !== w.wildcard;
+  const added = new Set<string>();
+  for (const n of names) if (!w.names.has(n)) added.add(n);
+  for (const n of w.names) {
+    if (names.has(n)) continue;
+    const held = w.sent.get(n);
+    if (held !== undefined) {
+      w.acc.remove(held.digest);
+      w.sent.delete(n);
+    }
+  }
+  w.wildcard = wildcard;
+  w.names = names;
+
+  if (isNew || w.nonceSent === undefined || wildcardChanged) {
+    await server.respond(con, w, { kind: 'request' });
+  } else if (added.size > 0) {
+    await server.respond(con, w, { kind: 'request', only: added, newlySubscribed: added });
+  }
+}
