@@ -1,0 +1,122 @@
+// `sextant proxy-config (listeners|routes|clusters|endpoints) PROXY`: what a sidecar is
+// running, read from its admin /config_dump (Envoy's shape), as istioctl shows it.
+import type { Command } from 'commander';
+import { stringify } from 'yaml';
+import { table } from './table.ts';
+import { UsageError } from './store-options.ts';
+
+type Json = Record<string, unknown>;
+const SECTIONS = ['listeners', 'routes', 'clusters', 'endpoints'] as const;
+type Section = (typeof SECTIONS)[number];
+
+const DUMP_TYPES: Record<Section, string> = {
+  listeners: 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
+  routes: 'type.googleapis.com/envoy.admin.v3.RoutesConfigDump',
+  clusters: 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
+  endpoints: 'type.googleapis.com/envoy.admin.v3.EndpointsConfigDump',
+};
+
+export function registerProxyConfig(program: Command): void {
+  program
+    .command('proxy-config')
+    .description("show a sidecar's listeners, routes, clusters or endpoints (from its admin /config_dump)")
+    .argument('<section>', SECTIONS.join(' | '))
+    .argument('<proxy>', "the sidecar's admin address HOST[:PORT] (port 15000 when omitted)")
+    .option('-o, --output <format>', 'table | json | yaml', 'table')
+    .action(async (section: string, proxy: string, o: { output: string }) => {
+      try {
+        process.exitCode = await proxyConfig(section, proxy, o.output);
+      } catch (err) {
+        process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = err instanceof UsageError ? 2 : 1;
+      }
+    });
+}
+
+async function proxyConfig(sectionName: string, proxy: string, output: string): Promise<number> {
+  const section = SECTIONS.find((s) => s === sectionName || `${s.slice(0, -1)}` === sectionName);
+  if (!section) throw new UsageError(`unknown section "${sectionName}"; expected ${SECTIONS.join(', ')}`);
+  if (!['table', 'json', 'yaml'].includes(output)) throw new UsageError(`--output ${output}: expected table, json or yaml`);
+  const admin = proxy.includes(':') ? proxy : `${proxy}:15000`;
+  let dump: { configs?: Json[] };
+  try {
+    const res = await fetch(`http://${admin}/config_dump`, { signal: AbortSignal.timeout(5000) });
+    if (res.status !== 200) throw new Error(`${admin}/config_dump answered ${res.status}`);
+    dump = (await res.json()) as { configs?: Json[] };
+  } catch (err) {
+    throw new Error(`cannot read the config of the proxy at ${admin}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  const part = (dump.configs ?? []).find((c) => c['@type'] === DUMP_TYPES[section]) ?? {};
+  const resources = extract(section, part);
+  if (output === 'json') process.stdout.write(JSON.stringify(resources, null, 2) + '\n');
+  else if (output === 'yaml') process.stdout.write(stringify(resources));
+  else process.stdout.write(render(section, resources) + '\n');
+  return 0;
+}
+
+/** The resources of one section, whatever dynamic/static lists Envoy's dump shape holds them in. */
+function extract(section: Section, part: Json): Json[] {
+  const lists = (...keys: string[]): Json[] => keys.flatMap((k) => (part[k] as Json[] | undefined) ?? []);
+  switch (section) {
+    case 'listeners':
+      return lists('staticListeners', 'dynamicListeners').map((l) => ((l['activeState'] as Json | undefined)?.['listener'] ?? l['listener'] ?? l) as Json);
+    case 'routes':
+      return lists('staticRouteConfigs', 'dynamicRouteConfigs').map((r) => (r['routeConfig'] ?? r) as Json);
+    case 'clusters':
+      return lists('staticClusters', 'dynamicActiveClusters').map((c) => (c['cluster'] ?? c) as Json);
+    case 'endpoints':
+      return lists('staticEndpointConfigs', 'dynamicEndpointConfigs').map((e) => (e['endpointConfig'] ?? e) as Json);
+  }
+}
+
+function render(section: Section, items: Json[]): string {
+  switch (section) {
+    case 'clusters':
+      return table(['SERVICE FQDN', 'PORT', 'SUBSET', 'DIRECTION', 'TYPE'], items.map((c) => {
+        const name = String(c['name'] ?? '');
+        const parts = name.split('|');
+        if (parts.length === 4) return [parts[3] ?? '', parts[1] ?? '', parts[2] || '-', parts[0] ?? '', String(c['type'] ?? 'EDS')];
+        return [name, '-', '-', '-', String(c['type'] ?? '')];
+      }));
+    case 'listeners':
+      return table(['NAME', 'ADDRESS', 'PORT', 'DESTINATION'], items.map((l) => {
+        const sa = ((l['address'] as Json | undefined)?.['socketAddress'] ?? {}) as Json;
+        return [String(l['name'] ?? ''), String(sa['address'] ?? ''), String(sa['portValue'] ?? ''), listenerDestination(l)];
+      }));
+    case 'routes':
+      return table(['NAME', 'VHOST NAME', 'DOMAINS', 'ROUTES'], items.flatMap((r) =>
+        ((r['virtualHosts'] as Json[] | undefined) ?? []).map((vh) => [
+          String(r['name'] ?? ''),
+          String(vh['name'] ?? ''),
+          abbreviate((vh['domains'] as string[] | undefined) ?? []),
+          String(((vh['routes'] as Json[] | undefined) ?? []).length),
+        ]),
+      ));
+    case 'endpoints':
+      return table(['ENDPOINT', 'HEALTH', 'WEIGHT', 'CLUSTER'], items.flatMap((cla) =>
+        ((cla['endpoints'] as Json[] | undefined) ?? []).flatMap((locality) =>
+          ((locality['lbEndpoints'] as Json[] | undefined) ?? []).map((lb) => {
+            const sa = (((lb['endpoint'] as Json | undefined)?.['address'] as Json | undefined)?.['socketAddress'] ?? {}) as Json;
+            return [`${String(sa['address'] ?? '')}:${String(sa['portValue'] ?? '')}`, String(lb['healthStatus'] ?? 'HEALTHY'), String(lb['loadBalancingWeight'] ?? 1), String(cla['clusterName'] ?? '')];
+          }),
+        ),
+      ));
+  }
+}
+
+function listenerDestination(l: Json): string {
+  const chains = (l['filterChains'] as Json[] | undefined) ?? [];
+  const filters = chains.flatMap((c) => (c['filters'] as Json[] | undefined) ?? []);
+  for (const f of filters) {
+    const tc = (f['typedConfig'] ?? {}) as Json;
+    const rds = tc['rds'] as Json | undefined;
+    if (rds) return `Route: ${String(rds['routeConfigName'] ?? '')}`;
+    if (typeof tc['cluster'] === 'string') return `Cluster: ${tc['cluster']}`;
+  }
+  return chains.length > 0 ? `${chains.length} filter chain(s)` : '-';
+}
+
+function abbreviate(domains: string[]): string {
+  if (domains.length <= 2) return domains.join(', ');
+  return `${domains.slice(0, 2).join(', ')} + ${domains.length - 2} more`;
+}
