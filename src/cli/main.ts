@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { registerValidate } from './validate.ts';
 import { registerDemo } from './demo.ts';
+import { registerProxyConfig } from './proxy-config.ts';
 
 const program = new Command('sextant')
   .description('Sextant service mesh: an xDS control plane for Istio config, and its sidecar proxy')
@@ -12,5 +13,6 @@ const program = new Command('sextant')
 
 registerValidate(program);
 registerDemo(program);
+registerProxyConfig(program);
 
 await program.parseAsync(process.argv);
