@@ -22,6 +22,8 @@ export interface Proxy {
   interceptionMode: 'REDIRECT' | 'TPROXY' | 'NONE';
   /** `grpc` for proxyless gRPC clients (node metadata GENERATOR: grpc). */
   generator: 'envoy' | 'grpc';
+  /** From node.locality, for locality-aware endpoint priorities; absent when not sent. */
+  locality?: { region: string; zone: string; subZone: string };
 }
 
 /** An immutable snapshot of all config and services at one version; only ever read. */

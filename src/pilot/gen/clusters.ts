@@ -1,0 +1,128 @@
+// CDS: outbound clusters `outbound|PORT|SUBSET|HOST` per visible service port and
+// DestinationRule subset, inbound clusters `inbound|PORT||`, PassthroughCluster and
+// BlackHoleCluster, with Istio's defaults and DestinationRule traffic policy.
+import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER } from '../../envoy/index.ts';
+import type { ProtoJson } from '../../envoy/index.ts';
+import type { Proxy } from '../model.ts';
+import type { Service, ServicePort } from '../../registry/index.ts';
+import type { SextantPushContext } from '../push/context.ts';
+import { sidecarScope } from '../push/scope.ts';
+import { INBOUND_PASSTHROUGH_CLUSTER, clusterName } from './names.ts';
+import { DEFAULT_CONNECT_TIMEOUT, applyTrafficPolicy, effectivePolicy } from './policy.ts';
+import { dnsLoadAssignment } from './endpoints.ts';
+import { inboundPorts } from './inbound.ts';
+
+export const ADS_CONFIG_SOURCE: ProtoJson = { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' };
+
+/** Istio's `istio` filter metadata naming the service behind a cluster (used by telemetry). */
+export function serviceMetadata(service: Service, port: number, subset: string): ProtoJson {
+  const m = /^([^.]+)\.([^.]+)\.svc\./.exec(service.hostname);
+  const istio: ProtoJson = {
+    services: [{ host: service.hostname, name: m?.[1] ?? service.hostname, namespace: m?.[2] ?? service.namespace }],
+    default_original_port: port,
+  };
+  if (subset) istio['subset'] = subset;
+  return { filterMetadata: { istio } };
+}
+
+/** One outbound cluster of `service` at `port` (and `subset`), as a proxy in `namespace` sees it. */
+export function outboundCluster(push: SextantPushContext, service: Service, port: ServicePort, subset: string, namespace: string, grpc: boolean): ProtoJson {
+  const name = clusterName('outbound', port.port, subset, service.hostname);
+  const dr = push.destinationRuleFor(service, namespace);
+  const cluster: ProtoJson = { name, connectTimeout: DEFAULT_CONNECT_TIMEOUT };
+  let originalDst = false;
+  if (grpc || service.resolution === 'STATIC' || (service.resolution === 'NONE' && service.selector)) {
+    cluster['type'] = 'EDS';
+    cluster['edsClusterConfig'] = { edsConfig: grpc ? { ads: {}, resourceApiVersion: 'V3' } : ADS_CONFIG_SOURCE, serviceName: name };
+  } else if (service.resolution === 'DNS' || service.resolution === 'DNS_ROUND_ROBIN') {
+    cluster['type'] = service.resolution === 'DNS' ? 'STRICT_DNS' : 'LOGICAL_DNS';
+    cluster['dnsLookupFamily'] = 'V4_ONLY';
+    cluster['loadAssignment'] = dnsLoadAssignment(push, service, port, subset, name);
+  } else {
+    cluster['type'] = 'ORIGINAL_DST';
+    cluster['lbPolicy'] = 'CLUSTER_PROVIDED';
+    originalDst = true;
+  }
+  applyTrafficPolicy(cluster, effectivePolicy(dr?.spec, subset, port.port), port.protocol, { grpc, originalDst });
+  if (!grpc) cluster['metadata'] = serviceMetadata(service, port.port, subset);
+  return cluster;
+}
+
+/** Every outbound cluster of a service for a proxy namespace; memoized per snapshot. */
+export function serviceClusters(push: SextantPushContext, service: Service, namespace: string, grpc: boolean): ProtoJson[] {
+  const dr = push.destinationRuleFor(service, namespace);
+  return push.memoize(`cds|${grpc ? 'g' : 'e'}|${service.key}|${dr?.key ?? ''}`, () => {
+    const out: ProtoJson[] = [];
+    for (const p of service.ports) {
+      out.push(outboundCluster(push, service, p, '', namespace, grpc));
+      for (const s of dr?.spec.subsets ?? []) if (s.name) out.push(outboundCluster(push, service, p, s.name, namespace, grpc));
+    }
+    return out;
+  });
+}
+
+const PASSTHROUGH: ProtoJson = {
+  name: PASSTHROUGH_CLUSTER,
+  type: 'ORIGINAL_DST',
+  connectTimeout: DEFAULT_CONNECT_TIMEOUT,
+  lbPolicy: 'CLUSTER_PROVIDED',
+  circuitBreakers: { thresholds: [{ maxConnections: 4294967295, maxPendingRequests: 4294967295, maxRequests: 4294967295, maxRetries: 4294967295, trackRemaining: true }] },
+  typedExtensionProtocolOptions: {
+    'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+      '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+      useDownstreamProtocolConfig: { httpProtocolOptions: {}, http2ProtocolOptions: {} },
+    },
+  },
+};
+
+const BLACKHOLE: ProtoJson = { name: BLACKHOLE_CLUSTER, type: 'STATIC', connectTimeout: DEFAULT_CONNECT_TIMEOUT };
+
+const INBOUND_PASSTHROUGH: ProtoJson = {
+  name: INBOUND_PASSTHROUGH_CLUSTER,
+  type: 'ORIGINAL_DST',
+  connectTimeout: DEFAULT_CONNECT_TIMEOUT,
+  lbPolicy: 'CLUSTER_PROVIDED',
+  upstreamBindConfig: { sourceAddress: { address: '127.0.0.6', portValue: 0 } },
+};
+
+/** Inbound clusters: `inbound|PORT||` to the application (original destination, or the Sidecar's defaultEndpoint). */
+export function inboundClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
+  const out: ProtoJson[] = [];
+  for (const ib of inboundPorts(push, proxy)) {
+    const name = clusterName('inbound', ib.port, '', '');
+    if (ib.endpoint) {
+      out.push({
+        name,
+        type: 'STATIC',
+        connectTimeout: DEFAULT_CONNECT_TIMEOUT,
+        loadAssignment: {
+          clusterName: name,
+          endpoints: [{ lbEndpoints: [{ endpoint: { address: { socketAddress: { address: ib.endpoint.address, portValue: ib.endpoint.port } } } }] }],
+        },
+        circuitBreakers: { thresholds: [{ maxConnections: 4294967295, maxPendingRequests: 4294967295, maxRequests: 4294967295, maxRetries: 4294967295, trackRemaining: true }] },
+      });
+    } else {
+      out.push({
+        name,
+        type: 'ORIGINAL_DST',
+        connectTimeout: DEFAULT_CONNECT_TIMEOUT,
+        lbPolicy: 'CLUSTER_PROVIDED',
+        // Istio binds inbound upstream connections to 127.0.0.6 so iptables lets them through.
+        upstreamBindConfig: { sourceAddress: { address: '127.0.0.6', portValue: 0 } },
+        circuitBreakers: { thresholds: [{ maxConnections: 4294967295, maxPendingRequests: 4294967295, maxRequests: 4294967295, maxRetries: 4294967295, trackRemaining: true }] },
+      });
+    }
+  }
+  return out;
+}
+
+/** CDS for an Envoy-style sidecar. */
+export function generateClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
+  const scope = sidecarScope(push, proxy);
+  const out: ProtoJson[] = [];
+  for (const svc of scope.services) out.push(...serviceClusters(push, svc, proxy.namespace, false));
+  out.push(...inboundClusters(push, proxy));
+  out.push(PASSTHROUGH, BLACKHOLE);
+  if (proxy.interceptionMode !== 'NONE') out.push(INBOUND_PASSTHROUGH);
+  return out;
+}

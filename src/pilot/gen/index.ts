@@ -1,0 +1,83 @@
+// The pure xDS generators: (PushContext, Proxy) → Listener, RouteConfiguration, Cluster and
+// ClusterLoadAssignment resources, for Envoy-style sidecars and proxyless gRPC clients.
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../envoy/index.ts';
+import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
+import type { Generators, PushContext, Proxy } from '../model.ts';
+import { SextantPushContext, buildPushContext } from '../push/context.ts';
+import { proxyFromNode } from '../push/proxy.ts';
+import { planPush } from '../push/scope.ts';
+import { generateClusters } from './clusters.ts';
+import { loadAssignment } from './endpoints.ts';
+import { generateListeners, routeNames } from './listeners.ts';
+import { routeConfiguration } from './routes.ts';
+import { grpcClusters, grpcListeners, grpcRoutes } from './grpc.ts';
+import { applyEnvoyFilters } from './envoyfilter.ts';
+
+function snapshot(push: PushContext): SextantPushContext {
+  if (!(push instanceof SextantPushContext)) throw new Error('PushContext was not built by buildPushContext');
+  return push;
+}
+
+function byName(list: readonly ProtoJson[], names: ReadonlySet<string> | undefined): Map<string, ProtoJson> {
+  const out = new Map<string, ProtoJson>();
+  for (const r of list) {
+    const name = (r['name'] ?? r['clusterName']) as string;
+    if (!names || names.has(name)) out.set(name, r);
+  }
+  return out;
+}
+
+/** EDS cluster names among generated clusters (what a wildcard EDS request means). */
+function edsClusterNames(clusters: readonly ProtoJson[]): string[] {
+  return clusters.filter((c) => c['type'] === 'EDS').map((c) => String(c['name']));
+}
+
+function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl, names?: ReadonlySet<string>): Map<string, ProtoJson> {
+  const grpc = proxy.generator === 'grpc';
+  switch (typeUrl) {
+    case CLUSTER_TYPE: {
+      const list = grpc ? grpcClusters(push, proxy) : generateClusters(push, proxy);
+      return byName(grpc ? list : applyEnvoyFilters(push, proxy, CLUSTER_TYPE, list), names);
+    }
+    case ENDPOINT_TYPE: {
+      const wanted = names ?? new Set(edsClusterNames(grpc ? grpcClusters(push, proxy) : generateClusters(push, proxy)));
+      const out = new Map<string, ProtoJson>();
+      for (const n of wanted) {
+        const cla = loadAssignment(push, proxy, n);
+        if (cla) out.set(n, cla);
+      }
+      return out;
+    }
+    case LISTENER_TYPE: {
+      if (grpc) return byName(grpcListeners(push, proxy, names), undefined);
+      return byName(applyEnvoyFilters(push, proxy, LISTENER_TYPE, generateListeners(push, proxy)), names);
+    }
+    case ROUTE_TYPE: {
+      if (grpc) return byName(grpcRoutes(push, proxy, names), undefined);
+      const wanted = names ?? new Set(routeNames(generateListeners(push, proxy)));
+      const list: ProtoJson[] = [];
+      for (const n of wanted) {
+        const rc = routeConfiguration(push, proxy, n);
+        if (rc) list.push(rc);
+      }
+      return byName(applyEnvoyFilters(push, proxy, ROUTE_TYPE, list), undefined);
+    }
+    default:
+      throw new Error(`unknown xDS type ${String(typeUrl)}`);
+  }
+}
+
+/** The generator side of the pilot's seam (see pilot/model.ts). */
+export const generators: Generators = {
+  proxyFromNode,
+  buildPushContext,
+  planPush(before, after, change, proxy) {
+    return planPush(snapshot(before), snapshot(after), change, proxy);
+  },
+  generate(push, proxy, typeUrl, names) {
+    return generateFor(snapshot(push), proxy, typeUrl, names);
+  },
+};
+
+export { proxyFromNode, buildPushContext, planPush };
+export { SextantPushContext };

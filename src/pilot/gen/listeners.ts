@@ -1,0 +1,224 @@
+// LDS for a sidecar: `virtualOutbound` (15001) and `virtualInbound` (15006) when traffic is
+// captured, outbound listeners per service port (HTTP → connection manager with RDS named
+// by port; TCP → tcp_proxy), Sidecar egress listeners (`bind` + port) and ingress listeners
+// (`bind` + `defaultEndpoint`, e.g. for captureMode NONE), with Istio's names.
+import {
+  BLACKHOLE_CLUSTER, CORS_TYPE, FAULT_TYPE, HCM_TYPE, PASSTHROUGH_CLUSTER, ROUTER_TYPE, TCP_PROXY_TYPE,
+  VIRTUAL_INBOUND_LISTENER, VIRTUAL_OUTBOUND_LISTENER,
+} from '../../envoy/index.ts';
+import type { ProtoJson } from '../../envoy/index.ts';
+import type { Proxy } from '../model.ts';
+import { isHttpProtocol, portProtocol } from '../../registry/index.ts';
+import type { Service, TCPRoute, VirtualServiceSpec } from '../../registry/index.ts';
+import type { Indexed, SextantPushContext } from '../push/context.ts';
+import { hostMatches, resolveHost } from '../push/context.ts';
+import { sidecarScope } from '../push/scope.ts';
+import type { EgressScope, SidecarScope } from '../push/scope.ts';
+import { ADS_CONFIG_SOURCE } from './clusters.ts';
+import { INBOUND_PASSTHROUGH_CLUSTER, clusterName, listenerName } from './names.ts';
+import { inboundPorts } from './inbound.ts';
+
+const OUTBOUND_PORT = 15001;
+const INBOUND_PORT = 15006;
+
+/** The HTTP filters of every sidecar connection manager: fault and CORS (per-route config), router last. */
+export function httpFilters(): ProtoJson[] {
+  return [
+    { name: 'envoy.filters.http.fault', typedConfig: { '@type': FAULT_TYPE } },
+    { name: 'envoy.filters.http.cors', typedConfig: { '@type': CORS_TYPE } },
+    { name: 'envoy.filters.http.router', typedConfig: { '@type': ROUTER_TYPE } },
+  ];
+}
+
+function hcmFilter(statPrefix: string, route: { rds: string } | { inline: ProtoJson }): ProtoJson {
+  const hcm: ProtoJson = {
+    '@type': HCM_TYPE,
+    statPrefix,
+    httpFilters: httpFilters(),
+    useRemoteAddress: false,
+    normalizePath: true,
+    pathWithEscapedSlashesAction: 'KEEP_UNCHANGED',
+    upgradeConfigs: [{ upgradeType: 'websocket' }],
+    streamIdleTimeout: '0s',
+  };
+  if ('rds' in route) hcm['rds'] = { configSource: ADS_CONFIG_SOURCE, routeConfigName: route.rds };
+  else hcm['routeConfig'] = route.inline;
+  return { name: 'envoy.filters.network.http_connection_manager', typedConfig: hcm };
+}
+
+function tcpProxyFilter(statPrefix: string, target: { cluster: string } | { weighted: { name: string; weight: number }[] }): ProtoJson {
+  const cfg: ProtoJson = { '@type': TCP_PROXY_TYPE, statPrefix };
+  if ('cluster' in target) cfg['cluster'] = target.cluster;
+  else cfg['weightedClusters'] = { clusters: target.weighted };
+  return { name: 'envoy.filters.network.tcp_proxy', typedConfig: cfg };
+}
+
+function socketAddress(address: string, port: number): ProtoJson {
+  return { socketAddress: { address, portValue: port } };
+}
+
+/** The tcp_proxy target for a TCP service port: its VirtualService tcp route, else its cluster. */
+function tcpTarget(push: SextantPushContext, proxy: Proxy, vss: readonly Indexed<VirtualServiceSpec>[], svc: Service, port: number): { cluster: string } | { weighted: { name: string; weight: number }[] } {
+  const vs = vss.find((v) => (v.spec.hosts ?? []).some((h) => hostMatches(resolveHost(h, v.namespace), svc.hostname)));
+  const route = (vs?.spec.tcp ?? []).find((r: TCPRoute) => !r.match || r.match.length === 0 || r.match.some((m) => m.port === undefined || m.port === port));
+  const dests = route?.route ?? [];
+  const name = (d: { destination?: { host?: string; subset?: string; port?: { number?: number } } }): string => {
+    const host = d.destination?.host ? resolveHost(d.destination.host, vs?.namespace ?? proxy.namespace) : svc.hostname;
+    const target = push.serviceFor(host, proxy.namespace);
+    const p = d.destination?.port?.number ?? (target && target.ports.length === 1 ? target.ports[0]?.port : undefined) ?? port;
+    return clusterName('outbound', p, d.destination?.subset ?? '', host);
+  };
+  if (dests.length === 1 && dests[0]) return { cluster: name(dests[0]) };
+  if (dests.length > 1) return { weighted: dests.map((d) => ({ name: name(d), weight: d.weight ?? 0 })).filter((w) => w.weight > 0) };
+  return { cluster: clusterName('outbound', port, '', svc.hostname) };
+}
+
+interface OutboundListenerOpts {
+  bind: string;
+  bindToPort: boolean;
+  routeName: string;
+}
+
+/** Outbound listeners of one egress listener of the scope. */
+function egressListeners(push: SextantPushContext, proxy: Proxy, scope: SidecarScope, egress: EgressScope, captured: boolean, taken: Set<string>): ProtoJson[] {
+  const out: ProtoJson[] = [];
+  const el = egress.listener;
+  const noneCapture = !captured || el.captureMode === 'NONE';
+  const defaultBind = noneCapture ? '127.0.0.1' : '0.0.0.0';
+  const add = (name: string, l: ProtoJson): void => {
+    if (taken.has(name)) return; // first declaration wins, as in Istio's listener conflicts
+    taken.add(name);
+    out.push(l);
+  };
+  const listener = (address: string, port: number, opts: OutboundListenerOpts, chain: ProtoJson): ProtoJson => {
+    const l: ProtoJson = {
+      name: listenerName(address, port),
+      address: socketAddress(address, port),
+      filterChains: [chain],
+      trafficDirection: 'OUTBOUND',
+    };
+    if (!opts.bindToPort) l['bindToPort'] = false;
+    return l;
+  };
+  if (el.port?.number) {
+    const port = el.port.number;
+    const bind = el.bind ?? defaultBind;
+    const bindToPort = noneCapture || el.bind !== undefined;
+    const http = isHttpProtocol(portProtocol(el.port));
+    const routeName = el.bind ? `${el.bind}:${port}` : String(port);
+    if (http) {
+      add(listenerName(bind, port), listener(bind, port, { bind, bindToPort, routeName }, { filters: [hcmFilter(`outbound_${bind}_${port}`, { rds: routeName })] }));
+    } else {
+      const svc = egress.services.find((s) => s.ports.some((p) => p.port === port)) ?? egress.services[0];
+      const target = svc ? tcpTarget(push, proxy, egress.virtualServices, svc, port) : { cluster: scope.outboundTrafficPolicy === 'REGISTRY_ONLY' ? BLACKHOLE_CLUSTER : PASSTHROUGH_CLUSTER };
+      add(listenerName(bind, port), listener(bind, port, { bind, bindToPort, routeName }, { filters: [tcpProxyFilter(svc ? `outbound|${port}||${svc.hostname}` : PASSTHROUGH_CLUSTER, target)] }));
+    }
+    return out;
+  }
+  // The catch-all egress: a listener per service port, HTTP ports shared through RDS.
+  const httpPorts = new Set<number>();
+  for (const svc of egress.services) for (const p of svc.ports) if (isHttpProtocol(p.protocol)) httpPorts.add(p.port);
+  for (const port of [...httpPorts].sort((a, b) => a - b)) {
+    add(listenerName(defaultBind, port), listener(defaultBind, port, { bind: defaultBind, bindToPort: noneCapture, routeName: String(port) }, {
+      filters: [hcmFilter(`outbound_${defaultBind}_${port}`, { rds: String(port) })],
+    }));
+  }
+  for (const svc of egress.services) {
+    for (const p of svc.ports) {
+      if (isHttpProtocol(p.protocol) || httpPorts.has(p.port)) continue;
+      const addrs = !noneCapture && svc.addresses.length > 0 ? svc.addresses.filter((a) => !a.includes('/')) : [defaultBind];
+      for (const a of addrs) {
+        add(listenerName(a, p.port), listener(a, p.port, { bind: a, bindToPort: noneCapture, routeName: '' }, {
+          filters: [tcpProxyFilter(clusterName('outbound', p.port, '', svc.hostname), tcpTarget(push, proxy, egress.virtualServices, svc, p.port))],
+        }));
+      }
+    }
+  }
+  return out;
+}
+
+function inboundChain(port: number, http: boolean, statAddress: string): ProtoJson {
+  const cluster = clusterName('inbound', port, '', '');
+  if (http) {
+    return {
+      name: cluster,
+      filters: [hcmFilter(`inbound_${statAddress}_${port}`, {
+        inline: {
+          name: cluster,
+          virtualHosts: [{ name: `inbound|http|${port}`, domains: ['*'], routes: [{ name: 'default', match: { prefix: '/' }, route: { cluster, timeout: '0s', maxGrpcTimeout: '0s' }, decorator: { operation: `:${port}/*` } }] }],
+          validateClusters: false,
+        },
+      })],
+    };
+  }
+  return { name: cluster, filters: [tcpProxyFilter(cluster, { cluster })] };
+}
+
+/** Every listener of an Envoy-style sidecar. */
+export function generateListeners(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
+  const scope = sidecarScope(push, proxy);
+  const captured = proxy.interceptionMode !== 'NONE';
+  const inbound = inboundPorts(push, proxy);
+  // Outbound listeners depend only on the scope and the capture mode: shared across proxies.
+  const outbound = push.memoize(`lds-out|${scope.namespace}|${scope.sidecar?.key ?? ''}|${captured}`, () => {
+    const taken = new Set<string>();
+    const out: ProtoJson[] = [];
+    // Egress listeners with a port come first so they win over the catch-all's ports.
+    const ordered = [...scope.egress].sort((a, b) => Number(!a.listener.port) - Number(!b.listener.port));
+    for (const e of ordered) out.push(...egressListeners(push, proxy, scope, e, captured, taken));
+    if (captured) {
+      const fallback = scope.outboundTrafficPolicy === 'REGISTRY_ONLY' ? BLACKHOLE_CLUSTER : PASSTHROUGH_CLUSTER;
+      out.push({
+        name: VIRTUAL_OUTBOUND_LISTENER,
+        address: socketAddress('0.0.0.0', OUTBOUND_PORT),
+        useOriginalDst: true,
+        filterChains: [{ name: 'PassthroughFilterChain', filters: [tcpProxyFilter(fallback, { cluster: fallback })] }],
+        trafficDirection: 'OUTBOUND',
+      });
+    }
+    return out;
+  });
+  const listeners = [...outbound];
+  const bound = inbound.filter((i) => i.bind !== undefined);
+  for (const ib of bound) {
+    const addr = ib.bind as string;
+    listeners.push({
+      name: listenerName(addr, ib.port),
+      address: socketAddress(addr, ib.port),
+      filterChains: [inboundChain(ib.port, isHttpProtocol(ib.protocol), addr)],
+      trafficDirection: 'INBOUND',
+    });
+  }
+  if (captured) {
+    const chains = inbound.filter((i) => i.bind === undefined).map((ib) => ({
+      ...inboundChain(ib.port, isHttpProtocol(ib.protocol), '0.0.0.0'),
+      filterChainMatch: { destinationPort: ib.port },
+    }));
+    chains.push({
+      name: 'InboundPassthroughFilterChain',
+      filters: [tcpProxyFilter(INBOUND_PASSTHROUGH_CLUSTER, { cluster: INBOUND_PASSTHROUGH_CLUSTER })],
+    } as ProtoJson as typeof chains[number]);
+    listeners.push({
+      name: VIRTUAL_INBOUND_LISTENER,
+      address: socketAddress('0.0.0.0', INBOUND_PORT),
+      listenerFilters: [{ name: 'envoy.filters.listener.original_dst', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst' } }],
+      filterChains: chains,
+      trafficDirection: 'INBOUND',
+    });
+  }
+  return listeners;
+}
+
+/** The RDS names a sidecar's listeners refer to. */
+export function routeNames(listeners: readonly ProtoJson[]): string[] {
+  const names = new Set<string>();
+  for (const l of listeners) {
+    for (const fc of (l['filterChains'] as ProtoJson[] | undefined) ?? []) {
+      for (const f of (fc['filters'] as ProtoJson[] | undefined) ?? []) {
+        const rds = ((f['typedConfig'] as ProtoJson | undefined)?.['rds'] as ProtoJson | undefined)?.['routeConfigName'];
+        if (typeof rds === 'string') names.add(rds);
+      }
+    }
+  }
+  return [...names];
+}

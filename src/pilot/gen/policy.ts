@@ -1,0 +1,192 @@
+// DestinationRule traffic policy → Envoy cluster fields: load balancer (incl. consistent
+// hash), connection pool (circuit breakers, timeouts, HTTP protocol options), outlier
+// detection, locality settings; with Istio's port-level and subset override rules.
+import type { ProtoJson } from '../../envoy/index.ts';
+import type { DestinationRuleSpec, TrafficPolicy, Protocol } from '../../registry/index.ts';
+import { isHttp2Protocol, isHttpProtocol } from '../../registry/index.ts';
+
+type PolicyFields = Omit<TrafficPolicy, 'portLevelSettings'>;
+
+function overlay(base: PolicyFields, over: PolicyFields | undefined): PolicyFields {
+  if (!over) return base;
+  const out: PolicyFields = { ...base };
+  if (over.loadBalancer) out.loadBalancer = over.loadBalancer;
+  if (over.connectionPool) out.connectionPool = over.connectionPool;
+  if (over.outlierDetection) out.outlierDetection = over.outlierDetection;
+  if (over.tls) out.tls = over.tls;
+  return out;
+}
+
+function atPort(policy: TrafficPolicy | undefined, port: number): PolicyFields {
+  if (!policy) return {};
+  const { portLevelSettings, ...rest } = policy;
+  return overlay(rest, portLevelSettings?.find((p) => p.port?.number === port));
+}
+
+/**
+ * The policy for one cluster: the rule's policy at this port, then the subset's policy
+ * at this port over it (Istio's MergeTrafficPolicy: a subset field replaces the parent's).
+ */
+export function effectivePolicy(dr: DestinationRuleSpec | undefined, subset: string, port: number): PolicyFields {
+  if (!dr) return {};
+  const top = atPort(dr.trafficPolicy, port);
+  if (!subset) return top;
+  const sub = dr.subsets?.find((s) => s.name === subset);
+  return overlay(top, atPort(sub?.trafficPolicy, port));
+}
+
+const MAX_U32 = 4294967295;
+
+function seconds(d: string | undefined): number | undefined {
+  if (!d) return undefined;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
+  if (!m) return undefined;
+  const v = Number(m[1]);
+  const mult = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+  return v * mult;
+}
+
+/** Istio durations ("1h", "500ms") → proto3 JSON ("3600s", "0.500s"). */
+export function protoDuration(d: string | undefined): string | undefined {
+  const s = seconds(d);
+  if (s === undefined) return undefined;
+  return `${Number(s.toFixed(9))}s`;
+}
+
+export const DEFAULT_CONNECT_TIMEOUT = '10s';
+
+/**
+ * Writes the policy into `cluster` (already named and typed). `grpc` restricts the result
+ * to what proxyless gRPC clients accept (ROUND_ROBIN or RING_HASH, no least-request).
+ */
+export function applyTrafficPolicy(cluster: ProtoJson, policy: PolicyFields, protocol: Protocol, opts: { grpc?: boolean; originalDst?: boolean } = {}): void {
+  const lb = policy.loadBalancer;
+  if (!opts.originalDst) {
+    if (lb?.consistentHash) {
+      const ch = lb.consistentHash;
+      if (ch.maglev && !opts.grpc) {
+        cluster['lbPolicy'] = 'MAGLEV';
+        if (ch.maglev.tableSize) cluster['maglevLbConfig'] = { tableSize: ch.maglev.tableSize };
+      } else {
+        cluster['lbPolicy'] = 'RING_HASH';
+        const min = ch.ringHash?.minimumRingSize ?? ch.minimumRingSize;
+        cluster['ringHashLbConfig'] = { minimumRingSize: min ?? 1024 };
+      }
+    } else {
+      switch (lb?.simple) {
+        case 'ROUND_ROBIN': cluster['lbPolicy'] = 'ROUND_ROBIN'; break;
+        case 'RANDOM': cluster['lbPolicy'] = opts.grpc ? 'ROUND_ROBIN' : 'RANDOM'; break;
+        case 'PASSTHROUGH':
+          cluster['type'] = 'ORIGINAL_DST';
+          cluster['lbPolicy'] = 'CLUSTER_PROVIDED';
+          delete cluster['edsClusterConfig'];
+          break;
+        default:
+          // Istio's default balancer is least-request; gRPC clients only do round robin.
+          cluster['lbPolicy'] = opts.grpc ? 'ROUND_ROBIN' : 'LEAST_REQUEST';
+      }
+    }
+    if (lb?.warmupDurationSecs && !opts.grpc) {
+      const w = protoDuration(lb.warmupDurationSecs);
+      if (w) cluster['commonLbConfig'] = { ...(cluster['commonLbConfig'] as ProtoJson | undefined), slowStartConfig: { slowStartWindow: w } };
+    }
+    const loc = lb?.localityLbSetting;
+    if (loc && loc.enabled !== false && loc.distribute && loc.distribute.length > 0 && !opts.grpc) {
+      cluster['commonLbConfig'] = { ...(cluster['commonLbConfig'] as ProtoJson | undefined), localityWeightedLbConfig: {} };
+    }
+  }
+
+  const pool = policy.connectionPool;
+  const threshold: ProtoJson = opts.grpc ? {} : { maxConnections: MAX_U32, maxPendingRequests: MAX_U32, maxRequests: MAX_U32, maxRetries: MAX_U32, trackRemaining: true };
+  if (pool?.tcp?.maxConnections) threshold['maxConnections'] = pool.tcp.maxConnections;
+  if (pool?.http?.http1MaxPendingRequests) threshold['maxPendingRequests'] = pool.http.http1MaxPendingRequests;
+  if (pool?.http?.http2MaxRequests) threshold['maxRequests'] = pool.http.http2MaxRequests;
+  if (pool?.http?.maxRetries) threshold['maxRetries'] = pool.http.maxRetries;
+  if (Object.keys(threshold).length > 0) cluster['circuitBreakers'] = { thresholds: [threshold] };
+  const ct = protoDuration(pool?.tcp?.connectTimeout);
+  if (ct) cluster['connectTimeout'] = ct;
+  const ka = pool?.tcp?.tcpKeepalive;
+  if (ka && !opts.grpc) {
+    const k: ProtoJson = {};
+    if (ka.probes) k['keepaliveProbes'] = ka.probes;
+    const t = seconds(ka.time);
+    if (t !== undefined) k['keepaliveTime'] = Math.round(t);
+    const i = seconds(ka.interval);
+    if (i !== undefined) k['keepaliveInterval'] = Math.round(i);
+    cluster['upstreamConnectionOptions'] = { tcpKeepalive: k };
+  }
+  if (isHttpProtocol(protocol) && !opts.grpc) {
+    const common: ProtoJson = {};
+    const idle = protoDuration(pool?.http?.idleTimeout);
+    if (idle) common['idleTimeout'] = idle;
+    if (pool?.http?.maxRequestsPerConnection) common['maxRequestsPerConnection'] = pool.http.maxRequestsPerConnection;
+    const h2 = isHttp2Protocol(protocol) || pool?.http?.h2UpgradePolicy === 'UPGRADE';
+    const h2Options: ProtoJson = {};
+    if (pool?.http?.maxConcurrentStreams) h2Options['maxConcurrentStreams'] = pool.http.maxConcurrentStreams;
+    let protocolConfig: ProtoJson | undefined;
+    if (pool?.http?.useClientProtocol) protocolConfig = { useDownstreamProtocolConfig: { httpProtocolOptions: {}, http2ProtocolOptions: h2Options } };
+    else if (h2) protocolConfig = { explicitHttpConfig: { http2ProtocolOptions: h2Options } };
+    if (Object.keys(common).length > 0 || protocolConfig) {
+      cluster['typedExtensionProtocolOptions'] = {
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+          '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+          ...(Object.keys(common).length > 0 ? { commonHttpProtocolOptions: common } : {}),
+          ...(protocolConfig ?? { explicitHttpConfig: { httpProtocolOptions: {} } }),
+        },
+      };
+    }
+  } else if (isHttp2Protocol(protocol) && opts.grpc) {
+    // nothing: gRPC clients always speak HTTP/2
+  }
+
+  const od = policy.outlierDetection;
+  if (od) {
+    const o: ProtoJson = {};
+    const c5xx = od.consecutive5xxErrors ?? od.consecutiveErrors;
+    if (c5xx !== undefined) {
+      if (c5xx > 0) { o['consecutive5xx'] = c5xx; o['enforcingConsecutive5xx'] = 100; } else o['enforcingConsecutive5xx'] = 0;
+    } else if (od.consecutiveGatewayErrors !== undefined) {
+      o['enforcingConsecutive5xx'] = 0; // only gateway errors were asked for
+    }
+    if (od.consecutiveGatewayErrors !== undefined && od.consecutiveGatewayErrors > 0) {
+      o['consecutiveGatewayFailure'] = od.consecutiveGatewayErrors;
+      o['enforcingConsecutiveGatewayFailure'] = 100;
+    }
+    const interval = protoDuration(od.interval);
+    if (interval) o['interval'] = interval;
+    const base = protoDuration(od.baseEjectionTime);
+    if (base) o['baseEjectionTime'] = base;
+    if (od.maxEjectionPercent !== undefined) o['maxEjectionPercent'] = od.maxEjectionPercent;
+    if (od.splitExternalLocalOriginErrors) {
+      o['splitExternalLocalOriginErrors'] = true;
+      if (od.consecutiveLocalOriginFailures) {
+        o['consecutiveLocalOriginFailure'] = od.consecutiveLocalOriginFailures;
+        o['enforcingConsecutiveLocalOriginFailure'] = 100;
+      }
+    }
+    // Envoy's success-rate ejection is on by default; Istio turns it off.
+    if (!opts.grpc) o['enforcingSuccessRate'] = 0;
+    else o['enforcingSuccessRate'] = 0;
+    cluster['outlierDetection'] = o;
+    if (od.minHealthPercent !== undefined && !opts.grpc) {
+      cluster['commonLbConfig'] = { ...(cluster['commonLbConfig'] as ProtoJson | undefined), healthyPanicThreshold: { value: od.minHealthPercent } };
+    }
+  }
+}
+
+/** The route hashPolicy a consistent-hash load balancer needs (set on routes to the cluster). */
+export function hashPolicy(policy: PolicyFields): ProtoJson[] | undefined {
+  const ch = policy.loadBalancer?.consistentHash;
+  if (!ch) return undefined;
+  if (ch.httpHeaderName) return [{ header: { headerName: ch.httpHeaderName } }];
+  if (ch.httpCookie?.name) {
+    const cookie: ProtoJson = { name: ch.httpCookie.name };
+    if (ch.httpCookie.path) cookie['path'] = ch.httpCookie.path;
+    const ttl = protoDuration(ch.httpCookie.ttl);
+    if (ttl) cookie['ttl'] = ttl;
+    return [{ cookie }];
+  }
+  if (ch.useSourceIp) return [{ connectionProperties: { sourceIp: true } }];
+  if (ch.httpQueryParameterName) return [{ queryParameter: { name: ch.httpQueryParameterName } }];
+  return undefined;
+}

@@ -1,0 +1,291 @@
+// Who sees what: the Sidecar scope of a proxy (egress hosts, exportTo visibility, the
+// default Sidecar in the root namespace), which EnvoyFilters select it, and planPush: the
+// smallest push a change requires for one proxy, or null when the change is not its concern.
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE } from '../../envoy/index.ts';
+import type { XdsTypeUrl } from '../../envoy/index.ts';
+import type { ConfigChange, Proxy, PushPlan } from '../model.ts';
+import { labelsMatch } from '../../registry/index.ts';
+import type { Service, EnvoyFilterSpec, SidecarSpec, VirtualServiceSpec, IstioEgressListener } from '../../registry/index.ts';
+import { ROOT_NAMESPACE, hostMatches, resolveHost } from './context.ts';
+import type { Indexed, SextantPushContext } from './context.ts';
+import { clusterName } from '../gen/names.ts';
+
+/** One egress listener of a Sidecar (or the implicit catch-all one), with what it can reach. */
+export interface EgressScope {
+  listener: IstioEgressListener;
+  services: readonly Service[];
+  virtualServices: readonly Indexed<VirtualServiceSpec>[];
+}
+
+/** A proxy's view of the mesh; identical for every proxy of one namespace and Sidecar. */
+export interface SidecarScope {
+  namespace: string;
+  sidecar: Indexed<SidecarSpec> | undefined;
+  egress: readonly EgressScope[];
+  /** Union over egress listeners, in registry order. */
+  services: readonly Service[];
+  serviceKeys: ReadonlySet<string>;
+  hostnames: ReadonlySet<string>;
+  virtualServices: readonly Indexed<VirtualServiceSpec>[];
+  virtualServiceKeys: ReadonlySet<string>;
+  outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+}
+
+interface HostRule {
+  namespace: string; // '*', or a namespace name ('.' and '~' resolved)
+  host: string;
+}
+
+function parseHostRules(hosts: readonly string[], namespace: string): HostRule[] {
+  const rules: HostRule[] = [];
+  for (const h of hosts) {
+    const slash = h.indexOf('/');
+    const ns = slash >= 0 ? h.slice(0, slash) : '*';
+    const host = slash >= 0 ? h.slice(slash + 1) : h;
+    if (ns === '~') continue; // `~/` imports nothing
+    rules.push({ namespace: ns === '.' ? namespace : ns, host });
+  }
+  return rules;
+}
+
+function ruleMatches(rules: readonly HostRule[], namespace: string, host: string): boolean {
+  for (const r of rules) {
+    if (r.namespace !== '*' && r.namespace !== namespace) continue;
+    if (hostMatches(r.host, host) || (r.host.startsWith('*') && host.startsWith('*') && host.endsWith(r.host.slice(1)))) return true;
+  }
+  return false;
+}
+
+function visibleFrom(exportTo: ReadonlySet<string> | null, owner: string, namespace: string): boolean {
+  return owner === namespace || exportTo === null || exportTo.has(namespace);
+}
+
+/**
+ * The Sidecar that applies to a proxy: one in its namespace whose workloadSelector matches
+ * its labels, else the namespace's one without a selector, else the root namespace's.
+ */
+export function sidecarFor(push: SextantPushContext, proxy: Proxy): Indexed<SidecarSpec> | undefined {
+  const own = push.sidecarsByNamespace.get(proxy.namespace) ?? [];
+  const selected = own.find((s) => s.spec.workloadSelector?.labels && labelsMatch(s.spec.workloadSelector.labels, proxy.labels));
+  if (selected) return selected;
+  const nsWide = own.find((s) => !s.spec.workloadSelector?.labels);
+  if (nsWide) return nsWide;
+  return (push.sidecarsByNamespace.get(ROOT_NAMESPACE) ?? []).find((s) => !s.spec.workloadSelector?.labels);
+}
+
+/** The proxy's scope, memoized per snapshot, namespace and Sidecar. */
+export function sidecarScope(push: SextantPushContext, proxy: Proxy): SidecarScope {
+  const sidecar = sidecarFor(push, proxy);
+  const ns = proxy.namespace;
+  return push.memoize(`scope|${ns}|${sidecar?.key ?? ''}`, () => computeScope(push, ns, sidecar));
+}
+
+function computeScope(push: SextantPushContext, ns: string, sidecar: Indexed<SidecarSpec> | undefined): SidecarScope {
+  const exported = push.memoize(`exported|${ns}`, () => ({
+    services: push.registry.services.filter((s) => visibleFrom(s.exportTo, s.namespace, ns)),
+    virtualServices: push.virtualServices.filter((v) => visibleFrom(v.exportTo, v.namespace, ns)),
+  }));
+  // A sidecar in the root namespace is a template: `.` means the proxy's own namespace.
+  const egressSpecs: IstioEgressListener[] = sidecar?.spec.egress && sidecar.spec.egress.length > 0
+    ? sidecar.spec.egress
+    : [{ hosts: ['*/*'] }];
+  const egress: EgressScope[] = egressSpecs.map((listener) => {
+    const rules = parseHostRules(listener.hosts ?? [], ns);
+    const wildcardAll = rules.some((r) => r.namespace === '*' && r.host === '*');
+    const services = wildcardAll ? exported.services : exported.services.filter((s) => ruleMatches(rules, s.namespace, s.hostname));
+    const virtualServices = wildcardAll
+      ? exported.virtualServices
+      : exported.virtualServices.filter((v) => (v.spec.hosts ?? []).some((h) => ruleMatches(rules, v.namespace, resolveHost(h, v.namespace))));
+    return { listener, services, virtualServices };
+  });
+  const serviceKeys = new Set<string>();
+  const services: Service[] = [];
+  const vsKeys = new Set<string>();
+  const vss: Indexed<VirtualServiceSpec>[] = [];
+  for (const e of egress) {
+    for (const s of e.services) if (!serviceKeys.has(s.key)) { serviceKeys.add(s.key); services.push(s); }
+    for (const v of e.virtualServices) if (!vsKeys.has(v.key)) { vsKeys.add(v.key); vss.push(v); }
+  }
+  return {
+    namespace: ns,
+    sidecar,
+    egress,
+    services,
+    serviceKeys,
+    hostnames: new Set(services.map((s) => s.hostname)),
+    virtualServices: vss,
+    virtualServiceKeys: vsKeys,
+    outboundTrafficPolicy: sidecar?.spec.outboundTrafficPolicy?.mode === 'REGISTRY_ONLY' ? 'REGISTRY_ONLY' : 'ALLOW_ANY',
+  };
+}
+
+/** Whether an EnvoyFilter applies to a proxy: its namespace or the root one, and its selector. */
+export function envoyFilterSelects(ef: Indexed<EnvoyFilterSpec>, proxy: Proxy): boolean {
+  if (ef.namespace !== proxy.namespace && ef.namespace !== ROOT_NAMESPACE) return false;
+  const sel = ef.spec.workloadSelector?.labels;
+  return !sel || labelsMatch(sel, proxy.labels);
+}
+
+/** The EnvoyFilters for a proxy, root namespace first, each in priority then creation order. */
+export function envoyFiltersFor(push: SextantPushContext, proxy: Proxy): Indexed<EnvoyFilterSpec>[] {
+  const out: Indexed<EnvoyFilterSpec>[] = [];
+  for (const ns of proxy.namespace === ROOT_NAMESPACE ? [ROOT_NAMESPACE] : [ROOT_NAMESPACE, proxy.namespace]) {
+    for (const ef of push.envoyFiltersByNamespace.get(ns) ?? []) if (envoyFilterSelects(ef, proxy)) out.push(ef);
+  }
+  return out;
+}
+
+/** The services the proxy itself serves (its inbound side): endpoints at its addresses. */
+export function proxyServiceTargets(push: SextantPushContext, proxy: Proxy): { service: Service; port: number; targetPort: number; protocol: string; portName: string }[] {
+  const out: { service: Service; port: number; targetPort: number; protocol: string; portName: string }[] = [];
+  const seen = new Set<string>();
+  for (const ip of proxy.ipAddresses) {
+    for (const { service, endpoint } of push.registry.byAddress.get(ip) ?? []) {
+      if (service.namespace !== proxy.namespace) continue;
+      const k = `${service.key}|${endpoint.servicePort.port}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      out.push({ service, port: endpoint.servicePort.port, targetPort: endpoint.port, protocol: endpoint.servicePort.protocol, portName: endpoint.servicePort.name });
+    }
+  }
+  return out;
+}
+
+/** Every outbound cluster name of a service as a proxy in `namespace` sees it (ports × subsets). */
+export function serviceClusterNames(push: SextantPushContext, service: Service, namespace: string): string[] {
+  const dr = push.destinationRuleFor(service, namespace);
+  const names: string[] = [];
+  for (const p of service.ports) {
+    names.push(clusterName('outbound', p.port, '', service.hostname));
+    for (const s of dr?.spec.subsets ?? []) if (s.name) names.push(clusterName('outbound', p.port, s.name, service.hostname));
+  }
+  return names;
+}
+
+const ALL_TYPES: ReadonlySet<XdsTypeUrl> = new Set([CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE]);
+
+function kindOf(key: string): string {
+  return key.slice(0, key.indexOf('/'));
+}
+
+/**
+ * What `change` requires for `proxy`, or null when nothing it holds is touched. Config
+ * with a workloadSelector (EnvoyFilter, Sidecar) concerns only the proxies it selects;
+ * endpoint-only changes push EDS for the affected clusters the proxy holds.
+ */
+export function planPush(before: SextantPushContext, after: SextantPushContext, change: ConfigChange, proxy: Proxy): PushPlan | null {
+  const types = new Set<XdsTypeUrl>();
+  const eds = new Set<string>();
+  let edsAll = false;
+  const scopeBefore = sidecarScope(before, proxy);
+  const scopeAfter = sidecarScope(after, proxy);
+  const isSelf = (key: string, ctx: SextantPushContext): boolean => {
+    const r = ctx.byKey.get(key);
+    const addr = (r?.spec as { address?: string } | undefined)?.address;
+    return addr !== undefined && proxy.ipAddresses.includes(addr);
+  };
+  const addAll = (): void => { for (const t of ALL_TYPES) types.add(t); edsAll = true; };
+
+  for (const key of change.keys) {
+    switch (kindOf(key)) {
+      case 'EnvoyFilter': {
+        const concerned = [before, after].some((ctx) => {
+          const r = ctx.byKey.get(key);
+          if (!r) return false;
+          const list = ctx.envoyFiltersByNamespace.get(r.metadata.namespace) ?? [];
+          const ef = list.find((e) => e.key === key);
+          return ef !== undefined && envoyFilterSelects(ef, proxy);
+        });
+        if (concerned) {
+          // Patches can touch any type; only the types the filter's patches target are resent.
+          for (const ctx of [before, after]) {
+            const spec = ctx.byKey.get(key)?.spec as EnvoyFilterSpec | undefined;
+            for (const p of spec?.configPatches ?? []) {
+              const t = patchType(p.applyTo);
+              if (t) types.add(t);
+            }
+          }
+        }
+        break;
+      }
+      case 'Sidecar':
+        if (scopeBefore.sidecar?.key === key || scopeAfter.sidecar?.key === key || scopeBefore.sidecar?.key !== scopeAfter.sidecar?.key) addAll();
+        break;
+      case 'ServiceEntry': {
+        const touches = (ctx: SextantPushContext, scope: SidecarScope): boolean =>
+          (ctx.registry.bySource.get(key) ?? []).some((s) => scope.serviceKeys.has(s.key) || isServedBy(ctx, s.key, proxy));
+        if (touches(before, scopeBefore) || touches(after, scopeAfter)) addAll();
+        break;
+      }
+      case 'VirtualService':
+        if (scopeBefore.virtualServiceKeys.has(key) || scopeAfter.virtualServiceKeys.has(key)) {
+          types.add(LISTENER_TYPE);
+          types.add(ROUTE_TYPE);
+        }
+        break;
+      case 'DestinationRule': {
+        const touches = (ctx: SextantPushContext, scope: SidecarScope): boolean => {
+          const dr = ctx.destinationRules.find((d) => d.key === key);
+          if (!dr?.spec.host || !visibleFrom(dr.exportTo, dr.namespace, proxy.namespace)) return false;
+          const host = resolveHost(dr.spec.host, dr.namespace);
+          if (!host.startsWith('*')) return scope.hostnames.has(host);
+          for (const h of scope.hostnames) if (hostMatches(host, h)) return true;
+          return false;
+        };
+        if (touches(before, scopeBefore) || touches(after, scopeAfter)) {
+          types.add(CLUSTER_TYPE);
+          types.add(ENDPOINT_TYPE);
+          edsAll = true;
+        }
+        break;
+      }
+      case 'WorkloadEntry': {
+        if (!change.endpointsOnly && (isSelf(key, before) || isSelf(key, after))) {
+          addAll();
+          break;
+        }
+        for (const [ctx, scope] of [[before, scopeBefore], [after, scopeAfter]] as const) {
+          for (const svcKey of ctx.registry.servicesOf.get(key) ?? []) {
+            if (!scope.serviceKeys.has(svcKey)) continue;
+            const svc = after.registry.byKey.get(svcKey) ?? ctx.registry.byKey.get(svcKey);
+            if (!svc) continue;
+            for (const n of serviceClusterNames(after, svc, proxy.namespace)) eds.add(n);
+          }
+        }
+        if (eds.size > 0) types.add(ENDPOINT_TYPE);
+        break;
+      }
+      default:
+        break; // kinds the generators do not read (Gateway, telemetry, Sextant's own)
+    }
+  }
+  if (types.size === 0) return null;
+  if (types.has(ENDPOINT_TYPE) && !edsAll && types.size === 1) return { types, edsClusters: eds };
+  return { types: orderTypes(types) };
+}
+
+function isServedBy(ctx: SextantPushContext, serviceKey: string, proxy: Proxy): boolean {
+  for (const ip of proxy.ipAddresses) {
+    for (const t of ctx.registry.byAddress.get(ip) ?? []) if (t.service.key === serviceKey) return true;
+  }
+  return false;
+}
+
+function orderTypes(types: Set<XdsTypeUrl>): Set<XdsTypeUrl> {
+  // A cluster change resends its endpoints: Envoy drops EDS state of an updated cluster.
+  if (types.has(CLUSTER_TYPE)) types.add(ENDPOINT_TYPE);
+  return new Set(PUSH_ORDER.filter((t) => types.has(t)));
+}
+
+function patchType(applyTo: string | undefined): XdsTypeUrl | undefined {
+  switch (applyTo) {
+    case 'LISTENER': case 'FILTER_CHAIN': case 'NETWORK_FILTER': case 'HTTP_FILTER': case 'LISTENER_FILTER':
+      return LISTENER_TYPE;
+    case 'ROUTE_CONFIGURATION': case 'VIRTUAL_HOST': case 'HTTP_ROUTE':
+      return ROUTE_TYPE;
+    case 'CLUSTER':
+      return CLUSTER_TYPE;
+    default:
+      return undefined;
+  }
+}
