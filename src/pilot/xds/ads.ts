@@ -293,14 +293,15 @@ export class DiscoveryServer {
 
     if (fullState) {
       const entries: EncodedResource[] = [];
-      const previous = new Set(w.lastFull);
+      // Versions, not identities: generators may rebuild an unchanged resource as a new object.
+      const previous = new Set(w.lastFull.map((e) => e.version));
       w.acc.reset();
       for (const [name, resource] of generated) {
         if (!w.wildcard && !w.names.has(name)) continue;
         const e = this.cache.encode(typeUrl, name, resource);
         entries.push(e);
         w.acc.add(e.digest);
-        if (!previous.has(e)) {
+        if (!previous.has(e.version)) {
           changed.push(e);
           if (typeUrl === CLUSTER_TYPE) edsServiceNames.push(edsServiceName(name, resource));
         }
