@@ -5,7 +5,9 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { Resource } from '../api/resource.ts';
 import { resourceKey } from '../api/resource.ts';
-import type { ConfigStore, WatchEvent, ConfigWatch } from '../config/store.ts';
+import { openConfigStore } from '../config/index.ts';
+import type { ConfigStore, WatchEvent, ConfigWatch } from '../config/index.ts';
+import { generators as defaultGenerators } from './gen/index.ts';
 import type { Generators, PushContext } from './model.ts';
 import { PilotMetrics } from './metrics.ts';
 import { Debouncer } from './push/debounce.ts';
@@ -15,10 +17,15 @@ import { createMonitoringServer, listen } from './http.ts';
 import type { DeltaRequest, SotwRequest } from './xds/wire.ts';
 
 export interface PilotOptions {
-  /** The config store to serve (opened by the caller, closed by close()). */
-  store: ConfigStore;
+  /** The config store to serve (closed by close()); or give configDir / etcdEndpoints. */
+  store?: ConfigStore;
+  /** A directory of YAML config (`--config-dir`). */
+  configDir?: string;
+  /** etcd endpoints (`--etcd-endpoints`), with an optional key prefix. */
+  etcdEndpoints?: string[];
+  etcdPrefix?: string;
   /** The generator side; the built-in one unless a test brings its own. */
-  generators: Generators;
+  generators?: Generators;
   /** `HOST:PORT` for xDS (default 127.0.0.1:15010; port 0 picks one). */
   xdsAddress?: string;
   /** `HOST:PORT` for /ready, /metrics, /debug (default 127.0.0.1:15014). */
@@ -81,12 +88,22 @@ export function isEndpointOnlyEvent(event: WatchEvent, previous: Resource | unde
   return strip(previous) === strip(event.resource);
 }
 
+async function openStore(options: PilotOptions, logger: Logger): Promise<ConfigStore> {
+  const hasDir = options.configDir !== undefined;
+  const hasEtcd = options.etcdEndpoints !== undefined && options.etcdEndpoints.length > 0;
+  if (hasDir === hasEtcd) throw new Error('the pilot needs exactly one config source: --config-dir DIR or --etcd-endpoints URL[,URL...]');
+  const storeLogger = logger;
+  if (hasDir) return openConfigStore({ configDir: options.configDir!, logger: storeLogger });
+  return openConfigStore({ etcdEndpoints: options.etcdEndpoints!, ...(options.etcdPrefix !== undefined ? { etcdPrefix: options.etcdPrefix } : {}), logger: storeLogger });
+}
+
 export async function startPilot(options: PilotOptions): Promise<Pilot> {
   const logger = options.logger ?? pino({ name: 'pilot' });
   const metrics = new PilotMetrics({ defaultMetrics: options.processMetrics === true });
   const xdsListen = parseHostPort(options.xdsAddress ?? '127.0.0.1:15010', '--xds-address');
   const httpListen = parseHostPort(options.httpAddress ?? '127.0.0.1:15014', '--http-address');
-  const { store, generators } = options;
+  const generators = options.generators ?? defaultGenerators;
+  const store = options.store ?? (await openStore(options, logger));
 
   const server = new DiscoveryServer({
     generators,
