@@ -37,6 +37,10 @@ export function effectivePolicy(dr: DestinationRuleSpec | undefined, subset: str
 
 const MAX_U32 = 4294967295;
 
+// The shared codec names fields as protobufjs does; a digit after `_` keeps the underscore.
+const CONSECUTIVE_5XX = 'consecutive_5xx';
+const ENFORCING_CONSECUTIVE_5XX = 'enforcingConsecutive_5xx';
+
 function seconds(d: string | undefined): number | undefined {
   if (!d) return undefined;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
@@ -144,9 +148,9 @@ export function applyTrafficPolicy(cluster: ProtoJson, policy: PolicyFields, pro
     const o: ProtoJson = {};
     const c5xx = od.consecutive5xxErrors ?? od.consecutiveErrors;
     if (c5xx !== undefined) {
-      if (c5xx > 0) { o['consecutive5xx'] = c5xx; o['enforcingConsecutive5xx'] = 100; } else o['enforcingConsecutive5xx'] = 0;
+      if (c5xx > 0) { o[CONSECUTIVE_5XX] = c5xx; o[ENFORCING_CONSECUTIVE_5XX] = 100; } else o[ENFORCING_CONSECUTIVE_5XX] = 0;
     } else if (od.consecutiveGatewayErrors !== undefined) {
-      o['enforcingConsecutive5xx'] = 0; // only gateway errors were asked for
+      o[ENFORCING_CONSECUTIVE_5XX] = 0; // only gateway errors were asked for
     }
     if (od.consecutiveGatewayErrors !== undefined && od.consecutiveGatewayErrors > 0) {
       o['consecutiveGatewayFailure'] = od.consecutiveGatewayErrors;
@@ -165,8 +169,7 @@ export function applyTrafficPolicy(cluster: ProtoJson, policy: PolicyFields, pro
       }
     }
     // Envoy's success-rate ejection is on by default; Istio turns it off.
-    if (!opts.grpc) o['enforcingSuccessRate'] = 0;
-    else o['enforcingSuccessRate'] = 0;
+    o['enforcingSuccessRate'] = 0;
     cluster['outlierDetection'] = o;
     if (od.minHealthPercent !== undefined && !opts.grpc) {
       cluster['commonLbConfig'] = { ...(cluster['commonLbConfig'] as ProtoJson | undefined), healthyPanicThreshold: { value: od.minHealthPercent } };
