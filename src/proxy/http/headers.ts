@@ -1,0 +1,157 @@
+// HTTP/1.x message heads as they travel: header names keep their case, order and
+// duplicates exactly as received (M12, M13); lookups are case-insensitive.
+
+/** One header line. `name` is byte-for-byte as received (latin1), never lower-cased. */
+export interface RawHeader {
+  name: string;
+  value: string;
+}
+
+export type HttpVersion = '1.0' | '1.1';
+
+export interface RequestHead {
+  method: string;
+  /** The request target as received: origin-form (`/x?y`), absolute-form (`http://reviews:9080/x`), `*`. */
+  target: string;
+  version: HttpVersion;
+  headers: RawHeader[];
+}
+
+export interface ResponseHead {
+  status: number;
+  /** Reason phrase as received (may be empty). */
+  reason: string;
+  version: HttpVersion;
+  headers: RawHeader[];
+}
+
+/** Every value of the headers called `name` (case-insensitive), in order, never joined. */
+export function headerValues(h: readonly RawHeader[], name: string): string[] {
+  const out: string[] = [];
+  const n = name.length;
+  let lower: string | undefined;
+  for (let i = 0; i < h.length; i++) {
+    const e = h[i]!;
+    if (e.name.length !== n) continue;
+    if (e.name === name || e.name.toLowerCase() === (lower ??= name.toLowerCase())) out.push(e.value);
+  }
+  return out;
+}
+
+/** The first value of the header `name` (case-insensitive), or undefined. */
+export function headerValue(h: readonly RawHeader[], name: string): string | undefined {
+  const n = name.length;
+  let lower: string | undefined;
+  for (let i = 0; i < h.length; i++) {
+    const e = h[i]!;
+    if (e.name.length !== n) continue;
+    if (e.name === name || e.name.toLowerCase() === (lower ??= name.toLowerCase())) return e.value;
+  }
+  return undefined;
+}
+
+/** True when a header named `name` (case-insensitive) is present. */
+export function hasHeader(h: readonly RawHeader[], name: string): boolean {
+  return headerValue(h, name) !== undefined;
+}
+
+/** A copy of `h` without the headers named `name` (case-insensitive). */
+export function withoutHeader(h: readonly RawHeader[], name: string): RawHeader[] {
+  const lower = name.toLowerCase();
+  return h.filter((e) => e.name.length !== lower.length || e.name.toLowerCase() !== lower);
+}
+
+/**
+ * Sets `name` to a single `value`: the first existing line keeps its position and its
+ * name's case, later duplicates are removed; appended when absent.
+ */
+export function setHeader(h: readonly RawHeader[], name: string, value: string): RawHeader[] {
+  const lower = name.toLowerCase();
+  const out: RawHeader[] = [];
+  let done = false;
+  for (const e of h) {
+    if (e.name.length === lower.length && e.name.toLowerCase() === lower) {
+      if (!done) out.push({ name: e.name, value });
+      done = true;
+    } else out.push(e);
+  }
+  if (!done) out.push({ name, value });
+  return out;
+}
+
+/** The single valid Content-Length of `headers`, or -1 (absent, invalid, conflicting). */
+export function contentLengthOf(headers: readonly RawHeader[]): number {
+  let v = -1;
+  for (let i = 0; i < headers.length; i++) {
+    const h = headers[i]!;
+    if (h.name.length !== 14 || h.name.toLowerCase() !== 'content-length') continue;
+    for (const part of h.value.split(',')) {
+      const t = part.trim();
+      if (t.length === 0 || t.length > 15) return -1;
+      let n = 0;
+      for (let k = 0; k < t.length; k++) {
+        const d = t.charCodeAt(k) - 0x30;
+        if (d < 0 || d > 9) return -1;
+        n = n * 10 + d;
+      }
+      if (v !== -1 && v !== n) return -1;
+      v = n;
+    }
+  }
+  return v;
+}
+
+// RFC 9110 tchar: the bytes allowed in a header name and a method.
+export const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TOKEN[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) TOKEN[c] = 1;
+
+/** True when `s` is a non-empty RFC 9110 token (valid header name or method). */
+export function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 255 || TOKEN[c] !== 1) return false;
+  }
+  return true;
+}
+
+/** True when `s` may be sent as a field value: no CR, LF, NUL or other controls but HTAB. */
+export function isFieldValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 255) return false;
+  }
+  return true;
+}
+
+/** Comma-separated tokens of every line of `name`, lower-cased and trimmed, empties dropped. */
+export function headerTokens(h: readonly RawHeader[], name: string): string[] {
+  const out: string[] = [];
+  for (const v of headerValues(h, name)) {
+    for (const part of v.split(',')) {
+      const t = part.trim().toLowerCase();
+      if (t !== '') out.push(t);
+    }
+  }
+  return out;
+}
+
+export const STATUS_REASONS: Readonly<Record<number, string>> = {
+  100: 'Continue', 101: 'Switching Protocols', 200: 'OK', 201: 'Created', 202: 'Accepted',
+  204: 'No Content', 206: 'Partial Content', 301: 'Moved Permanently', 302: 'Found',
+  303: 'See Other', 304: 'Not Modified', 307: 'Temporary Redirect', 308: 'Permanent Redirect',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 408: 'Request Timeout', 411: 'Length Required',
+  413: 'Payload Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type',
+  426: 'Upgrade Required', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway',
+  503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
+};
+
+/** The standard reason phrase for `status`, or '' when it has none here. */
+export function reasonPhrase(status: number): string {
+  return STATUS_REASONS[status] ?? '';
+}

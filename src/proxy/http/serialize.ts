@@ -1,0 +1,167 @@
+// Writes HTTP/1.x heads: every header line as given (name case, order, duplicates), except
+// the ones the codec owns: framing (Content-Length, Transfer-Encoding) is made to match the
+// body actually sent, and hop-by-hop connection headers are replaced by the codec's own.
+import type { RawHeader, RequestHead } from './headers.ts';
+
+/** How the body that follows a head is delimited. */
+export type BodyFraming =
+  | { kind: 'length'; length: number }
+  | { kind: 'chunked' }
+  /** Close-delimited (HTTP/1.0 peer, unknown length): no framing header. */
+  | { kind: 'close' }
+  /** No body and no framing header (204, 1xx, bodiless requests). */
+  | { kind: 'none' }
+  /** No body follows, framing headers kept as given (HEAD and 304 responses describe another message). */
+  | { kind: 'keep' };
+
+export const FRAMING_NONE: BodyFraming = Object.freeze({ kind: 'none' });
+export const FRAMING_CHUNKED: BodyFraming = Object.freeze({ kind: 'chunked' });
+export const FRAMING_CLOSE: BodyFraming = Object.freeze({ kind: 'close' });
+export const FRAMING_KEEP: BodyFraming = Object.freeze({ kind: 'keep' });
+
+const H_CONNECTION = 'connection';
+const H_KEEP_ALIVE = 'keep-alive';
+const H_PROXY_CONNECTION = 'proxy-connection';
+const H_CONTENT_LENGTH = 'content-length';
+const H_TRANSFER_ENCODING = 'transfer-encoding';
+
+// Headers a Connection token may not remove: they carry framing or routing.
+const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding', 'connection']);
+
+// Lower-cases only names whose length matches one of the owned headers: the common
+// header costs a length compare, not an allocation.
+function ownedKind(name: string): number {
+  switch (name.length) {
+    case 10: {
+      const l = name.toLowerCase();
+      return l === H_CONNECTION || l === H_KEEP_ALIVE ? 1 : 0;
+    }
+    case 14:
+      return name.toLowerCase() === H_CONTENT_LENGTH ? 2 : 0;
+    case 16:
+      return name.toLowerCase() === H_PROXY_CONNECTION ? 1 : 0;
+    case 17:
+      return name.toLowerCase() === H_TRANSFER_ENCODING ? 3 : 0;
+    default:
+      return 0;
+  }
+}
+
+/** Lower-cased header names listed in Connection (hop-by-hop by declaration), or null. */
+function connectionNominated(headers: readonly RawHeader[]): Set<string> | null {
+  let out: Set<string> | null = null;
+  for (let i = 0; i < headers.length; i++) {
+    const h = headers[i]!;
+    if (h.name.length !== 10 || h.name.toLowerCase() !== H_CONNECTION) continue;
+    for (const part of h.value.split(',')) {
+      const t = part.trim().toLowerCase();
+      if (t === '' || t === 'close' || t === 'keep-alive' || PROTECTED.has(t)) continue;
+      (out ??= new Set()).add(t);
+    }
+  }
+  return out;
+}
+
+// The Transfer-Encoding value to send for a chunked body: the codings as given, with
+// "chunked" once and last (a repeated chunked, M14, goes out as one).
+function chunkedCodings(headers: readonly RawHeader[]): string {
+  let single: string | null = null;
+  const codings: string[] = [];
+  let lines = 0;
+  for (const h of headers) {
+    if (h.name.length !== 17 || h.name.toLowerCase() !== H_TRANSFER_ENCODING) continue;
+    lines++;
+    single = h.value;
+    for (const part of h.value.split(',')) {
+      const t = part.trim();
+      if (t !== '' && t.toLowerCase() !== 'chunked') codings.push(t);
+    }
+  }
+  if (lines === 1 && single !== null && single.toLowerCase() === 'chunked') return single;
+  codings.push('chunked');
+  return codings.join(', ');
+}
+
+/**
+ * Appends header lines (and the final empty line) to `out`. `connection` is the
+ * Connection value the codec sends for this hop ('' for none).
+ */
+export function serializeHeaders(out: string, headers: readonly RawHeader[], framing: BodyFraming, connection: string): string {
+  const nominated = connectionNominated(headers);
+  let clDone = false;
+  let teDone = false;
+  for (let i = 0; i < headers.length; i++) {
+    const h = headers[i]!;
+    const kind = ownedKind(h.name);
+    if (kind === 0) {
+      if (nominated !== null && nominated.has(h.name.toLowerCase())) continue;
+      out += h.name + ': ' + h.value + '\r\n';
+      continue;
+    }
+    if (kind === 1) continue; // Connection, Keep-Alive, Proxy-Connection: this hop's own
+    if (framing.kind === 'keep') {
+      out += h.name + ': ' + h.value + '\r\n';
+      continue;
+    }
+    if (kind === 2) {
+      if (framing.kind === 'length' && !clDone) {
+        out += h.name + ': ' + framing.length + '\r\n';
+        clDone = true;
+      }
+      continue;
+    }
+    // Transfer-Encoding
+    if (framing.kind === 'chunked' && !teDone) {
+      out += h.name + ': ' + chunkedCodings(headers) + '\r\n';
+      teDone = true;
+    }
+  }
+  if (framing.kind === 'length' && !clDone) out += 'Content-Length: ' + framing.length + '\r\n';
+  else if (framing.kind === 'chunked' && !teDone) out += 'Transfer-Encoding: chunked\r\n';
+  if (connection !== '') out += 'Connection: ' + connection + '\r\n';
+  return out + '\r\n';
+}
+
+/** A response head as bytes; the status line carries `version` (the downstream's). */
+export function serializeResponseHead(
+  version: '1.0' | '1.1',
+  status: number,
+  reason: string,
+  headers: readonly RawHeader[],
+  framing: BodyFraming,
+  connection: string,
+): Buffer {
+  const line = (version === '1.1' ? 'HTTP/1.1 ' : 'HTTP/1.0 ') + status + ' ' + reason + '\r\n';
+  return Buffer.from(serializeHeaders(line, headers, framing, connection), 'latin1');
+}
+
+/** A request head as bytes, always HTTP/1.1 upstream; `host` is added when the head has none. */
+export function serializeRequestHead(head: RequestHead, framing: BodyFraming, connection: string, host: string): Buffer {
+  let s = head.method + ' ' + head.target + ' HTTP/1.1\r\n';
+  let hasHost = false;
+  for (let i = 0; i < head.headers.length; i++) {
+    const n = head.headers[i]!.name;
+    if (n.length === 4 && n.toLowerCase() === 'host') {
+      hasHost = true;
+      break;
+    }
+  }
+  if (!hasHost) s += 'Host: ' + host + '\r\n';
+  return Buffer.from(serializeHeaders(s, head.headers, framing, connection), 'latin1');
+}
+
+/** Trailer section after the last chunk: "0\r\n", trailer lines, "\r\n". */
+export function serializeLastChunk(trailers: readonly RawHeader[] | null): Buffer {
+  if (trailers === null || trailers.length === 0) return LAST_CHUNK;
+  let s = '0\r\n';
+  for (const t of trailers) s += t.name + ': ' + t.value + '\r\n';
+  return Buffer.from(s + '\r\n', 'latin1');
+}
+
+export const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
+export const CRLF = Buffer.from('\r\n', 'latin1');
+
+/** "<hex size>\r\n" for a chunk of `n` bytes. */
+export function chunkHeader(n: number): Buffer {
+  return Buffer.from(n.toString(16) + '\r\n', 'latin1');
+}

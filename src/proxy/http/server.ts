@@ -1,0 +1,599 @@
+// The downstream side of HTTP/1.x: reads requests off an accepted socket one at a time
+// (pipelined requests wait their turn), hands each to the listener's handler and writes
+// its response with framing that matches the client's version and keep-alive.
+import type net from 'node:net';
+import { BodyStream, emptyBody, type BodySource } from './body.ts';
+import { contentLengthOf, reasonPhrase, type RequestHead, type ResponseHead } from './headers.ts';
+import type { Http1Limits } from './limits.ts';
+import { ChunkedDecoder, findHeadEnd, HttpParseError, parseRequestHead, type MessageFraming } from './parser.ts';
+import {
+  chunkHeader,
+  CRLF,
+  FRAMING_CHUNKED,
+  FRAMING_CLOSE,
+  FRAMING_KEEP,
+  FRAMING_NONE,
+  serializeLastChunk,
+  serializeResponseHead,
+  type BodyFraming,
+} from './serialize.ts';
+
+/** The downstream connection ended before the exchange completed (Envoy's `DC`). */
+export class DownstreamClosedError extends Error {
+  readonly flag = 'DC';
+  override readonly name = 'DownstreamClosedError';
+}
+
+export interface RespondOptions {
+  /** Close the downstream connection after this response (e.g. while draining). */
+  close?: boolean;
+}
+
+/** One request read from a downstream connection. */
+export interface DownstreamRequest {
+  head: RequestHead;
+  /** De-framed body bytes, read once. Chunked trailers land on `body.trailers` at its end. */
+  body: BodyStream;
+  /** Content-Length, 'chunked', or 0 when the request has no body. */
+  bodyLength: number | 'chunked' | 0;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  /** process.hrtime.bigint() when the first byte of the request arrived. */
+  receivedAt: bigint;
+  /** Aborted when the downstream connection closes before the response completed. */
+  readonly signal: AbortSignal;
+  /**
+   * Writes the response, framed for this client: Content-Length for a Buffer body, the
+   * head's Content-Length or else chunked (close-delimited for HTTP/1.0) for a stream;
+   * no body for HEAD, 204, 304. Resolves when every byte is handed to the socket.
+   */
+  respond(head: ResponseHead, body?: Buffer | AsyncIterable<Buffer> | null, opts?: RespondOptions): Promise<void>;
+  /** True once respond() was called. */
+  readonly responded: boolean;
+  /** Request body bytes received (de-framed), as Envoy's %BYTES_RECEIVED%. */
+  bytesReceived(): number;
+  /** Response body bytes sent (de-framed), as Envoy's %BYTES_SENT%. */
+  bytesSent(): number;
+}
+
+const ST_HEAD = 0;
+const ST_BODY = 1;
+const ST_WAIT = 2;
+const ST_CLOSED = 3;
+
+const hrtime = process.hrtime.bigint;
+const CONTINUE_100 = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+
+/** A response the codec writes itself (parse errors, timeouts). */
+function localResponse(status: number, message: string): Buffer {
+  const body = message + '\n';
+  return Buffer.from(
+    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Content-Type: text/plain\r\nConnection: close\r\n\r\n${body}`,
+    'latin1',
+  );
+}
+
+class Request implements DownstreamRequest, BodySource {
+  head: RequestHead;
+  body: BodyStream;
+  bodyLength: number | 'chunked' | 0;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  receivedAt: bigint;
+  responded = false;
+  /** Response fully written. */
+  complete = false;
+  received = 0;
+  sent = 0;
+  /** Body bytes still expected (Content-Length bodies). */
+  remaining: number;
+  decoder: ChunkedDecoder | null;
+  keepAlive: boolean;
+  expectContinue: boolean;
+  private controller: AbortController | null = null;
+  private readonly conn: ServerConnection;
+
+  constructor(conn: ServerConnection, head: RequestHead, framing: MessageFraming, receivedAt: bigint) {
+    this.conn = conn;
+    this.head = head;
+    const s = conn.socket;
+    this.remoteAddress = s.remoteAddress ?? '';
+    this.remotePort = s.remotePort ?? 0;
+    this.localAddress = s.localAddress ?? '';
+    this.localPort = s.localPort ?? 0;
+    this.receivedAt = receivedAt;
+    this.keepAlive = head.version === '1.1' ? !framing.connectionClose : framing.connectionKeepAlive && !framing.connectionClose;
+    this.expectContinue = framing.expectContinue && head.version === '1.1';
+    if (framing.chunked) {
+      this.bodyLength = 'chunked';
+      this.remaining = -1;
+      this.decoder = new ChunkedDecoder(conn.limits.maxHeaderBytes, conn.limits.maxHeaders, 400);
+      this.body = new BodyStream(this, conn.limits.bodyHighWaterMark);
+    } else if (framing.contentLength > 0) {
+      this.bodyLength = framing.contentLength;
+      this.remaining = framing.contentLength;
+      this.decoder = null;
+      this.body = new BodyStream(this, conn.limits.bodyHighWaterMark);
+    } else {
+      this.bodyLength = 0;
+      this.remaining = 0;
+      this.decoder = null;
+      this.body = emptyBody();
+    }
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.conn.state === ST_CLOSED && !this.complete) this.controller.abort(new DownstreamClosedError('downstream connection closed'));
+    }
+    return this.controller.signal;
+  }
+
+  abort(err: Error): void {
+    this.body.fail(err);
+    if (this.controller !== null && !this.controller.signal.aborted) this.controller.abort(err);
+  }
+
+  // BodySource
+  resume(): void {
+    this.conn.resumeBody();
+  }
+  abandon(): void {
+    // the rest of the body is read and dropped (or the connection closed) by the connection
+  }
+  firstRead(): void {
+    if (this.expectContinue && !this.responded && this.conn.state !== ST_CLOSED) {
+      this.expectContinue = false;
+      this.conn.socket.write(CONTINUE_100);
+    }
+  }
+
+  respond(head: ResponseHead, body?: Buffer | AsyncIterable<Buffer> | null, opts?: RespondOptions): Promise<void> {
+    if (this.responded) return Promise.reject(new Error('respond() called twice for one request'));
+    this.responded = true;
+    return this.conn.writeResponse(this, head, body ?? null, opts?.close === true);
+  }
+
+  bytesReceived(): number {
+    return this.received;
+  }
+  bytesSent(): number {
+    return this.sent;
+  }
+}
+
+/** A downstream HTTP/1 connection being served. */
+export class ServerConnection {
+  readonly socket: net.Socket;
+  readonly limits: Http1Limits;
+  private readonly onRequest: (req: DownstreamRequest) => void;
+  state = ST_HEAD;
+  private buf: Buffer | null = null;
+  private scanFrom = 0;
+  private headStarted = false;
+  private headStartedAt = 0n;
+  private current: Request | null = null;
+  private served = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private timerIsHeaders = false;
+  private paused = false;
+  private draining = false;
+  private drainBudget = -1;
+  private writeWaiters: Array<() => void> = [];
+
+  constructor(socket: net.Socket, limits: Http1Limits, onRequest: (req: DownstreamRequest) => void) {
+    this.socket = socket;
+    this.limits = limits;
+    this.onRequest = onRequest;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', () => this.onClose());
+    socket.on('close', () => this.onClose());
+    socket.on('drain', () => this.onDrain());
+    this.armIdle();
+  }
+
+  /** Requests fully answered on this connection. */
+  get requestsServed(): number {
+    return this.served;
+  }
+
+  /** Stops keep-alive: the connection closes after the response in flight, or now if idle. */
+  drain(): void {
+    this.draining = true;
+    if (this.current === null && this.state === ST_HEAD && !this.headStarted) this.closeNow();
+  }
+
+  private armIdle(): void {
+    const ms = this.limits.idleTimeoutMs;
+    this.setTimer(ms, false);
+  }
+
+  private setTimer(ms: number, isHeaders: boolean): void {
+    if (ms <= 0) {
+      this.clearTimer();
+      return;
+    }
+    this.timerIsHeaders = isHeaders;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+    }
+    this.timer = setTimeout(() => this.onTimer(), ms);
+    this.timer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    if (this.state !== ST_HEAD || this.current !== null) return;
+    if (this.timerIsHeaders && this.headStarted) this.fail(new HttpParseError(408, 'request headers not received in time'));
+    else this.closeNow();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === ST_CLOSED) return;
+    if (this.state === ST_BODY && this.buf === null) {
+      this.feedBody(chunk, 0);
+      return;
+    }
+    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    this.process();
+  }
+
+  private process(): void {
+    while (this.buf !== null && this.state !== ST_CLOSED) {
+      if (this.state === ST_HEAD) {
+        if (!this.parseHead()) return;
+      } else if (this.state === ST_BODY) {
+        const b = this.buf;
+        this.buf = null;
+        this.feedBody(b, 0);
+      } else {
+        // ST_WAIT: pipelined bytes wait for the response in flight, within a bound
+        if (this.buf.length > this.limits.maxHeaderBytes && !this.paused) {
+          this.paused = true;
+          this.socket.pause();
+        }
+        return;
+      }
+    }
+  }
+
+  // Returns false when more bytes are needed.
+  private parseHead(): boolean {
+    const buf = this.buf!;
+    let off = 0;
+    if (!this.headStarted) {
+      // RFC 9112 §2.2: ignore empty lines before a request line
+      while (off < buf.length && (buf[off] === 10 || (buf[off] === 13 && buf[off + 1] === 10))) off += buf[off] === 10 ? 1 : 2;
+      if (off >= buf.length || (off === buf.length - 1 && buf[off] === 13)) {
+        this.buf = off >= buf.length ? null : buf.subarray(off);
+        return false;
+      }
+      this.headStarted = true;
+      this.headStartedAt = hrtime();
+      this.scanFrom = off;
+      this.setTimer(this.limits.headersTimeoutMs, true);
+    }
+    const end = findHeadEnd(buf, off, this.scanFrom);
+    if (end < 0) {
+      if (buf.length - off > this.limits.maxHeaderBytes) {
+        this.fail(new HttpParseError(431, `request head larger than ${this.limits.maxHeaderBytes} bytes`));
+        return false;
+      }
+      this.buf = off === 0 ? buf : buf.subarray(off);
+      this.scanFrom = Math.max(0, this.buf.length - 3);
+      return false;
+    }
+    if (end - off > this.limits.maxHeaderBytes) {
+      this.fail(new HttpParseError(431, `request head larger than ${this.limits.maxHeaderBytes} bytes`));
+      return false;
+    }
+    let parsed;
+    try {
+      parsed = parseRequestHead(buf, off, end, this.limits.maxHeaders);
+    } catch (e) {
+      this.fail(e instanceof HttpParseError ? e : new HttpParseError(400, String(e)));
+      return false;
+    }
+    this.headStarted = false;
+    this.scanFrom = 0;
+    this.clearTimer();
+    const req = new Request(this, parsed.head, parsed.framing, this.headStartedAt);
+    this.current = req;
+    this.buf = end < buf.length ? buf.subarray(end) : null;
+    this.state = req.bodyLength === 0 ? ST_WAIT : ST_BODY;
+    try {
+      this.onRequest(req);
+    } catch (e) {
+      if (!req.responded) {
+        this.fail(new HttpParseError(500, 'request handler failed: ' + (e instanceof Error ? e.message : String(e))));
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private feedBody(buf: Buffer, off: number): void {
+    const req = this.current!;
+    const body = req.body;
+    let end: number;
+    let done: boolean;
+    if (req.decoder !== null) {
+      try {
+        end = req.decoder.feed(buf, off, (b) => this.deliver(req, b));
+      } catch (e) {
+        const err = e instanceof HttpParseError ? e : new HttpParseError(400, String(e));
+        req.abort(err);
+        this.fail(err);
+        return;
+      }
+      done = req.decoder.done;
+    } else {
+      const n = Math.min(req.remaining, buf.length - off);
+      this.deliver(req, off === 0 && n === buf.length ? buf : buf.subarray(off, off + n));
+      req.remaining -= n;
+      end = off + n;
+      done = req.remaining === 0;
+    }
+    if (this.state === ST_CLOSED) return;
+    if (done) {
+      body.end(req.decoder?.trailers ?? null);
+      this.state = ST_WAIT;
+      this.buf = end < buf.length ? buf.subarray(end) : null;
+      if (this.paused) {
+        this.paused = false;
+        this.socket.resume();
+      }
+      if (req.complete) this.finishExchange(req);
+      else this.process();
+    } else if (end < buf.length) {
+      this.buf = buf.subarray(end);
+    }
+  }
+
+  private deliver(req: Request, b: Buffer): void {
+    if (b.length === 0) return;
+    req.received += b.length;
+    if (req.complete || req.body.isAbandoned) {
+      // the response is done (or the reader left): the rest is read and dropped, within a bound
+      if (this.drainBudget >= 0) {
+        this.drainBudget -= b.length;
+        if (this.drainBudget < 0) this.closeNow();
+      }
+      return;
+    }
+    if (!req.body.push(b) && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  resumeBody(): void {
+    if (this.paused && this.state === ST_BODY) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private onEnd(): void {
+    // The client half-closed. Answer the request already read when the socket allows
+    // half-open (HTTP/1.0 clients that shut down their side); otherwise it is over.
+    if (this.state === ST_WAIT && this.current !== null && this.socket.allowHalfOpen && !this.current.complete) {
+      this.draining = true;
+      return;
+    }
+    this.onClose();
+  }
+
+  private onClose(): void {
+    if (this.state === ST_CLOSED) return;
+    this.state = ST_CLOSED;
+    this.clearTimer();
+    this.buf = null;
+    const req = this.current;
+    if (req !== null && !req.complete) req.abort(new DownstreamClosedError('downstream connection closed'));
+    this.wakeWriters();
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+
+  private closeNow(): void {
+    if (this.state === ST_CLOSED) return;
+    this.state = ST_CLOSED;
+    this.clearTimer();
+    this.buf = null;
+    const req = this.current;
+    if (req !== null && !req.complete) req.abort(new DownstreamClosedError('downstream connection closed'));
+    this.wakeWriters();
+    this.socket.end();
+    // a client that never reads must not keep the socket forever
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  // A protocol error: answer it when no response started, then close.
+  private fail(err: HttpParseError): void {
+    if (this.state === ST_CLOSED) return;
+    const req = this.current;
+    if (req === null || !req.responded) this.socket.write(localResponse(err.status, err.message));
+    if (req !== null && !req.complete) req.abort(err);
+    this.closeNow();
+  }
+
+  private onDrain(): void {
+    this.wakeWriters();
+  }
+
+  private wakeWriters(): void {
+    const w = this.writeWaiters;
+    if (w.length === 0) return;
+    this.writeWaiters = [];
+    for (const f of w) f();
+  }
+
+  private waitDrain(): Promise<void> {
+    return new Promise((resolve) => this.writeWaiters.push(resolve));
+  }
+
+  private writeChunk(b: Buffer, chunked: boolean): boolean {
+    const s = this.socket;
+    if (!chunked) return s.write(b);
+    s.cork();
+    s.write(chunkHeader(b.length));
+    s.write(b);
+    const ok = s.write(CRLF);
+    s.uncork();
+    return ok;
+  }
+
+  async writeResponse(req: Request, head: ResponseHead, body: Buffer | AsyncIterable<Buffer> | null, close: boolean): Promise<void> {
+    if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
+    const status = head.status;
+    if (!Number.isInteger(status) || status < 200 || status > 999) throw new RangeError(`respond(): invalid final status ${status}`);
+    const version = req.head.version;
+    const noBody = req.head.method === 'HEAD' || status === 204 || status === 304;
+    let framing: BodyFraming;
+    let declared = -1;
+    if (noBody) framing = status === 204 ? FRAMING_NONE : FRAMING_KEEP;
+    else if (body === null) framing = { kind: 'length', length: 0 };
+    else if (Buffer.isBuffer(body)) framing = { kind: 'length', length: body.length };
+    else {
+      declared = contentLengthOf(head.headers);
+      if (declared >= 0) framing = { kind: 'length', length: declared };
+      else framing = version === '1.1' ? FRAMING_CHUNKED : FRAMING_CLOSE;
+    }
+    const max = this.limits.maxRequestsPerConnection;
+    let keepAlive =
+      req.keepAlive &&
+      !close &&
+      !this.draining &&
+      framing.kind !== 'close' &&
+      !(max > 0 && this.served + 1 >= max);
+    if (keepAlive && !req.body.finished) {
+      // the request body is still arriving: keep the connection only if the rest is small
+      if (req.remaining > this.limits.maxDrainBytes) keepAlive = false;
+    }
+    const connection = version === '1.1' ? (keepAlive ? '' : 'close') : keepAlive ? 'keep-alive' : '';
+    if (!keepAlive) req.keepAlive = false;
+    const headBuf = serializeResponseHead(version, status, head.reason, head.headers, framing, connection);
+    const s = this.socket;
+    if (framing.kind === 'keep' || framing.kind === 'none') {
+      s.write(headBuf);
+      if (body !== null && !Buffer.isBuffer(body)) await discard(body);
+    } else if (body === null) {
+      s.write(headBuf);
+    } else if (Buffer.isBuffer(body)) {
+      s.cork();
+      s.write(headBuf);
+      if (body.length > 0) s.write(body);
+      s.uncork();
+      req.sent = body.length;
+    } else {
+      const chunked = framing.kind === 'chunked';
+      let ok = s.write(headBuf);
+      let sent = 0;
+      try {
+        for await (const b of body) {
+          if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
+          if (b.length === 0) continue;
+          let piece = b;
+          if (declared >= 0 && sent + b.length > declared) piece = b.subarray(0, declared - sent);
+          if (piece.length > 0) {
+            if (!ok) {
+              await this.waitDrain();
+              if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
+            }
+            ok = this.writeChunk(piece, chunked);
+            sent += piece.length;
+            req.sent = sent;
+          }
+          if (declared >= 0 && sent >= declared && piece.length < b.length) {
+            throw new Error(`response body longer than its Content-Length ${declared}`);
+          }
+        }
+      } catch (e) {
+        // the response cannot be completed: the client must see a reset, not a short body
+        req.keepAlive = false;
+        if (!s.destroyed) s.destroy();
+        this.onClose();
+        throw e;
+      }
+      if (declared >= 0 && sent !== declared) {
+        req.keepAlive = false;
+        s.destroy();
+        this.onClose();
+        throw new Error(`response body of ${sent} bytes is shorter than its Content-Length ${declared}`);
+      }
+      if (chunked) {
+        const trailers = body instanceof BodyStream ? body.trailers : null;
+        s.write(serializeLastChunk(trailers));
+      }
+    }
+    req.complete = true;
+    if (this.state === ST_CLOSED) return;
+    this.served++;
+    if (!req.keepAlive) {
+      this.current = null;
+      this.closeNow();
+      return;
+    }
+    if (req.body.finished) this.finishExchange(req);
+    else {
+      // read and drop the unread rest of the request body, then serve the next request
+      req.body.abandon();
+      this.drainBudget = this.limits.maxDrainBytes;
+      if (this.paused) {
+        this.paused = false;
+        this.socket.resume();
+      }
+    }
+  }
+
+  // The response is written and the request fully read: on to the next request.
+  private finishExchange(req: Request): void {
+    if (this.current !== req || this.state === ST_CLOSED) return;
+    this.current = null;
+    this.drainBudget = -1;
+    if (!req.keepAlive || this.draining) {
+      this.closeNow();
+      return;
+    }
+    this.state = ST_HEAD;
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    this.armIdle();
+    if (this.buf !== null) this.process();
+  }
+}
+
+async function discard(body: AsyncIterable<Buffer>): Promise<void> {
+  if (body instanceof BodyStream) {
+    body.abandon();
+    return;
+  }
+  for await (const _ of body) {
+    // drained so its producer can finish
+  }
+}
+
+/**
+ * Serves HTTP/1.0 and 1.1 on an accepted socket: keep-alive, pipelining in order,
+ * 400/431/505 for malformed or ambiguous requests, 408 when a head is too slow.
+ */
+export function serveHttp1(socket: net.Socket, limits: Http1Limits, onRequest: (req: DownstreamRequest) => void): ServerConnection {
+  return new ServerConnection(socket, limits, onRequest);
+}

@@ -1,0 +1,548 @@
+// One keep-alive HTTP/1.1 connection to an upstream host: writes a request, parses the
+// response (1xx skipped, chunked/length/close-delimited bodies) and says whether the
+// connection may carry another request and for how long.
+import net from 'node:net';
+import { BodyStream, emptyBody, type BodySource } from '../http/body.ts';
+import { contentLengthOf, type RawHeader, type RequestHead, type ResponseHead } from '../http/headers.ts';
+import { ChunkedDecoder, findHeadEnd, HttpParseError, parseResponseHead, type MessageFraming } from '../http/parser.ts';
+import {
+  chunkHeader,
+  CRLF,
+  FRAMING_CHUNKED,
+  FRAMING_NONE,
+  serializeLastChunk,
+  serializeRequestHead,
+  type BodyFraming,
+} from '../http/serialize.ts';
+import { UpstreamError } from './errors.ts';
+import type { BodyCursor, ReplayableBody } from './request-body.ts';
+
+export interface UpstreamEndpoint {
+  host: string;
+  port: number;
+}
+
+export interface UpstreamResponse {
+  head: ResponseHead;
+  /** De-framed body bytes, read once; chunked trailers on `body.trailers` at the end. */
+  body: BodyStream;
+  /** Content-Length, 'chunked', 'close' (read until the upstream closes, HTTP/1.0 style) or 0. */
+  bodyLength: number | 'chunked' | 'close' | 0;
+}
+
+export interface ConnectionLimits {
+  maxHeaderBytes: number;
+  maxHeaders: number;
+  bodyHighWaterMark: number;
+}
+
+/** The Host value for an endpoint: `host:port`, IPv6 in brackets. */
+export function authorityOf(ep: UpstreamEndpoint): string {
+  return (ep.host.includes(':') ? '[' + ep.host + ']' : ep.host) + ':' + ep.port;
+}
+
+/** Opens a TCP connection; rejects with UpstreamError 'UF' on failure or after `timeoutMs`. */
+export function connectTcp(ep: UpstreamEndpoint, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: ep.host, port: ep.port, noDelay: true });
+    let timer: NodeJS.Timeout | null = null;
+    const onAbort = (): void => {
+      cleanup();
+      socket.destroy();
+      reject(new UpstreamError('LR', `request to ${authorityOf(ep)} aborted while connecting`, { retriable: false }));
+    };
+    const cleanup = (): void => {
+      if (timer !== null) clearTimeout(timer);
+      socket.removeListener('error', onError);
+      socket.removeListener('connect', onConnect);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onError = (err: NodeJS.ErrnoException): void => {
+      cleanup();
+      socket.destroy();
+      reject(new UpstreamError('UF', `connect to ${authorityOf(ep)} failed: ${err.code ?? err.message}`, { retriable: true, code: err.code }));
+    };
+    const onConnect = (): void => {
+      cleanup();
+      resolve(socket);
+    };
+    if (timeoutMs > 0) {
+      timer = setTimeout(() => {
+        cleanup();
+        socket.destroy();
+        reject(new UpstreamError('UF', `connect to ${authorityOf(ep)} timed out after ${timeoutMs} ms`, { retriable: true, code: 'ETIMEDOUT' }));
+      }, timeoutMs);
+    }
+    socket.once('error', onError);
+    socket.once('connect', onConnect);
+    if (signal !== undefined) {
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+}
+
+interface Exchange {
+  isHead: boolean;
+  resolve: (r: UpstreamResponse) => void;
+  reject: (e: Error) => void;
+  settled: boolean;
+  requestBytes: number;
+  requestDone: boolean;
+  responseBytes: number;
+  framing: MessageFraming | null;
+  body: BodyStream | null;
+  decoder: ChunkedDecoder | null;
+  remaining: number;
+  closeDelimited: boolean;
+  responseDone: boolean;
+  timer: NodeJS.Timeout | null;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | null;
+}
+
+const ST_IDLE = 0;
+const ST_BUSY = 1;
+const ST_CLOSED = 2;
+
+/** Callbacks from a connection to the pool that owns it. */
+export interface ConnectionOwner {
+  released(conn: UpstreamConnection): void;
+  closed(conn: UpstreamConnection): void;
+}
+
+export class UpstreamConnection implements BodySource {
+  readonly socket: net.Socket;
+  readonly endpoint: UpstreamEndpoint;
+  private readonly limits: ConnectionLimits;
+  private readonly owner: ConnectionOwner;
+  private readonly authority: string;
+  private state = ST_IDLE;
+  private buf: Buffer | null = null;
+  private scanFrom = 0;
+  private ex: Exchange | null = null;
+  private paused = false;
+  private reusable = true;
+  private drainWaiters: Array<() => void> = [];
+  /** Requests started on this connection. */
+  requests = 0;
+  /** Responses completed on this connection. */
+  responses = 0;
+  /** Idle lifetime the upstream announced (Keep-Alive: timeout=), -1 when none. */
+  keepAliveHintMs = -1;
+  /** Requests the upstream said it still accepts (Keep-Alive: max=), -1 when none. */
+  keepAliveMax = -1;
+  /** Set by the pool: when the connection went idle (ms since epoch, Date.now()). */
+  idleSince = 0;
+  idleTimer: NodeJS.Timeout | null = null;
+  idleTimerMs = 0;
+
+  constructor(socket: net.Socket, endpoint: UpstreamEndpoint, limits: ConnectionLimits, owner: ConnectionOwner) {
+    this.socket = socket;
+    this.endpoint = endpoint;
+    this.limits = limits;
+    this.owner = owner;
+    this.authority = authorityOf(endpoint);
+    socket.on('data', (b: Buffer) => this.onData(b));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (e: NodeJS.ErrnoException) => this.onError(e));
+    socket.on('close', () => this.onError(null));
+    socket.on('drain', () => this.wakeWriters());
+  }
+
+  get closed(): boolean {
+    return this.state === ST_CLOSED;
+  }
+
+  get busy(): boolean {
+    return this.state === ST_BUSY;
+  }
+
+  /** Idle and still open as far as this process can tell (no FIN or error seen yet). */
+  get usable(): boolean {
+    const s = this.socket;
+    return this.state === ST_IDLE && this.reusable && !s.destroyed && !s.readableEnded && s.writable;
+  }
+
+  close(): void {
+    if (this.state === ST_CLOSED) return;
+    this.socket.destroy();
+    this.onError(null);
+  }
+
+  /**
+   * Sends one request and resolves with the response head once it arrived. A failure
+   * before any response byte rejects with UpstreamError; after it, the body stream fails.
+   */
+  exchange(head: RequestHead, body: ReplayableBody, timeoutMs: number, signal: AbortSignal | undefined): Promise<UpstreamResponse> {
+    if (this.state !== ST_IDLE) return Promise.reject(new Error('upstream connection is not idle'));
+    this.state = ST_BUSY;
+    this.requests++;
+    return new Promise<UpstreamResponse>((resolve, reject) => {
+      const ex: Exchange = {
+        isHead: head.method === 'HEAD',
+        resolve,
+        reject,
+        settled: false,
+        requestBytes: 0,
+        requestDone: false,
+        responseBytes: 0,
+        framing: null,
+        body: null,
+        decoder: null,
+        remaining: 0,
+        closeDelimited: false,
+        responseDone: false,
+        timer: null,
+        signal,
+        onAbort: null,
+      };
+      this.ex = ex;
+      if (timeoutMs > 0) {
+        ex.timer = setTimeout(() => {
+          ex.timer = null;
+          this.abortExchange(ex, new UpstreamError('UT', `no response from ${this.authority} within ${timeoutMs} ms`, { requestSent: ex.requestBytes > 0, responseStarted: ex.responseBytes > 0 }));
+        }, timeoutMs);
+      }
+      if (signal !== undefined) {
+        const onAbort = (): void => {
+          this.abortExchange(ex, new UpstreamError('LR', `request to ${this.authority} aborted`, { retriable: false, requestSent: ex.requestBytes > 0, responseStarted: ex.responseBytes > 0 }));
+        };
+        if (signal.aborted) {
+          onAbort();
+          return;
+        }
+        ex.onAbort = onAbort;
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      this.writeRequest(ex, head, body).catch((e: unknown) => {
+        // the request body source failed (e.g. the downstream went away): nothing to salvage
+        if (this.ex === ex && !ex.responseDone) {
+          const err = e instanceof Error ? e : new Error(String(e));
+          this.abortExchange(ex, err);
+        }
+      });
+    });
+  }
+
+  private async writeRequest(ex: Exchange, head: RequestHead, body: ReplayableBody): Promise<void> {
+    const s = this.socket;
+    let framing: BodyFraming;
+    const known = body.knownLength;
+    let declared = -1;
+    if (known === 0) framing = hasFramingHeader(head.headers) || methodExpectsBody(head.method) ? { kind: 'length', length: 0 } : FRAMING_NONE;
+    else if (known > 0) framing = { kind: 'length', length: known };
+    else {
+      declared = contentLengthOf(head.headers);
+      framing = declared >= 0 ? { kind: 'length', length: declared } : FRAMING_CHUNKED;
+    }
+    const headBuf = serializeRequestHead(head, framing, '', this.authority);
+    const cursor: BodyCursor = body.cursor();
+    const chunked = framing.kind === 'chunked';
+    if (known >= 0) {
+      s.cork();
+      s.write(headBuf);
+      ex.requestBytes += headBuf.length;
+      for (;;) {
+        const r = await cursor.next();
+        if (r.done === true) break;
+        s.write(r.value);
+        ex.requestBytes += r.value.length;
+      }
+      s.uncork();
+      ex.requestDone = true;
+      return;
+    }
+    let ok = s.write(headBuf);
+    ex.requestBytes += headBuf.length;
+    let sent = 0;
+    for (;;) {
+      const r = await cursor.next();
+      if (this.ex !== ex || this.state === ST_CLOSED) return; // the exchange ended meanwhile
+      if (r.done === true) break;
+      const b = r.value;
+      if (b.length === 0) continue;
+      if (declared >= 0 && sent + b.length > declared) {
+        throw new Error(`request body longer than its Content-Length ${declared}`);
+      }
+      if (!ok) {
+        await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+        if (this.ex !== ex || this.state === ST_CLOSED) return;
+      }
+      if (chunked) {
+        s.cork();
+        s.write(chunkHeader(b.length));
+        s.write(b);
+        ok = s.write(CRLF);
+        s.uncork();
+      } else ok = s.write(b);
+      sent += b.length;
+      ex.requestBytes += b.length;
+    }
+    if (declared >= 0 && sent !== declared) {
+      throw new Error(`request body of ${sent} bytes is shorter than its Content-Length ${declared}`);
+    }
+    if (chunked) s.write(serializeLastChunk(body.trailers));
+    ex.requestDone = true;
+    if (ex.responseDone) this.finish(ex);
+  }
+
+  private wakeWriters(): void {
+    const w = this.drainWaiters;
+    if (w.length === 0) return;
+    this.drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  private onData(chunk: Buffer): void {
+    const ex = this.ex;
+    if (ex === null || this.state !== ST_BUSY) {
+      // bytes on an idle connection (e.g. a 408 before the server closes): not reusable
+      this.close();
+      return;
+    }
+    ex.responseBytes += chunk.length;
+    if (ex.body !== null && this.buf === null) {
+      this.feedBody(ex, chunk, 0);
+      return;
+    }
+    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    this.processHead(ex);
+  }
+
+  private processHead(ex: Exchange): void {
+    while (this.buf !== null && this.ex === ex && ex.body === null) {
+      const buf = this.buf;
+      const end = findHeadEnd(buf, 0, this.scanFrom);
+      if (end < 0) {
+        if (buf.length > this.limits.maxHeaderBytes) {
+          this.protocolError(ex, `response head from ${this.authority} larger than ${this.limits.maxHeaderBytes} bytes`);
+        } else this.scanFrom = Math.max(0, buf.length - 3);
+        return;
+      }
+      if (end > this.limits.maxHeaderBytes) {
+        this.protocolError(ex, `response head from ${this.authority} larger than ${this.limits.maxHeaderBytes} bytes`);
+        return;
+      }
+      let parsed;
+      try {
+        parsed = parseResponseHead(buf, 0, end, this.limits.maxHeaders);
+      } catch (e) {
+        this.protocolError(ex, `malformed response from ${this.authority}: ${e instanceof HttpParseError ? e.message : String(e)}`);
+        return;
+      }
+      this.scanFrom = 0;
+      this.buf = end < buf.length ? buf.subarray(end) : null;
+      const { head, framing } = parsed;
+      if (head.status < 200) {
+        if (head.status === 101) {
+          this.protocolError(ex, `unexpected 101 Switching Protocols from ${this.authority}`);
+          return;
+        }
+        continue; // 100 Continue, 102, 103: informational, the final response follows
+      }
+      if (ex.timer !== null) {
+        clearTimeout(ex.timer);
+        ex.timer = null;
+      }
+      ex.framing = framing;
+      if (framing.keepAliveTimeoutMs >= 0) this.keepAliveHintMs = framing.keepAliveTimeoutMs;
+      if (framing.keepAliveMax >= 0) this.keepAliveMax = framing.keepAliveMax;
+      const keep = head.version === '1.1' ? !framing.connectionClose : framing.connectionKeepAlive && !framing.connectionClose;
+      if (!keep || framing.mustClose) this.reusable = false;
+      let bodyLength: UpstreamResponse['bodyLength'];
+      if (ex.isHead || head.status === 204 || head.status === 304) {
+        bodyLength = 0;
+        ex.body = emptyBody();
+      } else if (framing.chunked) {
+        bodyLength = 'chunked';
+        ex.decoder = new ChunkedDecoder(this.limits.maxHeaderBytes, this.limits.maxHeaders, 502);
+        ex.body = new BodyStream(this, this.limits.bodyHighWaterMark);
+      } else if (framing.contentLength >= 0 && !framing.transferEncoding) {
+        bodyLength = framing.contentLength;
+        ex.remaining = framing.contentLength;
+        ex.body = framing.contentLength === 0 ? emptyBody() : new BodyStream(this, this.limits.bodyHighWaterMark);
+      } else {
+        bodyLength = 'close';
+        ex.closeDelimited = true;
+        this.reusable = false;
+        ex.body = new BodyStream(this, this.limits.bodyHighWaterMark);
+      }
+      ex.settled = true;
+      ex.resolve({ head, body: ex.body, bodyLength });
+      if (bodyLength === 0) {
+        this.responseComplete(ex);
+        return;
+      }
+      if (this.buf !== null) {
+        const b = this.buf;
+        this.buf = null;
+        this.feedBody(ex, b, 0);
+      }
+      return;
+    }
+  }
+
+  private feedBody(ex: Exchange, buf: Buffer, off: number): void {
+    const body = ex.body!;
+    if (ex.decoder !== null) {
+      let end: number;
+      try {
+        end = ex.decoder.feed(buf, off, (b) => this.deliver(body, b));
+      } catch (e) {
+        this.protocolError(ex, `malformed chunked body from ${this.authority}: ${e instanceof Error ? e.message : String(e)}`);
+        return;
+      }
+      if (ex.decoder.done) {
+        if (end < buf.length) this.reusable = false; // bytes after the response: never trust this connection again
+        body.end(ex.decoder.trailers);
+        this.responseComplete(ex);
+      }
+      return;
+    }
+    if (ex.closeDelimited) {
+      this.deliver(body, off === 0 ? buf : buf.subarray(off));
+      return;
+    }
+    const n = Math.min(ex.remaining, buf.length - off);
+    this.deliver(body, off === 0 && n === buf.length ? buf : buf.subarray(off, off + n));
+    ex.remaining -= n;
+    if (ex.remaining === 0) {
+      if (off + n < buf.length) this.reusable = false;
+      body.end();
+      this.responseComplete(ex);
+    }
+  }
+
+  private deliver(body: BodyStream, b: Buffer): void {
+    if (b.length === 0) return;
+    if (!body.push(b) && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  // BodySource
+  resume(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+  abandon(): void {
+    // the reader left before the end: the rest is unread on the wire, so the connection goes
+    this.reusable = false;
+    this.close();
+  }
+
+  private responseComplete(ex: Exchange): void {
+    ex.responseDone = true;
+    this.responses++;
+    if (this.paused) this.resume();
+    if (ex.requestDone) this.finish(ex);
+    else {
+      // the upstream answered before taking the whole request: the framing is unfinished
+      this.reusable = false;
+      this.finish(ex);
+    }
+  }
+
+  private finish(ex: Exchange): void {
+    if (this.ex !== ex) return;
+    this.detach(ex);
+    this.ex = null;
+    this.buf = null;
+    if (this.state === ST_CLOSED) return;
+    if (!this.reusable || (this.keepAliveMax >= 0 && this.keepAliveMax <= 1)) {
+      this.close();
+      return;
+    }
+    if (this.keepAliveMax > 0) this.keepAliveMax--;
+    this.state = ST_IDLE;
+    this.owner.released(this);
+  }
+
+  private detach(ex: Exchange): void {
+    if (ex.timer !== null) {
+      clearTimeout(ex.timer);
+      ex.timer = null;
+    }
+    if (ex.onAbort !== null) {
+      ex.signal?.removeEventListener('abort', ex.onAbort);
+      ex.onAbort = null;
+    }
+  }
+
+  private protocolError(ex: Exchange, message: string): void {
+    this.abortExchange(ex, new UpstreamError('UPE', message, { retriable: false, requestSent: true, responseStarted: true }));
+  }
+
+  // Ends the exchange with `err`: the response promise rejects, or the body stream fails.
+  private abortExchange(ex: Exchange, err: Error): void {
+    if (this.ex !== ex) return;
+    this.detach(ex);
+    this.ex = null;
+    if (!ex.settled) {
+      ex.settled = true;
+      ex.reject(err);
+    } else if (ex.body !== null && !ex.responseDone) ex.body.fail(err);
+    this.close();
+  }
+
+  private onEnd(): void {
+    const ex = this.ex;
+    if (ex !== null && ex.closeDelimited && ex.body !== null) {
+      // HTTP/1.0 style: the close is the end of the body; relay it at once (M11)
+      ex.body.end();
+      ex.responseDone = true;
+      this.responses++;
+      this.detach(ex);
+      this.ex = null;
+    }
+    this.close();
+  }
+
+  private onError(err: NodeJS.ErrnoException | null): void {
+    if (this.state === ST_CLOSED) return;
+    this.state = ST_CLOSED;
+    const ex = this.ex;
+    if (ex !== null) {
+      this.ex = null;
+      this.detach(ex);
+      const reset = err !== null && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+      const flag = reset ? 'UR' : 'UC';
+      const what = err === null ? 'connection closed' : `connection ${err.code ?? err.message}`;
+      const e = new UpstreamError(flag, `upstream ${this.authority}: ${what} before the response completed`, {
+        requestSent: ex.requestBytes > 0,
+        responseStarted: ex.responseBytes > 0,
+        code: err?.code,
+        reusedConnection: this.requests > 1,
+      });
+      if (!ex.settled) {
+        ex.settled = true;
+        ex.reject(e);
+      } else if (ex.body !== null && !ex.responseDone) ex.body.fail(e);
+    }
+    this.buf = null;
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
+    this.wakeWriters();
+    if (!this.socket.destroyed) this.socket.destroy();
+    this.owner.closed(this);
+  }
+}
+
+function hasFramingHeader(headers: readonly RawHeader[]): boolean {
+  for (let i = 0; i < headers.length; i++) {
+    const n = headers[i]!.name;
+    if (n.length === 14 && n.toLowerCase() === 'content-length') return true;
+    if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') return true;
+  }
+  return false;
+}
+
+function methodExpectsBody(method: string): boolean {
+  return method === 'POST' || method === 'PUT' || method === 'PATCH';
+}

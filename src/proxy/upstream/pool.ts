@@ -1,0 +1,433 @@
+// Keep-alive connection pools of one cluster, per upstream endpoint: reuse idle
+// connections, never hand out one the upstream has closed, expire idle ones before the
+// upstream would (Keep-Alive: timeout=), and resend a request that died unanswered on a
+// reused connection once on a fresh one (M16).
+import type { RequestHead } from '../http/headers.ts';
+import { DEFAULT_HTTP1_LIMITS } from '../http/limits.ts';
+import {
+  authorityOf,
+  connectTcp,
+  UpstreamConnection,
+  type ConnectionLimits,
+  type ConnectionOwner,
+  type UpstreamEndpoint,
+  type UpstreamResponse,
+} from './connection.ts';
+import { UpstreamError } from './errors.ts';
+import { ReplayableBody } from './request-body.ts';
+
+export interface UpstreamPoolOptions {
+  /** Open connections per endpoint (idle + busy + connecting). Default 1024. */
+  maxConnectionsPerEndpoint?: number;
+  /** Requests waiting for a connection per endpoint when all are busy; beyond, 'UO'. Default 1024. */
+  maxPendingPerEndpoint?: number;
+  /** An idle connection is closed after this. Default 60 s. */
+  idleTimeoutMs?: number;
+  /** TCP connect timeout (flag 'UF'). Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Requests per connection before it is closed; 0 is unlimited. Default 0. */
+  maxRequestsPerConnection?: number;
+  /** Request body bytes kept to resend a request after a stale-connection failure. Default 64 KiB. */
+  retryBufferBytes?: number;
+  /** Endpoints with live state at once; beyond, idle state is evicted or 'UO'. Default 10,000. */
+  maxEndpoints?: number;
+  /** Response head bound. Default 60 KiB. */
+  maxHeaderBytes?: number;
+  /** Response header count bound. Default 100. */
+  maxHeaders?: number;
+  /** Response body bytes queued unread before the upstream socket pauses. Default 64 KiB. */
+  bodyHighWaterMark?: number;
+}
+
+export interface UpstreamRequestOptions {
+  /** Until the response head arrived, connect included; on expiry 'UT'. 0 or absent: none. */
+  timeoutMs?: number;
+  /** Aborting destroys the connection; the request (or its response body) fails with 'LR'. */
+  signal?: AbortSignal;
+}
+
+/** Counters in Envoy's cluster stat vocabulary (upstream_cx_*, upstream_rq_*). */
+export interface UpstreamPoolStats {
+  cxTotal: number;
+  cxConnectFail: number;
+  cxIdleTimeout: number;
+  cxDestroy: number;
+  rqTotal: number;
+  /** Requests resent on a fresh connection after the reused one was found closed. */
+  rqStaleRetry: number;
+  rqPendingOverflow: number;
+}
+
+interface Waiter {
+  resolve: (c: UpstreamConnection) => void;
+  reject: (e: Error) => void;
+  fresh: boolean;
+  done: boolean;
+  signal: AbortSignal | undefined;
+  timeoutMs: number;
+}
+
+function positiveInt(v: number | undefined, dflt: number, field: string, allowZero = false): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 0 || (!allowZero && v === 0)) {
+    throw new RangeError(`upstream pool: ${field} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** State of one endpoint: its connections and the requests waiting for one. */
+class EndpointPool implements ConnectionOwner {
+  readonly key: string;
+  readonly endpoint: UpstreamEndpoint;
+  readonly idle: UpstreamConnection[] = [];
+  readonly all = new Set<UpstreamConnection>();
+  connecting = 0;
+  waiters: Waiter[] = [];
+  private readonly pool: UpstreamPool;
+
+  constructor(pool: UpstreamPool, key: string, ep: UpstreamEndpoint) {
+    this.pool = pool;
+    this.key = key;
+    this.endpoint = { host: ep.host, port: ep.port };
+  }
+
+  get total(): number {
+    return this.all.size + this.connecting;
+  }
+
+  get empty(): boolean {
+    return this.all.size === 0 && this.connecting === 0 && this.waiters.length === 0;
+  }
+
+  released(conn: UpstreamConnection): void {
+    this.pool.onReleased(this, conn);
+  }
+
+  closed(conn: UpstreamConnection): void {
+    this.pool.onClosed(this, conn);
+  }
+}
+
+/** Connection pools of one cluster, one per endpoint. */
+export class UpstreamPool {
+  readonly stats: UpstreamPoolStats = {
+    cxTotal: 0,
+    cxConnectFail: 0,
+    cxIdleTimeout: 0,
+    cxDestroy: 0,
+    rqTotal: 0,
+    rqStaleRetry: 0,
+    rqPendingOverflow: 0,
+  };
+  private readonly endpoints = new Map<string, EndpointPool>();
+  private readonly maxConnections: number;
+  private readonly maxPending: number;
+  private readonly idleTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly maxRequestsPerConnection: number;
+  private readonly retryBufferBytes: number;
+  private readonly maxEndpoints: number;
+  private readonly limits: ConnectionLimits;
+  private isClosed = false;
+
+  constructor(opts: UpstreamPoolOptions = {}) {
+    this.maxConnections = positiveInt(opts.maxConnectionsPerEndpoint, 1024, 'maxConnectionsPerEndpoint');
+    this.maxPending = positiveInt(opts.maxPendingPerEndpoint, 1024, 'maxPendingPerEndpoint', true);
+    this.idleTimeoutMs = positiveInt(opts.idleTimeoutMs, 60_000, 'idleTimeoutMs');
+    this.connectTimeoutMs = positiveInt(opts.connectTimeoutMs, 10_000, 'connectTimeoutMs');
+    this.maxRequestsPerConnection = positiveInt(opts.maxRequestsPerConnection, 0, 'maxRequestsPerConnection', true);
+    this.retryBufferBytes = positiveInt(opts.retryBufferBytes, 64 * 1024, 'retryBufferBytes', true);
+    this.maxEndpoints = positiveInt(opts.maxEndpoints, 10_000, 'maxEndpoints');
+    this.limits = {
+      maxHeaderBytes: positiveInt(opts.maxHeaderBytes, DEFAULT_HTTP1_LIMITS.maxHeaderBytes, 'maxHeaderBytes'),
+      maxHeaders: positiveInt(opts.maxHeaders, DEFAULT_HTTP1_LIMITS.maxHeaders, 'maxHeaders'),
+      bodyHighWaterMark: positiveInt(opts.bodyHighWaterMark, DEFAULT_HTTP1_LIMITS.bodyHighWaterMark, 'bodyHighWaterMark'),
+    };
+  }
+
+  /** Bytes of request body kept for a resend (the bound a router may reuse for its retries). */
+  get retryBufferLimit(): number {
+    return this.retryBufferBytes;
+  }
+
+  /**
+   * Sends a request to `ep` and resolves with the response head (the body streams). The
+   * request goes out as HTTP/1.1 (Host added from `ep` when the head has none). Rejects
+   * with UpstreamError. A request that failed on a reused connection before any response
+   * byte is resent once on a fresh connection when its body is replayable.
+   */
+  async request(
+    ep: UpstreamEndpoint,
+    head: RequestHead,
+    body: AsyncIterable<Buffer> | Buffer | null | ReplayableBody,
+    opts: UpstreamRequestOptions = {},
+  ): Promise<UpstreamResponse> {
+    if (this.isClosed) throw new UpstreamError('UO', 'upstream pool is closed', { retriable: false });
+    this.stats.rqTotal++;
+    const rb = body instanceof ReplayableBody ? body : new ReplayableBody(body, this.retryBufferBytes);
+    const timeoutMs = opts.timeoutMs ?? 0;
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : 0;
+    const signal = opts.signal;
+    let conn = await this.acquire(ep, false, deadline, signal);
+    try {
+      return await conn.exchange(head, rb, remaining(deadline, ep), signal);
+    } catch (e) {
+      if (
+        !(e instanceof UpstreamError) ||
+        !e.reusedConnection ||
+        e.responseStarted ||
+        (e.flag !== 'UC' && e.flag !== 'UR') ||
+        !rb.replayable ||
+        signal?.aborted === true
+      ) {
+        throw e;
+      }
+      // The upstream closed a keep-alive connection as this request went out: it never
+      // answered it, so send it again on a connection opened for it.
+      this.stats.rqStaleRetry++;
+      conn = await this.acquire(ep, true, deadline, signal);
+      return await conn.exchange(head, rb, remaining(deadline, ep), signal);
+    }
+  }
+
+  /** Connections carrying a request or connecting (for `ep`, or all endpoints). */
+  activeConnections(ep?: UpstreamEndpoint): number {
+    let n = 0;
+    for (const p of this.pools(ep)) n += p.total - p.idle.length;
+    return n;
+  }
+
+  /** Idle keep-alive connections (for `ep`, or all endpoints). */
+  idleConnections(ep?: UpstreamEndpoint): number {
+    let n = 0;
+    for (const p of this.pools(ep)) n += p.idle.length;
+    return n;
+  }
+
+  /** Requests waiting for a connection (for `ep`, or all endpoints). */
+  pendingRequests(ep?: UpstreamEndpoint): number {
+    let n = 0;
+    for (const p of this.pools(ep)) n += p.waiters.length;
+    return n;
+  }
+
+  /** Endpoints with live state (connections or waiting requests). */
+  get endpointCount(): number {
+    return this.endpoints.size;
+  }
+
+  /** Closes every connection; pending requests fail with 'UO'. */
+  close(): void {
+    this.isClosed = true;
+    for (const p of [...this.endpoints.values()]) {
+      for (const w of p.waiters.splice(0)) settle(w, new UpstreamError('UO', 'upstream pool closed', { retriable: false }));
+      for (const c of [...p.all]) c.close();
+    }
+    this.endpoints.clear();
+  }
+
+  /** Closes the idle connections of `ep` (e.g. an endpoint removed by EDS); busy ones finish. */
+  drainEndpoint(ep: UpstreamEndpoint): void {
+    const p = this.endpoints.get(keyOf(ep));
+    if (p === undefined) return;
+    for (const c of p.idle.splice(0)) c.close();
+  }
+
+  private *pools(ep?: UpstreamEndpoint): Iterable<EndpointPool> {
+    if (ep === undefined) yield* this.endpoints.values();
+    else {
+      const p = this.endpoints.get(keyOf(ep));
+      if (p !== undefined) yield p;
+    }
+  }
+
+  private endpointPool(ep: UpstreamEndpoint): EndpointPool {
+    const key = keyOf(ep);
+    let p = this.endpoints.get(key);
+    if (p !== undefined) return p;
+    if (this.endpoints.size >= this.maxEndpoints) this.evictIdleEndpoint();
+    if (this.endpoints.size >= this.maxEndpoints) {
+      this.stats.rqPendingOverflow++;
+      throw new UpstreamError('UO', `more than ${this.maxEndpoints} upstream endpoints with live connections`, { retriable: false });
+    }
+    p = new EndpointPool(this, key, ep);
+    this.endpoints.set(key, p);
+    return p;
+  }
+
+  // Frees the oldest endpoint that only holds idle connections.
+  private evictIdleEndpoint(): void {
+    for (const p of this.endpoints.values()) {
+      if (p.waiters.length === 0 && p.connecting === 0 && p.idle.length === p.all.size) {
+        for (const c of p.idle.splice(0)) c.close();
+        this.endpoints.delete(p.key);
+        return;
+      }
+    }
+  }
+
+  private async acquire(ep: UpstreamEndpoint, fresh: boolean, deadline: number, signal: AbortSignal | undefined): Promise<UpstreamConnection> {
+    const p = this.endpointPool(ep);
+    if (!fresh) {
+      const now = Date.now();
+      while (p.idle.length > 0) {
+        const c = p.idle.pop()!;
+        if (c.usable && now - c.idleSince < c.idleTimerMs) return c;
+        c.close();
+      }
+    } else if (p.total >= this.maxConnections && p.idle.length > 0) {
+      p.idle.shift()!.close(); // make room for the fresh connection
+    }
+    if (p.total < this.maxConnections) return this.connect(p, deadline, signal);
+    if (p.waiters.length >= this.maxPending) {
+      this.stats.rqPendingOverflow++;
+      throw new UpstreamError('UO', `upstream ${authorityOf(ep)}: ${this.maxConnections} connections busy and ${this.maxPending} requests pending`, { retriable: false });
+    }
+    return new Promise<UpstreamConnection>((resolve, reject) => {
+      const w: Waiter = { resolve, reject, fresh, done: false, signal, timeoutMs: 0 };
+      p.waiters.push(w);
+      const ms = remaining(deadline, ep);
+      let timer: NodeJS.Timeout | null = null;
+      const onAbort = (): void => {
+        drop();
+        settle(w, new UpstreamError('LR', `request to ${authorityOf(ep)} aborted while waiting for a connection`, { retriable: false }));
+      };
+      const drop = (): void => {
+        const i = p.waiters.indexOf(w);
+        if (i >= 0) p.waiters.splice(i, 1);
+        if (timer !== null) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (p.empty) this.endpoints.delete(p.key);
+      };
+      if (ms > 0) {
+        timer = setTimeout(() => {
+          drop();
+          settle(w, new UpstreamError('UT', `no connection to ${authorityOf(ep)} available in time`, { retriable: true }));
+        }, ms);
+      }
+      if (signal !== undefined) signal.addEventListener('abort', onAbort, { once: true });
+      const unhook = (): void => {
+        if (timer !== null) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      w.resolve = (c) => {
+        unhook();
+        resolve(c);
+      };
+      w.reject = (e) => {
+        unhook();
+        reject(e);
+      };
+    });
+  }
+
+  private async connect(p: EndpointPool, deadline: number, signal: AbortSignal | undefined): Promise<UpstreamConnection> {
+    p.connecting++;
+    const left = remaining(deadline, p.endpoint);
+    const ms = left > 0 ? Math.min(left, this.connectTimeoutMs) : this.connectTimeoutMs;
+    let socket;
+    try {
+      socket = await connectTcp(p.endpoint, ms, signal);
+    } catch (e) {
+      p.connecting--;
+      this.stats.cxConnectFail++;
+      this.afterCapacityFreed(p);
+      if (e instanceof UpstreamError && e.flag === 'UF' && deadline > 0 && Date.now() >= deadline && ms === left) {
+        throw new UpstreamError('UT', `no response from ${authorityOf(p.endpoint)} in time (connecting)`, { retriable: true, code: e.code });
+      }
+      throw e;
+    }
+    p.connecting--;
+    this.stats.cxTotal++;
+    const conn = new UpstreamConnection(socket, p.endpoint, this.limits, p);
+    conn.idleTimerMs = this.idleTimeoutMs;
+    p.all.add(conn);
+    if (this.isClosed) conn.close();
+    return conn;
+  }
+
+  /** A connection finished its exchange and may be reused. */
+  onReleased(p: EndpointPool, conn: UpstreamConnection): void {
+    if (this.isClosed || (this.maxRequestsPerConnection > 0 && conn.requests >= this.maxRequestsPerConnection)) {
+      conn.close();
+      return;
+    }
+    // hand it straight to a waiting request
+    while (p.waiters.length > 0) {
+      const w = p.waiters.shift()!;
+      if (w.done) continue;
+      if (w.fresh) {
+        conn.close(); // frees the slot; afterCapacityFreed connects for this waiter
+        p.waiters.unshift(w);
+        return;
+      }
+      w.done = true;
+      w.resolve(conn);
+      return;
+    }
+    let ms = this.idleTimeoutMs;
+    const hint = conn.keepAliveHintMs;
+    if (hint >= 0) {
+      // expire before the upstream does: its timer and ours race otherwise
+      ms = Math.min(ms, hint - Math.min(1000, Math.floor(hint / 2)));
+      if (ms <= 0) {
+        conn.close();
+        return;
+      }
+    }
+    conn.idleSince = Date.now();
+    if (conn.idleTimer !== null && conn.idleTimerMs === ms) conn.idleTimer.refresh();
+    else {
+      if (conn.idleTimer !== null) clearTimeout(conn.idleTimer);
+      conn.idleTimerMs = ms;
+      conn.idleTimer = setTimeout(() => this.onIdleTimer(p, conn), ms);
+      conn.idleTimer.unref();
+    }
+    p.idle.push(conn);
+  }
+
+  private onIdleTimer(p: EndpointPool, conn: UpstreamConnection): void {
+    if (conn.closed || conn.busy) return;
+    if (p.idle.includes(conn)) {
+      this.stats.cxIdleTimeout++;
+      conn.close();
+    }
+  }
+
+  /** A connection closed, idle or not. */
+  onClosed(p: EndpointPool, conn: UpstreamConnection): void {
+    this.stats.cxDestroy++;
+    p.all.delete(conn);
+    const i = p.idle.indexOf(conn);
+    if (i >= 0) p.idle.splice(i, 1);
+    this.afterCapacityFreed(p);
+  }
+
+  private afterCapacityFreed(p: EndpointPool): void {
+    while (p.waiters.length > 0 && p.total < this.maxConnections && !this.isClosed) {
+      const w = p.waiters.shift()!;
+      if (w.done) continue;
+      w.done = true;
+      this.connect(p, 0, w.signal).then(w.resolve, w.reject);
+    }
+    if (p.empty && this.endpoints.get(p.key) === p) this.endpoints.delete(p.key);
+  }
+}
+
+function settle(w: Waiter, err: Error): void {
+  if (w.done) return;
+  w.done = true;
+  w.reject(err);
+}
+
+function keyOf(ep: UpstreamEndpoint): string {
+  return ep.host + ':' + ep.port;
+}
+
+// Milliseconds left before `deadline` (0: no deadline); throws 'UT' when it passed.
+function remaining(deadline: number, ep: UpstreamEndpoint): number {
+  if (deadline === 0) return 0;
+  const ms = deadline - Date.now();
+  if (ms <= 0) throw new UpstreamError('UT', `no response from ${authorityOf(ep)} in time`, { retriable: true });
+  return ms;
+}
