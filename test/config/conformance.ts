@@ -1,0 +1,414 @@
+// The ConfigStore conformance suite: the same cases, asserting the same outcomes, for every
+// backend. Cases that only make sense for one backend (etcd restarts, files edited by hand)
+// are part of the suite and skip, saying why, where the harness cannot perform them.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Resource } from '../../src/api/index.ts';
+import {
+  AlreadyExistsError,
+  ConflictError,
+  InvalidSelectorError,
+  NotFoundError,
+  RevisionCompactedError,
+  ValidationFailedError,
+  type ConfigStore,
+  type WatchEvent,
+} from '../../src/config/index.ts';
+
+export interface Harness {
+  /** A new, empty store (each call may wipe what the previous one held). */
+  open(): Promise<ConfigStore>;
+  /** A second store on the same data, as another replica would open it. */
+  openPeer(): Promise<ConfigStore>;
+  /** Whether two stores on the same data may write concurrently (etcd); the directory store serializes writes in one process. */
+  multiWriter: boolean;
+  /** Bulk-loads resources the fastest way the backend allows (files written directly, parallel puts). */
+  seed(resources: Resource[]): Promise<void>;
+  /** Applies outside edits now (directory store); no-op elsewhere. */
+  settle(store: ConfigStore): Promise<void>;
+  cleanup(): Promise<void>;
+  /** etcd: stops and restarts the server process. */
+  restartBackend?: () => Promise<void>;
+  /** etcd: a store whose connection to the backend the test can cut and heal, and a compaction. */
+  partitioned?: () => Promise<{ store: ConfigStore; cut(): void; heal(): void; close(): Promise<void> }>;
+  compact?: () => Promise<void>;
+  /** directory: the config directory, to edit files by hand. */
+  dir?: string;
+}
+
+export function serviceEntry(name: string, opts: { namespace?: string; labels?: Record<string, string>; host?: string; port?: number } = {}): Resource {
+  return {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'ServiceEntry',
+    metadata: { name, namespace: opts.namespace ?? 'default', ...(opts.labels !== undefined ? { labels: opts.labels } : {}) },
+    spec: {
+      hosts: [opts.host ?? `${name}.example.com`],
+      ports: [{ number: opts.port ?? 80, name: 'http', protocol: 'HTTP' }],
+      resolution: 'DNS',
+      location: 'MESH_EXTERNAL',
+    },
+  };
+}
+
+export function workloadEntry(name: string, namespace: string, address: string, labels: Record<string, string>): Resource {
+  return {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'WorkloadEntry',
+    metadata: { name, namespace, labels },
+    spec: { address, labels, ports: { http: 8080 } },
+  };
+}
+
+/** Collects a watch's events; waitFor polls (no timing assertions) until a condition holds. */
+export function record(store: ConfigStore, from: number | undefined): { events: WatchEvent[]; cancel(): void; synced: Promise<number>; waitFor(n: number): Promise<void> } {
+  const events: WatchEvent[] = [];
+  const w = store.watch(from, (e) => events.push(e));
+  return {
+    events,
+    synced: w.synced,
+    cancel: () => w.cancel(),
+    async waitFor(n: number) {
+      const deadline = Date.now() + 60_000;
+      while (events.length < n) {
+        if (Date.now() > deadline) assert.fail(`expected ${n} events, got ${events.length}: ${events.slice(-5).map(describeEvent).join(', ')}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+}
+
+export function describeEvent(e: WatchEvent): string {
+  return `${e.type} ${e.resource.kind}/${e.resource.metadata.namespace}/${e.resource.metadata.name}`;
+}
+
+function hosts(r: Resource | undefined): unknown {
+  return (r?.spec as { hosts?: unknown } | undefined)?.hosts;
+}
+
+/** Retries an operation while the backend is coming back (not for typed store errors). */
+async function whileRecovering<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof ConflictError || err instanceof NotFoundError || err instanceof AlreadyExistsError || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+export function conformanceSuite(name: string, makeHarness: () => Promise<Harness>): void {
+  describe(`ConfigStore conformance: ${name}`, () => {
+    let h: Harness;
+    let store: ConfigStore;
+    before(async () => {
+      h = await makeHarness();
+    });
+    after(async () => {
+      await store?.close();
+      await h?.cleanup();
+    });
+    const fresh = async (): Promise<ConfigStore> => {
+      await store?.close();
+      store = await h.open();
+      return store;
+    };
+
+    it('creates, reads, updates and deletes with resourceVersion checks', async () => {
+      const s = await fresh();
+      const created = await s.create(serviceEntry('reviews', { labels: { app: 'reviews' } }));
+      assert.match(created.metadata.resourceVersion ?? '', /^[0-9]+$/);
+      assert.equal(created.metadata.generation, 1);
+      assert.ok(!Number.isNaN(Date.parse(created.metadata.creationTimestamp ?? '')));
+      assert.deepEqual(await s.get('ServiceEntry', 'default', 'reviews'), created);
+      assert.equal(await s.revision(), Number(created.metadata.resourceVersion));
+
+      await assert.rejects(s.create(serviceEntry('reviews')), AlreadyExistsError);
+
+      const updated = await s.update({ ...created, spec: { ...(created.spec as object), hosts: ['reviews.new.example.com'] } });
+      assert.ok(Number(updated.metadata.resourceVersion) > Number(created.metadata.resourceVersion));
+      assert.equal(updated.metadata.generation, 2);
+      assert.equal(updated.metadata.creationTimestamp, created.metadata.creationTimestamp);
+      assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'reviews')), ['reviews.new.example.com']);
+
+      // A label change is a new version but not a new generation (the spec did not change).
+      const relabeled = await s.update({ ...updated, metadata: { ...updated.metadata, labels: { app: 'reviews', tier: 'web' } } });
+      assert.equal(relabeled.metadata.generation, 2);
+      assert.ok(Number(relabeled.metadata.resourceVersion) > Number(updated.metadata.resourceVersion));
+
+      const stale = await s.update({ ...created, spec: { ...(created.spec as object), hosts: ['stale.example.com'] } }).catch((e: unknown) => e);
+      assert.ok(stale instanceof ConflictError);
+      assert.equal(stale.expected, created.metadata.resourceVersion);
+      assert.equal(stale.actual, relabeled.metadata.resourceVersion);
+      const { resourceVersion: _rv, ...noVersion } = relabeled.metadata;
+      const missing = await s.update({ ...relabeled, metadata: noVersion }).catch((e: unknown) => e);
+      assert.ok(missing instanceof ConflictError);
+      assert.equal(missing.expected, undefined);
+      await assert.rejects(s.update(serviceEntry('absent')), NotFoundError);
+      assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'reviews')), ['reviews.new.example.com']);
+
+      await assert.rejects(s.delete('ServiceEntry', 'default', 'reviews', { resourceVersion: created.metadata.resourceVersion! }), ConflictError);
+      const deleted = await s.delete('ServiceEntry', 'default', 'reviews', { resourceVersion: relabeled.metadata.resourceVersion! });
+      assert.deepEqual(deleted.spec, relabeled.spec);
+      assert.ok(Number(deleted.metadata.resourceVersion) > Number(relabeled.metadata.resourceVersion));
+      assert.equal(await s.get('ServiceEntry', 'default', 'reviews'), undefined);
+      await assert.rejects(s.delete('ServiceEntry', 'default', 'reviews'), NotFoundError);
+      assert.deepEqual(await s.list('ServiceEntry'), []);
+    });
+
+    it('lists by kind and namespace, sorted by namespace then name', async () => {
+      const s = await fresh();
+      await s.create(serviceEntry('b', { namespace: 'prod' }));
+      await s.create(serviceEntry('a', { namespace: 'prod' }));
+      await s.create(serviceEntry('z', { namespace: 'dev' }));
+      await s.create(workloadEntry('vm-1', 'prod', '10.0.0.1', { app: 'ratings' }));
+      const all = await s.list('ServiceEntry');
+      assert.deepEqual(all.map((r) => `${r.metadata.namespace}/${r.metadata.name}`), ['dev/z', 'prod/a', 'prod/b']);
+      assert.deepEqual((await s.list('ServiceEntry', { namespace: 'prod' })).map((r) => r.metadata.name), ['a', 'b']);
+      assert.deepEqual((await s.list('WorkloadEntry')).map((r) => r.metadata.name), ['vm-1']);
+      assert.deepEqual(await s.list('ServiceEntry', { namespace: 'staging' }), []);
+      assert.deepEqual(await s.list('Gateway'), []);
+    });
+
+    it('filters by Kubernetes label selectors', async () => {
+      const s = await fresh();
+      const labels: Record<string, Record<string, string>> = {
+        r1: { app: 'reviews', version: 'v1', tier: 'web' },
+        r2: { app: 'reviews', version: 'v2', tier: 'api', canary: 'true' },
+        r3: { app: 'reviews', version: 'v3' },
+        p1: { app: 'productpage', tier: 'web' },
+        d1: { app: 'details', tier: 'db' },
+        n1: {},
+      };
+      for (const [n, l] of Object.entries(labels)) await s.create(serviceEntry(n, { labels: l }));
+      const names = async (sel: string | Record<string, string>): Promise<string[]> => (await s.list('ServiceEntry', { labelSelector: sel })).map((r) => r.metadata.name);
+      assert.deepEqual(await names('app=reviews'), ['r1', 'r2', 'r3']);
+      assert.deepEqual(await names('app==reviews,version!=v1'), ['r2', 'r3']);
+      assert.deepEqual(await names('version!=v1'), ['d1', 'n1', 'p1', 'r2', 'r3']); // absent label matches !=
+      assert.deepEqual(await names('tier in (web, api)'), ['p1', 'r1', 'r2']);
+      assert.deepEqual(await names('tier notin (web)'), ['d1', 'n1', 'r2', 'r3']);
+      assert.deepEqual(await names('canary'), ['r2']);
+      assert.deepEqual(await names('!canary,app=reviews'), ['r1', 'r3']);
+      assert.deepEqual(await names('app=reviews,tier,!canary'), ['r1']);
+      assert.deepEqual(await names(''), ['d1', 'n1', 'p1', 'r1', 'r2', 'r3']);
+      assert.deepEqual(await names({ app: 'reviews', version: 'v2' }), ['r2']);
+      const bad = await s.list('ServiceEntry', { labelSelector: 'app in (a,b' }).catch((e: unknown) => e);
+      assert.ok(bad instanceof InvalidSelectorError);
+      assert.equal(bad.message, 'invalid label selector "app in (a,b" at position 11: expected \',\' or \')\'');
+      await assert.rejects(s.list('ServiceEntry', { labelSelector: 'app=reviews version=v1' }), InvalidSelectorError);
+    });
+
+    it('lets exactly one of concurrent updates of one resource win', async () => {
+      const s = await fresh();
+      const peer = h.multiWriter ? await h.openPeer() : s;
+      try {
+        const created = await s.create(serviceEntry('ratings'));
+        const writers = Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? s : peer));
+        const results = await Promise.allSettled(
+          writers.map((w, i) => w.update({ ...created, spec: { ...(created.spec as object), hosts: [`ratings-${i}.example.com`] } })),
+        );
+        const won = results.filter((r) => r.status === 'fulfilled');
+        const lost = results.filter((r) => r.status === 'rejected');
+        assert.equal(won.length, 1);
+        assert.equal(lost.length, 7);
+        for (const r of lost) assert.ok(r.reason instanceof ConflictError, String(r.reason));
+        const winner = (won[0] as PromiseFulfilledResult<Resource>).value;
+        assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'ratings')), hosts(winner));
+      } finally {
+        if (peer !== s) await peer.close();
+      }
+    });
+
+    it('refuses an invalid write whole, with every error', async () => {
+      const s = await fresh();
+      const before = await s.revision();
+      const invalid: Resource = {
+        ...serviceEntry('broken'),
+        spec: { hosts: ['ok.example.com', '*'], ports: [{ number: 70000, name: 'http', protocol: 'HTTP' }], resolution: 'DNS' },
+      };
+      const err = await s.create(invalid).catch((e: unknown) => e);
+      assert.ok(err instanceof ValidationFailedError, String(err));
+      const lines = err.errors.map(String);
+      assert.ok(lines.some((l) => l.includes('ServiceEntry/default/broken') && l.includes('spec.ports[0].number')), lines.join('\n'));
+      assert.ok(lines.length >= 1);
+      assert.equal(await s.get('ServiceEntry', 'default', 'broken'), undefined);
+      assert.equal(await s.revision(), before);
+
+      const good = await s.create(serviceEntry('fine'));
+      await assert.rejects(s.update({ ...good, spec: { ...(good.spec as object), ports: [{ number: 0, name: 'http', protocol: 'HTTP' }] } }), ValidationFailedError);
+      assert.deepEqual(await s.get('ServiceEntry', 'default', 'fine'), good);
+      await assert.rejects(s.create({ apiVersion: 'networking.istio.io/v1', kind: 'Unicorn', metadata: { name: 'x', namespace: 'default' }, spec: {} }), ValidationFailedError);
+    });
+
+    it('watches from the current state, then every change in order', async () => {
+      const s = await fresh();
+      await s.create(serviceEntry('b'));
+      await s.create(serviceEntry('a'));
+      await s.create(workloadEntry('vm', 'default', '10.1.0.1', { app: 'a' }));
+      const w = record(s, undefined);
+      const syncedAt = await w.synced;
+      assert.deepEqual(w.events.map(describeEvent), ['ADDED ServiceEntry/default/a', 'ADDED ServiceEntry/default/b', 'ADDED WorkloadEntry/default/vm']);
+      assert.equal(syncedAt, await s.revision());
+      const a = (await s.get('ServiceEntry', 'default', 'a'))!;
+      const c = await s.create(serviceEntry('c'));
+      const a2 = await s.update({ ...a, spec: { ...(a.spec as object), hosts: ['a2.example.com'] } });
+      const gone = await s.delete('ServiceEntry', 'default', 'b');
+      await w.waitFor(6);
+      w.cancel();
+      const live = w.events.slice(3);
+      assert.deepEqual(live.map(describeEvent), ['ADDED ServiceEntry/default/c', 'MODIFIED ServiceEntry/default/a', 'DELETED ServiceEntry/default/b']);
+      assert.deepEqual(live.map((e) => e.revision), [c, a2, gone].map((r) => Number(r.metadata.resourceVersion)));
+      for (const e of w.events) assert.equal(e.resource.metadata.resourceVersion, String(e.revision));
+      assert.deepEqual(hosts(live[1]!.resource), ['a2.example.com']);
+      // No event after cancel.
+      await s.create(serviceEntry('d'));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(w.events.length, 6);
+    });
+
+    it('watches from a revision: only later changes, without repeats', async () => {
+      const s = await fresh();
+      await s.create(serviceEntry('old'));
+      const from = await s.revision();
+      const x = await s.create(serviceEntry('x'));
+      await s.update({ ...x, metadata: { ...x.metadata, labels: { v: '2' } } });
+      await s.delete('ServiceEntry', 'default', 'old');
+      const w = record(s, from);
+      await w.synced;
+      await w.waitFor(3);
+      assert.deepEqual(w.events.map(describeEvent), ['ADDED ServiceEntry/default/x', 'MODIFIED ServiceEntry/default/x', 'DELETED ServiceEntry/default/old']);
+      const last = w.events[2]!.revision;
+      // Resuming from the last revision seen delivers nothing old, then new changes.
+      w.cancel();
+      const resumed = record(s, last);
+      await resumed.synced;
+      await s.create(serviceEntry('y'));
+      await resumed.waitFor(1);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(resumed.events.map(describeEvent), ['ADDED ServiceEntry/default/y']);
+      resumed.cancel();
+    });
+
+    it('reports a revision it no longer has as RevisionCompactedError', async (t) => {
+      const s = await fresh();
+      await s.create(serviceEntry('a'));
+      const old = await s.revision();
+      await s.create(serviceEntry('b'));
+      if (h.compact !== undefined) await h.compact();
+      else if (h.dir !== undefined) {
+        // The directory store keeps history since it opened: a revision before that is gone.
+      } else return t.skip('backend cannot compact');
+      const probe = h.compact !== undefined ? old : 1;
+      let onError: Error | undefined;
+      const w = s.watch(probe, () => assert.fail('no event expected'), { onError: (e) => (onError = e) });
+      await assert.rejects(w.synced, RevisionCompactedError);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.ok(onError instanceof RevisionCompactedError);
+    });
+
+    it('resumes a watch across a restart of etcd without losing or repeating events', async (t) => {
+      if (h.restartBackend === undefined) return t.skip('only etcd has a server process to restart');
+      const s = await fresh();
+      const writer = await h.openPeer();
+      try {
+        for (let i = 0; i < 5; i++) await s.create(serviceEntry(`pre-${i}`));
+        const w = record(s, undefined);
+        await w.synced;
+        await h.restartBackend();
+        const written: string[] = [];
+        for (let i = 0; i < 20; i++) {
+          const r = await whileRecovering(() => writer.create(serviceEntry(`post-${i}`)));
+          written.push(r.metadata.resourceVersion!);
+        }
+        const victim = (await whileRecovering(() => writer.get('ServiceEntry', 'default', 'pre-0')))!;
+        const del = await whileRecovering(() => writer.delete('ServiceEntry', 'default', 'pre-0', { resourceVersion: victim.metadata.resourceVersion! }));
+        await w.waitFor(26);
+        await new Promise((r) => setTimeout(r, 300));
+        w.cancel();
+        assert.equal(w.events.length, 26);
+        const after = w.events.slice(5);
+        assert.deepEqual(after.map((e) => e.resource.metadata.resourceVersion), [...written, del.metadata.resourceVersion]);
+        assert.deepEqual(after.slice(0, 20).map(describeEvent), written.map((_, i) => `ADDED ServiceEntry/default/post-${i}`));
+        assert.equal(describeEvent(after[20]!), 'DELETED ServiceEntry/default/pre-0');
+      } finally {
+        await writer.close();
+      }
+    });
+
+    it('resumes after a lost connection, and relists with exact differences when its revision was compacted', async (t) => {
+      if (h.partitioned === undefined || h.compact === undefined) return t.skip('only etcd has connections to lose and a history to compact');
+      const s = await fresh();
+      for (const n of ['keep', 'change', 'remove']) await s.create(serviceEntry(n));
+      const p = await h.partitioned();
+      try {
+        const w = record(p.store, undefined);
+        await w.synced;
+        assert.equal(w.events.length, 3);
+
+        // 1. Connection lost, no compaction: resumes from the last revision + 1.
+        p.cut();
+        const during = await s.create(serviceEntry('during-cut'));
+        p.heal();
+        await w.waitFor(4);
+        assert.equal(describeEvent(w.events[3]!), 'ADDED ServiceEntry/default/during-cut');
+        assert.equal(w.events[3]!.revision, Number(during.metadata.resourceVersion));
+
+        // 2. Connection lost while history is compacted: relist, emit only what differs.
+        p.cut();
+        const change = (await s.get('ServiceEntry', 'default', 'change'))!;
+        const changed = await s.update({ ...change, spec: { ...(change.spec as object), hosts: ['changed.example.com'] } });
+        await s.delete('ServiceEntry', 'default', 'remove');
+        const added = await s.create(serviceEntry('added'));
+        await h.compact();
+        p.heal();
+        await w.waitFor(7);
+        await new Promise((r) => setTimeout(r, 300));
+        w.cancel();
+        const relist = w.events.slice(4);
+        assert.deepEqual(relist.map(describeEvent), ['MODIFIED ServiceEntry/default/change', 'ADDED ServiceEntry/default/added', 'DELETED ServiceEntry/default/remove']);
+        assert.equal(relist[0]!.revision, Number(changed.metadata.resourceVersion));
+        assert.equal(relist[1]!.revision, Number(added.metadata.resourceVersion));
+        assert.deepEqual(hosts(relist[0]!.resource), ['changed.example.com']);
+        // The consumer's view equals the store's.
+        const view = new Map<string, string>();
+        for (const e of w.events) {
+          if (e.type === 'DELETED') view.delete(e.resource.metadata.name);
+          else view.set(e.resource.metadata.name, e.resource.metadata.resourceVersion!);
+        }
+        const actual = new Map((await s.list('ServiceEntry')).map((r) => [r.metadata.name, r.metadata.resourceVersion!]));
+        assert.deepEqual(view, actual);
+      } finally {
+        await p.close();
+      }
+    });
+
+    it('lists and watches 10,000 resources', async () => {
+      await store?.close();
+      const bulk: Resource[] = [];
+      for (let i = 0; i < 10_000; i++) bulk.push(serviceEntry(`svc-${String(i).padStart(5, '0')}`, { namespace: `ns-${i % 10}`, labels: { shard: String(i % 4) }, host: `svc-${i}.mesh.example.com` }));
+      await h.seed(bulk);
+      store = await h.openPeer();
+      const s = store;
+      const listed = await s.list('ServiceEntry');
+      assert.equal(listed.length, 10_000);
+      assert.equal(listed[0]!.metadata.name, 'svc-00000');
+      assert.equal(listed.at(-1)!.metadata.name, 'svc-09999');
+      assert.equal((await s.list('ServiceEntry', { namespace: 'ns-3', labelSelector: 'shard=1' })).length, 500);
+      const w = record(s, undefined);
+      const at = await w.synced;
+      assert.equal(w.events.length, 10_000);
+      assert.equal(new Set(w.events.map((e) => e.resource.metadata.name)).size, 10_000);
+      assert.ok(w.events.every((e) => e.type === 'ADDED'));
+      w.cancel();
+      const first = listed[0]!;
+      await s.update({ ...first, metadata: { ...first.metadata, labels: { shard: 'x' } } });
+      await s.delete('ServiceEntry', 'ns-9', 'svc-09999');
+      const tail = record(s, at);
+      await tail.waitFor(2);
+      await new Promise((r) => setTimeout(r, 200));
+      tail.cancel();
+      assert.deepEqual(tail.events.map(describeEvent), ['MODIFIED ServiceEntry/ns-0/svc-00000', 'DELETED ServiceEntry/ns-9/svc-09999']);
+    });
+  });
+}
