@@ -178,17 +178,19 @@ export function generateListeners(push: SextantPushContext, proxy: Proxy): Proto
     }
     return out;
   });
-  const listeners = [...outbound];
-  const bound = inbound.filter((i) => i.bind !== undefined);
-  for (const ib of bound) {
-    const addr = ib.bind as string;
-    listeners.push({
-      name: listenerName(addr, ib.port),
-      address: socketAddress(addr, ib.port),
-      filterChains: [inboundChain(ib.port, isHttpProtocol(ib.protocol), addr)],
+  const bound: ProtoJson[] = [];
+  for (const ib of inbound) {
+    if (ib.bind === undefined) continue;
+    bound.push({
+      name: listenerName(ib.bind, ib.port),
+      address: socketAddress(ib.bind, ib.port),
+      filterChains: [inboundChain(ib.port, isHttpProtocol(ib.protocol), ib.bind)],
       trafficDirection: 'INBOUND',
     });
   }
+  // As in Istio, an inbound listener wins over an outbound one on the same address and port.
+  const inboundNames = new Set(bound.map((l) => l['name']));
+  const listeners = [...outbound.filter((l) => !inboundNames.has(l['name'])), ...bound];
   if (captured) {
     const chains = inbound.filter((i) => i.bind === undefined).map((ib) => ({
       ...inboundChain(ib.port, isHttpProtocol(ib.protocol), '0.0.0.0'),
