@@ -25,11 +25,11 @@ const duration = (): Schema => str({ rules: [durationMin1ms] });
 const anyDuration = (): Schema => str({ rules: [durationNonNegative] });
 
 const portRange: NodeRule<number> = (v, path, issues) => {
-  if (!(v > 0 && v <= 65535)) issues.add(path, `Invalid value: ${v}: port must be between 1-65535`);
+  if (!(v > 0 && v <= 65535)) issues.add(path, `Invalid value: "integer": port must be between 1-65535 (got ${v})`);
 };
 
 const noWildcardValue = (message: string): NodeRule<string> => (v, path, issues) => {
-  if (v.includes('*')) issues.add(path, `Invalid value: ${JSON.stringify(v)}: ${message}`);
+  if (v.includes('*')) issues.add(path, `Invalid value: "string": ${message} (got ${JSON.stringify(v)})`);
 };
 
 /** networking WorkloadSelector: labels without wildcard values. */
@@ -42,8 +42,8 @@ const labelSelector = obj({
   matchLabels: map(str({ maxLength: 63, rules: [noWildcardValue('wildcard not allowed in label value match')] }), {
     maxProperties: 4096,
     key: (k, path, issues) => {
-      if (k.includes('*')) issues.add(path, `Invalid value: ${JSON.stringify(k)}: wildcard not allowed in label key match`);
-      if (k.length === 0) issues.add(path, 'Invalid value: "": key must not be empty');
+      if (k.includes('*')) issues.add(path, `Invalid value: "object": wildcard not allowed in label key match (got ${JSON.stringify(k)})`);
+      if (k.length === 0) issues.add(path, 'Invalid value: "object": key must not be empty');
     },
   }),
 });
@@ -54,7 +54,7 @@ const targetRef = obj({
   name: str({ minLength: 1, maxLength: 253 }),
   namespace: str({
     rules: [(v, path, issues) => {
-      if (v.length !== 0) issues.add(path, `Invalid value: ${JSON.stringify(v)}: cross namespace referencing is not currently supported`);
+      if (v.length !== 0) issues.add(path, `Invalid value: "string": cross namespace referencing is not currently supported (got ${JSON.stringify(v)})`);
     }],
   }),
 }, { required: ['kind', 'name'] });
@@ -318,14 +318,14 @@ const destinationRule = obj({
 const uds = (v: string, path: string, issues: { add(p: string, d: string): void }): void => {
   if (!v.startsWith('unix://')) return;
   const c = v.slice(7, 8);
-  if (c !== '/' && c !== '@') issues.add(path, `Invalid value: ${JSON.stringify(v)}: UDS must be an absolute path or abstract socket`);
-  if (v.endsWith('/')) issues.add(path, `Invalid value: ${JSON.stringify(v)}: UDS may not be a dir`);
+  if (c !== '/' && c !== '@') issues.add(path, `Invalid value: "string": UDS must be an absolute path or abstract socket (got ${JSON.stringify(v)})`);
+  if (v.endsWith('/')) issues.add(path, `Invalid value: "string": UDS may not be a dir (got ${JSON.stringify(v)})`);
 };
 
 const workloadPorts = map(uint32([portRange]), {
   maxProperties: 128,
   key: (k, path, issues) => {
-    if (!(k.length < 63 && PORT_NAME.test(k))) issues.add(path, `Invalid value: ${JSON.stringify(k)}: port name must be valid`);
+    if (!(k.length < 63 && PORT_NAME.test(k))) issues.add(path, `Invalid value: "object": port name must be valid (got ${JSON.stringify(k)})`);
   },
 });
 
@@ -355,7 +355,7 @@ const workloadEntry = obj(workloadEntryFields, { rules: [addressRequired, udsNoP
 const serviceEntry = obj({
   hosts: strs({ minItems: 1, maxItems: 256 }, str({
     rules: [(v, path, issues) => {
-      if (v === '*') issues.add(path, 'Invalid value: "*": hostname cannot be wildcard');
+      if (v === '*') issues.add(path, 'Invalid value: "string": hostname cannot be wildcard');
     }],
   })),
   addresses: strs({ maxItems: 256 }, str({ maxLength: 64 })),
@@ -419,7 +419,7 @@ const workloadGroup = obj({
       host: str(),
       scheme: str({
         rules: [(v, path, issues) => {
-          if (v !== '' && v !== 'HTTP' && v !== 'HTTPS') issues.add(path, `Invalid value: ${JSON.stringify(v)}: scheme must be one of [HTTP, HTTPS]`);
+          if (v !== '' && v !== 'HTTP' && v !== 'HTTPS') issues.add(path, `Invalid value: "string": scheme must be one of [HTTP, HTTPS] (got ${JSON.stringify(v)})`);
         }],
       }),
       httpHeaders: arr(obj({ name: str({ pattern: /^[-_A-Za-z0-9]+$/ }), value: str() })),
