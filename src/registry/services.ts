@@ -13,7 +13,7 @@ export interface ServicePort {
   targetPort?: number;
 }
 
-export type Resolution = 'NONE' | 'STATIC' | 'DNS' | 'DNS_ROUND_ROBIN';
+export type Resolution = 'NONE' | 'STATIC' | 'DNS' | 'DNS_ROUND_ROBIN' | 'DYNAMIC_DNS';
 
 /** One host of one ServiceEntry: the unit clusters and virtual hosts are made of. */
 export interface Service {
