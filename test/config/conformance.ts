@@ -2,8 +2,11 @@
 // backend. Cases that only make sense for one backend (etcd restarts, files edited by hand)
 // are part of the suite and skip, saying why, where the harness cannot perform them.
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Resource } from '../../src/api/index.ts';
+import { parseDocuments, toYaml, type Resource } from '../../src/api/index.ts';
 import {
   AlreadyExistsError,
   ConflictError,
@@ -381,6 +384,131 @@ export function conformanceSuite(name: string, makeHarness: () => Promise<Harnes
       } finally {
         await p.close();
       }
+    });
+
+    it('picks up files edited outside the store, including rename-into-place and new folders', async (t) => {
+      if (h.dir === undefined) return t.skip('only the directory store has files to edit by hand');
+      const dir = h.dir;
+      const s = await fresh();
+      const w = record(s, undefined);
+      await w.synced;
+      const file = path.join(dir, 'mesh.yaml');
+      await writeFile(file, [toYaml(serviceEntry('one')), toYaml(serviceEntry('two'))].join('---\n'));
+      await w.waitFor(2);
+      assert.deepEqual(w.events.map(describeEvent), ['ADDED ServiceEntry/default/one', 'ADDED ServiceEntry/default/two']);
+      // An editor's save: write a temp file, rename it over the original. Only 'two' changed.
+      const tmp = path.join(dir, '.mesh.yaml.swp');
+      await writeFile(tmp, [toYaml(serviceEntry('one')), toYaml(serviceEntry('two', { host: 'two.v2.example.com' }))].join('---\n'));
+      await rename(tmp, file);
+      await w.waitFor(3);
+      assert.equal(describeEvent(w.events[2]!), 'MODIFIED ServiceEntry/default/two');
+      assert.deepEqual(hosts(w.events[2]!.resource), ['two.v2.example.com']);
+      await mkdir(path.join(dir, 'team-a', 'nested'), { recursive: true });
+      await writeFile(path.join(dir, 'team-a', 'nested', 'vm.json'), JSON.stringify(workloadEntry('vm', 'team-a', '10.2.0.1', { app: 'x' })));
+      await w.waitFor(4);
+      assert.equal(describeEvent(w.events[3]!), 'ADDED WorkloadEntry/team-a/vm');
+      await unlink(file);
+      await w.waitFor(6);
+      assert.deepEqual(w.events.slice(4).map(describeEvent), ['DELETED ServiceEntry/default/one', 'DELETED ServiceEntry/default/two']);
+      await rm(path.join(dir, 'team-a'), { recursive: true });
+      await w.waitFor(7);
+      assert.equal(describeEvent(w.events[6]!), 'DELETED WorkloadEntry/team-a/vm');
+      w.cancel();
+      assert.deepEqual(s.errors(), []);
+    });
+
+    it('keeps the last good state when a file is half-written or invalid, and says why', async (t) => {
+      if (h.dir === undefined) return t.skip('only the directory store has files to edit by hand');
+      const dir = h.dir;
+      const s = await fresh();
+      const file = path.join(dir, 'edge.yaml');
+      const good = [toYaml(serviceEntry('gw-a')), toYaml(serviceEntry('gw-b'))].join('---\n');
+      await writeFile(file, good);
+      await h.settle(s);
+      const before = await s.list('ServiceEntry');
+      assert.equal(before.length, 2);
+      const w = record(s, await s.revision());
+      await w.synced;
+
+      // Half-written: the text stops in the middle of the second document.
+      await writeFile(file, good.slice(0, good.length - 40));
+      await h.settle(s);
+      assert.deepEqual(await s.list('ServiceEntry'), before);
+      assert.equal(s.errors().length >= 1, true);
+      assert.ok(s.errors().every((e) => e.file === file), s.errors().map(String).join('\n'));
+
+      // Valid YAML, but the second document is invalid: the change to the first does not apply either.
+      const bad = serviceEntry('gw-b');
+      (bad.spec as { ports: Array<{ number: number }> }).ports[0]!.number = 0;
+      await writeFile(file, [toYaml(serviceEntry('gw-a', { host: 'new.example.com' })), toYaml(bad)].join('---\n'));
+      await h.settle(s);
+      assert.deepEqual(await s.list('ServiceEntry'), before);
+      const errors = s.errors().map(String);
+      assert.equal(errors.length, 1, errors.join('\n'));
+      assert.match(errors[0]!, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:1 ServiceEntry/default/gw-b: spec\\.ports\\[0\\]\\.number: `));
+
+      // Fixed: the whole file applies, the error clears.
+      await writeFile(file, [toYaml(serviceEntry('gw-a', { host: 'new.example.com' })), toYaml(serviceEntry('gw-b'))].join('---\n'));
+      await h.settle(s);
+      assert.deepEqual(s.errors(), []);
+      assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'gw-a')), ['new.example.com']);
+      await w.waitFor(1);
+      await new Promise((r) => setTimeout(r, 200));
+      w.cancel();
+      assert.deepEqual(w.events.map(describeEvent), ['MODIFIED ServiceEntry/default/gw-a']);
+    });
+
+    it('refuses a resource defined in two files, naming both', async (t) => {
+      if (h.dir === undefined) return t.skip('only the directory store reads files');
+      const dir = h.dir;
+      await store?.close();
+      rmSync(dir, { recursive: true, force: true });
+      await mkdir(path.join(dir, 'a'), { recursive: true });
+      await writeFile(path.join(dir, 'a', 'first.yaml'), toYaml(serviceEntry('dup', { host: 'first.example.com' })));
+      await writeFile(path.join(dir, 'b.yaml'), [toYaml(serviceEntry('other')), toYaml(serviceEntry('dup', { host: 'second.example.com' }))].join('---\n'));
+      store = await h.openPeer();
+      const s = store;
+      assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'dup')), ['first.example.com']);
+      assert.equal(await s.get('ServiceEntry', 'default', 'other'), undefined); // the whole second file is refused
+      assert.deepEqual(s.errors().map(String), [
+        `${path.join(dir, 'b.yaml')}:1 ServiceEntry/default/dup: metadata.name: duplicate resource: already defined in ${path.join(dir, 'a', 'first.yaml')}:0`,
+      ]);
+      // Removing the first definition lets the second file apply.
+      await unlink(path.join(dir, 'a', 'first.yaml'));
+      await h.settle(s);
+      await h.settle(s);
+      assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'dup')), ['second.example.com']);
+      assert.ok(await s.get('ServiceEntry', 'default', 'other'));
+      assert.deepEqual(s.errors(), []);
+    });
+
+    it('persists writes as YAML files, changing only the written document of a multi-document file', async (t) => {
+      if (h.dir === undefined) return t.skip('only the directory store writes files');
+      const dir = h.dir;
+      const s = await fresh();
+      const created = await s.create(serviceEntry('api', { namespace: 'shop' }));
+      const own = path.join(dir, 'shop', 'serviceentry-api.yaml');
+      assert.equal(parseDocuments(await readFile(own, 'utf8'), own).documents[0]!.resource.metadata.name, 'api');
+      const mixed = path.join(dir, 'mixed.yaml');
+      await writeFile(mixed, `# edge services\n${toYaml(serviceEntry('edge-1'))}---\n# keep this comment\n${toYaml(serviceEntry('edge-2'))}`);
+      await h.settle(s);
+      const e1 = (await s.get('ServiceEntry', 'default', 'edge-1'))!;
+      await s.update({ ...e1, spec: { ...(e1.spec as object), hosts: ['edge-1.v2.example.com'] } });
+      let text = await readFile(mixed, 'utf8');
+      assert.match(text, /# keep this comment/);
+      assert.match(text, /edge-1\.v2\.example\.com/);
+      assert.doesNotMatch(text, /resourceVersion/);
+      await s.delete('ServiceEntry', 'default', 'edge-1');
+      text = await readFile(mixed, 'utf8');
+      assert.deepEqual(parseDocuments(text, mixed).documents.map((d) => d.resource.metadata.name), ['edge-2']);
+      assert.match(text, /# keep this comment/);
+      await s.delete('ServiceEntry', 'shop', 'api', { resourceVersion: created.metadata.resourceVersion! });
+      await assert.rejects(stat(own), /ENOENT/);
+      // A new store on the same directory sees exactly what the first one wrote.
+      const peer = await h.openPeer();
+      assert.deepEqual((await peer.list('ServiceEntry')).map((r) => r.metadata.name), ['edge-2']);
+      await peer.close();
+      assert.deepEqual(s.errors(), []);
     });
 
     it('lists and watches 10,000 resources', async () => {

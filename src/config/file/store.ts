@@ -79,6 +79,7 @@ type ReadResult =
   | { kind: 'unreadable'; error: ConfigError };
 
 const MAX_PENDING_PATHS = 10_000;
+const MAX_WATCHED_DIRS = 10_000;
 
 function isNotFound(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
@@ -118,7 +119,8 @@ export class DirectoryConfigStore implements ConfigStore {
   private closed = false;
   /** Serializes every mutation: writes through the API and rescans of changed files. */
   private chain: Promise<unknown> = Promise.resolve();
-  private fsWatcher: FSWatcher | undefined;
+  private readonly dirWatchers = new Map<string, FSWatcher>();
+  private warnedWatchLimit = false;
   private pending = new Set<string>();
   private fullRescanPending = false;
   private debounceTimer: NodeJS.Timeout | undefined;
@@ -141,7 +143,6 @@ export class DirectoryConfigStore implements ConfigStore {
   async load(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     // Watch before reading, so an edit made during the load is not missed.
-    if (this.watchFiles) this.startFsWatch();
     await this.exclusive(() => this.rescanTree(this.dir));
     this.historyFloor = this.rev;
     if (this.resyncIntervalMs > 0) {
@@ -607,6 +608,8 @@ export class DirectoryConfigStore implements ConfigStore {
   }
 
   private async walk(dir: string, out: Set<string>): Promise<void> {
+    // Watch before reading, so an edit made while the directory is read is not missed.
+    this.watchDir(dir);
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
@@ -636,28 +639,51 @@ export class DirectoryConfigStore implements ConfigStore {
 
   // ---- watching the tree ----
 
-  private startFsWatch(): void {
-    try {
-      this.fsWatcher = watchFs(this.dir, { recursive: true, persistent: false }, (_event, filename) => {
-        if (filename === null) {
-          this.fullRescanPending = true;
-        } else {
-          const rel = filename.toString();
-          // Kubernetes' atomic writer swaps a hidden '..data' link; a full stat rescan follows it.
-          if (rel.split(path.sep).some((seg) => seg.startsWith('..'))) this.fullRescanPending = true;
-          else if (this.pending.size >= MAX_PENDING_PATHS) this.fullRescanPending = true;
-          else this.pending.add(rel);
-        }
-        this.scheduleFlush();
-      });
-      this.fsWatcher.on('error', (err) => {
-        this.log.error({ err }, 'watching the config directory failed; relying on the periodic rescan');
-        this.fsWatcher?.close();
-        this.fsWatcher = undefined;
-      });
-    } catch (err) {
-      this.log.error({ err }, 'cannot watch the config directory; relying on the periodic rescan');
+  /**
+   * Watches one directory (not recursively: Node's recursive watch on Linux misses deletions
+   * and puts an inotify watch on every file). Each directory the walk visits gets one.
+   */
+  private watchDir(abs: string): void {
+    if (!this.watchFiles || this.closed || this.dirWatchers.has(abs)) return;
+    if (this.dirWatchers.size >= MAX_WATCHED_DIRS) {
+      if (!this.warnedWatchLimit) this.log.warn({ limit: MAX_WATCHED_DIRS, dir: abs }, 'too many directories to watch; the rest are picked up by the periodic rescan');
+      this.warnedWatchLimit = true;
+      return;
     }
+    try {
+      const w = watchFs(abs, { persistent: false }, (_event, filename) => this.onFsEvent(abs, filename));
+      w.on('error', (err) => {
+        // The directory went away (or the watch failed): the parent's watcher reports the removal.
+        if (!isNotFound(err)) this.log.warn({ err, dir: abs }, 'watching a config directory failed; relying on the periodic rescan');
+        this.unwatchDir(abs);
+      });
+      this.dirWatchers.set(abs, w);
+    } catch (err) {
+      if (!isNotFound(err)) this.log.warn({ err, dir: abs }, 'cannot watch a config directory; relying on the periodic rescan');
+    }
+  }
+
+  private unwatchDir(abs: string): void {
+    const prefix = abs + path.sep;
+    for (const [d, w] of this.dirWatchers) {
+      if (d === abs || d.startsWith(prefix)) {
+        w.close();
+        this.dirWatchers.delete(d);
+      }
+    }
+  }
+
+  private onFsEvent(dir: string, filename: string | Buffer | null): void {
+    if (filename === null) {
+      this.fullRescanPending = true;
+    } else {
+      const name = filename.toString();
+      // Kubernetes' atomic writer swaps a hidden '..data' link; a full stat rescan follows it.
+      if (name.startsWith('..')) this.fullRescanPending = true;
+      else if (this.pending.size >= MAX_PENDING_PATHS) this.fullRescanPending = true;
+      else this.pending.add(path.relative(this.dir, path.join(dir, name)));
+    }
+    this.scheduleFlush();
   }
 
   private scheduleFlush(): void {
@@ -695,6 +721,7 @@ export class DirectoryConfigStore implements ConfigStore {
         if (this.files.has(abs) || this.failed.has(abs)) this.removeFile(abs);
         const prefix = abs + path.sep;
         for (const f of [...this.files.keys(), ...this.failed.keys()]) if (f.startsWith(prefix)) this.removeFile(f);
+        this.unwatchDir(abs);
         continue;
       }
       if (st.isDirectory()) await this.rescanTree(abs);
@@ -718,7 +745,7 @@ export class DirectoryConfigStore implements ConfigStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.fsWatcher?.close();
+    this.unwatchDir(this.dir);
     if (this.debounceTimer !== undefined) clearTimeout(this.debounceTimer);
     if (this.resyncTimer !== undefined) clearInterval(this.resyncTimer);
     for (const w of this.watchers) w.cancelled = true;
