@@ -51,18 +51,15 @@ export function parseDocuments(text: string, file: string): LoadResult {
       return out;
     }
   }
-  const docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true });
+  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
   if (!Array.isArray(docs)) return out; // empty stream
   const flowColons = FLOW_COLON.test(text);
   for (let i = 0; i < docs.length; i++) {
     const doc = docs[i]!;
     if (doc.errors.length > 0) {
-      const e = doc.errors[0]!;
-      const line = e.linePos?.[0]?.line;
-      out.errors.push(new ConfigError({
-        file, index: i, resource: '', path: '',
-        detail: `invalid YAML${line !== undefined ? ` at line ${line}` : ''}: ${e.message.split('\n')[0]}`,
-      }));
+      // With prettyErrors the first line reads "<problem> at line L, column C:".
+      const first = doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '');
+      out.errors.push(new ConfigError({ file, index: i, resource: '', path: '', detail: `invalid YAML: ${first}` }));
       continue;
     }
     if (flowColons) restoreFlowColonScalars(doc, text);
@@ -108,7 +105,8 @@ function restoreFlowColonScalars(doc: Document, text: string): void {
 function addDocument(value: unknown, file: string, index: number, out: LoadResult, prefix: string): void {
   if (value === null || value === undefined) return; // empty document
   const fail = (resource: string, p: string, detail: string): void => {
-    out.errors.push(new ConfigError({ file, index, resource, path: prefix + p, detail }));
+    const full = prefix === '' ? p : p === '' ? prefix : `${prefix}.${p}`;
+    out.errors.push(new ConfigError({ file, index, resource, path: full, detail }));
   };
   if (!isObject(value)) {
     fail('', '', 'a document must be a mapping with apiVersion, kind, metadata and spec');
@@ -122,7 +120,7 @@ function addDocument(value: unknown, file: string, index: number, out: LoadResul
       fail('', 'items', 'expected a list of resources');
       return;
     }
-    for (let i = 0; i < items.length; i++) addDocument(items[i], file, index, out, `${prefix}items[${i}].`);
+    for (let i = 0; i < items.length; i++) addDocument(items[i], file, index, out, `${prefix === '' ? '' : `${prefix}.`}items[${i}]`);
     return;
   }
   const meta = value['metadata'];
