@@ -10,15 +10,15 @@ export interface RawServer {
   close(): Promise<void>;
 }
 
-/** A net server on 127.0.0.1 with `onSocket` per connection; closed after the test file. */
-export async function rawServer(onSocket: (s: net.Socket) => void, opts: net.ServerOpts = {}): Promise<RawServer> {
+/** A net server on `host` (127.0.0.1 by default) with `onSocket` per connection; closed after the test file. */
+export async function rawServer(onSocket: (s: net.Socket) => void, opts: net.ServerOpts = {}, host = '127.0.0.1'): Promise<RawServer> {
   const sockets: net.Socket[] = [];
   const server = net.createServer(opts, (s) => {
     sockets.push(s);
     s.on('error', () => {});
     onSocket(s);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as net.AddressInfo).port;
   let closed = false;
   const close = async (): Promise<void> => {

@@ -43,7 +43,7 @@ function nextRequest(buf: string): { head: string; body: string; rest: string } 
   return { head, body: after.slice(0, len), rest: after.slice(len) };
 }
 
-export async function app(b: AppBehaviour): Promise<App> {
+export async function app(b: AppBehaviour, host = '127.0.0.1'): Promise<App> {
   const requests: SeenRequest[] = [];
   let connections = 0;
   const srv = await rawServer((s) => {
@@ -74,7 +74,7 @@ export async function app(b: AppBehaviour): Promise<App> {
     s.on('close', () => {
       if (idle !== null) clearTimeout(idle);
     });
-  });
+  }, {}, host);
   return Object.assign(srv, { requests });
 }
 
