@@ -1,0 +1,221 @@
+// Load balancing over a cluster's hosts with Envoy's semantics: priority levels loaded by
+// health × overprovisioning factor, panic mode below the healthy panic threshold, then one
+// policy within the chosen level (round robin, least request, random, ring hash).
+import type { Host } from './host.ts';
+
+export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';
+
+/** What a request offers the balancer: a hash for ring hash, hosts to avoid (retries). */
+export interface LbContext {
+  hash?: number | undefined;
+  /** Hosts tried already (retry host predicate previous_hosts). */
+  exclude?: ReadonlySet<Host> | undefined;
+  /** Attempts at picking a host outside `exclude` (host_selection_retry_max_attempts). */
+  excludeAttempts?: number | undefined;
+}
+
+export interface BalancerOptions {
+  policy: LbPolicy;
+  /** Envoy's default 1.4 (140 in percent). */
+  overprovisioningFactor: number;
+  /** Percent; 0 disables panic mode. Envoy's default 50. */
+  healthyPanicThreshold: number;
+  /** Ring hash sizes (Envoy: 1024 .. 8M). */
+  minimumRingSize: number;
+  maximumRingSize: number;
+  /** Least request: how many random hosts are compared. */
+  choiceCount: number;
+}
+
+export const DEFAULT_BALANCER_OPTIONS: BalancerOptions = {
+  policy: 'ROUND_ROBIN',
+  overprovisioningFactor: 1.4,
+  healthyPanicThreshold: 50,
+  minimumRingSize: 1024,
+  maximumRingSize: 8 * 1024 * 1024,
+  choiceCount: 2,
+};
+
+interface PriorityLevel {
+  hosts: Host[];
+  healthy: Host[];
+  /** Hosts the policy chooses among: healthy ones, or all of them in panic mode. */
+  pool: Host[];
+  rr: number;
+  /** Smooth weighted round robin state (only when weights differ). */
+  current: Map<Host, number> | undefined;
+  weighted: boolean;
+  ring: { hashes: Uint32Array; hosts: Host[] } | undefined;
+}
+
+/** A balancer over one host set; rebuilt lazily when hosts or their health change. */
+export class Balancer {
+  private readonly opts: BalancerOptions;
+  private hosts: Host[] = [];
+  private levels: PriorityLevel[] = [];
+  /** Cumulative per-priority load in percent. */
+  private loads: number[] = [];
+  private dirty = true;
+
+  constructor(opts: BalancerOptions) {
+    this.opts = opts;
+  }
+
+  setHosts(hosts: Host[]): void {
+    this.hosts = hosts;
+    this.dirty = true;
+  }
+
+  /** Call when any host's health or ejection changed. */
+  invalidate(): void {
+    this.dirty = true;
+  }
+
+  get allHosts(): readonly Host[] {
+    return this.hosts;
+  }
+
+  /** Per-priority load in percent, as Envoy computes it (for tests and /clusters). */
+  priorityLoads(): number[] {
+    this.rebuild();
+    return this.loads.map((c, i) => c - (i > 0 ? this.loads[i - 1]! : 0));
+  }
+
+  pick(ctx: LbContext = {}): Host | undefined {
+    this.rebuild();
+    if (this.levels.length === 0) return undefined;
+    const level = this.levels[this.choosePriority(ctx.hash)]!;
+    if (level.pool.length === 0) return undefined;
+    const exclude = ctx.exclude;
+    let attempts = exclude && exclude.size > 0 ? Math.max(1, ctx.excludeAttempts ?? 1) : 0;
+    let host = this.pickIn(level, ctx.hash);
+    while (host && exclude?.has(host) && attempts-- > 0) {
+      host = this.pickIn(level, ctx.hash === undefined ? undefined : (ctx.hash + attempts * 0x9e3779b1) >>> 0);
+    }
+    return host;
+  }
+
+  private choosePriority(hash: number | undefined): number {
+    if (this.levels.length === 1) return 0;
+    const r = hash === undefined ? Math.random() * 100 : (hash % 100);
+    for (let i = 0; i < this.loads.length; i++) if (r < this.loads[i]!) return i;
+    return 0;
+  }
+
+  private pickIn(level: PriorityLevel, hash: number | undefined): Host | undefined {
+    const pool = level.pool;
+    if (pool.length === 1) return pool[0];
+    switch (this.opts.policy) {
+      case 'RANDOM':
+        return pool[Math.floor(Math.random() * pool.length)];
+      case 'LEAST_REQUEST': {
+        let best: Host | undefined;
+        for (let i = 0; i < this.opts.choiceCount; i++) {
+          const h = pool[Math.floor(Math.random() * pool.length)]!;
+          if (!best || h.active / h.weight < best.active / best.weight) best = h;
+        }
+        return best;
+      }
+      case 'RING_HASH':
+      case 'MAGLEV': {
+        if (hash === undefined) return pool[Math.floor(Math.random() * pool.length)];
+        level.ring ??= buildRing(pool, this.opts.minimumRingSize, this.opts.maximumRingSize);
+        return ringLookup(level.ring, hash);
+      }
+      default:
+        return level.weighted ? smoothWeighted(level) : pool[level.rr++ % pool.length];
+    }
+  }
+
+  private rebuild(): void {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const byPriority: Host[][] = [];
+    for (const h of this.hosts) (byPriority[h.priority] ??= []).push(h);
+    const levels: PriorityLevel[] = [];
+    for (const hosts of byPriority) if (hosts && hosts.length > 0) levels.push(newLevel(hosts));
+    // Health of each level in percent, scaled by the overprovisioning factor, capped at 100.
+    const health = levels.map((l) => Math.min(100, Math.floor((this.opts.overprovisioningFactor * 100 * l.healthy.length) / l.hosts.length)));
+    const total = Math.min(100, health.reduce((a, b) => a + b, 0));
+    const loads: number[] = [];
+    if (total === 0) {
+      levels.forEach((_, i) => loads.push(i === 0 ? 100 : 0));
+    } else {
+      let remaining = 100;
+      for (const h of health) {
+        const load = Math.min(remaining, Math.floor((h * 100) / total));
+        loads.push(load);
+        remaining -= load;
+      }
+      // Rounding leftovers go to the first level with any health, as Envoy does.
+      const first = health.findIndex((h) => h > 0);
+      if (remaining > 0 && first >= 0) loads[first]! += remaining;
+    }
+    let cum = 0;
+    this.loads = loads.map((l) => (cum += l));
+    for (const l of levels) {
+      const healthyPct = (100 * l.healthy.length) / l.hosts.length;
+      const panic = this.opts.healthyPanicThreshold > 0 && healthyPct < this.opts.healthyPanicThreshold;
+      l.pool = panic ? l.hosts : l.healthy;
+      l.weighted = l.pool.some((h) => h.weight !== l.pool[0]!.weight);
+    }
+    this.levels = levels;
+  }
+}
+
+function newLevel(hosts: Host[]): PriorityLevel {
+  return { hosts, healthy: hosts.filter((h) => h.healthy), pool: [], rr: Math.floor(Math.random() * hosts.length), current: undefined, weighted: false, ring: undefined };
+}
+
+function smoothWeighted(level: PriorityLevel): Host | undefined {
+  const cur = (level.current ??= new Map());
+  let total = 0;
+  let best: Host | undefined;
+  let bestVal = -Infinity;
+  for (const h of level.pool) {
+    const v = (cur.get(h) ?? 0) + h.weight;
+    cur.set(h, v);
+    total += h.weight;
+    if (v > bestVal) { bestVal = v; best = h; }
+  }
+  if (best) cur.set(best, bestVal - total);
+  return best;
+}
+
+/** 32-bit FNV-1a with a murmur3 finalizer: cheap, well mixed, stable across processes. */
+export function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+function buildRing(hosts: Host[], minSize: number, maxSize: number): { hashes: Uint32Array; hosts: Host[] } {
+  const totalWeight = hosts.reduce((a, h) => a + h.weight, 0);
+  const size = Math.min(maxSize, Math.max(minSize, hosts.length));
+  const entries: { hash: number; host: Host }[] = [];
+  for (const h of hosts) {
+    const replicas = Math.max(1, Math.round((size * h.weight) / totalWeight));
+    for (let i = 0; i < replicas; i++) entries.push({ hash: hashString(`${h.key}_${i}`), host: h });
+  }
+  entries.sort((a, b) => a.hash - b.hash);
+  return { hashes: Uint32Array.from(entries.map((e) => e.hash)), hosts: entries.map((e) => e.host) };
+}
+
+function ringLookup(ring: { hashes: Uint32Array; hosts: Host[] }, hash: number): Host | undefined {
+  let lo = 0;
+  let hi = ring.hashes.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ring.hashes[mid]! < hash) lo = mid + 1;
+    else hi = mid;
+  }
+  return ring.hosts[lo === ring.hashes.length ? 0 : lo];
+}

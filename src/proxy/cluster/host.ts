@@ -1,0 +1,60 @@
+// An upstream host as the load balancer and outlier detector see it: address, weight,
+// priority and locality from EDS, and the mutable health the proxy itself observes.
+
+/** Istio's workload identity for an endpoint (from EDS metadata `istio.workload`). */
+export interface WorkloadIdentity {
+  name: string;
+  namespace: string;
+  canonicalService: string;
+  canonicalRevision: string;
+  cluster: string;
+}
+
+export class Host {
+  readonly address: string;
+  readonly port: number;
+  /** `address:port`, the identity kept across EDS updates (so ejections survive them). */
+  readonly key: string;
+  weight = 1;
+  priority = 0;
+  locality = '';
+  /** Health as EDS reports it (UNKNOWN and HEALTHY count as healthy). */
+  edsHealthy = true;
+  /** `envoy.lb` filter metadata, for subset load balancing. */
+  lbMetadata: Readonly<Record<string, unknown>> = {};
+  workload: WorkloadIdentity | undefined;
+  /** Requests in flight to this host (least request, /clusters). */
+  active = 0;
+  /** Outlier detection state. */
+  ejectedUntil = 0;
+  ejectionCount = 0;
+  consecutive5xx = 0;
+  consecutiveGatewayFailure = 0;
+  /** Counters shown by /clusters. */
+  totalRequests = 0;
+  totalErrors = 0;
+  /** ORIGINAL_DST: last use, for idle cleanup. */
+  lastUsed = 0;
+
+  constructor(address: string, port: number) {
+    this.address = address;
+    this.port = port;
+    this.key = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+  }
+
+  get ejected(): boolean {
+    return this.ejectedUntil > 0;
+  }
+
+  /** Eligible for load balancing outside panic mode. */
+  get healthy(): boolean {
+    return this.edsHealthy && this.ejectedUntil === 0;
+  }
+}
+
+/** Parses Istio's `istio.workload` endpoint metadata: `name;namespace;canonical;revision;cluster`. */
+export function parseWorkloadMetadata(value: unknown): WorkloadIdentity | undefined {
+  if (typeof value !== 'string' || value === '') return undefined;
+  const [name = '', namespace = '', canonicalService = '', canonicalRevision = '', cluster = ''] = value.split(';');
+  return { name, namespace, canonicalService, canonicalRevision, cluster };
+}

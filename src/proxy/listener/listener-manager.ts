@@ -1,0 +1,411 @@
+// Binds the listeners the control plane sends (only those: a port without a listener never
+// accepts), picks a filter chain per connection (original-destination hand-off, port,
+// address and protocol sniffing), and runs the chain: the HTTP connection manager over the
+// HTTP/1 codec and the router, or tcp_proxy. Drains on shutdown.
+import net from 'node:net';
+import type pino from 'pino';
+import { serveHttp1 } from '../http/index.ts';
+import type { DownstreamRequest, Http1Limits, ServerConnection } from '../http/index.ts';
+import type { RuntimeConfig } from '../config/runtime.ts';
+import type { Cluster } from '../cluster/cluster.ts';
+import { routeRequest } from '../router/router.ts';
+import type { RouteOutcome, UpstreamDispatch } from '../router/router.ts';
+import type { AccessLogWriter } from '../telemetry/access-log.ts';
+import type { IstioMetrics } from '../telemetry/metrics.ts';
+import { defaultStatsConfig } from '../telemetry/stats-config.ts';
+import { PeerCache, requestLabels, stripPeerHeaders } from '../telemetry/peer.ts';
+import type { WorkloadInfo } from '../telemetry/peer.ts';
+import type { RawHeader } from '../http/index.ts';
+import type { FilterChainSpec, HttpConnectionManagerSpec, ListenerSpec, PrefixRange, TcpProxySpec } from './listener-spec.ts';
+import { BLACKHOLE_CLUSTER } from '../../envoy/index.ts';
+
+export interface ListenerManagerOptions {
+  config: RuntimeConfig;
+  upstream: UpstreamDispatch;
+  logger: pino.Logger;
+  metrics: IstioMetrics;
+  accessLog: AccessLogWriter;
+  self: WorkloadInfo;
+  /** Peer metadata headers added to outbound mesh requests. */
+  peerHeaders: readonly RawHeader[];
+  limits: Http1Limits;
+  retryBufferBytes: number;
+}
+
+interface BoundListener {
+  name: string;
+  address: string;
+  port: number;
+  server: net.Server;
+  ready: Promise<void>;
+}
+
+const SNIFF_TIMEOUT_MS = 5000;
+const HTTP_METHOD_RE = /^[A-Z]{3,10} \S+ HTTP\/1\.([01])\r?\n/;
+
+export class ListenerManager {
+  private readonly opts: ListenerManagerOptions;
+  private readonly bound = new Map<string, BoundListener>();
+  private readonly connections = new Set<net.Socket>();
+  private readonly httpConnections = new Set<ServerConnection>();
+  private readonly peers = new PeerCache();
+  private draining = false;
+  /** Requests being handled now (for drain). */
+  inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private readonly bindErrors = new Map<string, string>();
+
+  constructor(opts: ListenerManagerOptions) {
+    this.opts = opts;
+  }
+
+  /** Listener name → bound address:port (for /listeners and tests). */
+  boundAddresses(): Map<string, string> {
+    return new Map([...this.bound.values()].map((b) => {
+      const a = b.server.address() as net.AddressInfo | null;
+      return [b.name, a ? `${a.address}:${a.port}` : `${b.address}:${b.port}`];
+    }));
+  }
+
+  get errors(): ReadonlyMap<string, string> {
+    return this.bindErrors;
+  }
+
+  /** Brings the bound sockets in line with the config's listeners. Resolves once all are bound. */
+  async reconcile(): Promise<void> {
+    if (this.draining) return;
+    const want = new Map<string, ListenerSpec>();
+    for (const l of this.opts.config.listeners.values()) if (l.bindToPort) want.set(l.name, l);
+    for (const [name, b] of this.bound) {
+      const spec = want.get(name);
+      if (!spec || spec.address !== b.address || spec.port !== b.port) {
+        b.server.close();
+        this.bound.delete(name);
+      }
+    }
+    const pending: Promise<void>[] = [];
+    for (const spec of want.values()) {
+      if (this.bound.has(spec.name)) continue;
+      const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.onConnection(spec.name, socket));
+      const ready = new Promise<void>((resolve) => {
+        server.once('error', (err) => {
+          this.bindErrors.set(spec.name, err.message);
+          this.opts.logger.error({ listener: spec.name, address: `${spec.address}:${spec.port}`, err: err.message }, 'listener failed to bind');
+          this.bound.delete(spec.name);
+          resolve();
+        });
+        server.listen({ host: spec.address, port: spec.port, backlog: 1024 }, () => {
+          this.bindErrors.delete(spec.name);
+          this.opts.logger.info({ listener: spec.name, address: `${spec.address}:${spec.port}` }, 'listener bound');
+          resolve();
+        });
+      });
+      this.bound.set(spec.name, { name: spec.name, address: spec.address, port: spec.port, server, ready });
+      pending.push(ready);
+    }
+    await Promise.all(pending);
+  }
+
+  /** Stops accepting, lets in-flight requests finish within `drainMs`, then closes everything. */
+  async drain(drainMs: number): Promise<void> {
+    this.draining = true;
+    for (const b of this.bound.values()) b.server.close();
+    this.bound.clear();
+    for (const c of this.httpConnections) c.drain();
+    if (this.inFlight > 0) {
+      await Promise.race([
+        new Promise<void>((r) => this.idleWaiters.push(r)),
+        new Promise<void>((r) => setTimeout(r, drainMs).unref()),
+      ]);
+    }
+    for (const s of this.connections) s.destroy();
+  }
+
+  private onConnection(listenerName: string, socket: net.Socket): void {
+    if (this.draining) {
+      socket.destroy();
+      return;
+    }
+    this.connections.add(socket);
+    socket.once('close', () => this.connections.delete(socket));
+    socket.on('error', () => { /* reported per request */ });
+    let spec = this.opts.config.listeners.get(listenerName);
+    if (!spec) {
+      socket.destroy();
+      return;
+    }
+    // Envoy's use_original_dst: hand the connection to the listener for its destination.
+    if (spec.useOriginalDst) spec = this.originalDstListener(socket) ?? spec;
+    const candidates = this.candidateChains(spec, socket);
+    if (candidates.length === 0) {
+      socket.destroy();
+      return;
+    }
+    const needsSniff = candidates.some((c) => c.applicationProtocols.length > 0);
+    if (!needsSniff) {
+      this.runChain(spec, candidates[0]!, socket);
+      return;
+    }
+    const s = spec;
+    const timer = setTimeout(() => onData(Buffer.alloc(0)), SNIFF_TIMEOUT_MS);
+    const onData = (chunk: Buffer): void => {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.pause();
+      if (chunk.length > 0) socket.unshift(chunk);
+      const proto = sniffProtocol(chunk);
+      const chain = candidates.find((c) => c.applicationProtocols.length === 0 || c.applicationProtocols.includes(proto))
+        ?? candidates.find((c) => c.applicationProtocols.length === 0);
+      if (!chain) {
+        socket.destroy();
+        return;
+      }
+      this.runChain(s, chain, socket);
+      socket.resume();
+    };
+    socket.on('data', onData);
+  }
+
+  private originalDstListener(socket: net.Socket): ListenerSpec | undefined {
+    const addr = socket.localAddress ?? '';
+    const port = socket.localPort ?? 0;
+    let wildcard: ListenerSpec | undefined;
+    for (const l of this.opts.config.listeners.values()) {
+      if (l.bindToPort || l.port !== port) continue;
+      if (l.address === addr) return l;
+      if (l.address === '0.0.0.0' || l.address === '::') wildcard = l;
+    }
+    return wildcard;
+  }
+
+  /** Matching filter chains, most specific first (Envoy's order of criteria). */
+  private candidateChains(spec: ListenerSpec, socket: net.Socket): FilterChainSpec[] {
+    const local = socket.localAddress ?? '';
+    const localPort = socket.localPort ?? 0;
+    const remote = socket.remoteAddress ?? '';
+    const scored: { c: FilterChainSpec; score: number }[] = [];
+    for (const c of spec.filterChains) {
+      if (c.destinationPort !== undefined && c.destinationPort !== localPort) continue;
+      const dst = bestPrefix(c.prefixRanges, local);
+      if (dst < 0) continue;
+      const src = bestPrefix(c.sourcePrefixRanges, remote);
+      if (src < 0) continue;
+      if (c.transportProtocol && c.transportProtocol !== 'raw_buffer') continue;
+      const score = (c.destinationPort !== undefined ? 1 << 20 : 0) + (dst << 12) + (c.transportProtocol ? 1 << 11 : 0) + (c.applicationProtocols.length > 0 ? 1 << 10 : 0) + src;
+      scored.push({ c, score });
+    }
+    scored.sort((a, b) => b.score - a.score);
+    const out = scored.map((s) => s.c);
+    if (spec.defaultChain) out.push(spec.defaultChain);
+    return out;
+  }
+
+  private runChain(spec: ListenerSpec, chain: FilterChainSpec, socket: net.Socket): void {
+    const net_ = chain.network;
+    if (net_.kind === 'tcp') {
+      this.runTcpProxy(spec, net_, socket);
+      return;
+    }
+    const conn = serveHttp1(socket, this.opts.limits, (req) => void this.onHttpRequest(spec, net_, req));
+    this.httpConnections.add(conn);
+    socket.once('close', () => this.httpConnections.delete(conn));
+  }
+
+  private async onHttpRequest(spec: ListenerSpec, hcm: HttpConnectionManagerSpec, req: DownstreamRequest): Promise<void> {
+    this.inFlight++;
+    const start = Date.now();
+    const inbound = spec.direction === 'INBOUND';
+    let peer: WorkloadInfo | undefined;
+    if (inbound) {
+      peer = this.peers.fromHeaders(req.head.headers);
+      if (peer) req.head.headers = stripPeerHeaders(req.head.headers);
+    }
+    const cfg = this.opts.config;
+    let out: RouteOutcome | undefined;
+    try {
+      out = await routeRequest(req, {
+        routes: hcm.inlineRoutes ?? (hcm.rdsName ? cfg.routes.get(hcm.rdsName) : undefined),
+        clusters: cfg.clusters,
+        upstream: this.opts.upstream,
+        inbound,
+        useRemoteAddress: hcm.useRemoteAddress,
+        skipXffAppend: hcm.skipXffAppend,
+        generateRequestId: hcm.generateRequestId,
+        faultFilter: hcm.faultFilter,
+        peerHeaders: inbound ? [] : this.opts.peerHeaders,
+        retryBufferBytes: this.opts.retryBufferBytes,
+      });
+    } catch (err) {
+      this.opts.logger.error({ listener: spec.name, err: (err as Error).message }, 'request handling failed');
+      if (!req.responded) {
+        try {
+          await req.respond({ status: 500, reason: 'Internal Server Error', version: '1.1', headers: [] }, null);
+        } catch { /* downstream gone */ }
+      }
+    } finally {
+      this.inFlight--;
+      if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+    if (out) this.report(spec, hcm, req, out, start, peer);
+  }
+
+  private report(spec: ListenerSpec, hcm: HttpConnectionManagerSpec, req: DownstreamRequest, out: RouteOutcome, start: number, peer: WorkloadInfo | undefined): void {
+    const duration = Date.now() - start;
+    const flags = out.flags.length > 0 ? [...new Set(out.flags)].join(',') : '-';
+    const stats = hcm.stats ?? DEFAULT_STATS;
+    const reporter = spec.direction === 'INBOUND' ? 'destination' : 'source';
+    const labels = requestLabels(reporter, this.opts.self, peer, out.cluster, out.cluster?.name, out.host, out.status, flags);
+    this.opts.metrics.recordRequest(stats, labels, duration, req.bytesReceived(), req.bytesSent());
+    if (hcm.accessLogs.length === 0) return;
+    const reqHeaders = out.requestHeaders;
+    this.opts.accessLog.write(hcm.accessLogs, {
+      startTime: start,
+      method: req.head.method,
+      path: out.path,
+      originalPath: out.originalPath,
+      protocol: `HTTP/${req.head.version}`,
+      responseCode: out.status,
+      responseFlags: flags,
+      responseCodeDetails: out.details,
+      bytesReceived: req.bytesReceived(),
+      bytesSent: req.bytesSent(),
+      durationMs: duration,
+      upstreamServiceTimeMs: out.upstreamServiceTimeMs,
+      xForwardedFor: out.xForwardedFor,
+      userAgent: findHeader(reqHeaders, 'user-agent'),
+      requestId: out.requestId,
+      authority: out.authority || undefined,
+      upstreamHost: out.host?.key,
+      upstreamCluster: out.cluster?.name ?? out.clusterName,
+      upstreamLocalAddress: undefined,
+      upstreamTransportFailureReason: undefined,
+      downstreamLocalAddress: `${req.localAddress}:${req.localPort}`,
+      downstreamRemoteAddress: `${req.remoteAddress}:${req.remotePort}`,
+      routeName: out.routeName,
+      requestHeader: (n) => findHeader(reqHeaders, n),
+    });
+  }
+
+  private runTcpProxy(spec: ListenerSpec, tcp: TcpProxySpec, socket: net.Socket): void {
+    const start = Date.now();
+    let clusterName = tcp.cluster;
+    if (tcp.weighted && tcp.weighted.length > 0) {
+      const total = tcp.weighted.reduce((a, c) => a + c.weight, 0);
+      let r = Math.random() * total;
+      for (const c of tcp.weighted) { if (r < c.weight) { clusterName = c.name; break; } r -= c.weight; }
+    }
+    const cluster: Cluster | undefined = clusterName ? this.opts.config.clusters.get(clusterName) : undefined;
+    const downstreamRemote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const downstreamLocal = `${socket.localAddress}:${socket.localPort}`;
+    const stats = tcp.stats ?? DEFAULT_STATS;
+    const finish = (flags: string, host: string | undefined, received: number, sent: number): void => {
+      const labels = { ...requestLabels(spec.direction === 'INBOUND' ? 'destination' : 'source', this.opts.self, undefined, cluster, cluster?.name, undefined, 0, flags), request_protocol: 'tcp', response_code: '0' };
+      this.opts.metrics.observe(stats, 'tcp_connections_closed_total', labels, 1);
+      this.opts.metrics.observe(stats, 'tcp_received_bytes_total', labels, received);
+      this.opts.metrics.observe(stats, 'tcp_sent_bytes_total', labels, sent);
+      if (tcp.accessLogs.length > 0) {
+        this.opts.accessLog.write(tcp.accessLogs, {
+          startTime: start, method: '', path: '', originalPath: undefined, protocol: '', responseCode: 0,
+          responseFlags: flags, responseCodeDetails: '', bytesReceived: received, bytesSent: sent,
+          durationMs: Date.now() - start, upstreamServiceTimeMs: undefined, xForwardedFor: undefined,
+          userAgent: undefined, requestId: undefined, authority: undefined, upstreamHost: host,
+          upstreamCluster: clusterName, upstreamLocalAddress: undefined, upstreamTransportFailureReason: undefined,
+          downstreamLocalAddress: downstreamLocal, downstreamRemoteAddress: downstreamRemote, routeName: undefined,
+          requestHeader: () => undefined,
+        });
+      }
+    };
+    if (!cluster || clusterName === BLACKHOLE_CLUSTER) {
+      socket.destroy();
+      finish(cluster ? 'NR' : 'NC', undefined, 0, 0);
+      return;
+    }
+    const host = cluster.type === 'ORIGINAL_DST'
+      ? cluster.originalDstHost(socket.localAddress ?? '', socket.localPort ?? 0)
+      : cluster.pick({ hash: undefined });
+    if (!host) {
+      socket.destroy();
+      finish('UH', undefined, 0, 0);
+      return;
+    }
+    const openLabels = { ...requestLabels(spec.direction === 'INBOUND' ? 'destination' : 'source', this.opts.self, undefined, cluster, cluster.name, host, 0, '-'), request_protocol: 'tcp', response_code: '0' };
+    this.opts.metrics.observe(stats, 'tcp_connections_opened_total', openLabels, 1);
+    socket.pause();
+    host.active++;
+    const upstream = net.connect({ host: host.address, port: host.port, noDelay: true });
+    let connected = false;
+    let done = false;
+    const timer = setTimeout(() => { if (!connected) upstream.destroy(new Error('connect timeout')); }, cluster.pool.connectTimeoutMs);
+    const idle = tcp.idleTimeoutMs > 0 ? tcp.idleTimeoutMs : 0;
+    const close = (flags: string): void => {
+      if (done) return;
+      done = true;
+      host.active--;
+      clearTimeout(timer);
+      socket.destroy();
+      upstream.destroy();
+      finish(flags, host.key, socket.bytesRead, socket.bytesWritten);
+    };
+    upstream.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+      socket.resume();
+      if (idle > 0) {
+        socket.setTimeout(idle, () => close('-'));
+      }
+    });
+    upstream.on('error', () => close(connected ? 'UR' : 'UF'));
+    upstream.on('close', () => close('-'));
+    socket.on('close', () => close('-'));
+  }
+}
+
+const DEFAULT_STATS = defaultStatsConfig();
+
+function findHeader(h: readonly RawHeader[], lowerName: string): string | undefined {
+  for (const e of h) if (e.name.length === lowerName.length && e.name.toLowerCase() === lowerName) return e.value;
+  return undefined;
+}
+
+function sniffProtocol(chunk: Buffer): string {
+  const s = chunk.subarray(0, 64).toString('latin1');
+  if (s.startsWith('PRI * HTTP/2.0')) return 'h2c';
+  const m = HTTP_METHOD_RE.exec(s);
+  if (m) return m[1] === '0' ? 'http/1.0' : 'http/1.1';
+  // A partial request line still looks like HTTP when it starts with a method and a target.
+  if (/^[A-Z]{3,10} \//.test(s)) return 'http/1.1';
+  return '';
+}
+
+/** Longest matching prefix length + 1, 0 when the list is empty, -1 when nothing matches. */
+function bestPrefix(ranges: readonly PrefixRange[], ip: string): number {
+  if (ranges.length === 0) return 0;
+  let best = -1;
+  for (const r of ranges) if (r.prefixLen + 1 > best && inPrefix(ip, r)) best = r.prefixLen + 1;
+  return best;
+}
+
+function inPrefix(ip: string, r: PrefixRange): boolean {
+  const a = ipBytes(ip);
+  const b = ipBytes(r.address);
+  if (!a || !b || a.length !== b.length) return false;
+  let bits = r.prefixLen;
+  for (let i = 0; i < a.length && bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if ((a[i]! & mask) !== (b[i]! & mask)) return false;
+  }
+  return true;
+}
+
+function ipBytes(ip: string): number[] | undefined {
+  const v4 = ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+  if (net.isIPv4(v4)) return v4.split('.').map(Number);
+  if (!net.isIPv6(ip)) return undefined;
+  const [head = '', tail = ''] = ip.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
+  return groups.flatMap((g) => { const n = parseInt(g, 16); return [n >> 8, n & 0xff]; });
+}

@@ -1,0 +1,184 @@
+// A compiled Listener: address, filter chains with their matches, and the network filter
+// each chain ends in (HTTP connection manager with RDS or inline routes, or tcp_proxy),
+// with access logs and Istio stats config. Unsupported essentials fail with the field.
+import { isIP } from 'node:net';
+import { HCM_TYPE, TCP_PROXY_TYPE } from '../../envoy/index.ts';
+import type { ProtoJson } from '../../envoy/index.ts';
+import { ConfigError, durationMs } from '../config/fields.ts';
+import { RouteTable } from '../router/route-table.ts';
+import { compileAccessLogs } from '../telemetry/access-log.ts';
+import type { AccessLogSpec } from '../telemetry/access-log.ts';
+import { compileStatsConfig } from '../telemetry/stats-config.ts';
+import type { StatsConfig } from '../telemetry/stats-config.ts';
+
+export type TrafficDirection = 'INBOUND' | 'OUTBOUND' | 'UNSPECIFIED';
+
+export interface HttpConnectionManagerSpec {
+  kind: 'http';
+  statPrefix: string;
+  /** RDS route configuration name, or an inline table. */
+  rdsName: string | undefined;
+  inlineRoutes: RouteTable | undefined;
+  accessLogs: AccessLogSpec[];
+  useRemoteAddress: boolean;
+  skipXffAppend: boolean;
+  generateRequestId: boolean;
+  preserveExternalRequestId: boolean;
+  /** Istio's `istio.stats` filter config, when present; undefined disables Istio metrics. */
+  stats: StatsConfig | undefined;
+  /** `envoy.filters.http.fault` is in the chain (per-route faults apply). */
+  faultFilter: boolean;
+  streamIdleTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxRequestsPerConnection: number;
+  serverName: string | undefined;
+}
+
+export interface TcpProxySpec {
+  kind: 'tcp';
+  statPrefix: string;
+  cluster: string | undefined;
+  weighted: { name: string; weight: number }[] | undefined;
+  idleTimeoutMs: number;
+  accessLogs: AccessLogSpec[];
+  stats: StatsConfig | undefined;
+}
+
+export interface PrefixRange {
+  address: string;
+  prefixLen: number;
+}
+
+export interface FilterChainSpec {
+  name: string;
+  destinationPort: number | undefined;
+  prefixRanges: PrefixRange[];
+  sourcePrefixRanges: PrefixRange[];
+  transportProtocol: string | undefined;
+  applicationProtocols: string[];
+  network: HttpConnectionManagerSpec | TcpProxySpec;
+}
+
+export interface ListenerSpec {
+  name: string;
+  address: string;
+  port: number;
+  bindToPort: boolean;
+  useOriginalDst: boolean;
+  direction: TrafficDirection;
+  filterChains: FilterChainSpec[];
+  defaultChain: FilterChainSpec | undefined;
+  source: ProtoJson;
+  sourceKey: string;
+}
+
+export function compileListener(json: ProtoJson, at: string): ListenerSpec {
+  const name = json['name'];
+  if (typeof name !== 'string' || name === '') throw new ConfigError(`${at}.name: a listener needs a name`);
+  const sa = (json['address'] as ProtoJson | undefined)?.['socketAddress'] as ProtoJson | undefined;
+  if (!sa) throw new ConfigError(`${at}.address.socketAddress: required (pipes and internal listeners are not supported)`);
+  const address = String(sa['address'] ?? '');
+  const port = Number(sa['portValue'] ?? 0);
+  if (isIP(address) === 0) throw new ConfigError(`${at}.address.socketAddress.address: ${JSON.stringify(address)} is not an IP address`);
+  if (!(port >= 0 && port < 65536)) throw new ConfigError(`${at}.address.socketAddress.portValue: ${port} is not a port`);
+  const bind = json['bindToPort'];
+  const deprecatedV1 = (json['deprecatedV1'] as ProtoJson | undefined)?.['bindToPort'];
+  const chains = ((json['filterChains'] as ProtoJson[] | undefined) ?? []).map((c, i) => compileChain(c, `${at}.filterChains[${i}]`));
+  const def = json['defaultFilterChain'] ? compileChain(json['defaultFilterChain'] as ProtoJson, `${at}.defaultFilterChain`) : undefined;
+  if (chains.length === 0 && !def) throw new ConfigError(`${at}.filterChains: a listener needs at least one filter chain`);
+  return {
+    name,
+    address,
+    port,
+    bindToPort: (bind ?? deprecatedV1) !== false,
+    useOriginalDst: json['useOriginalDst'] === true,
+    direction: ((json['trafficDirection'] as string | undefined) ?? 'UNSPECIFIED') as TrafficDirection,
+    filterChains: chains,
+    defaultChain: def,
+    source: json,
+    sourceKey: JSON.stringify(json),
+  };
+}
+
+function prefixRanges(v: unknown, at: string): PrefixRange[] {
+  return ((v as ProtoJson[] | undefined) ?? []).map((r, i) => {
+    const address = String(r['addressPrefix'] ?? '');
+    if (isIP(address) === 0) throw new ConfigError(`${at}[${i}].addressPrefix: ${JSON.stringify(address)} is not an IP address`);
+    const prefixLen = r['prefixLen'] !== undefined ? Number(r['prefixLen']) : isIP(address) === 4 ? 32 : 128;
+    return { address, prefixLen };
+  });
+}
+
+function compileChain(c: ProtoJson, at: string): FilterChainSpec {
+  const m = (c['filterChainMatch'] ?? {}) as ProtoJson;
+  const filters = (c['filters'] as ProtoJson[] | undefined) ?? [];
+  let network: FilterChainSpec['network'] | undefined;
+  filters.forEach((f, i) => {
+    const tc = f['typedConfig'] as ProtoJson | undefined;
+    const type = tc?.['@type'];
+    const where = `${at}.filters[${i}]`;
+    if (type === HCM_TYPE) network = compileHcm(tc!, `${where}.typedConfig`);
+    else if (type === TCP_PROXY_TYPE) network = compileTcpProxy(tc!, `${where}.typedConfig`);
+    // Other network filters (RBAC, metadata exchange, …) do not terminate the chain.
+  });
+  if (!network) throw new ConfigError(`${at}.filters: needs a terminal http_connection_manager or tcp_proxy filter`);
+  return {
+    name: String(c['name'] ?? ''),
+    destinationPort: m['destinationPort'] !== undefined ? Number(m['destinationPort']) : undefined,
+    prefixRanges: prefixRanges(m['prefixRanges'], `${at}.filterChainMatch.prefixRanges`),
+    sourcePrefixRanges: prefixRanges(m['sourcePrefixRanges'], `${at}.filterChainMatch.sourcePrefixRanges`),
+    transportProtocol: m['transportProtocol'] as string | undefined,
+    applicationProtocols: (m['applicationProtocols'] as string[] | undefined) ?? [],
+    network,
+  };
+}
+
+function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
+  const rds = h['rds'] as ProtoJson | undefined;
+  const rc = h['routeConfig'] as ProtoJson | undefined;
+  if (!rds && !rc) throw new ConfigError(`${at}: needs rds or routeConfig`);
+  const rdsName = rds ? String(rds['routeConfigName'] ?? '') : undefined;
+  if (rds && !rdsName) throw new ConfigError(`${at}.rds.routeConfigName: required`);
+  const httpFilters = (h['httpFilters'] as ProtoJson[] | undefined) ?? [];
+  let stats: StatsConfig | undefined;
+  let faultFilter = false;
+  httpFilters.forEach((f, i) => {
+    const name = String(f['name'] ?? '');
+    if (name === 'istio.stats') stats = compileStatsConfig(f['typedConfig'] as ProtoJson | undefined, `${at}.httpFilters[${i}].typedConfig`);
+    if (name === 'envoy.filters.http.fault') faultFilter = true;
+  });
+  const common = (h['commonHttpProtocolOptions'] ?? {}) as ProtoJson;
+  return {
+    kind: 'http',
+    statPrefix: String(h['statPrefix'] ?? ''),
+    rdsName,
+    inlineRoutes: rc ? new RouteTable({ name: 'inline', ...rc }, `${at}.routeConfig`) : undefined,
+    accessLogs: compileAccessLogs(h['accessLog'], `${at}.accessLog`),
+    useRemoteAddress: h['useRemoteAddress'] === true,
+    skipXffAppend: h['skipXffAppend'] === true,
+    generateRequestId: h['generateRequestId'] !== false,
+    preserveExternalRequestId: h['preserveExternalRequestId'] === true,
+    stats,
+    faultFilter,
+    streamIdleTimeoutMs: durationMs(h['streamIdleTimeout'], `${at}.streamIdleTimeout`) ?? 300_000,
+    requestTimeoutMs: durationMs(h['requestTimeout'], `${at}.requestTimeout`) ?? 0,
+    maxRequestsPerConnection: Number(common['maxRequestsPerConnection'] ?? 0),
+    serverName: h['serverName'] as string | undefined,
+  };
+}
+
+function compileTcpProxy(t: ProtoJson, at: string): TcpProxySpec {
+  const cluster = t['cluster'] as string | undefined;
+  const wc = t['weightedClusters'] as ProtoJson | undefined;
+  const weighted = wc ? ((wc['clusters'] as ProtoJson[] | undefined) ?? []).map((c) => ({ name: String(c['name'] ?? ''), weight: Number(c['weight'] ?? 0) })) : undefined;
+  if (!cluster && (!weighted || weighted.length === 0)) throw new ConfigError(`${at}: tcp_proxy needs cluster or weightedClusters`);
+  return {
+    kind: 'tcp',
+    statPrefix: String(t['statPrefix'] ?? ''),
+    cluster,
+    weighted,
+    idleTimeoutMs: durationMs(t['idleTimeout'], `${at}.idleTimeout`) ?? 3_600_000,
+    accessLogs: compileAccessLogs(t['accessLog'], `${at}.accessLog`),
+    stats: undefined,
+  };
+}

@@ -1,0 +1,452 @@
+// The HTTP router: for one downstream request, picks the virtual host and route, applies
+// faults, header operations and rewrites, answers redirects and direct responses itself,
+// and otherwise forwards to a cluster host with Envoy's timeout, retry, circuit-breaker and
+// outlier semantics. Every outcome carries Envoy's response flags for logs and metrics.
+import { randomUUID } from 'node:crypto';
+import type { DownstreamRequest, RawHeader, RequestHead, ResponseHead } from '../http/index.ts';
+import { headerValue, reasonPhrase, setHeader, withoutHeader } from '../http/index.ts';
+import { ReplayableBody, UpstreamError } from '../upstream/index.ts';
+import type { Cluster } from '../cluster/cluster.ts';
+import type { Host } from '../cluster/host.ts';
+import { hashString } from '../cluster/balancer.ts';
+import { BLACKHOLE_CLUSTER } from '../../envoy/index.ts';
+import { applyHeaderOps } from './header-ops.ts';
+import type { HeaderFormatContext, HeaderOps } from './header-ops.ts';
+import type { RetryPolicy, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster } from './route-table.ts';
+
+/** How the router reaches upstream hosts (the cluster's connection pool). */
+export interface UpstreamDispatch {
+  request(cluster: Cluster, host: { address: string; port: number }, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignal }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }>;
+}
+
+/** What the connection manager tells the router about where a request came from. */
+export interface RouterContext {
+  routes: RouteTable | undefined;
+  clusters: ReadonlyMap<string, Cluster>;
+  upstream: UpstreamDispatch;
+  /** INBOUND listeners append the peer to x-forwarded-for so the app sees the client (M17). */
+  inbound: boolean;
+  useRemoteAddress: boolean;
+  skipXffAppend: boolean;
+  generateRequestId: boolean;
+  faultFilter: boolean;
+  /** Extra request headers for upstream calls of mesh clusters (Istio peer metadata). */
+  peerHeaders: readonly RawHeader[];
+  /** Bytes of request body kept for retries and mirrors. */
+  retryBufferBytes: number;
+}
+
+/** The outcome of one request, for access logs and metrics. */
+export interface RouteOutcome {
+  status: number;
+  flags: string[];
+  details: string;
+  authority: string;
+  path: string;
+  originalPath: string | undefined;
+  requestId: string | undefined;
+  xForwardedFor: string | undefined;
+  routeName: string | undefined;
+  cluster: Cluster | undefined;
+  clusterName: string | undefined;
+  host: Host | undefined;
+  upstreamServiceTimeMs: number | undefined;
+  requestHeaders: readonly RawHeader[];
+}
+
+/** Routes and answers one request; resolves with what happened once the response is written. */
+export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promise<RouteOutcome> {
+  const head = req.head;
+  let headers = head.headers;
+  // Absolute-form targets (apps using http_proxy) carry the authority in the target.
+  let target = head.target;
+  let authority = headerValue(headers, 'host') ?? '';
+  if (target.charCodeAt(0) !== 47 /* '/' */) {
+    const m = /^https?:\/\/([^/?#]*)([^#]*)/i.exec(target);
+    if (m) {
+      authority = m[1]!;
+      target = m[2] || '/';
+      headers = setHeader(headers, 'Host', authority);
+    }
+  }
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  const query = q < 0 ? '' : target.slice(q + 1);
+  const out: RouteOutcome = {
+    status: 0, flags: [], details: '', authority, path: target, originalPath: undefined,
+    requestId: undefined, xForwardedFor: undefined, routeName: undefined, cluster: undefined,
+    clusterName: undefined, host: undefined, upstreamServiceTimeMs: undefined, requestHeaders: headers,
+  };
+
+  // Connection manager edits: request id, x-forwarded-for, x-forwarded-proto.
+  let requestId = headerValue(headers, 'x-request-id');
+  if (!requestId && ctx.generateRequestId) {
+    requestId = randomUUID();
+    headers = [...headers, { name: 'x-request-id', value: requestId }];
+  }
+  out.requestId = requestId;
+  const appendXff = (ctx.inbound || ctx.useRemoteAddress) && !ctx.skipXffAppend;
+  let xff = headerValue(headers, 'x-forwarded-for');
+  if (appendXff) {
+    xff = xff ? `${xff}, ${req.remoteAddress}` : req.remoteAddress;
+    headers = setHeader(headers, 'x-forwarded-for', xff);
+    headers = setHeader(headers, 'x-envoy-external-address', req.remoteAddress);
+  }
+  out.xForwardedFor = xff;
+  if (!headerValue(headers, 'x-forwarded-proto')) headers = [...headers, { name: 'x-forwarded-proto', value: 'http' }];
+  out.requestHeaders = headers;
+
+  const fmt: HeaderFormatContext = {
+    downstreamRemoteAddress: req.remoteAddress, downstreamRemotePort: req.remotePort,
+    downstreamLocalAddress: req.localAddress, downstreamLocalPort: req.localPort,
+    requestHeaders: headers,
+  };
+
+  const table = ctx.routes;
+  const vh = table?.virtualHost(authority);
+  let route: Route | undefined;
+  if (vh) {
+    for (const r of vh.routes) if (r.match(path, query, headers, head.method, authority)) { route = r; break; }
+  }
+  if (!table || !vh || !route) {
+    await localReply(req, out, 404, ['NR'], 'route_not_found', undefined, []);
+    return out;
+  }
+  out.routeName = route.name || undefined;
+
+  if (ctx.faultFilter && route.fault) {
+    const f = route.fault;
+    if (f.delayMs > 0 && Math.random() < f.delayFraction) {
+      out.flags.push('DI');
+      await new Promise((r) => setTimeout(r, f.delayMs));
+    }
+    if (f.abortStatus > 0 && Math.random() < f.abortFraction) {
+      await localReply(req, out, f.abortStatus, ['FI'], 'fault_filter_abort', 'fault filter abort', responseOps(table, vh, route, undefined));
+      return out;
+    }
+  }
+
+  const action = route.action;
+  if (action.kind === 'direct') {
+    // Istio's REGISTRY_ONLY catch-all answers 502 from a virtual host named block_all.
+    const flags = vh.name === 'block_all' ? ['NR'] : [];
+    await localReply(req, out, action.status, flags, 'direct_response', action.body, responseOps(table, vh, route, undefined), true);
+    return out;
+  }
+  if (action.kind === 'redirect') {
+    const location = redirectLocation(action, authority, path, query, route.prefix);
+    await localReply(req, out, action.status, [], 'via_upstream', undefined, [...responseOps(table, vh, route, undefined), { name: 'location', value: location }]);
+    return out;
+  }
+
+  // Cluster selection.
+  let weighted: WeightedCluster | undefined;
+  let clusterName = action.cluster;
+  if (action.weighted) {
+    let r = Math.floor(Math.random() * action.weighted.total);
+    for (const c of action.weighted.clusters) {
+      if (r < c.weight) { weighted = c; break; }
+      r -= c.weight;
+    }
+    weighted ??= action.weighted.clusters[action.weighted.clusters.length - 1];
+    clusterName = weighted!.name;
+  } else if (action.clusterHeader) {
+    clusterName = headerValue(headers, action.clusterHeader);
+  }
+  out.clusterName = clusterName;
+  if (clusterName === BLACKHOLE_CLUSTER) {
+    await localReply(req, out, 502, ['NR'], 'route_to_blackhole', undefined, []);
+    return out;
+  }
+  const cluster = clusterName ? ctx.clusters.get(clusterName) : undefined;
+  if (!cluster) {
+    await localReply(req, out, 503, ['NC'], 'cluster_not_found', undefined, []);
+    return out;
+  }
+  out.cluster = cluster;
+
+  // Request header operations, most specific last (Envoy's default order), and rewrites.
+  headers = applyHeaderOps(headers, weighted?.requestHeaders, fmt);
+  headers = applyHeaderOps(headers, route.requestHeaders, fmt);
+  headers = applyHeaderOps(headers, vh.requestHeaders, fmt);
+  headers = applyHeaderOps(headers, table.requestHeaders, fmt);
+  let upstreamTarget = target;
+  if (action.prefixRewrite !== undefined && route.prefix !== undefined) {
+    upstreamTarget = action.prefixRewrite + target.slice(route.prefix.length);
+  } else if (action.regexRewrite) {
+    upstreamTarget = path.replace(new RegExp(action.regexRewrite.re.source, 'g'), action.regexRewrite.substitution) + (q < 0 ? '' : target.slice(q));
+  }
+  if (upstreamTarget !== target) {
+    out.originalPath = target;
+    headers = setHeader(headers, 'x-envoy-original-path', target);
+  }
+  if (action.hostRewrite) headers = setHeader(headers, 'Host', action.hostRewrite);
+  if (ctx.peerHeaders.length > 0 && cluster.service) headers = [...headers, ...ctx.peerHeaders];
+
+  const upstreamHead: RequestHead = { method: head.method, target: upstreamTarget, version: head.version, headers };
+  const retry = action.retry ?? vh.retry;
+  const respOps = responseOps(table, vh, route, weighted);
+  await forward(req, ctx, out, cluster, upstreamHead, action, retry, respOps, fmt);
+  return out;
+}
+
+function responseOps(table: RouteTable, vh: VirtualHost, route: Route, weighted: WeightedCluster | undefined): HeaderOps[] {
+  const ops: HeaderOps[] = [];
+  for (const o of [weighted?.responseHeaders, route.responseHeaders, vh.responseHeaders, table.responseHeaders]) if (o) ops.push(o);
+  return ops;
+}
+
+function applyAll(headers: RawHeader[], ops: readonly (HeaderOps | RawHeader)[], fmt: HeaderFormatContext): RawHeader[] {
+  let out = headers;
+  for (const o of ops) out = 'name' in o ? [...out, o] : applyHeaderOps(out, o, fmt);
+  return out;
+}
+
+/** Answers locally (no upstream): Envoy's plain-text bodies for its own errors. */
+async function localReply(req: DownstreamRequest, out: RouteOutcome, status: number, flags: string[], details: string, body: string | undefined, extra: readonly (HeaderOps | RawHeader)[], direct = false): Promise<void> {
+  out.status = status;
+  out.flags.push(...flags);
+  out.details = details;
+  const text = body ?? (direct ? undefined : LOCAL_BODIES[details]);
+  let headers: RawHeader[] = [];
+  if (text !== undefined && text !== '') headers.push({ name: 'content-type', value: 'text/plain' });
+  headers = applyAll(headers, extra, fmtOf(req));
+  headers.push({ name: 'date', value: new Date().toUTCString() }, { name: 'server', value: 'envoy' });
+  await safeRespond(req, { status, reason: reasonPhrase(status), version: '1.1', headers }, text === undefined ? null : Buffer.from(text, 'latin1'));
+}
+
+const LOCAL_BODIES: Record<string, string> = {
+  cluster_not_found: '',
+  route_not_found: '',
+  no_healthy_upstream: 'no healthy upstream',
+  upstream_overflow: 'upstream connect error or disconnect/reset before headers. reset reason: overflow',
+  upstream_connect_failure: 'upstream connect error or disconnect/reset before headers. reset reason: connection failure',
+  upstream_connection_termination: 'upstream connect error or disconnect/reset before headers. reset reason: connection termination',
+  upstream_reset: 'upstream connect error or disconnect/reset before headers. reset reason: remote reset',
+  upstream_protocol_error: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error',
+  upstream_response_timeout: 'upstream request timeout',
+  route_to_blackhole: '',
+};
+
+function fmtOf(req: DownstreamRequest): HeaderFormatContext {
+  return { downstreamRemoteAddress: req.remoteAddress, downstreamRemotePort: req.remotePort, downstreamLocalAddress: req.localAddress, downstreamLocalPort: req.localPort, requestHeaders: req.head.headers };
+}
+
+async function safeRespond(req: DownstreamRequest, head: ResponseHead, body: Buffer | AsyncIterable<Buffer> | null): Promise<void> {
+  if (req.responded) return;
+  try {
+    await req.respond(head, body);
+  } catch {
+    // The downstream went away (DC); the outcome is logged by the caller.
+  }
+}
+
+function redirectLocation(r: Extract<Route['action'], { kind: 'redirect' }>, authority: string, path: string, query: string, prefix: string | undefined): string {
+  const scheme = r.scheme ?? 'http';
+  let host = r.host ?? authority.replace(/:\d+$/, '');
+  const origPort = /:(\d+)$/.exec(authority)?.[1];
+  const port = r.port ?? (r.host || r.scheme ? undefined : origPort ? Number(origPort) : undefined);
+  if (port !== undefined && !((scheme === 'http' && port === 80) || (scheme === 'https' && port === 443))) host += `:${port}`;
+  let p = r.path ?? (r.prefixRewrite !== undefined && prefix !== undefined ? r.prefixRewrite + path.slice(prefix.length) : path);
+  if (!r.stripQuery && query && !p.includes('?')) p += `?${query}`;
+  return `${scheme}://${host}${p}`;
+}
+
+function requestHash(action: RouteAction, req: DownstreamRequest, headers: readonly RawHeader[], query: string): number | undefined {
+  let hash: number | undefined;
+  for (const hp of action.hashPolicies) {
+    let key: string | undefined;
+    if (hp.header) key = headerValue(headers, hp.header);
+    else if (hp.cookie) key = cookieValue(headers, hp.cookie.name);
+    else if (hp.sourceIp) key = req.remoteAddress;
+    else if (hp.queryParameter) key = new URLSearchParams(query).get(hp.queryParameter) ?? undefined;
+    if (key === undefined) continue;
+    const h = hashString(key);
+    hash = hash === undefined ? h : (((hash << 1) | (hash >>> 31)) ^ h) >>> 0;
+    if (hp.terminal) break;
+  }
+  return hash;
+}
+
+function cookieValue(headers: readonly RawHeader[], name: string): string | undefined {
+  for (const h of headers) {
+    if (h.name.length !== 6 || h.name.toLowerCase() !== 'cookie') continue;
+    for (const part of h.value.split(';')) {
+      const eq = part.indexOf('=');
+      if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    }
+  }
+  return undefined;
+}
+
+type Failure = { kind: 'error'; err: UpstreamError } | { kind: 'status'; status: number };
+
+function retriable(retry: RetryPolicy, f: Failure): boolean {
+  if (f.kind === 'status') {
+    const s = f.status;
+    if (retry.on5xx && s >= 500) return true;
+    if (retry.gatewayError && (s === 502 || s === 503 || s === 504)) return true;
+    if (retry.retriableStatus && retry.statusCodes.has(s)) return true;
+    return false;
+  }
+  const flag = f.err.flag;
+  if (flag === 'UO' || flag === 'LR') return false;
+  if (flag === 'UF') return retry.connectFailure || retry.on5xx || retry.gatewayError || retry.reset;
+  if (flag === 'UT') return retry.on5xx || retry.gatewayError;
+  return retry.reset || retry.on5xx || retry.gatewayError; // UC, UR, UPE
+}
+
+const ERROR_DETAILS: Record<string, [number, string]> = {
+  UF: [503, 'upstream_connect_failure'],
+  UC: [503, 'upstream_connection_termination'],
+  UR: [503, 'upstream_reset'],
+  UPE: [503, 'upstream_protocol_error'],
+  UT: [504, 'upstream_response_timeout'],
+  UO: [503, 'upstream_overflow'],
+  LR: [503, 'upstream_reset'],
+};
+
+async function forward(
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, cluster: Cluster, head: RequestHead,
+  action: RouteAction, retry: RetryPolicy | undefined, respOps: HeaderOps[], fmt: HeaderFormatContext,
+): Promise<void> {
+  const cb = cluster.circuitBreaker;
+  if (!cb.tryAcquireRequest()) {
+    await localReply(req, out, 503, ['UO'], 'upstream_overflow', undefined, []);
+    return;
+  }
+  const body = new ReplayableBody(req.bodyLength === 0 ? null : req.body, ctx.retryBufferBytes);
+  const hash = action.hashPolicies.length > 0 ? requestHash(action, req, head.headers, head.target.split('?')[1] ?? '') : undefined;
+  const started = Date.now();
+  const deadline = action.timeoutMs > 0 ? started + action.timeoutMs : Infinity;
+  const tried = new Set<Host>();
+  const maxAttempts = 1 + (retry ? retry.numRetries : 0);
+  let lastFailure: Failure | undefined;
+  let retried = false;
+  const abort = new AbortController();
+  const onDownstreamAbort = (): void => abort.abort();
+  req.signal.addEventListener('abort', onDownstreamAbort, { once: true });
+  try {
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      if (attempt > 0) {
+        if (!body.replayable || !cb.tryAcquireRetry()) break;
+        retried = true;
+        try {
+          const backoff = Math.min(retry!.maxIntervalMs, retry!.baseIntervalMs * 2 ** (attempt - 1));
+          await new Promise((r) => setTimeout(r, Math.random() * backoff));
+        } finally {
+          cb.releaseRetry();
+        }
+        if (Date.now() >= deadline || abort.signal.aborted) break;
+      }
+      const host = pickHost(req, cluster, head, hash, retry?.previousHosts ? tried : undefined, retry?.hostSelectionAttempts);
+      if (!host) {
+        await localReply(req, out, 503, ['UH'], 'no_healthy_upstream', undefined, []);
+        return;
+      }
+      tried.add(host);
+      out.host = host;
+      const remaining = deadline === Infinity ? 0 : Math.max(1, deadline - Date.now());
+      const perTry = retry && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : 0;
+      const timeoutMs = perTry > 0 && (remaining === 0 || perTry < remaining) ? perTry : remaining;
+      const attemptStart = Date.now();
+      host.active++;
+      host.totalRequests++;
+      let res: { head: ResponseHead; body: AsyncIterable<Buffer> };
+      try {
+        res = await ctx.upstream.request(cluster, host, head, body, { timeoutMs, signal: abort.signal });
+      } catch (e) {
+        host.active--;
+        host.totalErrors++;
+        const err = e instanceof UpstreamError ? e : new UpstreamError('UC', (e as Error).message);
+        if (err.flag !== 'UO' && err.flag !== 'LR') cluster.outlier?.report(host, 'localOriginFailure');
+        lastFailure = { kind: 'error', err };
+        const globalTimeout = err.flag === 'UT' && Date.now() >= deadline;
+        if (!globalTimeout && retry && retriable(retry, lastFailure) && !req.signal.aborted) continue;
+        break;
+      }
+      host.active--;
+      const status = res.head.status;
+      if (cluster.outlier) {
+        cluster.outlier.report(host, status >= 500 ? (status === 502 || status === 503 || status === 504 ? 'gateway' : 'error5xx') : 'success');
+      }
+      if (status >= 500) host.totalErrors++;
+      if (retry && attempt + 1 < maxAttempts && retriable(retry, { kind: 'status', status }) && body.replayable) {
+        lastFailure = { kind: 'status', status };
+        // Discard this attempt's body (bounded by the pool's own limits) and try again.
+        for await (const _ of res.body) { /* drain */ }
+        continue;
+      }
+      if (retried && retry && retriable(retry, { kind: 'status', status })) out.flags.push('URX');
+      out.upstreamServiceTimeMs = Date.now() - attemptStart;
+      let headers = applyAll(res.head.headers, respOps, { ...fmt, upstreamHost: host.key });
+      headers = [...withoutHeader(headers, 'x-envoy-upstream-service-time'), { name: 'x-envoy-upstream-service-time', value: String(out.upstreamServiceTimeMs) }];
+      out.status = status;
+      out.details = 'via_upstream';
+      try {
+        await req.respond({ status, reason: res.head.reason, version: res.head.version, headers }, res.body);
+      } catch (e) {
+        if (e instanceof UpstreamError) out.flags.push(e.flag === 'UT' ? 'UT' : 'UC');
+        else out.flags.push('DC');
+      }
+      mirror(ctx, action, head, body);
+      return;
+    }
+    // Attempts exhausted or not retriable.
+    if (retried) out.flags.push('URX');
+    if (!lastFailure || lastFailure.kind === 'status') {
+      await localReply(req, out, 503, ['UH'], 'no_healthy_upstream', undefined, []);
+      return;
+    }
+    const flag = lastFailure.err.flag;
+    const [status, details] = ERROR_DETAILS[flag] ?? [503, 'upstream_reset'];
+    if (req.signal.aborted) {
+      out.status = 0;
+      out.flags.push('DC');
+      out.details = 'downstream_remote_disconnect';
+      return;
+    }
+    await localReply(req, out, status, [flag], details, undefined, []);
+  } finally {
+    cb.releaseRequest();
+    req.signal.removeEventListener('abort', onDownstreamAbort);
+  }
+}
+
+function pickHost(req: DownstreamRequest, cluster: Cluster, head: RequestHead, hash: number | undefined, exclude: Set<Host> | undefined, attempts: number | undefined): Host | undefined {
+  if (cluster.type === 'ORIGINAL_DST') return originalDestination(req, cluster, head);
+  return cluster.pick({ hash, exclude, excludeAttempts: attempts });
+}
+
+/** ORIGINAL_DST: the configured header, else the downstream's original destination. */
+function originalDestination(req: DownstreamRequest, cluster: Cluster, head: RequestHead): Host | undefined {
+  let hostPort: string | undefined;
+  if (cluster.originalDstHeader) hostPort = headerValue(head.headers, cluster.originalDstHeader);
+  // An http_proxy client names its destination in the absolute-form target.
+  if (!hostPort && req.head.target.charCodeAt(0) !== 47) hostPort = /^https?:\/\/([^/?#]*)/i.exec(req.head.target)?.[1];
+  if (hostPort) {
+    const m = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(hostPort);
+    if (!m || !m[1]) return undefined;
+    return cluster.originalDstHost(m[1], m[2] ? Number(m[2]) : 80);
+  }
+  return cluster.originalDstHost(req.localAddress, req.localPort);
+}
+
+/** Fire-and-forget shadow copies (Host suffixed with -shadow, as Envoy does). */
+function mirror(ctx: RouterContext, action: RouteAction, head: RequestHead, body: ReplayableBody): void {
+  if (action.mirrors.length === 0 || !body.replayable || !body.complete) return;
+  for (const m of action.mirrors) {
+    if (m.fraction < 1 && Math.random() >= m.fraction) continue;
+    const cluster = ctx.clusters.get(m.cluster);
+    const host = cluster?.pick({});
+    if (!cluster || !host) continue;
+    const authority = headerValue(head.headers, 'host') ?? '';
+    const shadowHost = authority.replace(/^([^:]*)/, '$1-shadow');
+    const shadow: RequestHead = { ...head, headers: setHeader(head.headers, 'Host', shadowHost) };
+    const ac = new AbortController();
+    ctx.upstream.request(cluster, host, shadow, body, { timeoutMs: 0, signal: ac.signal }).then(
+      async (r) => { for await (const _ of r.body) { /* discard */ } },
+      () => { /* shadow failures are never the caller's problem */ },
+    );
+  }
+}

@@ -1,0 +1,213 @@
+// Access logs as JSON lines: the file access logger of an HCM or tcp_proxy, with Envoy's
+// command operators for a json_format, and Istio's default JSON field set otherwise.
+// Writes are buffered with a byte bound; lines beyond it are dropped and counted.
+import { createWriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
+import type { ProtoJson } from '../../envoy/index.ts';
+import { ConfigError } from '../config/fields.ts';
+
+/** Everything a log line may say about one request or connection. */
+export interface AccessLogRecord {
+  startTime: number;
+  method: string;
+  path: string;
+  originalPath: string | undefined;
+  protocol: string;
+  responseCode: number;
+  responseFlags: string;
+  responseCodeDetails: string;
+  bytesReceived: number;
+  bytesSent: number;
+  durationMs: number;
+  upstreamServiceTimeMs: number | undefined;
+  xForwardedFor: string | undefined;
+  userAgent: string | undefined;
+  requestId: string | undefined;
+  authority: string | undefined;
+  upstreamHost: string | undefined;
+  upstreamCluster: string | undefined;
+  upstreamLocalAddress: string | undefined;
+  upstreamTransportFailureReason: string | undefined;
+  downstreamLocalAddress: string;
+  downstreamRemoteAddress: string;
+  routeName: string | undefined;
+  requestHeader: (name: string) => string | undefined;
+}
+
+export interface AccessLogSpec {
+  path: string;
+  format: [string, (r: AccessLogRecord) => unknown][];
+}
+
+/** Istio's default JSON access log format (meshConfig accessLogEncoding: JSON). */
+export const ISTIO_JSON_FORMAT: Record<string, string> = {
+  start_time: '%START_TIME%',
+  method: '%REQ(:METHOD)%',
+  path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%',
+  protocol: '%PROTOCOL%',
+  response_code: '%RESPONSE_CODE%',
+  response_flags: '%RESPONSE_FLAGS%',
+  response_code_details: '%RESPONSE_CODE_DETAILS%',
+  connection_termination_details: '%CONNECTION_TERMINATION_DETAILS%',
+  upstream_transport_failure_reason: '%UPSTREAM_TRANSPORT_FAILURE_REASON%',
+  bytes_received: '%BYTES_RECEIVED%',
+  bytes_sent: '%BYTES_SENT%',
+  duration: '%DURATION%',
+  upstream_service_time: '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%',
+  x_forwarded_for: '%REQ(X-FORWARDED-FOR)%',
+  user_agent: '%REQ(USER-AGENT)%',
+  request_id: '%REQ(X-REQUEST-ID)%',
+  authority: '%REQ(:AUTHORITY)%',
+  upstream_host: '%UPSTREAM_HOST%',
+  upstream_cluster: '%UPSTREAM_CLUSTER%',
+  upstream_local_address: '%UPSTREAM_LOCAL_ADDRESS%',
+  downstream_local_address: '%DOWNSTREAM_LOCAL_ADDRESS%',
+  downstream_remote_address: '%DOWNSTREAM_REMOTE_ADDRESS%',
+  requested_server_name: '%REQUESTED_SERVER_NAME%',
+  route_name: '%ROUTE_NAME%',
+};
+
+const FILE_LOGGER = 'type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog';
+const STDOUT_LOGGER = 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog';
+
+export function compileAccessLogs(v: unknown, at: string): AccessLogSpec[] {
+  const out: AccessLogSpec[] = [];
+  ((v as ProtoJson[] | undefined) ?? []).forEach((al, i) => {
+    const tc = al['typedConfig'] as ProtoJson | undefined;
+    const type = tc?.['@type'];
+    if (type !== FILE_LOGGER && type !== STDOUT_LOGGER) return; // gRPC/OTel loggers are not ours
+    const path = type === STDOUT_LOGGER ? '/dev/stdout' : String(tc!['path'] ?? '');
+    if (!path) throw new ConfigError(`${at}[${i}].typedConfig.path: required`);
+    const lf = tc!['logFormat'] as ProtoJson | undefined;
+    const json = (lf?.['jsonFormat'] as Record<string, unknown> | undefined) ?? ISTIO_JSON_FORMAT;
+    out.push({ path, format: Object.entries(json).map(([k, op]) => [k, compileOperator(String(op), `${at}[${i}].typedConfig.logFormat.jsonFormat.${k}`)]) });
+  });
+  return out;
+}
+
+function compileOperator(op: string, at: string): (r: AccessLogRecord) => unknown {
+  const m = /^%([A-Z_]+)(?:\(([^)]*)\))?(?::\d+)?%$/.exec(op);
+  if (!m) return () => op; // a literal
+  const arg = m[2] ?? '';
+  const nz = (s: string | undefined): string | null => (s === undefined || s === '' ? null : s);
+  switch (m[1]) {
+    case 'START_TIME': return (r) => new Date(r.startTime).toISOString();
+    case 'PROTOCOL': return (r) => nz(r.protocol);
+    case 'RESPONSE_CODE': return (r) => r.responseCode;
+    case 'RESPONSE_FLAGS': return (r) => r.responseFlags || '-';
+    case 'RESPONSE_CODE_DETAILS': return (r) => nz(r.responseCodeDetails);
+    case 'CONNECTION_TERMINATION_DETAILS': return () => null;
+    case 'UPSTREAM_TRANSPORT_FAILURE_REASON': return (r) => nz(r.upstreamTransportFailureReason);
+    case 'BYTES_RECEIVED': return (r) => r.bytesReceived;
+    case 'BYTES_SENT': return (r) => r.bytesSent;
+    case 'DURATION': return (r) => Math.round(r.durationMs);
+    case 'UPSTREAM_HOST': return (r) => nz(r.upstreamHost);
+    case 'UPSTREAM_CLUSTER': return (r) => nz(r.upstreamCluster);
+    case 'UPSTREAM_LOCAL_ADDRESS': return (r) => nz(r.upstreamLocalAddress);
+    case 'DOWNSTREAM_LOCAL_ADDRESS': return (r) => r.downstreamLocalAddress;
+    case 'DOWNSTREAM_REMOTE_ADDRESS': case 'DOWNSTREAM_PEER_ADDRESS': return (r) => r.downstreamRemoteAddress;
+    case 'DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT': return (r) => r.downstreamRemoteAddress.replace(/:\d+$/, '');
+    case 'REQUESTED_SERVER_NAME': return () => null;
+    case 'ROUTE_NAME': return (r) => nz(r.routeName);
+    case 'RESP': {
+      if (arg.toUpperCase() === 'X-ENVOY-UPSTREAM-SERVICE-TIME') return (r) => (r.upstreamServiceTimeMs === undefined ? null : String(Math.round(r.upstreamServiceTimeMs)));
+      return () => null;
+    }
+    case 'REQ': {
+      const [main = '', alt] = arg.split('?').map((s) => s.toLowerCase());
+      const get = (r: AccessLogRecord, name: string): string | undefined => {
+        if (name === ':method') return r.method;
+        if (name === ':path') return r.path;
+        if (name === ':authority') return r.authority;
+        if (name === 'x-forwarded-for') return r.xForwardedFor;
+        if (name === 'x-request-id') return r.requestId;
+        if (name === 'user-agent') return r.userAgent;
+        if (name === 'x-envoy-original-path') return r.originalPath;
+        return r.requestHeader(name);
+      };
+      return (r) => nz(get(r, main) ?? (alt ? get(r, alt) : undefined));
+    }
+    default:
+      throw new ConfigError(`${at}: unsupported command operator ${op}`);
+  }
+}
+
+/** One open log file (shared by every listener that logs to the same path). */
+class LogSink {
+  private readonly stream: WriteStream | NodeJS.WriteStream;
+  private buffer: string[] = [];
+  private bytes = 0;
+  private scheduled = false;
+  dropped = 0;
+  private readonly maxBytes: number;
+
+  constructor(path: string, maxBytes: number) {
+    this.maxBytes = maxBytes;
+    this.stream = path === '/dev/stdout' ? process.stdout : path === '/dev/stderr' ? process.stderr : createWriteStream(path, { flags: 'a' });
+  }
+
+  write(line: string): void {
+    if (this.bytes + line.length > this.maxBytes || this.stream.writableNeedDrain) {
+      this.dropped++;
+      return;
+    }
+    this.buffer.push(line);
+    this.bytes += line.length;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.scheduled = false;
+    if (this.buffer.length === 0) return;
+    const chunk = this.buffer.join('');
+    this.buffer = [];
+    this.bytes = 0;
+    this.stream.write(chunk);
+  }
+
+  close(): void {
+    this.flush();
+    if (this.stream !== process.stdout && this.stream !== process.stderr) (this.stream as WriteStream).end();
+  }
+}
+
+/** Writes records for every AccessLogSpec of a listener; sinks are opened once per path. */
+export class AccessLogWriter {
+  private readonly sinks = new Map<string, LogSink>();
+  private readonly maxBufferedBytes: number;
+
+  constructor(maxBufferedBytes = 4 * 1024 * 1024) {
+    this.maxBufferedBytes = maxBufferedBytes;
+  }
+
+  write(specs: readonly AccessLogSpec[], record: AccessLogRecord): void {
+    for (const spec of specs) {
+      let sink = this.sinks.get(spec.path);
+      if (!sink) {
+        sink = new LogSink(spec.path, this.maxBufferedBytes);
+        this.sinks.set(spec.path, sink);
+      }
+      const obj: Record<string, unknown> = {};
+      for (const [k, f] of spec.format) obj[k] = f(record);
+      sink.write(JSON.stringify(obj) + '\n');
+    }
+  }
+
+  get dropped(): number {
+    let n = 0;
+    for (const s of this.sinks.values()) n += s.dropped;
+    return n;
+  }
+
+  flush(): void {
+    for (const s of this.sinks.values()) s.flush();
+  }
+
+  close(): void {
+    for (const s of this.sinks.values()) s.close();
+    this.sinks.clear();
+  }
+}

@@ -1,0 +1,127 @@
+// Who is on each end of a request, for Istio's metric labels: this proxy's own workload
+// (from its node metadata), the destination from EDS endpoint metadata and cluster service
+// metadata, and the source from Istio's peer metadata exchange headers on inbound requests.
+import { decodeMessage, encodeMessage } from '../../envoy/index.ts';
+import type { RawHeader } from '../http/index.ts';
+import type { Cluster } from '../cluster/cluster.ts';
+import type { Host } from '../cluster/host.ts';
+import type { LabelValues } from './metrics.ts';
+import type { MetricLabel } from './stats-config.ts';
+
+export const PEER_METADATA_HEADER = 'x-envoy-peer-metadata';
+export const PEER_METADATA_ID_HEADER = 'x-envoy-peer-metadata-id';
+
+export interface WorkloadInfo {
+  workload: string;
+  namespace: string;
+  canonicalService: string;
+  canonicalRevision: string;
+  app: string;
+  version: string;
+  cluster: string;
+}
+
+/** This proxy's workload from its node metadata (istio-agent's keys). */
+export function selfWorkload(meta: Readonly<Record<string, unknown>>, labels: Readonly<Record<string, string>>): WorkloadInfo {
+  const str = (v: unknown): string => (typeof v === 'string' && v !== '' ? v : 'unknown');
+  return {
+    workload: str(meta['WORKLOAD_NAME']),
+    namespace: str(meta['NAMESPACE']),
+    canonicalService: str(labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? labels['app'] ?? meta['WORKLOAD_NAME']),
+    canonicalRevision: str(labels['service.istio.io/canonical-revision'] ?? labels['app.kubernetes.io/version'] ?? labels['version'] ?? 'latest'),
+    app: str(labels['app']),
+    version: str(labels['version']),
+    cluster: str(meta['CLUSTER_ID']),
+  };
+}
+
+/** The headers an outbound request carries so the destination's proxy knows its source. */
+export function peerMetadataHeaders(nodeId: string, meta: Readonly<Record<string, unknown>>): RawHeader[] {
+  const fields: Record<string, unknown> = {};
+  for (const k of ['NAME', 'NAMESPACE', 'WORKLOAD_NAME', 'CLUSTER_ID', 'LABELS', 'APP_CONTAINERS', 'INSTANCE_IPS', 'MESH_ID']) {
+    if (meta[k] !== undefined) fields[k] = meta[k];
+  }
+  const bytes = encodeMessage('google.protobuf.Struct', fields);
+  return [
+    { name: PEER_METADATA_ID_HEADER, value: nodeId },
+    { name: PEER_METADATA_HEADER, value: Buffer.from(bytes).toString('base64') },
+  ];
+}
+
+/** Parses peer metadata headers, caching by value with a hard bound. */
+export class PeerCache {
+  private readonly cache = new Map<string, WorkloadInfo>();
+  private readonly max: number;
+
+  constructor(max = 1024) {
+    this.max = max;
+  }
+
+  fromHeaders(headers: readonly RawHeader[]): WorkloadInfo | undefined {
+    let value: string | undefined;
+    for (const h of headers) {
+      if (h.name.length === PEER_METADATA_HEADER.length && h.name.toLowerCase() === PEER_METADATA_HEADER) { value = h.value; break; }
+    }
+    if (!value) return undefined;
+    const hit = this.cache.get(value);
+    if (hit) return hit;
+    let info: WorkloadInfo | undefined;
+    try {
+      const meta = decodeMessage('google.protobuf.Struct', Buffer.from(value, 'base64')) as Record<string, unknown>;
+      info = selfWorkload(meta, (meta['LABELS'] as Record<string, string> | undefined) ?? {});
+    } catch {
+      return undefined;
+    }
+    if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(value, info);
+    return info;
+  }
+}
+
+/** Removes the peer metadata headers (they are for proxies, not apps). */
+export function stripPeerHeaders(headers: RawHeader[]): RawHeader[] {
+  let found = false;
+  for (const h of headers) {
+    const n = h.name.toLowerCase();
+    if (n === PEER_METADATA_HEADER || n === PEER_METADATA_ID_HEADER) { found = true; break; }
+  }
+  if (!found) return headers;
+  return headers.filter((h) => { const n = h.name.toLowerCase(); return n !== PEER_METADATA_HEADER && n !== PEER_METADATA_ID_HEADER; });
+}
+
+const UNKNOWN: WorkloadInfo = { workload: 'unknown', namespace: 'unknown', canonicalService: 'unknown', canonicalRevision: 'unknown', app: 'unknown', version: 'unknown', cluster: 'unknown' };
+
+/** Label values of one request. */
+export function requestLabels(
+  reporter: 'source' | 'destination', self: WorkloadInfo, peer: WorkloadInfo | undefined,
+  cluster: Cluster | undefined, clusterName: string | undefined, host: Host | undefined,
+  status: number, flags: string,
+): LabelValues {
+  let src: WorkloadInfo;
+  let dst: WorkloadInfo;
+  if (reporter === 'source') {
+    src = self;
+    const w = host?.workload;
+    dst = w ? { ...UNKNOWN, workload: w.name || 'unknown', namespace: w.namespace || 'unknown', canonicalService: w.canonicalService || 'unknown', canonicalRevision: w.canonicalRevision || 'unknown', cluster: w.cluster || 'unknown' } : UNKNOWN;
+  } else {
+    src = peer ?? UNKNOWN;
+    dst = self;
+  }
+  const svc = cluster?.service;
+  const out: Record<MetricLabel, string> = {
+    reporter,
+    source_workload: src.workload, source_workload_namespace: src.namespace, source_principal: 'unknown',
+    source_app: src.app, source_version: src.version, source_canonical_service: src.canonicalService,
+    source_canonical_revision: src.canonicalRevision, source_cluster: src.cluster,
+    destination_workload: dst.workload, destination_workload_namespace: dst.namespace, destination_principal: 'unknown',
+    destination_app: dst.app, destination_version: dst.version,
+    destination_service: svc?.host || clusterName || 'unknown',
+    destination_service_name: svc?.name || clusterName || 'unknown',
+    destination_service_namespace: svc?.namespace || 'unknown',
+    destination_canonical_service: dst.canonicalService, destination_canonical_revision: dst.canonicalRevision,
+    destination_cluster: dst.cluster,
+    request_protocol: 'http', response_code: String(status), grpc_response_status: '',
+    response_flags: flags || '-', connection_security_policy: 'none',
+  };
+  return out;
+}

@@ -1,0 +1,372 @@
+// The proxy's ADS client: one gRPC stream to any Envoy v3 xDS server, delta by default with
+// state-of-the-world as fallback. Each response is handed whole to a ResourceSink that
+// validates and compiles it; the client ACKs what compiled and NACKs (with the reason) what
+// did not, so the last good config keeps serving. Reconnects with capped, jittered backoff.
+import * as grpc from '@grpc/grpc-js';
+import type pino from 'pino';
+import {
+  CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SHORT_TYPE_NAMES,
+  decodeMessage, encodeMessage, messageType,
+} from '../../envoy/index.ts';
+import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
+
+const ADS_SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
+const SOTW_METHOD = `${ADS_SERVICE}/StreamAggregatedResources`;
+const DELTA_METHOD = `${ADS_SERVICE}/DeltaAggregatedResources`;
+const DISCOVERY_REQUEST = 'envoy.service.discovery.v3.DiscoveryRequest';
+const DISCOVERY_RESPONSE = 'envoy.service.discovery.v3.DiscoveryResponse';
+const DELTA_REQUEST = 'envoy.service.discovery.v3.DeltaDiscoveryRequest';
+const DELTA_RESPONSE = 'envoy.service.discovery.v3.DeltaDiscoveryResponse';
+/** google.rpc.Code INVALID_ARGUMENT, what Envoy sends in a NACK's error_detail. */
+const INVALID_ARGUMENT = 3;
+
+/** Types subscribed as wildcards (everything the server has for this node). */
+const WILDCARD_TYPES: readonly XdsTypeUrl[] = [CLUSTER_TYPE, LISTENER_TYPE];
+/** Request order on a fresh stream: clusters before listeners, as Envoy does. */
+const SUBSCRIBE_ORDER: readonly XdsTypeUrl[] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+
+/** A resource as received: its name, the version the server gave it, and its body. */
+export interface XdsResource {
+  name: string;
+  version: string;
+  resource: ProtoJson;
+}
+
+/**
+ * Where updates go. `apply` receives the complete set of resources of one type after the
+ * update (not a diff), and throws an Error whose message is the NACK reason when the update
+ * is invalid; nothing of a rejected update may take effect.
+ */
+export interface ResourceSink {
+  apply(typeUrl: XdsTypeUrl, resources: ReadonlyMap<string, XdsResource>): void;
+  /** Names this proxy needs of a non-wildcard type (EDS: cluster names, RDS: route names). */
+  interest(typeUrl: XdsTypeUrl): ReadonlySet<string>;
+}
+
+export interface AdsClientOptions {
+  /** `host:port` of the xDS server. */
+  server: string;
+  /** The xDS node (id, cluster, metadata, …) in JSON form. */
+  node: ProtoJson;
+  sink: ResourceSink;
+  logger: pino.Logger;
+  /** 'delta' (default) or 'sotw'; delta falls back to sotw when the server lacks it. */
+  protocol?: 'delta' | 'sotw';
+  /** First reconnect delay; doubles up to maxBackoffMs. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/** The outcome of one response, as kept for config_dump and tests. */
+export interface XdsUpdateStatus {
+  typeUrl: XdsTypeUrl;
+  nonce: string;
+  accepted: boolean;
+  error?: string;
+  at: number;
+}
+
+interface TypeState {
+  /** What the sink accepted last, by name. */
+  accepted: Map<string, XdsResource>;
+  /** SotW: version_info of the last accepted response. */
+  versionInfo: string;
+  /** SotW: nonce of the last response (accepted or not), echoed in the next request. */
+  lastNonce: string;
+  /** Names currently subscribed (for non-wildcard types). */
+  subscribed: Set<string>;
+  /** True once a response for this type has been accepted. */
+  received: boolean;
+}
+
+type Stream = grpc.ClientDuplexStream<ProtoJson, ProtoJson>;
+
+export class AdsClient {
+  private readonly opts: Required<Omit<AdsClientOptions, 'protocol'>> & { protocol: 'delta' | 'sotw' };
+  private readonly client: grpc.Client;
+  private readonly state = new Map<XdsTypeUrl, TypeState>();
+  private stream: Stream | undefined;
+  private mode: 'delta' | 'sotw';
+  private backoffMs: number;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private connectedOnce = false;
+  /** The last few outcomes (bounded), newest last. */
+  readonly history: XdsUpdateStatus[] = [];
+  private static readonly HISTORY_LIMIT = 64;
+
+  constructor(options: AdsClientOptions) {
+    this.opts = {
+      protocol: options.protocol ?? 'delta',
+      initialBackoffMs: options.initialBackoffMs ?? 500,
+      maxBackoffMs: options.maxBackoffMs ?? 30_000,
+      ...options,
+    } as AdsClient['opts'];
+    this.mode = this.opts.protocol;
+    this.backoffMs = this.opts.initialBackoffMs;
+    for (const t of SUBSCRIBE_ORDER) {
+      this.state.set(t, { accepted: new Map(), versionInfo: '', lastNonce: '', subscribed: new Set(), received: false });
+    }
+    this.client = new grpc.Client(this.opts.server, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+    });
+  }
+
+  /** The protocol in use now (delta, or sotw after a fallback). */
+  get protocol(): 'delta' | 'sotw' {
+    return this.mode;
+  }
+
+  /** True while a stream is open and has received at least one response. */
+  get connected(): boolean {
+    return this.stream !== undefined && this.connectedOnce;
+  }
+
+  /** Resources currently accepted for a type (for config_dump). */
+  accepted(typeUrl: XdsTypeUrl): ReadonlyMap<string, XdsResource> {
+    return this.typeState(typeUrl).accepted;
+  }
+
+  versionInfo(typeUrl: XdsTypeUrl): string {
+    return this.typeState(typeUrl).versionInfo;
+  }
+
+  start(): void {
+    this.openStream();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    this.stream?.cancel();
+    this.stream = undefined;
+    this.client.close();
+  }
+
+  /**
+   * Re-reads the sink's interest in EDS and RDS names and subscribes/unsubscribes as needed;
+   * the compile layer calls this after CDS/LDS changes what is referenced.
+   */
+  refreshInterest(): void {
+    for (const t of [ENDPOINT_TYPE, ROUTE_TYPE] as const) {
+      const st = this.typeState(t);
+      const want = this.opts.sink.interest(t);
+      const add = [...want].filter((n) => !st.subscribed.has(n));
+      const remove = [...st.subscribed].filter((n) => !want.has(n));
+      if (add.length === 0 && remove.length === 0) continue;
+      st.subscribed = new Set(want);
+      for (const n of remove) st.accepted.delete(n);
+      if (!this.stream) continue;
+      if (this.mode === 'delta') {
+        this.send({ typeUrl: t, resourceNamesSubscribe: add, resourceNamesUnsubscribe: remove });
+      } else {
+        this.send({ typeUrl: t, versionInfo: st.versionInfo, responseNonce: st.lastNonce, resourceNames: [...want].sort() });
+      }
+    }
+  }
+
+  private typeState(t: XdsTypeUrl): TypeState {
+    const st = this.state.get(t);
+    if (!st) throw new Error(`unsupported xDS type ${t}`);
+    return st;
+  }
+
+  private openStream(): void {
+    if (this.closed) return;
+    const delta = this.mode === 'delta';
+    const reqType = messageType(delta ? DELTA_REQUEST : DISCOVERY_REQUEST);
+    const resType = messageType(delta ? DELTA_RESPONSE : DISCOVERY_RESPONSE);
+    const stream = this.client.makeBidiStreamRequest<ProtoJson, ProtoJson>(
+      delta ? DELTA_METHOD : SOTW_METHOD,
+      (msg) => Buffer.from(encodeMessage(reqType.fullName.slice(1), msg)),
+      // Resources stay as raw Any here; each is decoded on its own so one unknown type
+      // NACKs that update with its name instead of failing the whole stream.
+      (buf) => resType.toObject(resType.decode(buf), { longs: Number, defaults: false }) as ProtoJson,
+    );
+    this.stream = stream;
+    let gotResponse = false;
+    stream.on('data', (msg: ProtoJson) => {
+      if (!gotResponse) {
+        gotResponse = true;
+        this.connectedOnce = true;
+        this.backoffMs = this.opts.initialBackoffMs;
+        this.opts.logger.info({ server: this.opts.server, protocol: this.mode }, 'xDS stream established');
+      }
+      try {
+        if (delta) this.onDeltaResponse(msg);
+        else this.onSotwResponse(msg);
+      } catch (err) {
+        this.opts.logger.error({ err }, 'xDS response handling failed');
+      }
+    });
+    stream.on('error', (err: grpc.ServiceError) => {
+      if (this.stream !== stream) return;
+      if (delta && !gotResponse && err.code === grpc.status.UNIMPLEMENTED) {
+        this.opts.logger.warn({ server: this.opts.server }, 'xDS server has no delta ADS; using state of the world');
+        this.mode = 'sotw';
+        this.stream = undefined;
+        this.openStream();
+        return;
+      }
+      this.scheduleReconnect(err.details || err.message);
+    });
+    stream.on('end', () => {
+      if (this.stream === stream) this.scheduleReconnect('stream ended');
+    });
+    // Initial subscriptions; on a reconnect, tell a delta server what we already hold so it
+    // sends only what changed.
+    for (const t of SUBSCRIBE_ORDER) {
+      const st = this.typeState(t);
+      const wildcard = WILDCARD_TYPES.includes(t);
+      if (!wildcard) st.subscribed = new Set(this.opts.sink.interest(t));
+      if (!wildcard && st.subscribed.size === 0) continue;
+      if (delta) {
+        const initialResourceVersions: Record<string, string> = {};
+        for (const [name, r] of st.accepted) initialResourceVersions[name] = r.version;
+        this.send({
+          node: this.opts.node, typeUrl: t,
+          resourceNamesSubscribe: wildcard ? [] : [...st.subscribed].sort(),
+          initialResourceVersions,
+        });
+      } else {
+        st.lastNonce = '';
+        this.send({
+          node: this.opts.node, typeUrl: t, versionInfo: st.versionInfo,
+          resourceNames: wildcard ? [] : [...st.subscribed].sort(),
+        });
+      }
+    }
+  }
+
+  private scheduleReconnect(reason: string): void {
+    this.stream = undefined;
+    if (this.closed) return;
+    const delay = Math.round(this.backoffMs * (0.5 + Math.random() / 2));
+    this.backoffMs = Math.min(this.backoffMs * 2, this.opts.maxBackoffMs);
+    this.opts.logger.warn({ server: this.opts.server, reason, retryInMs: delay }, 'xDS stream lost; serving last good config');
+    this.reconnectTimer = setTimeout(() => this.openStream(), delay);
+    this.reconnectTimer.unref();
+  }
+
+  private send(msg: ProtoJson): void {
+    this.stream?.write(msg);
+  }
+
+  private onDeltaResponse(msg: ProtoJson): void {
+    const typeUrl = String(msg['typeUrl'] ?? '') as XdsTypeUrl;
+    const nonce = String(msg['nonce'] ?? '');
+    if (!this.state.has(typeUrl)) {
+      this.send({ typeUrl, responseNonce: nonce, errorDetail: { code: INVALID_ARGUMENT, message: `unsupported type ${typeUrl}` } });
+      return;
+    }
+    const st = this.typeState(typeUrl);
+    const next = new Map(st.accepted);
+    let error: string | undefined;
+    for (const name of (msg['removedResources'] as string[] | undefined) ?? []) next.delete(name);
+    for (const r of (msg['resources'] as ProtoJson[] | undefined) ?? []) {
+      const name = String(r['name'] ?? '');
+      const any = r['resource'] as { typeUrl?: string; value?: Uint8Array } | undefined;
+      if (!any) {
+        next.delete(name);
+        continue;
+      }
+      try {
+        const body = decodeAny(typeUrl, any);
+        next.set(name || String(body['name'] ?? ''), { name: name || String(body['name'] ?? ''), version: String(r['version'] ?? ''), resource: body });
+      } catch (err) {
+        error = `${SHORT_TYPE_NAMES[typeUrl]} resource ${name}: ${(err as Error).message}`;
+        break;
+      }
+    }
+    if (!WILDCARD_TYPES.includes(typeUrl)) {
+      for (const name of next.keys()) if (!st.subscribed.has(name)) next.delete(name);
+    }
+    error ??= this.applyToSink(typeUrl, next);
+    this.record(typeUrl, nonce, error);
+    if (error === undefined) {
+      st.accepted = next;
+      st.received = true;
+      st.versionInfo = String(msg['systemVersionInfo'] ?? st.versionInfo);
+      this.send({ typeUrl, responseNonce: nonce });
+      this.refreshInterest();
+    } else {
+      this.send({ typeUrl, responseNonce: nonce, errorDetail: { code: INVALID_ARGUMENT, message: error } });
+    }
+  }
+
+  private onSotwResponse(msg: ProtoJson): void {
+    const typeUrl = String(msg['typeUrl'] ?? '') as XdsTypeUrl;
+    const nonce = String(msg['nonce'] ?? '');
+    const versionInfo = String(msg['versionInfo'] ?? '');
+    if (!this.state.has(typeUrl)) {
+      this.send({ typeUrl, responseNonce: nonce, errorDetail: { code: INVALID_ARGUMENT, message: `unsupported type ${typeUrl}` } });
+      return;
+    }
+    const st = this.typeState(typeUrl);
+    st.lastNonce = nonce;
+    const next = new Map<string, XdsResource>();
+    let error: string | undefined;
+    for (const any of (msg['resources'] as { typeUrl?: string; value?: Uint8Array }[] | undefined) ?? []) {
+      try {
+        const body = decodeAny(typeUrl, any);
+        const name = resourceName(typeUrl, body);
+        next.set(name, { name, version: versionInfo, resource: body });
+      } catch (err) {
+        error = `${SHORT_TYPE_NAMES[typeUrl]} resource: ${(err as Error).message}`;
+        break;
+      }
+    }
+    if (!WILDCARD_TYPES.includes(typeUrl)) {
+      // A SotW response for EDS/RDS carries only the named resources; keep ones not in
+      // this response that we still want (Envoy's behaviour for non-wildcard types).
+      for (const [name, r] of st.accepted) if (!next.has(name) && st.subscribed.has(name)) next.set(name, r);
+    }
+    error ??= this.applyToSink(typeUrl, next);
+    this.record(typeUrl, nonce, error);
+    const resourceNames = WILDCARD_TYPES.includes(typeUrl) ? [] : [...st.subscribed].sort();
+    if (error === undefined) {
+      st.accepted = next;
+      st.received = true;
+      st.versionInfo = versionInfo;
+      this.send({ typeUrl, versionInfo, responseNonce: nonce, resourceNames });
+      this.refreshInterest();
+    } else {
+      this.send({ typeUrl, versionInfo: st.versionInfo, responseNonce: nonce, resourceNames, errorDetail: { code: INVALID_ARGUMENT, message: error } });
+    }
+  }
+
+  private applyToSink(typeUrl: XdsTypeUrl, next: ReadonlyMap<string, XdsResource>): string | undefined {
+    try {
+      this.opts.sink.apply(typeUrl, next);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
+  private record(typeUrl: XdsTypeUrl, nonce: string, error: string | undefined): void {
+    const entry: XdsUpdateStatus = { typeUrl, nonce, accepted: error === undefined, at: Date.now() };
+    if (error !== undefined) {
+      entry.error = error;
+      this.opts.logger.warn({ type: SHORT_TYPE_NAMES[typeUrl], nonce, reason: error }, 'xDS update rejected (NACK); keeping last good config');
+    } else {
+      this.opts.logger.debug({ type: SHORT_TYPE_NAMES[typeUrl], nonce }, 'xDS update applied (ACK)');
+    }
+    this.history.push(entry);
+    if (this.history.length > AdsClient.HISTORY_LIMIT) this.history.shift();
+  }
+}
+
+function decodeAny(expected: XdsTypeUrl, any: { typeUrl?: string; type_url?: string; value?: Uint8Array }): ProtoJson {
+  // protobufjs's built-in Any keeps the proto field name (type_url).
+  const url = any.typeUrl ?? any.type_url ?? '';
+  if (url !== expected) throw new Error(`resource has type ${url}, expected ${expected}`);
+  return decodeMessage(url, any.value ?? new Uint8Array());
+}
+
+function resourceName(typeUrl: XdsTypeUrl, body: ProtoJson): string {
+  const name = typeUrl === ENDPOINT_TYPE ? body['clusterName'] : body['name'];
+  if (typeof name !== 'string' || name === '') throw new Error('resource without a name');
+  return name;
+}
