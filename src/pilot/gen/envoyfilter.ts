@@ -3,10 +3,8 @@
 // FILTER_CHAIN, NETWORK_FILTER, HTTP_FILTER, ROUTE_CONFIGURATION, VIRTUAL_HOST, HTTP_ROUTE
 // and CLUSTER, matched by context, listener/filter chain/filter, route config/vhost/route
 // and cluster. Patch values are Envoy JSON (snake_case allowed), normalized via the protos.
-import { readdirSync, existsSync } from 'node:fs';
-import path from 'node:path';
 import {
-  CLUSTER_TYPE, HCM_TYPE, LISTENER_TYPE, ROUTE_TYPE, PROTO_INCLUDE_DIRS, decodeMessage, encodeMessage, envoyRoot, messageType,
+  CLUSTER_TYPE, HCM_TYPE, LISTENER_TYPE, ROUTE_TYPE, decodeMessage, encodeMessage,
 } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
 import type { Proxy } from '../model.ts';
@@ -14,6 +12,7 @@ import type { EnvoyConfigObjectPatch } from '../../registry/index.ts';
 import type { SextantPushContext } from '../push/context.ts';
 import { envoyFiltersFor } from '../push/scope.ts';
 import { parseClusterName } from './names.ts';
+import { ensureTypesIn } from './protos.ts';
 
 type Patch = EnvoyConfigObjectPatch & { source: string };
 type Op = NonNullable<NonNullable<EnvoyConfigObjectPatch['patch']>['operation']>;
@@ -35,40 +34,6 @@ const APPLY_TO_TYPE: Record<string, XdsTypeUrl> = {
   ROUTE_CONFIGURATION: ROUTE_TYPE, VIRTUAL_HOST: ROUTE_TYPE, HTTP_ROUTE: ROUTE_TYPE,
   CLUSTER: CLUSTER_TYPE,
 };
-
-const loadedDirs = new Set<string>();
-
-/**
- * Loads the protos of an extension type a patch names (Lua, Wasm, ext_authz, …) on first
- * use: the shared root carries only what the pilot itself emits.
- */
-function ensureTypesIn(value: unknown): void {
-  if (value === null || typeof value !== 'object') return;
-  if (Array.isArray(value)) { for (const v of value) ensureTypesIn(v); return; }
-  for (const [k, v] of Object.entries(value)) {
-    if ((k === '@type' || k === 'type_url' || k === 'typeUrl') && typeof v === 'string') ensureType(v);
-    else ensureTypesIn(v);
-  }
-}
-
-function ensureType(url: string): void {
-  const name = url.slice(url.lastIndexOf('/') + 1);
-  try {
-    messageType(name);
-    return;
-  } catch {
-    // not loaded yet: find its package directory below
-  }
-  const pkg = name.split('.').slice(0, -1);
-  for (const root of PROTO_INCLUDE_DIRS) {
-    const dir = path.join(root, ...pkg);
-    if (!existsSync(dir) || loadedDirs.has(dir)) continue;
-    loadedDirs.add(dir);
-    const files = readdirSync(dir).filter((f) => f.endsWith('.proto')).map((f) => path.join(...pkg, f));
-    envoyRoot().loadSync(files, { keepCase: false });
-    envoyRoot().resolveAll();
-  }
-}
 
 /** Envoy JSON in any accepted spelling → canonical proto3 JSON; throws naming the field. */
 export function normalizePatchValue(applyTo: string, value: unknown): ProtoJson {

@@ -17,6 +17,9 @@ import type { EgressScope, SidecarScope } from '../push/scope.ts';
 import { ADS_CONFIG_SOURCE } from './clusters.ts';
 import { INBOUND_PASSTHROUGH_CLUSTER, clusterName, listenerName } from './names.ts';
 import { inboundPorts } from './inbound.ts';
+import { ensureType } from './protos.ts';
+
+const TLS_INSPECTOR_TYPE = 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector';
 
 const OUTBOUND_PORT = 15001;
 const INBOUND_PORT = 15006;
@@ -123,16 +126,36 @@ function egressListeners(push: SextantPushContext, proxy: Proxy, scope: SidecarS
       filters: [hcmFilter(`outbound_${defaultBind}_${port}`, { rds: String(port) })],
     }));
   }
+  // TCP ports: one listener per address and port; TLS services share it by SNI, as in Istio.
+  const tcp = new Map<string, { address: string; port: number; chains: ProtoJson[]; plain: boolean; sni: boolean }>();
   for (const svc of egress.services) {
     for (const p of svc.ports) {
       if (isHttpProtocol(p.protocol) || httpPorts.has(p.port)) continue;
       const addrs = !noneCapture && svc.addresses.length > 0 ? svc.addresses.filter((a) => !a.includes('/')) : [defaultBind];
+      const sni = (p.protocol === 'TLS' || p.protocol === 'HTTPS') && !svc.hostname.startsWith('*');
       for (const a of addrs) {
-        add(listenerName(a, p.port), listener(a, p.port, { bind: a, bindToPort: noneCapture, routeName: '' }, {
-          filters: [tcpProxyFilter(clusterName('outbound', p.port, '', svc.hostname), tcpTarget(push, proxy, egress.virtualServices, svc, p.port))],
-        }));
+        const key = listenerName(a, p.port);
+        let entry = tcp.get(key);
+        if (!entry) tcp.set(key, (entry = { address: a, port: p.port, chains: [], plain: false, sni: false }));
+        const filters = [tcpProxyFilter(clusterName('outbound', p.port, '', svc.hostname), tcpTarget(push, proxy, egress.virtualServices, svc, p.port))];
+        if (sni) {
+          entry.sni = true;
+          entry.chains.push({ filterChainMatch: { serverNames: [svc.hostname] }, filters });
+        } else if (!entry.plain) {
+          entry.plain = true; // the first plain TCP service on an address and port wins
+          entry.chains.push({ filters });
+        }
       }
     }
+  }
+  for (const [name, e] of tcp) {
+    const l = listener(e.address, e.port, { bind: e.address, bindToPort: noneCapture, routeName: '' }, e.chains[0] as ProtoJson);
+    l['filterChains'] = e.chains;
+    if (e.sni) {
+      ensureType(TLS_INSPECTOR_TYPE);
+      l['listenerFilters'] = [{ name: 'envoy.filters.listener.tls_inspector', typedConfig: { '@type': TLS_INSPECTOR_TYPE } }];
+    }
+    add(name, l);
   }
   return out;
 }
