@@ -6,6 +6,8 @@
 /** Where errors are collected during one validation. */
 export interface Issues {
   add(path: string, detail: string): void;
+  /** How many issues were added so far: rules compare it to tell whether they added any. */
+  readonly count: number;
 }
 
 /** A rule run on a node after its structural checks passed. */
@@ -210,9 +212,9 @@ export function walk(schema: Schema, value: unknown, path: string, issues: Issue
         n++;
         const p = `${path}[${k}]`;
         if (schema.key !== undefined) {
-          let keyOk = true;
-          schema.key(k, path, { add: (q, d) => { keyOk = false; issues.add(q, d); } });
-          if (!keyOk) ok = false;
+          const before = issues.count;
+          schema.key(k, path, issues);
+          if (issues.count !== before) ok = false;
         }
         const v = value[k];
         if (v === null || v === undefined) {
@@ -275,8 +277,7 @@ function wrongType(path: string, value: unknown, expected: string, issues: Issue
 }
 
 function runRules<T>(rules: ReadonlyArray<NodeRule<T>>, value: T, path: string, issues: Issues): boolean {
-  let ok = true;
-  const counting: Issues = { add: (p, d) => { ok = false; issues.add(p, d); } };
-  for (const r of rules) r(value, path, counting);
-  return ok;
+  const before = issues.count;
+  for (const r of rules) r(value, path, issues);
+  return issues.count === before;
 }

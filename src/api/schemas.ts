@@ -315,7 +315,7 @@ const destinationRule = obj({
 
 // ---------------------------------------------------------------- WorkloadEntry, ServiceEntry, WorkloadGroup
 
-const uds = (v: string, path: string, issues: { add(p: string, d: string): void }): void => {
+const uds: NodeRule<string> = (v, path, issues) => {
   if (!v.startsWith('unix://')) return;
   const c = v.slice(7, 8);
   if (c !== '/' && c !== '@') issues.add(path, `Invalid value: "string": UDS must be an absolute path or abstract socket (got ${JSON.stringify(v)})`);

@@ -38,6 +38,10 @@ class ResourceIssues implements Issues {
     this.index = origin?.index;
   }
 
+  get count(): number {
+    return this.errors.length;
+  }
+
   add(path: string, detail: string): void {
     const init: ConstructorParameters<typeof ConfigError>[0] = { resource: this.resource, path, detail };
     if (this.file !== undefined) init.file = this.file;
