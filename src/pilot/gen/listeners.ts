@@ -11,7 +11,8 @@ import type { Proxy } from '../model.ts';
 import { isHttpProtocol, portProtocol } from '../../registry/index.ts';
 import type { Service, TCPRoute, VirtualServiceSpec } from '../../registry/index.ts';
 import type { Indexed, SextantPushContext } from '../push/context.ts';
-import { hostMatches, resolveHost } from '../push/context.ts';
+import { resolveHost } from '../push/context.ts';
+import { virtualServiceFor } from './routes.ts';
 import { sidecarScope } from '../push/scope.ts';
 import type { EgressScope, SidecarScope } from '../push/scope.ts';
 import { ADS_CONFIG_SOURCE } from './clusters.ts';
@@ -62,7 +63,7 @@ function socketAddress(address: string, port: number): ProtoJson {
 
 /** The tcp_proxy target for a TCP service port: its VirtualService tcp route, else its cluster. */
 function tcpTarget(push: SextantPushContext, proxy: Proxy, vss: readonly Indexed<VirtualServiceSpec>[], svc: Service, port: number): { cluster: string } | { weighted: { name: string; weight: number }[] } {
-  const vs = vss.find((v) => (v.spec.hosts ?? []).some((h) => hostMatches(resolveHost(h, v.namespace), svc.hostname)));
+  const vs = virtualServiceFor(vss, svc);
   const route = (vs?.spec.tcp ?? []).find((r: TCPRoute) => !r.match || r.match.length === 0 || r.match.some((m) => m.port === undefined || m.port === port));
   const dests = route?.route ?? [];
   const name = (d: { destination?: { host?: string; subset?: string; port?: { number?: number } } }): string => {

@@ -282,9 +282,30 @@ export function defaultRoute(service: Service, port: number, grpc: boolean, hp?:
   return route;
 }
 
-/** The oldest VirtualService in scope whose hosts cover the service. */
+const vsIndexes = new WeakMap<readonly Indexed<VirtualServiceSpec>[], { exact: Map<string, Indexed<VirtualServiceSpec>>; wildcard: { host: string; vs: Indexed<VirtualServiceSpec> }[] }>();
+
+/**
+ * The oldest VirtualService in scope whose hosts cover the service. The scope's list is
+ * indexed by host once (exact hosts in a map, wildcards kept in order), so a route table
+ * for 10,000 services does not scan every VirtualService per service.
+ */
 export function virtualServiceFor(vss: readonly Indexed<VirtualServiceSpec>[], service: Service): Indexed<VirtualServiceSpec> | undefined {
-  return vss.find((v) => (v.spec.hosts ?? []).some((h) => hostMatches(resolveHost(h, v.namespace), service.hostname)));
+  let index = vsIndexes.get(vss);
+  if (!index) {
+    index = { exact: new Map(), wildcard: [] };
+    for (const v of vss) {
+      for (const h of v.spec.hosts ?? []) {
+        const host = resolveHost(h, v.namespace);
+        if (host.startsWith('*')) index.wildcard.push({ host, vs: v });
+        else if (!index.exact.has(host)) index.exact.set(host, v);
+      }
+    }
+    vsIndexes.set(vss, index);
+  }
+  const exact = index.exact.get(service.hostname);
+  const wild = index.wildcard.find((w) => hostMatches(w.host, service.hostname))?.vs;
+  if (exact && wild) return vss.indexOf(exact) <= vss.indexOf(wild) ? exact : wild;
+  return exact ?? wild;
 }
 
 /** The routes of one service's virtual host on one port. */

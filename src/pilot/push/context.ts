@@ -50,6 +50,7 @@ export class SextantPushContext implements PushContext {
   /** VirtualServices bound to the mesh (sidecars), by host as written (short names resolved later). */
   readonly virtualServices: readonly Indexed<VirtualServiceSpec>[];
   readonly destinationRules: readonly Indexed<DestinationRuleSpec>[];
+  readonly destinationRulesByKey: ReadonlyMap<string, Indexed<DestinationRuleSpec>>;
   /** DestinationRules by host (exact), oldest first. */
   readonly destinationRulesByHost: ReadonlyMap<string, readonly Indexed<DestinationRuleSpec>[]>;
   /** Wildcard-host DestinationRules (`*.example.com`), oldest first. */
@@ -101,6 +102,7 @@ export class SextantPushContext implements PushContext {
       return !gws || gws.length === 0 || gws.includes('mesh');
     });
     this.destinationRules = drs.sort(byCreation).map(index);
+    this.destinationRulesByKey = new Map(this.destinationRules.map((d) => [d.key, d]));
     const drByHost = new Map<string, Indexed<DestinationRuleSpec>[]>();
     const drWild: Indexed<DestinationRuleSpec>[] = [];
     for (const dr of this.destinationRules) {

@@ -225,7 +225,7 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
         break;
       case 'DestinationRule': {
         const touches = (ctx: SextantPushContext, scope: SidecarScope): boolean => {
-          const dr = ctx.destinationRules.find((d) => d.key === key);
+          const dr = ctx.destinationRulesByKey.get(key);
           if (!dr?.spec.host || !visibleFrom(dr.exportTo, dr.namespace, proxy.namespace)) return false;
           const host = resolveHost(dr.spec.host, dr.namespace);
           if (!host.startsWith('*')) return scope.hostnames.has(host);
