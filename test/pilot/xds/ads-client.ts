@@ -1,13 +1,11 @@
 // A plain ADS client over real gRPC for tests: sends requests as JSON objects and decodes
 // every response with Envoy's protos (resources expanded from Any), one queue per stream.
 import * as grpc from '@grpc/grpc-js';
-import { decodeMessage, messageType } from '../../../src/envoy/index.ts';
+import { decodeMessage, encodeMessage } from '../../../src/envoy/index.ts';
 import type { ProtoJson } from '../../../src/envoy/index.ts';
 
-const encoder = (typeName: string) => (req: ProtoJson): Buffer => {
-  const type = messageType(typeName);
-  return Buffer.from(type.encode(type.fromObject(req)).finish());
-};
+// Requests are written in proto3 JSON form (node metadata as a plain object), as Envoy logs them.
+const encoder = (typeName: string) => (req: ProtoJson): Buffer => Buffer.from(encodeMessage(typeName, req));
 
 const ADS_CLIENT = grpc.makeGenericClientConstructor({
   StreamAggregatedResources: {

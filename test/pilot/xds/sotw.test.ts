@@ -24,7 +24,7 @@ after(async () => {
   await stopTestPilot(t);
 });
 
-function open(pod: string): AdsStream {
+function open(_pod: string): AdsStream {
   const s = new AdsStream(t.pilot.xdsAddress, 'sotw');
   streams.push(s);
   return s;
