@@ -140,6 +140,16 @@ function endpointFrom(we: WorkloadEntrySpec, port: ServicePort, source: string, 
   return ep;
 }
 
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Istio's precedence between declarations: older first, then namespace and name. */
+export function byAge(a: Resource, b: Resource): number {
+  return cmp(a.metadata.creationTimestamp ?? '', b.metadata.creationTimestamp ?? '') ||
+    cmp(a.metadata.namespace, b.metadata.namespace) || cmp(a.metadata.name, b.metadata.name);
+}
+
 /**
  * Builds the registry from every ServiceEntry and WorkloadEntry at once. WorkloadEntries
  * are indexed by namespace and label so each selector costs the size of its smallest
@@ -149,6 +159,8 @@ export function buildRegistry(serviceEntries: readonly Resource<ServiceEntrySpec
   // namespace → "k=v" → workload entries carrying that label
   const weIndex = new Map<string, Map<string, Resource<WorkloadEntrySpec>[]>>();
   const weAll = new Map<string, Resource<WorkloadEntrySpec>[]>();
+  // A workload's labels: metadata labels overlaid by spec labels, computed once.
+  const weLabels = new Map<Resource<WorkloadEntrySpec>, Record<string, string>>();
   for (const we of workloadEntries) {
     const ns = we.metadata.namespace;
     let all = weAll.get(ns);
@@ -156,7 +168,8 @@ export function buildRegistry(serviceEntries: readonly Resource<ServiceEntrySpec
     all.push(we);
     let byLabel = weIndex.get(ns);
     if (!byLabel) weIndex.set(ns, (byLabel = new Map()));
-    const labels = { ...we.metadata.labels, ...we.spec?.labels };
+    const labels = we.metadata.labels ? { ...we.metadata.labels, ...we.spec?.labels } : (we.spec?.labels ?? {});
+    weLabels.set(we, labels);
     for (const k in labels) {
       const lk = `${k}=${labels[k]}`;
       let list = byLabel.get(lk);
@@ -165,10 +178,7 @@ export function buildRegistry(serviceEntries: readonly Resource<ServiceEntrySpec
     }
   }
 
-  const sorted = [...serviceEntries].sort(
-    (a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
-      a.metadata.namespace.localeCompare(b.metadata.namespace) || a.metadata.name.localeCompare(b.metadata.name),
-  );
+  const sorted = [...serviceEntries].sort(byAge);
   const services: Service[] = [];
   const byHost = new Map<string, Service[]>();
   const byKey = new Map<string, Service>();
@@ -218,7 +228,7 @@ export function buildRegistry(serviceEntries: readonly Resource<ServiceEntrySpec
           const list = byLabel.get(`${k}=${selector[k]}`) ?? [];
           if (!smallest || list.length < smallest.length) smallest = list;
         }
-        selected = (smallest ?? []).filter((we) => labelsMatch(selector, { ...we.metadata.labels, ...we.spec?.labels }));
+        selected = (smallest ?? []).filter((we) => labelsMatch(selector, weLabels.get(we) ?? {}));
       }
     }
     for (const host of spec.hosts ?? []) {
@@ -248,7 +258,7 @@ export function buildRegistry(serviceEntries: readonly Resource<ServiceEntrySpec
         for (const we of selected) {
           const weKey = `WorkloadEntry/${we.metadata.namespace}/${we.metadata.name}`;
           feeds(weKey, key);
-          const labels = { ...we.metadata.labels, ...we.spec?.labels };
+          const labels = weLabels.get(we) ?? {};
           const healthy = workloadHealthy(we);
           for (const port of ports) {
             const ep = endpointFrom(we.spec ?? {}, port, weKey, healthy, labels);

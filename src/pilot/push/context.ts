@@ -3,7 +3,7 @@
 // plus per-snapshot memo tables so resources identical across proxies are built once.
 import type { Resource } from '../../api/resource.ts';
 import type { PushContext } from '../model.ts';
-import { buildRegistry } from '../../registry/index.ts';
+import { buildRegistry, byAge } from '../../registry/index.ts';
 import type { Registry, Service } from '../../registry/index.ts';
 import type {
   DestinationRuleSpec, EnvoyFilterSpec, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec, WorkloadEntrySpec,
@@ -29,10 +29,7 @@ function exportTo(list: readonly string[] | undefined, namespace: string): Reado
   return new Set(list.map((e) => (e === '.' ? namespace : e)));
 }
 
-function byCreation(a: Resource, b: Resource): number {
-  return (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
-    a.metadata.namespace.localeCompare(b.metadata.namespace) || a.metadata.name.localeCompare(b.metadata.name);
-}
+const byCreation = byAge;
 
 function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
   const list = m.get(k);
