@@ -47,6 +47,11 @@ export class BodyStream implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
     return this.ended || this.error !== null;
   }
 
+  /** Ended normally with nothing queued and nothing read: a body with no bytes. */
+  get isEmptyAndEnded(): boolean {
+    return this.ended && this.queue.length === 0 && !this.taken;
+  }
+
   /** True when the reader stopped early. */
   get isAbandoned(): boolean {
     return this.abandoned;

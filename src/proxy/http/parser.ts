@@ -44,60 +44,38 @@ export interface MessageFraming {
 export interface ParsedRequest {
   head: RequestHead;
   framing: MessageFraming;
+  /** Index just past the head in the buffer. */
+  end: number;
 }
 
 export interface ParsedResponse {
   head: ResponseHead;
   framing: MessageFraming;
+  /** Index just past the head in the buffer. */
+  end: number;
 }
 
 /**
- * Index just past the empty line ending a head that starts at `start`, or -1 when the
- * head is not complete yet. `from` lets a caller resume a scan (pass the previous buffer
- * length - 3, never less than `start`). Lines end in LF, optionally preceded by CR.
+ * A position by which the head starting at `start` is surely complete (the true end, the
+ * first empty line, is found by the head parsers and may come earlier), or -1 when no
+ * empty line arrived yet. `from` resumes a scan (the previous buffer length - 3, or less).
  */
 export function findHeadEnd(buf: Buffer, start: number, from: number): number {
-  let i = from < start ? start : from;
-  const len = buf.length;
-  for (;;) {
-    const lf = buf.indexOf(LF, i);
-    if (lf < 0) return -1;
-    const n = lf + 1;
-    if (n >= len) return -1;
-    const c = buf[n];
-    if (c === LF) return n + 1;
-    if (c === CR) {
-      if (n + 1 >= len) return -1;
-      if (buf[n + 1] === LF) return n + 2;
-    }
-    i = n;
-  }
+  const i = from < start ? start : from;
+  // CRLF CRLF (and LF CRLF) in one native search; LF LF only for LF-only senders
+  const a = buf.indexOf(LF_CRLF, i);
+  if (a >= 0) return a + 3;
+  const b = buf.indexOf(LF_LF, i);
+  return b >= 0 ? b + 2 : -1;
 }
 
-// Lower-case ASCII names compared against token bytes with `| 0x20`; safe because names
-// are validated as tokens first (no token byte folds onto a letter or '-' by mistake).
-const N_HOST = Buffer.from('host');
-const N_CONNECTION = Buffer.from('connection');
-const N_KEEP_ALIVE = Buffer.from('keep-alive');
-const N_CONTENT_LENGTH = Buffer.from('content-length');
-const N_TRANSFER_ENCODING = Buffer.from('transfer-encoding');
-const N_EXPECT = Buffer.from('expect');
-
-function nameIs(buf: Buffer, s: number, len: number, lit: Buffer): boolean {
-  if (len !== lit.length) return false;
-  for (let i = 0; i < len; i++) if ((buf[s + i]! | 0x20) !== lit[i]) return false;
-  return true;
-}
-
-function lowerAscii(buf: Buffer, s: number, e: number): string {
-  return buf.toString('latin1', s, e).toLowerCase();
-}
+const LF_CRLF = Buffer.from('\n\r\n', 'latin1');
+const LF_LF = Buffer.from('\n\n', 'latin1');
 
 interface HeadState {
   framing: MessageFraming;
   hostCount: number;
   clValue: number; // -1 none; -2 invalid; -3 conflicting
-  teCount: number; // number of coding elements
   chunkedCount: number;
   lastChunked: boolean;
 }
@@ -116,24 +94,38 @@ function newFraming(): MessageFraming {
   };
 }
 
+function newState(): HeadState {
+  return { framing: newFraming(), hostCount: 0, clValue: -1, chunkedCount: 0, lastChunked: false };
+}
+
+// Names are compared as lower-case ASCII with `| 0x20` on their char codes; safe because
+// they are validated as tokens first (no token char folds onto a letter or '-' by mistake).
+function nameIs(str: string, s: number, lit: string): boolean {
+  for (let i = 0; i < lit.length; i++) if ((str.charCodeAt(s + i) | 0x20) !== lit.charCodeAt(i)) return false;
+  return true;
+}
+
+function isWs(c: number): boolean {
+  return c === SP || c === HTAB;
+}
+
 // Content-Length: 1*DIGIT, possibly a comma list of identical values (RFC 9110 §8.6).
-function noteContentLength(st: HeadState, buf: Buffer, s: number, e: number): void {
+function noteContentLength(st: HeadState, str: string, s: number, e: number): void {
   let i = s;
-  while (i <= e) {
-    // one element up to ',' or e
+  for (;;) {
     let j = i;
-    while (j < e && buf[j] !== 0x2c) j++;
+    while (j < e && str.charCodeAt(j) !== 0x2c) j++;
     let a = i;
     let b = j;
-    while (a < b && (buf[a] === SP || buf[a] === HTAB)) a++;
-    while (b > a && (buf[b - 1] === SP || buf[b - 1] === HTAB)) b--;
+    while (a < b && isWs(str.charCodeAt(a))) a++;
+    while (b > a && isWs(str.charCodeAt(b - 1))) b--;
     if (a === b || b - a > 15) {
       st.clValue = -2;
       return;
     }
     let v = 0;
     for (let k = a; k < b; k++) {
-      const d = buf[k]! - 0x30;
+      const d = str.charCodeAt(k) - 0x30;
       if (d < 0 || d > 9) {
         st.clValue = -2;
         return;
@@ -142,51 +134,55 @@ function noteContentLength(st: HeadState, buf: Buffer, s: number, e: number): vo
     }
     if (st.clValue === -1) st.clValue = v;
     else if (st.clValue >= 0 && st.clValue !== v) st.clValue = -3;
+    if (j >= e) return;
     i = j + 1;
-    if (j === e) break;
   }
 }
 
 // Transfer-Encoding codings, comma separated; only the last one decides the framing.
-function noteTransferEncoding(st: HeadState, buf: Buffer, s: number, e: number): void {
+function noteTransferEncoding(st: HeadState, str: string, s: number, e: number): void {
   st.framing.transferEncoding = true;
   let i = s;
   for (;;) {
     let j = i;
-    while (j < e && buf[j] !== 0x2c) j++;
+    while (j < e && str.charCodeAt(j) !== 0x2c) j++;
     let a = i;
     let b = j;
-    while (a < b && (buf[a] === SP || buf[a] === HTAB)) a++;
-    while (b > a && (buf[b - 1] === SP || buf[b - 1] === HTAB)) b--;
+    while (a < b && isWs(str.charCodeAt(a))) a++;
+    while (b > a && isWs(str.charCodeAt(b - 1))) b--;
     if (a < b) {
-      st.teCount++;
-      const isChunked =
-        b - a === 7 &&
-        (buf[a]! | 0x20) === 0x63 && (buf[a + 1]! | 0x20) === 0x68 && (buf[a + 2]! | 0x20) === 0x75 &&
-        (buf[a + 3]! | 0x20) === 0x6e && (buf[a + 4]! | 0x20) === 0x6b && (buf[a + 5]! | 0x20) === 0x65 &&
-        (buf[a + 6]! | 0x20) === 0x64;
+      const isChunked = b - a === 7 && nameIs(str, a, 'chunked');
       if (isChunked) st.chunkedCount++;
       st.lastChunked = isChunked;
     }
-    if (j >= e) break;
+    if (j >= e) return;
     i = j + 1;
   }
 }
 
-function noteConnection(st: HeadState, buf: Buffer, s: number, e: number): void {
-  for (const t of buf.toString('latin1', s, e).split(',')) {
-    const v = t.trim().toLowerCase();
-    if (v === 'close') st.framing.connectionClose = true;
-    else if (v === 'keep-alive') st.framing.connectionKeepAlive = true;
+function noteConnection(st: HeadState, value: string): void {
+  const v = value.toLowerCase();
+  if (v === 'keep-alive') {
+    st.framing.connectionKeepAlive = true;
+    return;
+  }
+  if (v === 'close') {
+    st.framing.connectionClose = true;
+    return;
+  }
+  for (const t of v.split(',')) {
+    const x = t.trim();
+    if (x === 'close') st.framing.connectionClose = true;
+    else if (x === 'keep-alive') st.framing.connectionKeepAlive = true;
   }
 }
 
-function noteKeepAlive(st: HeadState, buf: Buffer, s: number, e: number): void {
-  for (const t of buf.toString('latin1', s, e).split(',')) {
-    const [k, v] = t.split('=');
-    if (k === undefined || v === undefined) continue;
-    const key = k.trim().toLowerCase();
-    const n = Number(v.trim());
+function noteKeepAlive(st: HeadState, value: string): void {
+  for (const t of value.split(',')) {
+    const eq = t.indexOf('=');
+    if (eq < 0) continue;
+    const key = t.slice(0, eq).trim().toLowerCase();
+    const n = Number(t.slice(eq + 1).trim());
     if (!Number.isInteger(n) || n < 0) continue;
     if (key === 'timeout') st.framing.keepAliveTimeoutMs = n * 1000;
     else if (key === 'max') st.framing.keepAliveMax = n;
@@ -194,137 +190,150 @@ function noteKeepAlive(st: HeadState, buf: Buffer, s: number, e: number): void {
 }
 
 /**
- * Parses header lines in buf[pos, end) (end is just past the terminating empty line)
- * into `out`. `strict` (requests) refuses obs-fold and whitespace before the colon;
- * responses get them repaired as RFC 9112 §5.1-5.2 allow a proxy to.
+ * Parses header lines of `str` from `pos` up to and including the first empty line into
+ * `out`; returns the index just past that empty line. `strict` (requests) refuses
+ * obs-fold and whitespace before the colon; responses get them repaired as RFC 9112
+ * §5.1-5.2 allow a proxy to. Lines end in LF, optionally preceded by CR.
  */
 function parseHeaderLines(
-  buf: Buffer,
+  str: string,
   pos: number,
-  end: number,
   out: RawHeader[],
   maxHeaders: number,
   strict: boolean,
   st: HeadState | null,
   errStatus: number,
-): void {
+): number {
+  const len = str.length;
   for (;;) {
-    const lf = buf.indexOf(LF, pos);
-    if (lf < 0 || lf >= end) throw new HttpParseError(errStatus, 'unterminated header section');
-    let lineEnd = lf;
-    if (lineEnd > pos && buf[lineEnd - 1] === CR) lineEnd--;
-    if (lineEnd === pos) return; // empty line: end of head
-    const first = buf[pos];
+    if (pos >= len) throw new HttpParseError(errStatus, 'unterminated header section');
+    const first = str.charCodeAt(pos);
+    if (first === LF) return pos + 1;
+    if (first === CR) {
+      if (pos + 1 < len && str.charCodeAt(pos + 1) === LF) return pos + 2;
+      throw new HttpParseError(errStatus, 'bare CR in header section');
+    }
     if (first === SP || first === HTAB) {
       // obs-fold: a continuation of the previous value
       const prev = out[out.length - 1];
       if (strict || prev === undefined) throw new HttpParseError(errStatus, 'obsolete line folding in header');
       let a = pos;
-      let b = lineEnd;
-      while (a < b && (buf[a] === SP || buf[a] === HTAB)) a++;
-      while (b > a && (buf[b - 1] === SP || buf[b - 1] === HTAB)) b--;
-      checkValue(buf, a, b, errStatus);
-      if (a < b) prev.value = prev.value + ' ' + buf.toString('latin1', a, b);
-      pos = lf + 1;
+      while (a < len && isWs(str.charCodeAt(a))) a++;
+      const [b, next] = valueEnd(str, a, errStatus);
+      if (a < b) prev.value = prev.value + ' ' + str.slice(a, b);
+      pos = next;
       continue;
     }
-    const colon = buf.indexOf(COLON, pos);
-    if (colon < 0 || colon >= lineEnd) throw new HttpParseError(errStatus, 'header line without colon');
-    let nameEnd = colon;
-    if (!strict) while (nameEnd > pos && (buf[nameEnd - 1] === SP || buf[nameEnd - 1] === HTAB)) nameEnd--;
-    if (nameEnd === pos) throw new HttpParseError(errStatus, 'empty header name');
-    for (let i = pos; i < nameEnd; i++) {
-      if (TOKEN[buf[i]!] !== 1) throw new HttpParseError(errStatus, 'invalid character in header name');
+    // name: token chars up to ':'
+    let i = pos;
+    let c = 0;
+    while (i < len && TOKEN[(c = str.charCodeAt(i))] === 1) i++;
+    const nameEnd = i;
+    if (!strict) while (i < len && isWs((c = str.charCodeAt(i)))) i++;
+    if (i >= len || c !== COLON) {
+      throw new HttpParseError(errStatus, c === LF || c === CR ? 'header line without colon' : 'invalid character in header name');
     }
-    let a = colon + 1;
-    let b = lineEnd;
-    while (a < b && (buf[a] === SP || buf[a] === HTAB)) a++;
-    while (b > a && (buf[b - 1] === SP || buf[b - 1] === HTAB)) b--;
-    checkValue(buf, a, b, errStatus);
+    if (nameEnd === pos) throw new HttpParseError(errStatus, 'empty header name');
+    let a = i + 1;
+    while (a < len && isWs(str.charCodeAt(a))) a++;
+    const [b, next] = valueEnd(str, a, errStatus);
     if (out.length >= maxHeaders) throw new HttpParseError(431, `more than ${maxHeaders} headers`);
     const nlen = nameEnd - pos;
     if (st !== null) {
       switch (nlen) {
         case 4:
-          if (nameIs(buf, pos, nlen, N_HOST)) st.hostCount++;
+          if (nameIs(str, pos, 'host')) st.hostCount++;
           break;
         case 6:
-          if (nameIs(buf, pos, nlen, N_EXPECT) && lowerAscii(buf, a, b) === '100-continue') st.framing.expectContinue = true;
+          if (nameIs(str, pos, 'expect') && str.slice(a, b).toLowerCase() === '100-continue') st.framing.expectContinue = true;
           break;
         case 10:
-          if (nameIs(buf, pos, nlen, N_CONNECTION)) noteConnection(st, buf, a, b);
-          else if (nameIs(buf, pos, nlen, N_KEEP_ALIVE)) noteKeepAlive(st, buf, a, b);
+          if (nameIs(str, pos, 'connection')) noteConnection(st, str.slice(a, b));
+          else if (nameIs(str, pos, 'keep-alive')) noteKeepAlive(st, str.slice(a, b));
           break;
         case 14:
-          if (nameIs(buf, pos, nlen, N_CONTENT_LENGTH)) noteContentLength(st, buf, a, b);
+          if (nameIs(str, pos, 'content-length')) noteContentLength(st, str, a, b);
           break;
         case 17:
-          if (nameIs(buf, pos, nlen, N_TRANSFER_ENCODING)) noteTransferEncoding(st, buf, a, b);
+          if (nameIs(str, pos, 'transfer-encoding')) noteTransferEncoding(st, str, a, b);
           break;
       }
     }
-    out.push({ name: buf.toString('latin1', pos, nameEnd), value: a === b ? '' : buf.toString('latin1', a, b) });
-    pos = lf + 1;
+    out.push({ name: str.slice(pos, nameEnd), value: a === b ? '' : str.slice(a, b) });
+    pos = next;
   }
 }
 
-// Field values: visible bytes, SP, HTAB, obs-text; never NUL, bare CR, LF or DEL.
-function checkValue(buf: Buffer, a: number, b: number, errStatus: number): void {
-  for (let i = a; i < b; i++) {
-    const c = buf[i]!;
-    if ((c < 0x20 && c !== HTAB) || c === 0x7f) throw new HttpParseError(errStatus, 'invalid character in header value');
+// Scans a field value from `a`: visible chars, SP, HTAB and obs-text; never NUL, bare CR
+// or DEL. Returns [end of the value without trailing whitespace, start of the next line].
+function valueEnd(str: string, a: number, errStatus: number): [number, number] {
+  const len = str.length;
+  let i = a;
+  for (;;) {
+    if (i >= len) throw new HttpParseError(errStatus, 'unterminated header line');
+    const c = str.charCodeAt(i);
+    if (c >= 0x20 && c !== 0x7f) {
+      i++;
+      continue;
+    }
+    if (c === HTAB) {
+      i++;
+      continue;
+    }
+    let next: number;
+    if (c === LF) next = i + 1;
+    else if (c === CR && i + 1 < len && str.charCodeAt(i + 1) === LF) next = i + 2;
+    else throw new HttpParseError(errStatus, 'invalid character in header value');
+    let b = i;
+    while (b > a && isWs(str.charCodeAt(b - 1))) b--;
+    return [b, next];
   }
 }
 
-function lineEndAt(buf: Buffer, pos: number, end: number, errStatus: number): [number, number] {
-  const lf = buf.indexOf(LF, pos);
-  if (lf < 0 || lf >= end) throw new HttpParseError(errStatus, 'unterminated start line');
-  let e = lf;
-  if (e > pos && buf[e - 1] === CR) e--;
-  return [e, lf + 1];
+/** Index of the end of the start line of `str` (before CR LF or LF) and of the next line. */
+function startLine(str: string, errStatus: number): [number, number] {
+  const lf = str.indexOf('\n');
+  if (lf < 0) throw new HttpParseError(errStatus, 'unterminated start line');
+  return lf > 0 && str.charCodeAt(lf - 1) === CR ? [lf - 1, lf + 1] : [lf, lf + 1];
 }
 
-function newState(): HeadState {
-  return { framing: newFraming(), hostCount: 0, clValue: -1, teCount: 0, chunkedCount: 0, lastChunked: false };
-}
-
-const V10 = 0x30;
-const V11 = 0x31;
-
-// "HTTP/1.1" or "HTTP/1.0" at buf[s, s+8); returns the version, null for HTTP/x.y
+// "HTTP/1.1" or "HTTP/1.0" at str[s, e); returns the version, null for another HTTP/x.y
 // (answered 505), and throws for anything that is not an HTTP version at all.
-function parseVersion(buf: Buffer, s: number, e: number, errStatus: number): HttpVersion | null {
-  if (
-    e - s === 8 &&
-    buf[s] === 0x48 && buf[s + 1] === 0x54 && buf[s + 2] === 0x54 && buf[s + 3] === 0x50 && buf[s + 4] === 0x2f &&
-    buf[s + 6] === 0x2e
-  ) {
-    const maj = buf[s + 5]!;
-    const min = buf[s + 7]!;
-    if (maj === 0x31 && min === V11) return '1.1';
-    if (maj === 0x31 && min === V10) return '1.0';
+function parseVersion(str: string, s: number, e: number, errStatus: number): HttpVersion | null {
+  if (e - s === 8 && str.startsWith('HTTP/', s) && str.charCodeAt(s + 6) === 0x2e) {
+    const maj = str.charCodeAt(s + 5);
+    const min = str.charCodeAt(s + 7);
+    if (maj === 0x31 && min === 0x31) return '1.1';
+    if (maj === 0x31 && min === 0x30) return '1.0';
     if (maj >= 0x30 && maj <= 0x39 && min >= 0x30 && min <= 0x39) return null;
   }
   throw new HttpParseError(errStatus, 'invalid HTTP version');
 }
 
-/** Parses a complete request head in buf[start, end). Throws HttpParseError (400/431/505/501). */
+/**
+ * Parses a request head from buf[start, end) (`end` from findHeadEnd); `parsed.end` is the
+ * index just past the head. Throws HttpParseError (400/431/501/505).
+ */
 export function parseRequestHead(buf: Buffer, start: number, end: number, maxHeaders: number): ParsedRequest {
-  const [lineEnd, next] = lineEndAt(buf, start, end, 400);
-  const sp1 = buf.indexOf(SP, start);
-  if (sp1 <= start || sp1 >= lineEnd) throw new HttpParseError(400, 'malformed request line');
-  for (let i = start; i < sp1; i++) if (TOKEN[buf[i]!] !== 1) throw new HttpParseError(400, 'invalid method');
-  const sp2 = buf.indexOf(SP, sp1 + 1);
-  if (sp2 <= sp1 + 1 || sp2 >= lineEnd) throw new HttpParseError(400, 'malformed request line');
-  for (let i = sp1 + 1; i < sp2; i++) {
-    const c = buf[i]!;
+  const str = buf.toString('latin1', start, end);
+  const [lineEnd, next] = startLine(str, 400);
+  let i = 0;
+  while (i < lineEnd && TOKEN[str.charCodeAt(i)] === 1) i++;
+  if (i === 0 || i >= lineEnd || str.charCodeAt(i) !== SP) throw new HttpParseError(400, i === 0 || str.charCodeAt(i) !== SP ? 'invalid method' : 'malformed request line');
+  const sp1 = i;
+  i++;
+  for (; i < lineEnd; i++) {
+    const c = str.charCodeAt(i);
+    if (c === SP) break;
     if (c < 0x21 || c === 0x7f) throw new HttpParseError(400, 'invalid character in request target');
   }
-  const version = parseVersion(buf, sp2 + 1, lineEnd, 400);
+  const sp2 = i;
+  if (sp2 === sp1 + 1 || sp2 >= lineEnd) throw new HttpParseError(400, 'malformed request line');
+  const version = parseVersion(str, sp2 + 1, lineEnd, 400);
   if (version === null) throw new HttpParseError(505, 'HTTP version not supported');
   const headers: RawHeader[] = [];
   const st = newState();
-  parseHeaderLines(buf, next, end, headers, maxHeaders, true, st, 400);
+  const used = parseHeaderLines(str, next, headers, maxHeaders, true, st, 400);
   const f = st.framing;
   if (st.clValue === -2) throw new HttpParseError(400, 'invalid Content-Length');
   if (st.clValue === -3) throw new HttpParseError(400, 'conflicting Content-Length values');
@@ -338,57 +347,66 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, maxHea
   } else f.contentLength = st.clValue;
   if (st.hostCount > 1) throw new HttpParseError(400, 'more than one Host header');
   if (st.hostCount === 0 && version === '1.1') throw new HttpParseError(400, 'missing Host header');
-  const method = buf.toString('latin1', start, sp1);
+  const method = str.slice(0, sp1);
   if (method === 'CONNECT') throw new HttpParseError(501, 'CONNECT is not supported');
-  return { head: { method, target: buf.toString('latin1', sp1 + 1, sp2), version, headers }, framing: f };
+  return { head: { method, target: str.slice(sp1 + 1, sp2), version, headers }, framing: f, end: start + used };
 }
 
-/** Parses a complete response head in buf[start, end). Throws HttpParseError (status 502). */
+/**
+ * Parses a response head from buf[start, end) (`end` from findHeadEnd); `parsed.end` is
+ * the index just past the head. Throws HttpParseError (status 502).
+ */
 export function parseResponseHead(buf: Buffer, start: number, end: number, maxHeaders: number): ParsedResponse {
-  const [lineEnd, next] = lineEndAt(buf, start, end, 502);
-  const sp1 = buf.indexOf(SP, start);
+  const str = buf.toString('latin1', start, end);
+  const [lineEnd, next] = startLine(str, 502);
+  const sp1 = str.indexOf(' ');
   if (sp1 < 0 || sp1 >= lineEnd) throw new HttpParseError(502, 'malformed status line');
-  const version = parseVersion(buf, start, sp1, 502);
+  const version = parseVersion(str, 0, sp1, 502);
   if (version === null) throw new HttpParseError(502, 'unsupported HTTP version in response');
   // "HTTP/1.1 200 OK", "HTTP/1.1 200 " and "HTTP/1.1 200" are all seen in the wild
   const s = sp1 + 1;
   if (lineEnd - s < 3) throw new HttpParseError(502, 'malformed status code');
   let status = 0;
   for (let i = s; i < s + 3; i++) {
-    const d = buf[i]! - 0x30;
+    const d = str.charCodeAt(i) - 0x30;
     if (d < 0 || d > 9) throw new HttpParseError(502, 'malformed status code');
     status = status * 10 + d;
   }
   if (status < 100) throw new HttpParseError(502, 'malformed status code');
   let reason = '';
   if (lineEnd > s + 3) {
-    if (buf[s + 3] !== SP) throw new HttpParseError(502, 'malformed status line');
-    checkValue(buf, s + 4, lineEnd, 502);
-    reason = buf.toString('latin1', s + 4, lineEnd);
+    if (str.charCodeAt(s + 3) !== SP) throw new HttpParseError(502, 'malformed status line');
+    for (let i = s + 4; i < lineEnd; i++) {
+      const c = str.charCodeAt(i);
+      if ((c < 0x20 && c !== HTAB) || c === 0x7f) throw new HttpParseError(502, 'invalid character in reason phrase');
+    }
+    reason = str.slice(s + 4, lineEnd);
   }
   const headers: RawHeader[] = [];
   const st = newState();
-  parseHeaderLines(buf, next, end, headers, maxHeaders, false, st, 502);
+  const used = parseHeaderLines(str, next, headers, maxHeaders, false, st, 502);
   const f = st.framing;
   if (f.transferEncoding) {
     // A repeated "chunked" (two lines, or "chunked, chunked") is one chunked framing
     // (M14); a TE not ending in chunked is read until close (RFC 9112 §6.3).
     f.chunked = st.lastChunked;
-    if (st.clValue !== -1) f.mustClose = true;
-    if (!f.chunked) f.mustClose = true;
+    if (st.clValue !== -1 || !f.chunked) f.mustClose = true;
   } else {
     if (st.clValue === -2) throw new HttpParseError(502, 'invalid Content-Length in response');
     if (st.clValue === -3) throw new HttpParseError(502, 'conflicting Content-Length values in response');
     f.contentLength = st.clValue;
   }
-  return { head: { status, reason, version, headers }, framing: f };
+  return { head: { status, reason, version, headers }, framing: f, end: start + used };
 }
 
-/** Parses trailer lines (a head without start line) in buf[start, end). */
-export function parseTrailers(buf: Buffer, start: number, end: number, maxHeaders: number, errStatus: number): RawHeader[] {
+/**
+ * Parses a trailer section (header lines and the empty line) at buf[start, end); returns
+ * the trailers and the index just past the section.
+ */
+export function parseTrailers(buf: Buffer, start: number, end: number, maxHeaders: number, errStatus: number): [RawHeader[], number] {
   const out: RawHeader[] = [];
-  parseHeaderLines(buf, start, end, out, maxHeaders, errStatus === 400, null, errStatus);
-  return out;
+  const used = parseHeaderLines(buf.toString('latin1', start, end), 0, out, maxHeaders, errStatus === 400, null, errStatus);
+  return [out, start + used];
 }
 
 // Chunked decoder states
@@ -530,18 +548,20 @@ export class ChunkedDecoder {
     parts.push(buf.subarray(i));
     this.trailerBytes += buf.length - i;
     const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    let end: number;
+    const bound = findHeadEnd(all, 0, 0);
+    let end = -1;
     if (all[0] === LF) end = 1;
     else if (all[0] === CR && all.length >= 2 && all[1] === LF) end = 2;
-    else if (all[0] === CR && all.length < 2) end = -1;
-    else end = findHeadEnd(all, 0, 0);
+    else if (bound >= 0) {
+      const [trailers, e] = parseTrailers(all, 0, Math.min(bound, this.maxTrailerBytes), this.maxHeaders, this.errStatus);
+      this.trailers = trailers;
+      end = e;
+    }
     if (end < 0) {
       if (this.trailerBytes > this.maxTrailerBytes) throw new HttpParseError(this.errStatus === 400 ? 431 : 502, 'trailers too large');
       this.trailerParts = [all];
       return buf.length;
     }
-    if (end > this.maxTrailerBytes) throw new HttpParseError(this.errStatus === 400 ? 431 : 502, 'trailers too large');
-    if (end > 2) this.trailers = parseTrailers(all, 0, end, this.maxHeaders, this.errStatus);
     this.state = S_DONE;
     this.trailerParts = null;
     // bytes of `all` past `end` are still in `buf` at the same distance from its end

@@ -288,7 +288,7 @@ export class ServerConnection {
       this.scanFrom = off;
       this.setTimer(this.limits.headersTimeoutMs, true);
     }
-    const end = findHeadEnd(buf, off, this.scanFrom);
+    let end = findHeadEnd(buf, off, this.scanFrom);
     if (end < 0) {
       if (buf.length - off > this.limits.maxHeaderBytes) {
         this.fail(new HttpParseError(431, `request head larger than ${this.limits.maxHeaderBytes} bytes`));
@@ -298,17 +298,19 @@ export class ServerConnection {
       this.scanFrom = Math.max(0, this.buf.length - 3);
       return false;
     }
-    if (end - off > this.limits.maxHeaderBytes) {
-      this.fail(new HttpParseError(431, `request head larger than ${this.limits.maxHeaderBytes} bytes`));
-      return false;
-    }
+    // `end` is an upper bound: the parser finds the first empty line, within the limit
+    const max = this.limits.maxHeaderBytes;
+    const truncated = end - off > max;
     let parsed;
     try {
-      parsed = parseRequestHead(buf, off, end, this.limits.maxHeaders);
+      parsed = parseRequestHead(buf, off, truncated ? off + max : end, this.limits.maxHeaders);
     } catch (e) {
-      this.fail(e instanceof HttpParseError ? e : new HttpParseError(400, String(e)));
+      if (truncated && e instanceof HttpParseError && e.status === 400) {
+        this.fail(new HttpParseError(431, `request head larger than ${max} bytes`));
+      } else this.fail(e instanceof HttpParseError ? e : new HttpParseError(400, String(e)));
       return false;
     }
+    end = parsed.end;
     this.headStarted = false;
     this.scanFrom = 0;
     this.clearTimer();

@@ -313,24 +313,23 @@ export class UpstreamConnection implements BodySource {
   private processHead(ex: Exchange): void {
     while (this.buf !== null && this.ex === ex && ex.body === null) {
       const buf = this.buf;
-      const end = findHeadEnd(buf, 0, this.scanFrom);
+      let end = findHeadEnd(buf, 0, this.scanFrom);
       if (end < 0) {
         if (buf.length > this.limits.maxHeaderBytes) {
           this.protocolError(ex, `response head from ${this.authority} larger than ${this.limits.maxHeaderBytes} bytes`);
         } else this.scanFrom = Math.max(0, buf.length - 3);
         return;
       }
-      if (end > this.limits.maxHeaderBytes) {
-        this.protocolError(ex, `response head from ${this.authority} larger than ${this.limits.maxHeaderBytes} bytes`);
-        return;
-      }
+      const max = this.limits.maxHeaderBytes;
       let parsed;
       try {
-        parsed = parseResponseHead(buf, 0, end, this.limits.maxHeaders);
+        parsed = parseResponseHead(buf, 0, Math.min(end, max), this.limits.maxHeaders);
       } catch (e) {
-        this.protocolError(ex, `malformed response from ${this.authority}: ${e instanceof HttpParseError ? e.message : String(e)}`);
+        const tooLarge = end > max ? ` (or larger than ${max} bytes)` : '';
+        this.protocolError(ex, `malformed response from ${this.authority}${tooLarge}: ${e instanceof HttpParseError ? e.message : String(e)}`);
         return;
       }
+      end = parsed.end;
       this.scanFrom = 0;
       this.buf = end < buf.length ? buf.subarray(end) : null;
       const { head, framing } = parsed;

@@ -34,7 +34,8 @@ export class ReplayableBody {
   constructor(body: AsyncIterable<Buffer> | Buffer | null, limit: number) {
     this.limit = limit;
     this.origin = body === null || Buffer.isBuffer(body) ? null : body;
-    if (body === null) {
+    if (body === null || (body instanceof BodyStream && body.isEmptyAndEnded)) {
+      // no body, or a downstream request's empty one: nothing to frame
       this.source = null;
       this.ended = true;
       this.knownLength = 0;

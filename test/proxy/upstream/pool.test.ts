@@ -349,3 +349,11 @@ test('a body larger than the retry buffer is not resent: the failure reaches the
   assert.equal(e.reusedConnection, true);
   assert.equal(p.stats.rqStaleRetry, 0);
 });
+
+test('an empty downstream body adds no framing to a GET', async () => {
+  const { emptyBody } = await import('../../../src/proxy/http/index.ts');
+  const a = await app({ respond: () => ok('e') });
+  const r = await pool().request({ host: '127.0.0.1', port: a.port }, get('/g'), emptyBody());
+  await text(r.body);
+  assert.equal(a.requests[0]!.head, 'GET /g HTTP/1.1\r\nHost: svc\r\n\r\n');
+});
