@@ -325,9 +325,10 @@ function compileOutlier(od: ProtoJson, at: string): OutlierConfig {
     return n;
   };
   return {
-    consecutive5xx: Number(od['consecutive5xx'] ?? 5),
+    // protobufjs names the proto field consecutive_5xx; proto3 JSON calls it consecutive5xx.
+    consecutive5xx: Number(od['consecutive_5xx'] ?? od['consecutive5xx'] ?? 5),
     consecutiveGatewayFailure: Number(od['consecutiveGatewayFailure'] ?? 5),
-    enforcingConsecutive5xx: pct('enforcingConsecutive5xx', 100),
+    enforcingConsecutive5xx: od['enforcingConsecutive_5xx'] !== undefined ? pct('enforcingConsecutive_5xx', 100) : pct('enforcingConsecutive5xx', 100),
     enforcingConsecutiveGatewayFailure: pct('enforcingConsecutiveGatewayFailure', 0),
     intervalMs: durationMs(od['interval'], `${at}.interval`) ?? 10_000,
     baseEjectionTimeMs: durationMs(od['baseEjectionTime'], `${at}.baseEjectionTime`) ?? 30_000,

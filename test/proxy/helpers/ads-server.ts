@@ -89,7 +89,11 @@ export class TestAdsServer {
   /** Replaces every resource of a type and pushes to connected proxies. */
   set(typeUrl: string, list: ProtoJson[]): void {
     const m = new Map<string, ProtoJson>();
-    for (const r of list) m.set(String(r['name'] ?? r['clusterName']), r);
+    for (const r of list) {
+      // Fail here, in the test, rather than as a stream error the proxy retries forever.
+      encodeMessage(typeUrl, r);
+      m.set(String(r['name'] ?? r['clusterName']), r);
+    }
     this.resources.set(typeUrl, m);
     for (const c of this.conns) this.push(c, typeUrl);
   }
