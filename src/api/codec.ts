@@ -2,10 +2,11 @@
 // directories of files) into Resources, and writes Resources back as YAML.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { isMap, isScalar, isSeq, parseAllDocuments, Scalar, stringify, visit, type Document } from 'yaml';
+import { isMap, isScalar, isSeq, parseAllDocuments, Scalar, visit, type Document } from 'yaml';
 import { ConfigError } from './errors.ts';
 import { KINDS, lookupKind, UNSUPPORTED_ISTIO_KINDS } from './kinds.ts';
 import type { Origin, Resource } from './resource.ts';
+import { emitYaml, fastParseYamlStream } from './yaml-fast.ts';
 
 export interface LoadedDocument {
   resource: Resource;
@@ -50,6 +51,13 @@ export function parseDocuments(text: string, file: string): LoadResult {
       else addDocument(value, file, 0, out, '');
       return out;
     }
+  }
+  // Most manifests are plain block YAML: read those fast; anything else (and every error)
+  // goes through the full parser so results and messages are the same either way.
+  const fast = fastParseYamlStream(text);
+  if (fast !== undefined) {
+    for (let i = 0; i < fast.length; i++) addDocument(fast[i], file, i, out, '');
+    return out;
   }
   const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
   if (!Array.isArray(docs)) return out; // empty stream
@@ -216,5 +224,5 @@ async function walk(dir: string): Promise<string[]> {
 /** The resource as a YAML document (apiVersion, kind, metadata, spec first; no trailing '---'). */
 export function toYaml(resource: Resource): string {
   const { apiVersion, kind, metadata, spec, ...rest } = resource as Resource & Record<string, unknown>;
-  return stringify({ apiVersion, kind, metadata, spec, ...rest }, { lineWidth: 0 });
+  return emitYaml({ apiVersion, kind, metadata, spec, ...rest });
 }
