@@ -23,18 +23,21 @@ interface Line {
 export function fastParseYamlStream(text: string): unknown[] | undefined {
   if (text.includes('\r') || text.includes('\t') || text.charCodeAt(0) === 0xfeff) return undefined;
   try {
-    const docs: Line[][] = [];
+    // Each document is parsed as soon as it ends, so its lines are short-lived garbage.
+    const values: unknown[] = [];
     let current: Line[] = [];
     let explicit = false; // the current document was opened by '---'
     let content = false; // the current document has content lines
-    const raw = text.split('\n');
-    if (raw.length > 0 && raw[raw.length - 1] === '') raw.pop(); // the final newline ends a line, it does not start one
-    for (let i = 0; i < raw.length; i++) {
-      const l = raw[i]!;
-      if (l.startsWith('---') && (l.length === 3 || l[3] === ' ')) {
+    let pos = 0;
+    while (pos < text.length) {
+      let eol = text.indexOf('\n', pos);
+      if (eol < 0) eol = text.length;
+      const l = text.slice(pos, eol);
+      pos = eol + 1;
+      if (l.charCodeAt(0) === 45 && l.startsWith('---') && (l.length === 3 || l[3] === ' ')) {
         const rest = l.slice(3).trim();
         if (rest !== '' && !rest.startsWith('#')) bail();
-        if (explicit || content) docs.push(current);
+        if (explicit || content) values.push(parseDocument(current));
         current = [];
         explicit = true;
         content = false;
@@ -43,12 +46,12 @@ export function fastParseYamlStream(text: string): unknown[] | undefined {
       if (l.startsWith('...') || l.startsWith('%')) bail();
       let indent = 0;
       while (l.charCodeAt(indent) === 32) indent++;
-      const body = l.slice(indent);
+      const body = indent === 0 ? l : l.slice(indent);
       if (body !== '' && body[0] !== '#') content = true;
       current.push({ indent, text: body });
     }
-    if (explicit || content) docs.push(current);
-    return docs.map(parseDocument);
+    if (explicit || content) values.push(parseDocument(current));
+    return values;
   } catch (err) {
     if (err instanceof Unsupported) return undefined;
     throw err;
