@@ -1,10 +1,11 @@
 // The directory ConfigStore: a tree of YAML/JSON files is the source of truth, held in memory
 // and kept current by watching the tree. A file applies whole or not at all.
-import { watch as watchFs, type FSWatcher } from 'node:fs';
+import { readFileSync, statSync, watch as watchFs, type FSWatcher } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
-import { ConfigError, parseDocuments, resourceKey, validateResource, type Resource } from '../../api/index.ts';
+import { ConfigError, parseDocuments, resourceKey, validateResource, type LoadResult, type Resource } from '../../api/index.ts';
+import { readSimpleYaml } from './fast-yaml.ts';
 import {
   AlreadyExistsError,
   ConflictError,
@@ -86,6 +87,18 @@ function isNotFound(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
+/**
+ * Parses a file's text. Plain block-style YAML goes through the fast reader and on to the codec
+ * as JSON (same values, same document indexes); anything else goes to the codec's full parser.
+ */
+function parseConfigText(file: string, text: string): LoadResult {
+  if (!/\.json$/i.test(file)) {
+    const values = readSimpleYaml(text);
+    if (values !== undefined && values.every((v) => !Array.isArray(v))) return parseDocuments(JSON.stringify(values), file);
+  }
+  return parseDocuments(text, file);
+}
+
 /** Opens the store: loads every file under `dir`, then starts watching it. */
 export async function openDirectoryStore(options: DirectoryStoreOptions): Promise<DirectoryConfigStore> {
   const store = new DirectoryConfigStore(options);
@@ -117,6 +130,8 @@ export class DirectoryConfigStore implements ConfigStore {
    */
   private rev = Date.now() * 1000;
   private closed = false;
+  /** True during the initial load (see readConfigFile). */
+  private loading = false;
   /** Serializes every mutation: writes through the API and rescans of changed files. */
   private chain: Promise<unknown> = Promise.resolve();
   private readonly dirWatchers = new Map<string, FSWatcher>();
@@ -143,7 +158,12 @@ export class DirectoryConfigStore implements ConfigStore {
   async load(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     // Watch before reading, so an edit made during the load is not missed.
-    await this.exclusive(() => this.rescanTree(this.dir));
+    this.loading = true;
+    try {
+      await this.exclusive(() => this.rescanTree(this.dir));
+    } finally {
+      this.loading = false;
+    }
     this.historyFloor = this.rev;
     if (this.resyncIntervalMs > 0) {
       this.resyncTimer = setInterval(() => void this.exclusive(() => this.rescanTree(this.dir)).catch((err: unknown) => this.log.error({ err }, 'periodic rescan failed')), this.resyncIntervalMs);
@@ -377,6 +397,8 @@ export class DirectoryConfigStore implements ConfigStore {
   }
 
   private publish(event: WatchEvent): void {
+    // Nobody can watch before the initial load ends, and history starts after it.
+    if (this.loading) return;
     this.history.push(event);
     if (this.history.length > this.historyLimit * 1.25) {
       // Trim in chunks so pushes stay O(1) amortized.
@@ -406,7 +428,7 @@ export class DirectoryConfigStore implements ConfigStore {
   }
 
   private parseAndValidate(file: string, text: string): { docs: Array<{ resource: Resource; index: number }>; errors: ConfigError[]; hasList: boolean } {
-    const parsed = parseDocuments(text, file);
+    const parsed = parseConfigText(file, text);
     const errors = [...parsed.errors];
     const docs: Array<{ resource: Resource; index: number }> = [];
     const seen = new Map<string, number>();
@@ -426,25 +448,44 @@ export class DirectoryConfigStore implements ConfigStore {
   }
 
   private async readConfigFile(file: string): Promise<ReadResult> {
+    // At start-up nothing else waits on the event loop, and synchronous reads of many small
+    // files are several times faster than fs/promises; afterwards reads must not block.
+    if (this.loading) return this.readConfigFileSync(file);
     let st;
-    try {
-      st = await stat(file);
-    } catch (err) {
-      if (isNotFound(err)) return { kind: 'missing' };
-      return { kind: 'unreadable', error: new ConfigError({ file, resource: '', path: '', detail: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }) };
-    }
-    if (!st.isFile()) return { kind: 'missing' };
-    const known = this.files.get(file) ?? this.failed.get(file);
     let buf: Buffer;
     try {
+      st = await stat(file);
+      if (!st.isFile()) return { kind: 'missing' };
       buf = await readFile(file);
     } catch (err) {
-      if (isNotFound(err)) return { kind: 'missing' };
-      return { kind: 'unreadable', error: new ConfigError({ file, resource: '', path: '', detail: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }) };
+      return this.readFailure(file, err);
     }
+    return this.readResult(file, buf, st.mtimeMs, st.size);
+  }
+
+  private readConfigFileSync(file: string): ReadResult {
+    let st;
+    let buf: Buffer;
+    try {
+      st = statSync(file);
+      if (!st.isFile()) return { kind: 'missing' };
+      buf = readFileSync(file);
+    } catch (err) {
+      return this.readFailure(file, err);
+    }
+    return this.readResult(file, buf, st.mtimeMs, st.size);
+  }
+
+  private readFailure(file: string, err: unknown): ReadResult {
+    if (isNotFound(err)) return { kind: 'missing' };
+    return { kind: 'unreadable', error: new ConfigError({ file, resource: '', path: '', detail: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }) };
+  }
+
+  private readResult(file: string, buf: Buffer, mtimeMs: number, size: number): ReadResult {
+    const known = this.files.get(file) ?? this.failed.get(file);
     const hash = contentHash(buf);
-    if (known !== undefined && known.hash === hash) return { kind: 'unchanged', mtimeMs: st.mtimeMs, size: st.size };
-    return { kind: 'ok', hash, mtimeMs: st.mtimeMs, size: st.size, text: buf.toString('utf8') };
+    if (known !== undefined && known.hash === hash) return { kind: 'unchanged', mtimeMs, size };
+    return { kind: 'ok', hash, mtimeMs, size, text: buf.toString('utf8') };
   }
 
   /** Re-reads one file and applies its change whole, or records why it was refused. */
