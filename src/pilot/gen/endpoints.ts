@@ -122,16 +122,17 @@ export function loadAssignment(push: SextantPushContext, proxy: Proxy, name: str
   if (!service || !service.ports.some((p) => p.port === parsed.port)) return undefined;
   const dr = push.destinationRuleFor(service, proxy.namespace);
   const grpc = proxy.generator === 'grpc';
-  const policy = effectivePolicy(dr?.spec, parsed.subset, parsed.port);
-  const loc = policy.loadBalancer?.localityLbSetting;
-  const localityAware = proxy.locality !== undefined && loc?.enabled !== false &&
+  // Locality only matters for proxies that announce one: the common case skips the policy.
+  const policy = proxy.locality ? effectivePolicy(dr?.spec, parsed.subset, parsed.port) : undefined;
+  const loc = policy?.loadBalancer?.localityLbSetting;
+  const localityAware = policy !== undefined && loc?.enabled !== false &&
     ((loc?.distribute?.length ?? 0) > 0 || policy.outlierDetection !== undefined);
   const locKey = localityAware ? localityKey(proxy.locality) : '';
   return push.memoize(`eds|${grpc ? 'g' : 'e'}|${name}|${service.key}|${dr?.key ?? ''}|${locKey}`, () => {
     const eps = subsetEndpoints(push, service, parsed.port, parsed.subset, proxy.namespace);
     const opts: LocalityOptions = {};
     if (localityAware && proxy.locality) opts.proxyLocality = proxy.locality;
-    if (policy.loadBalancer) opts.lb = policy.loadBalancer;
+    if (policy?.loadBalancer) opts.lb = policy.loadBalancer;
     return { clusterName: name, endpoints: localityGroups(eps, grpc, opts) };
   });
 }

@@ -128,11 +128,13 @@ export class SextantPushContext implements PushContext {
 
   /** The memoized value under `key`, computed once per snapshot. */
   memoize<T>(key: string, compute: () => T): T {
-    if (this.memo.has(key)) return this.memo.get(key) as T;
+    const hit = this.memo.get(key);
+    if (hit !== undefined || this.memo.has(key)) return hit as T;
     const v = compute();
     this.memo.set(key, v);
     return v;
   }
+
 
   /**
    * The service a proxy in `namespace` reaches for `hostname`: its own namespace's
@@ -151,12 +153,21 @@ export class SextantPushContext implements PushContext {
 
   /** The DestinationRule for a host as seen from `namespace` (own namespace, then the host's, then root). */
   destinationRuleFor(service: Service, namespace: string): Indexed<DestinationRuleSpec> | undefined {
-    const candidates = this.destinationRulesByHost.get(service.hostname) ?? this.wildcardDestinationRules.filter((d) => hostMatches(d.spec.host ?? '', service.hostname));
-    const visible = candidates.filter((d) => d.namespace === namespace || d.exportTo === null || d.exportTo.has(namespace));
-    return visible.find((d) => d.namespace === namespace) ??
-      visible.find((d) => d.namespace === service.namespace) ??
-      visible.find((d) => d.namespace === ROOT_NAMESPACE) ??
-      visible[0];
+    // Called per cluster per proxy namespace: no allocation on the common path.
+    const exact = this.destinationRulesByHost.get(service.hostname);
+    const list = exact ?? this.wildcardDestinationRules;
+    let fromService: Indexed<DestinationRuleSpec> | undefined;
+    let fromRoot: Indexed<DestinationRuleSpec> | undefined;
+    let first: Indexed<DestinationRuleSpec> | undefined;
+    for (const d of list) {
+      if (!exact && !hostMatches(resolveHost(d.spec.host ?? '', d.namespace), service.hostname)) continue;
+      if (d.namespace === namespace) return d; // oldest rule of the proxy's own namespace
+      if (d.exportTo !== null && !d.exportTo.has(namespace)) continue;
+      if (!fromService && d.namespace === service.namespace) fromService = d;
+      if (!fromRoot && d.namespace === ROOT_NAMESPACE) fromRoot = d;
+      first ??= d;
+    }
+    return fromService ?? fromRoot ?? first;
   }
 }
 
