@@ -78,7 +78,7 @@ function parseValue(s: Scanner): string {
 function parseSet(s: Scanner): string[] {
   if (!s.eat('(')) s.fail("'('");
   const values: string[] = [];
-  if (s.eat(')')) s.fail('at least one value in the set');
+  if (s.peek(')')) s.fail('at least one value in the set');
   for (;;) {
     values.push(parseValue(s));
     if (s.eat(')')) return values;
