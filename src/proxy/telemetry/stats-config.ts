@@ -24,7 +24,7 @@ export type MetricLabel = (typeof ALL_LABELS)[number];
  */
 export const DEFAULT_LABELS: readonly MetricLabel[] = [
   'reporter', 'source_workload', 'source_workload_namespace', 'source_canonical_service',
-  'destination_workload', 'destination_workload_namespace', 'destination_canonical_service', 'destination_service',
+  'destination_workload', 'destination_workload_namespace', 'destination_service', 'destination_canonical_service',
   'request_protocol', 'response_code', 'response_flags',
 ];
 

@@ -98,10 +98,10 @@ export class TestAdsServer {
     for (const c of this.conns) this.push(c, typeUrl);
   }
 
-  /** Resolves when a record matching `pred` arrives (checks past records first). */
-  async waitFor(pred: (a: AckRecord) => boolean, timeoutMs = 10_000): Promise<AckRecord> {
+  /** Resolves when a record matching `pred` arrives (checks records from index `from` on). */
+  async waitFor(pred: (a: AckRecord) => boolean, timeoutMs = 10_000, from = 0): Promise<AckRecord> {
     const deadline = Date.now() + timeoutMs;
-    let seen = 0;
+    let seen = from;
     while (Date.now() < deadline) {
       for (; seen < this.acks.length; seen++) {
         const a = this.acks[seen]!;
