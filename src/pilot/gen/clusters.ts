@@ -31,7 +31,13 @@ export function outboundCluster(push: SextantPushContext, service: Service, port
   const dr = push.destinationRuleFor(service, namespace);
   const cluster: ProtoJson = { name, connectTimeout: DEFAULT_CONNECT_TIMEOUT };
   let originalDst = false;
-  if (grpc || service.resolution === 'STATIC' || (service.resolution === 'NONE' && service.selector)) {
+  if (grpc && (service.resolution === 'DNS' || service.resolution === 'DNS_ROUND_ROBIN')) {
+    // gRPC clients resolve one DNS name themselves (LOGICAL_DNS with exactly one endpoint).
+    const la = dnsLoadAssignment(push, service, port, subset, name);
+    const first = ((la['endpoints'] as ProtoJson[])[0]?.['lbEndpoints'] as ProtoJson[] | undefined)?.[0];
+    cluster['type'] = 'LOGICAL_DNS';
+    cluster['loadAssignment'] = { clusterName: name, endpoints: first ? [{ locality: {}, lbEndpoints: [{ endpoint: first['endpoint'] }] }] : [] };
+  } else if (grpc || service.resolution === 'STATIC' || (service.resolution === 'NONE' && service.selector)) {
     cluster['type'] = 'EDS';
     cluster['edsClusterConfig'] = { edsConfig: grpc ? { ads: {}, resourceApiVersion: 'V3' } : ADS_CONFIG_SOURCE, serviceName: name };
   } else if (service.resolution === 'DNS' || service.resolution === 'DNS_ROUND_ROBIN') {

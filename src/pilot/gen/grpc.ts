@@ -12,6 +12,11 @@ import { serviceRoutes } from './routes.ts';
 
 const GRPC_ADS: ProtoJson = { ads: {}, resourceApiVersion: 'V3' };
 
+/** Services a gRPC client can reach: endpoints it is given or a DNS name it resolves (not original-destination). */
+function grpcReachable(s: Service): boolean {
+  return s.resolution !== 'NONE' || s.selector !== undefined;
+}
+
 /** `greeter.default.svc.cluster.local:50051` → the visible service and port, if any. */
 function resolveTarget(push: SextantPushContext, proxy: Proxy, name: string): { service: Service; port: number } | undefined {
   const i = name.lastIndexOf(':');
@@ -20,7 +25,7 @@ function resolveTarget(push: SextantPushContext, proxy: Proxy, name: string): { 
   if (!Number.isInteger(port)) return undefined;
   const scope = sidecarScope(push, proxy);
   const service = push.serviceFor(name.slice(0, i), proxy.namespace);
-  if (!service || !scope.serviceKeys.has(service.key) || !service.ports.some((p) => p.port === port)) return undefined;
+  if (!service || !grpcReachable(service) || !scope.serviceKeys.has(service.key) || !service.ports.some((p) => p.port === port)) return undefined;
   return { service, port };
 }
 
@@ -35,6 +40,7 @@ function targets(push: SextantPushContext, proxy: Proxy, names: ReadonlySet<stri
   }
   const out: { name: string; service: Service; port: number }[] = [];
   for (const service of sidecarScope(push, proxy).services) {
+    if (!grpcReachable(service)) continue;
     for (const p of service.ports) out.push({ name: `${service.hostname}:${p.port}`, service, port: p.port });
   }
   return out;
@@ -79,6 +85,6 @@ export function grpcRoutes(push: SextantPushContext, proxy: Proxy, names?: Reado
 /** CDS for gRPC: EDS clusters of the visible services. */
 export function grpcClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
   const out: ProtoJson[] = [];
-  for (const svc of sidecarScope(push, proxy).services) out.push(...serviceClusters(push, svc, proxy.namespace, true));
+  for (const svc of sidecarScope(push, proxy).services) if (grpcReachable(svc)) out.push(...serviceClusters(push, svc, proxy.namespace, true));
   return out;
 }

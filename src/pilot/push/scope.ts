@@ -240,7 +240,8 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
         break;
       }
       case 'WorkloadEntry': {
-        if (!change.endpointsOnly && (isSelf(key, before) || isSelf(key, after))) {
+        if (isSelf(key, before) || isSelf(key, after)) {
+          // The proxy's own workload: its inbound side may change, whatever else did.
           addAll();
           break;
         }

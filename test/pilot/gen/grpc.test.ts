@@ -114,3 +114,31 @@ test('without names a gRPC client gets a listener per visible service port', () 
   const push = generators.buildPushContext(resources(CONFIG));
   assert.deepEqual([...generate(push, client, LISTENER_TYPE).keys()], ['greeter.default.svc.cluster.local:50051']);
 });
+
+test('a DNS service reaches gRPC clients as a LOGICAL_DNS cluster with one endpoint; NONE services are left out', () => {
+  const extra = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: default}
+spec:
+  hosts: [api.example.com]
+  resolution: DNS
+  ports: [{number: 443, name: grpc, protocol: GRPC}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: any, namespace: default}
+spec:
+  hosts: [any.example.com]
+  resolution: NONE
+  ports: [{number: 80, name: grpc, protocol: GRPC}]
+`;
+  const push = generators.buildPushContext(resources(`${CONFIG}---\n${extra}`));
+  const cds = generate(push, client, CLUSTER_TYPE);
+  const dns = cds.get('outbound|443||api.example.com') as ProtoJson;
+  assert.equal(dns['type'], 'LOGICAL_DNS');
+  assert.deepEqual(dns['loadAssignment'], { clusterName: 'outbound|443||api.example.com', endpoints: [{ locality: {}, lbEndpoints: [{ endpoint: { address: { socketAddress: { address: 'api.example.com', portValue: 443 } } } }] }] });
+  grpcAccepts(CLUSTER_TYPE, dns);
+  assert.equal(cds.has('outbound|80||any.example.com'), false);
+  assert.deepEqual([...generate(push, client, LISTENER_TYPE).keys()], ['api.example.com:443', 'greeter.default.svc.cluster.local:50051']);
+});
