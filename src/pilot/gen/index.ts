@@ -12,6 +12,8 @@ import { generateListeners, routeNames } from './listeners.ts';
 import { routeConfiguration } from './routes.ts';
 import { grpcClusters, grpcListeners, grpcRoutes } from './grpc.ts';
 import { applyEnvoyFilters } from './envoyfilter.ts';
+import { inboundPorts } from './inbound.ts';
+import { envoyFiltersFor, sidecarScope } from '../push/scope.ts';
 
 function snapshot(push: PushContext): SextantPushContext {
   if (!(push instanceof SextantPushContext)) throw new Error('PushContext was not built by buildPushContext');
@@ -32,15 +34,40 @@ function edsClusterNames(clusters: readonly ProtoJson[]): string[] {
   return clusters.filter((c) => c['type'] === 'EDS').map((c) => String(c['name']));
 }
 
+/**
+ * What a proxy's listeners and clusters depend on: its scope, capture mode, inbound ports
+ * and the EnvoyFilters selecting it. Proxies of one class get the same resource objects,
+ * so the server's encoding cache (by identity) hits for all of them.
+ */
+function proxyClass(push: SextantPushContext, proxy: Proxy): string {
+  const scope = sidecarScope(push, proxy);
+  const filters = envoyFiltersFor(push, proxy);
+  let key = `${scope.namespace}|${scope.sidecar?.key ?? ''}|${proxy.type}|${proxy.interceptionMode}|${JSON.stringify(inboundPorts(push, proxy))}`;
+  if (filters.length > 0) {
+    key += `|${filters.map((f) => f.key).join(',')}`;
+    // Patches may also match on the proxy's version and metadata.
+    const proxyMatched = filters.some((f) => (f.spec.configPatches ?? []).some((p) => p.match?.proxy));
+    if (proxyMatched) key += `|${JSON.stringify(proxy.metadata)}`;
+  }
+  return key;
+}
+
+function envoyClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
+  return push.memoize(`cds-class|${proxyClass(push, proxy)}`, () => applyEnvoyFilters(push, proxy, CLUSTER_TYPE, generateClusters(push, proxy)));
+}
+
+function envoyListeners(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
+  return push.memoize(`lds-class|${proxyClass(push, proxy)}`, () => applyEnvoyFilters(push, proxy, LISTENER_TYPE, generateListeners(push, proxy)));
+}
+
 function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl, names?: ReadonlySet<string>): Map<string, ProtoJson> {
   const grpc = proxy.generator === 'grpc';
   switch (typeUrl) {
     case CLUSTER_TYPE: {
-      const list = grpc ? grpcClusters(push, proxy) : generateClusters(push, proxy);
-      return byName(grpc ? list : applyEnvoyFilters(push, proxy, CLUSTER_TYPE, list), names);
+      return byName(grpc ? grpcClusters(push, proxy) : envoyClusters(push, proxy), names);
     }
     case ENDPOINT_TYPE: {
-      const wanted = names ?? new Set(edsClusterNames(grpc ? grpcClusters(push, proxy) : generateClusters(push, proxy)));
+      const wanted = names ?? new Set(edsClusterNames(grpc ? grpcClusters(push, proxy) : envoyClusters(push, proxy)));
       const out = new Map<string, ProtoJson>();
       for (const n of wanted) {
         const cla = loadAssignment(push, proxy, n);
@@ -50,17 +77,19 @@ function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl
     }
     case LISTENER_TYPE: {
       if (grpc) return byName(grpcListeners(push, proxy, names), undefined);
-      return byName(applyEnvoyFilters(push, proxy, LISTENER_TYPE, generateListeners(push, proxy)), names);
+      return byName(envoyListeners(push, proxy), names);
     }
     case ROUTE_TYPE: {
       if (grpc) return byName(grpcRoutes(push, proxy, names), undefined);
-      const wanted = names ?? new Set(routeNames(generateListeners(push, proxy)));
+      const wanted = names ?? new Set(routeNames(envoyListeners(push, proxy)));
       const list: ProtoJson[] = [];
       for (const n of wanted) {
         const rc = routeConfiguration(push, proxy, n);
         if (rc) list.push(rc);
       }
-      return byName(applyEnvoyFilters(push, proxy, ROUTE_TYPE, list), undefined);
+      if (envoyFiltersFor(push, proxy).length === 0) return byName(list, undefined);
+      const key = `rds-class|${proxyClass(push, proxy)}|${JSON.stringify(proxy.labels)}|${[...wanted].sort().join(',')}`;
+      return byName(push.memoize(key, () => applyEnvoyFilters(push, proxy, ROUTE_TYPE, list)), undefined);
     }
     default:
       throw new Error(`unknown xDS type ${String(typeUrl)}`);

@@ -266,3 +266,19 @@ test('an invalid patch value is skipped and reported with its field; the other p
   assert.equal(cds.get('BlackHoleCluster')?.['connectTimeout'], '4s');
   assert.deepEqual([...envoyFilterProblems(push)], [['EnvoyFilter/default/ef', 'configPatches[0].patch.value: Cluster.connect_timeoutt: no such field in envoy.config.cluster.v3.Cluster']]);
 });
+
+test('patched resources are built once per snapshot for proxies of the same class', () => {
+  const push = withFilter(`
+  - applyTo: CLUSTER
+    match: {cluster: {name: PassthroughCluster}}
+    patch: {operation: MERGE, value: {connect_timeout: 3s}}
+  - applyTo: VIRTUAL_HOST
+    match: {routeConfiguration: {vhost: {name: allow_any}}}
+    patch: {operation: REMOVE}
+`, '  workloadSelector: {labels: {app: reviews}}\n');
+  const twin = sidecar('10.0.0.30', 'reviews-v1-b', 'default', { app: 'reviews', version: 'v1' });
+  assert.equal(generators.generate(push, reviews, CLUSTER_TYPE).get('PassthroughCluster'), generators.generate(push, twin, CLUSTER_TYPE).get('PassthroughCluster'));
+  assert.equal(generators.generate(push, reviews, ROUTE_TYPE).get('9080'), generators.generate(push, twin, ROUTE_TYPE).get('9080'));
+  assert.equal(generators.generate(push, reviews, LISTENER_TYPE).get('virtualInbound'), generators.generate(push, twin, LISTENER_TYPE).get('virtualInbound'));
+  assert.notEqual(generators.generate(push, reviews, CLUSTER_TYPE).get('PassthroughCluster'), generators.generate(push, productpage, CLUSTER_TYPE).get('PassthroughCluster'));
+});
