@@ -209,20 +209,24 @@ function routePort(name: string): number | undefined {
   return Number.isInteger(n) ? n : undefined;
 }
 
-function applyRoutePatch(routes: ProtoJson[], p: Patch, value: ProtoJson | undefined, proxy: Proxy): ProtoJson[] {
+/**
+ * Route patches on route configurations: RDS ones (outbound) or the inline ones of inbound
+ * connection managers (named `inbound|PORT||`, matched by that port).
+ */
+function applyRoutePatch(routes: ProtoJson[], p: Patch, value: ProtoJson | undefined, proxy: Proxy, direction: 'SIDECAR_INBOUND' | 'SIDECAR_OUTBOUND' = 'SIDECAR_OUTBOUND'): ProtoJson[] {
   const op = p.patch?.operation as Op;
-  // Route configurations served over RDS are the sidecar's outbound ones.
-  if (!contextMatches(p.match?.context, 'SIDECAR_OUTBOUND', proxy)) return routes;
+  if (!contextMatches(p.match?.context, direction, proxy)) return routes;
   const m = p.match?.routeConfiguration;
+  const portOf = (name: string): number | undefined => (direction === 'SIDECAR_INBOUND' ? parseClusterName(name)?.port : routePort(name));
   const rcMatches = (rc: ProtoJson): boolean => {
     if (!m) return true;
     if (m.name && rc['name'] !== m.name) return false;
-    if (m.portNumber !== undefined && routePort(String(rc['name'])) !== m.portNumber) return false;
+    if (m.portNumber !== undefined && portOf(String(rc['name'])) !== m.portNumber) return false;
     if (m.gateway) return false;
     return true;
   };
   if (p.applyTo === 'ROUTE_CONFIGURATION') {
-    if (op === 'ADD') return value ? [...routes, structuredClone(value)] : routes;
+    if (op === 'ADD') return value && direction === 'SIDECAR_OUTBOUND' ? [...routes, structuredClone(value)] : routes;
     return patchList(routes, op, value, rcMatches, true);
   }
   const vm = m?.vhost;
@@ -279,6 +283,23 @@ function applyClusterPatch(clusters: ProtoJson[], p: Patch, value: ProtoJson | u
   return patchList(clusters, op, value, matches, true);
 }
 
+function patchInboundRoutes(listeners: ProtoJson[], p: Patch, value: ProtoJson | undefined, proxy: Proxy): ProtoJson[] {
+  for (const l of listeners) {
+    if (listenerDirection(l) !== 'SIDECAR_INBOUND') continue;
+    for (const fc of chains(l)) {
+      for (const f of filtersOf(fc)) {
+        const hcm = hcmOf(f);
+        const rc = hcm?.['routeConfig'] as ProtoJson | undefined;
+        if (!hcm || !rc) continue;
+        const [patched] = applyRoutePatch([rc], p, value, proxy, 'SIDECAR_INBOUND');
+        if (patched) hcm['routeConfig'] = patched;
+        else delete hcm['routeConfig'];
+      }
+    }
+  }
+  return listeners;
+}
+
 /** Problems found in EnvoyFilters of this snapshot (bad patch values), by EnvoyFilter key. */
 export function envoyFilterProblems(push: SextantPushContext): ReadonlyMap<string, string> {
   return push.memoize('envoyfilter-problems', () => new Map<string, string>());
@@ -306,7 +327,11 @@ export function applyEnvoyFilters(push: SextantPushContext, proxy: Proxy, typeUr
   const patches: { p: Patch; i: number }[] = [];
   for (const ef of envoyFiltersFor(push, proxy)) {
     (ef.spec.configPatches ?? []).forEach((cp, i) => {
-      if (cp.applyTo && APPLY_TO_TYPE[cp.applyTo] === typeUrl) patches.push({ p: { ...cp, source: ef.key }, i });
+      if (!cp.applyTo) return;
+      const target = APPLY_TO_TYPE[cp.applyTo];
+      // Route patches for inbound traffic land in the listeners' inline route configurations.
+      const inboundRoute = target === ROUTE_TYPE && typeUrl === LISTENER_TYPE && (cp.match?.context ?? 'ANY') !== 'SIDECAR_OUTBOUND' && cp.match?.context !== 'GATEWAY';
+      if (target === typeUrl || inboundRoute) patches.push({ p: { ...cp, source: ef.key }, i });
     });
   }
   if (patches.length === 0) return resources;
@@ -318,7 +343,8 @@ export function applyEnvoyFilters(push: SextantPushContext, proxy: Proxy, typeUr
     const value = patchValue(push, p, i);
     if (value === null) continue; // invalid value: skipped, reported by envoyFilterProblems
     if (op !== 'REMOVE' && value === undefined) continue;
-    if (typeUrl === LISTENER_TYPE) out = applyListenerPatch(out, p, value, proxy);
+    if (typeUrl === LISTENER_TYPE && APPLY_TO_TYPE[p.applyTo ?? ''] === ROUTE_TYPE) out = patchInboundRoutes(out, p, value, proxy);
+    else if (typeUrl === LISTENER_TYPE) out = applyListenerPatch(out, p, value, proxy);
     else if (typeUrl === ROUTE_TYPE) out = applyRoutePatch(out, p, value, proxy);
     else if (typeUrl === CLUSTER_TYPE) out = applyClusterPatch(out, p, value, proxy);
   }

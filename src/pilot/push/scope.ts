@@ -202,7 +202,9 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
             const spec = ctx.byKey.get(key)?.spec as EnvoyFilterSpec | undefined;
             for (const p of spec?.configPatches ?? []) {
               const t = patchType(p.applyTo);
-              if (t) types.add(t);
+              // Inbound route configurations are inline in listeners.
+              if (t === ROUTE_TYPE && p.match?.context !== 'SIDECAR_OUTBOUND') types.add(LISTENER_TYPE);
+              if (t && !(t === ROUTE_TYPE && p.match?.context === 'SIDECAR_INBOUND')) types.add(t);
             }
           }
         }

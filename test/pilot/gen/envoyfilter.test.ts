@@ -282,3 +282,22 @@ test('patched resources are built once per snapshot for proxies of the same clas
   assert.equal(generators.generate(push, reviews, LISTENER_TYPE).get('virtualInbound'), generators.generate(push, twin, LISTENER_TYPE).get('virtualInbound'));
   assert.notEqual(generators.generate(push, reviews, CLUSTER_TYPE).get('PassthroughCluster'), generators.generate(push, productpage, CLUSTER_TYPE).get('PassthroughCluster'));
 });
+
+test('route patches with context SIDECAR_INBOUND change the inline inbound route configuration', () => {
+  const push = withFilter(`
+  - applyTo: HTTP_ROUTE
+    match: {context: SIDECAR_INBOUND, routeConfiguration: {portNumber: 9080, vhost: {route: {name: default}}}}
+    patch: {operation: MERGE, value: {route: {timeout: 9s}}}
+`);
+  const lds = generate(push, reviews, LISTENER_TYPE);
+  const chain = (lds.get('virtualInbound')?.['filterChains'] as ProtoJson[]).find((c) => c['name'] === 'inbound|9080||');
+  const rc = ((chain?.['filters'] as ProtoJson[])[0]?.['typedConfig'] as ProtoJson)['routeConfig'] as ProtoJson;
+  const route = ((rc['virtualHosts'] as ProtoJson[])[0]?.['routes'] as ProtoJson[])[0];
+  assert.equal((route?.['route'] as ProtoJson)['timeout'], '9s');
+  // Outbound RDS is untouched.
+  const out = generate(push, reviews, ROUTE_TYPE).get('9080');
+  const vh = (out?.['virtualHosts'] as ProtoJson[]).find((v) => v['name'] === 'reviews.default.svc.cluster.local:9080');
+  assert.equal(((vh?.['routes'] as ProtoJson[])[0]?.['route'] as ProtoJson)['timeout'], '0s');
+  const before = generators.buildPushContext(resources(REGISTRY));
+  assert.deepEqual([...(generators.planPush(before, push, { keys: new Set(['EnvoyFilter/default/ef']), endpointsOnly: false }, reviews)?.types ?? [])], [LISTENER_TYPE]);
+});
