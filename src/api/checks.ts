@@ -68,6 +68,8 @@ export function isDNS1123Subdomain(s: string): boolean {
 
 function checkDNS1123Labels(domain: string): string | undefined {
   const parts = domain.split('.');
+  const tld = parts[parts.length - 1]!;
+  if (/^[+-]?\d+$/.test(tld)) return `domain name ${JSON.stringify(domain)} invalid (top level domain ${JSON.stringify(tld)} cannot be all-numeric)`;
   for (let i = 0; i < parts.length; i++) {
     const label = parts[i]!;
     // A trailing dot (absolute name) is allowed.
@@ -78,7 +80,7 @@ function checkDNS1123Labels(domain: string): string | undefined {
 }
 
 function checkDomainPreconditions(domain: string): string | undefined {
-  if (domain.length === 0) return 'domain name must not be empty';
+  if (domain.length === 0) return 'empty domain name not allowed';
   if (domain.length > 255) return `domain name ${JSON.stringify(domain)} too long (max 255)`;
   return undefined;
 }
@@ -119,12 +121,12 @@ export function isIPAddress(s: string): boolean {
 /** An IP address or a CIDR block (v4 or v6). */
 export function checkIPOrCIDR(s: string): string | undefined {
   const slash = s.indexOf('/');
-  if (slash < 0) return isIP(s) !== 0 ? undefined : `${JSON.stringify(s)} is not a valid IP address`;
+  if (slash < 0) return isIP(s) !== 0 ? undefined : `${s} is not a valid IP`;
   const ip = s.slice(0, slash);
   const bits = s.slice(slash + 1);
   const family = isIP(ip);
   if (family === 0 || !/^\d{1,3}$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128)) {
-    return `${JSON.stringify(s)} is not a valid CIDR block`;
+    return `${s} is not a valid CIDR block`;
   }
   return undefined;
 }
@@ -133,15 +135,14 @@ export function checkIPOrCIDR(s: string): string | undefined {
 export function checkUnixAddress(addr: string): string | undefined {
   if (addr.length === 0) return 'unix address must not be empty';
   if (addr.startsWith('@')) return undefined; // abstract socket
-  if (!addr.startsWith('/')) return `unix address ${JSON.stringify(addr)} must be an absolute path or abstract socket`;
-  if (addr.endsWith('/')) return `unix address ${JSON.stringify(addr)} may not be a directory`;
+  if (!addr.startsWith('/') || addr.endsWith('/')) return `${addr} is not an absolute path to a file`;
   return undefined;
 }
 
 // ---------------------------------------------------------------- ports and protocols
 
 export function checkPort(n: number): string | undefined {
-  return n > 0 && n <= 65535 ? undefined : `port number ${n} must be between 1-65535`;
+  return n > 0 && n <= 65535 ? undefined : `port number ${n} must be in the range 1..65535`;
 }
 
 export const PORT_NAME = /^[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?$/;
@@ -153,7 +154,7 @@ export const PROTOCOLS: ReadonlySet<string> = new Set([
 
 export function checkProtocol(p: string): string | undefined {
   return PROTOCOLS.has(p.toUpperCase()) ? undefined
-    : `unsupported protocol ${JSON.stringify(p)}: expected one of ${[...PROTOCOLS].join(', ')}`;
+    : `unsupported protocol: ${p}: expected one of ${[...PROTOCOLS].join(', ')}`;
 }
 
 // ---------------------------------------------------------------- labels
@@ -184,20 +185,50 @@ export function checkLabelValue(value: string): string | undefined {
 
 // ---------------------------------------------------------------- HTTP
 
-const HEADER_NAME = /^[-!#$%&'*+.^_`|~0-9A-Za-z]+$/;
+const HEADER_NAME = /^[-_A-Za-z0-9]+$/;
 
-/** An HTTP header name (RFC 7230 token). */
+/** Istio's ValidateHTTPHeaderName: letters, digits, '-' and '_'. */
 export function checkHeaderName(name: string): string | undefined {
-  if (name === '') return 'header name must not be empty';
-  if (!HEADER_NAME.test(name)) return `invalid header name ${JSON.stringify(name)}: must be an HTTP token`;
+  if (name === '') return 'header name cannot be empty';
+  if (!HEADER_NAME.test(name)) return `header name ${name} is not a valid header name: use letters, digits, '-' and '_'`;
   return undefined;
 }
 
-/** Header names that may be set or added: a token, or the ":authority" pseudo-header. */
+/** CORS allow/expose headers: a header name or "*". */
+export function checkCORSHeaderName(name: string): string | undefined {
+  return name === '*' ? undefined : checkHeaderName(name);
+}
+
+function isAuthorityHeader(name: string): boolean {
+  const l = name.toLowerCase();
+  return l === ':authority' || l === 'host';
+}
+
+/** Request headers that are set or added: any name but pseudo-headers, except the authority. */
+export function checkRequestHeaderSetName(name: string): string | undefined {
+  if (name === '') return 'header name cannot be empty';
+  if ((name.startsWith(':') || name.toLowerCase() === 'host') && !isAuthorityHeader(name)) {
+    return `invalid header ${JSON.stringify(name)}: header cannot have ":" prefix`;
+  }
+  return undefined;
+}
+
+/** Headers that are removed, or changed in responses: not Host, not pseudo-headers. */
 export function checkHeaderOperationName(name: string): string | undefined {
-  if (name.toLowerCase() === ':authority') return undefined;
-  if (name.startsWith(':')) return `invalid header ${JSON.stringify(name)}: pseudo-headers other than :authority cannot be changed`;
-  return checkHeaderName(name);
+  if (name === '') return 'header name cannot be empty';
+  if (name.toLowerCase() === 'host') return `invalid header ${JSON.stringify(name)}: cannot set Host header`;
+  if (name.startsWith(':')) return `invalid header ${JSON.stringify(name)}: header cannot have ":" prefix`;
+  return undefined;
+}
+
+export { isAuthorityHeader };
+
+// eslint-disable-next-line no-control-regex
+const HEADER_VALUE = /^[^\u0000-\u0008\u000A-\u001F\u007F]*$/;
+
+/** Header values: no control characters (Envoy rejects them). */
+export function checkHeaderValue(value: string): string | undefined {
+  return HEADER_VALUE.test(value) ? undefined : `header value configuration ${JSON.stringify(value)} is invalid: control characters are not allowed`;
 }
 
 export const HTTP_METHODS: ReadonlySet<string> = new Set([
@@ -227,6 +258,7 @@ const REGEX_CACHE_LIMIT = 4096;
  * use lookaround or backreferences (which RE2 rejects). Results are cached (bounded).
  */
 export function checkRE2(pattern: string): string | undefined {
+  if (pattern.length > 1024) return 'regex is too large, max length allowed is 1024';
   const cached = regexCache.get(pattern);
   if (cached !== undefined) return cached ?? undefined;
   const result = computeRE2(pattern);
@@ -284,21 +316,33 @@ function computeRE2(pattern: string): string | undefined {
 
 // ---------------------------------------------------------------- exportTo
 
-/** Istio's validateExportTo: ".", "*", "~" or namespace names, no duplicates, "*"/"~" alone. */
-export function checkExportTo(exportTo: readonly string[], isServiceEntry: boolean): string | undefined {
-  const seen = new Set<string>();
+/**
+ * Istio's validateExportTo: ".", "*", "~" (ServiceEntries only) or namespace names; no
+ * duplicates ("." counts as the resource's own namespace); "*" and "~" stand alone; a
+ * DestinationRule with a workloadSelector exports only to its own namespace.
+ */
+export function checkExportTo(namespace: string, exportTo: readonly string[], isServiceEntry: boolean, drWithSelector = false): string[] {
+  const errors: string[] = [];
+  const set = new Set<string>();
   for (const e of exportTo) {
-    if (seen.has(e)) return `duplicate entries in exportTo: ${e}`;
-    seen.add(e);
-    if (e === '.' || e === '*') continue;
-    if (e === '~') {
-      if (isServiceEntry) continue;
-      return 'exportTo "~" (none) is only valid for ServiceEntries';
+    const key = e === '.' ? namespace : e;
+    if (set.has(key)) {
+      errors.push(key !== e ? `duplicate entries in exportTo: . and current namespace ${namespace}` : `duplicate entries in exportTo for entry ${e}`);
+      continue;
     }
-    if (!isDNS1123Label(e)) return `exportTo ${JSON.stringify(e)}: must be ".", "*" or a namespace name`;
+    if (e === '~' && isServiceEntry) {
+      set.add(key);
+      continue;
+    }
+    if (key === '*' || isDNS1123Label(key)) set.add(key);
+    else errors.push(`exportTo ${JSON.stringify(e)} is invalid: expected ".", "*"${isServiceEntry ? ', "~"' : ''} or a namespace name`);
   }
-  if (exportTo.length > 1 && (seen.has('*') || seen.has('~'))) {
-    return 'exportTo "*" or "~" cannot be combined with other values';
+  if (drWithSelector && set.size > 0) {
+    if (set.has(namespace)) {
+      if (set.size > 1) errors.push('destination rule with workload selector cannot have multiple entries in exportTo');
+    } else errors.push('destination rule with workload selector cannot have exportTo beyond current namespace');
   }
-  return undefined;
+  if (set.has('*') && exportTo.length > 1) errors.push('cannot have both public (*) and non-public exportTo values for a resource');
+  if (set.has('~') && exportTo.length > 1) errors.push('cannot export service entry to no one (~) and someone');
+  return errors;
 }

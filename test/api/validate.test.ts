@@ -40,7 +40,7 @@ describe('error format', () => {
     assert.equal(e.index, 2);
     assert.equal(e.resource, 'VirtualService/shop/reviews');
     assert.equal(e.path, 'spec.http[0].route[0].weight');
-    assert.equal(e.toString(), 'routes/reviews.yaml:2 VirtualService/shop/reviews: spec.http[0].route[0].weight: weight -1 < 0: weights must not be negative');
+    assert.equal(e.toString(), 'routes/reviews.yaml:2 VirtualService/shop/reviews: spec.http[0].route[0].weight: weight -1 < 0');
     assert.equal(e.message, e.toString());
   });
 
@@ -116,7 +116,7 @@ describe('VirtualService', () => {
   });
 
   test('a route, redirect, directResponse or delegate is required; conflicts are rejected', () => {
-    rejects('VirtualService', { hosts: ['a'], http: [{}] }, 'spec.http[0]: HTTP route, redirect, directResponse or delegate is required');
+    rejects('VirtualService', { hosts: ['a'], http: [{}] }, 'spec.http[0]: HTTP route or redirect is required');
     rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], redirect: { uri: '/x' } }] }, 'spec.http[0]: HTTP route cannot contain both route and redirect');
     rejects('VirtualService', { hosts: ['a'] }, 'spec: http, tcp or tls must be provided in virtual service');
     rejects('VirtualService', { hosts: ['a'], http: [{ redirect: { redirectCode: 200, uri: '/' } }] }, 'spec.http[0].redirect.redirectCode: 200 is not a valid redirect code, must be 3xx');
@@ -124,22 +124,22 @@ describe('VirtualService', () => {
   });
 
   test('weights must not be negative and must not all be zero', () => {
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a', { weight: 0 }), route('b', { weight: 0 })] }] }, 'spec.http[0].route: total destination weight = 0: give at least one destination a positive weight');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a', { weight: 0 }), route('b', { weight: 0 })] }] }, 'spec.http[0].route: total destination weight = 0');
     accepts('VirtualService', { hosts: ['a'], http: [{ route: [route('a', { weight: 30 }), route('b', { weight: 30 })] }] });
   });
 
   test('destinations: host required and valid, subset a DNS label, port in range', () => {
     rejects('VirtualService', { hosts: ['a'], http: [{ route: [{ destination: {} }] }] }, 'spec.http[0].route[0].destination.host: Required value');
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [{ destination: { host: 'a', subset: 'V_1' } }] }] }, 'spec.http[0].route[0].destination.subset: subset name is invalid: "V_1": must be a DNS-1123 label');
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [{ destination: { host: 'a', port: { number: 70000 } } }] }] }, 'spec.http[0].route[0].destination.port.number: port number 70000 must be between 1-65535');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [{ destination: { host: 'a', subset: 'V_1' } }] }] }, 'spec.http[0].route[0].destination.subset: subset name is invalid: V_1: must be a DNS-1123 label');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [{ destination: { host: 'a', port: { number: 70000 } } }] }] }, 'spec.http[0].route[0].destination.port.number: port number 70000 must be in the range 1..65535');
   });
 
   test('regexes must be valid RE2: lookarounds and backreferences are rejected', () => {
     accepts('VirtualService', { hosts: ['a'], http: [{ match: [{ uri: { regex: '^/api/v[0-9]+/.*' } }], route: [route('a')] }] });
     rejects('VirtualService', { hosts: ['a'], http: [{ match: [{ uri: { regex: '^(?!/admin).*' } }], route: [route('a')] }] },
-      'spec.http[0].match[0].uri.regex: invalid regex "^(?!/admin).*": lookahead and lookbehind are not supported by RE2');
+      'spec.http[0].match[0].uri.regex: invalid regex "^(?!/admin).*": lookahead and lookbehind are not supported by RE2; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)');
     rejects('VirtualService', { hosts: ['a'], http: [{ match: [{ headers: { 'x-id': { regex: '(a)\\1' } } }], route: [route('a')] }] },
-      'spec.http[0].match[0].headers[x-id].regex: invalid regex "(a)\\\\1": backreferences are not supported by RE2');
+      'spec.http[0].match[0].headers[x-id].regex: invalid regex "(a)\\\\1": backreferences are not supported by RE2; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)');
     assert.match(problems('VirtualService', { hosts: ['a'], http: [{ match: [{ uri: { regex: '([a-z' } }], route: [route('a')] }] })[0]!, /^spec\.http\[0\]\.match\[0\]\.uri\.regex: invalid regex "\(\[a-z"/);
   });
 
@@ -151,48 +151,50 @@ describe('VirtualService', () => {
 
   test('faults: abort status 200-599, percentages 0-100, at least one of abort and delay', () => {
     rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], fault: { abort: { httpStatus: 100, percentage: { value: 10 } } } }] }, 'spec.http[0].fault.abort.httpStatus: HTTP status 100 is not in range 200-599');
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], fault: { abort: { httpStatus: 500, percentage: { value: 101 } } } }] }, 'spec.http[0].fault.abort.percentage.value: percentage 101 is not in range 0..100');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], fault: { abort: { httpStatus: 500, percentage: { value: 101 } } } }] }, 'spec.http[0].fault.abort.percentage.value: percentage 101 is neither 0.0, nor in range [0.0001, 100.0]');
     rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], fault: {} }] }, 'spec.http[0].fault: HTTP fault injection must have an abort and/or a delay');
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], fault: { abort: { grpcStatus: 'NOPE' } } }] }, 'spec.http[0].fault.abort.grpcStatus: "NOPE" is not a valid gRPC status: expected one of OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS, UNAUTHENTICATED');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], fault: { abort: { grpcStatus: 'NOPE' } } }] }, 'spec.http[0].fault.abort.grpcStatus: gRPC status "NOPE" is not supported: expected a code such as NOT_FOUND (OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS, UNAUTHENTICATED)');
   });
 
   test('retries: known retryOn policies or status codes; attempts 0 with a policy is rejected', () => {
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], retries: { attempts: 2, retryOn: '5xx,sometimes' } }] }, 'spec.http[0].retries.retryOn: "sometimes" is not a valid retryOn policy: expected one of 5xx, gateway-error, reset, reset-before-request, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, http3-post-connect-failure, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable or an HTTP status code');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], retries: { attempts: 2, retryOn: '5xx,sometimes' } }] }, 'spec.http[0].retries.retryOn: "sometimes" is not a valid retryOn policy: expected HTTP status codes or 5xx, gateway-error, reset, reset-before-request, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, http3-post-connect-failure, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable');
     rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], retries: { attempts: 0, retryOn: '5xx' } }] }, 'spec.http[0].retries: http retry policy configured when attempts are set to 0 (disabled)');
     rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], retries: { attempts: -1 } }] }, 'spec.http[0].retries.attempts: attempts cannot be negative');
   });
 
   test('mirror, CORS and header operations', () => {
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], mirror: { host: 'b' }, mirrors: [{ destination: { host: 'c' } }] }] }, 'spec.http[0]: HTTP route cannot contain both mirror and mirrors');
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], mirror: { host: 'b' }, mirrorPercentage: { value: 150 } }] }, 'spec.http[0].mirrorPercentage.value: percentage 150 is not in range 0..100');
+        rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], mirror: { host: 'b' }, mirrorPercentage: { value: 150 } }] }, 'spec.http[0].mirrorPercentage.value: mirror_percentage must have a max value of 100 (it has 150)');
     rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], corsPolicy: { allowMethods: ['FETCH'] } }] }, 'spec.http[0].corsPolicy.allowMethods[0]: "FETCH" is not a supported HTTP method');
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], headers: { request: { set: { 'bad header': 'x' } } } }] }, 'spec.http[0].headers.request.set[bad header]: invalid header name "bad header": must be an HTTP token');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], headers: { response: { set: { host: 'x' } } } }] }, 'spec.http[0].headers.response.set[host]: invalid header "host": cannot set Host header');
   });
 
   test('TLS routes: SNI hosts must fall within the virtual service hosts', () => {
     rejects('VirtualService', { hosts: ['*.example.com'], tls: [{ match: [{ sniHosts: ['other.org'] }], route: [route('a')] }] },
       'spec.tls[0].match[0].sniHosts[0]: SNI host "other.org" is not a compatible subset of any of the virtual service hosts: [*.example.com]');
     accepts('VirtualService', { hosts: ['*.example.com'], tls: [{ match: [{ sniHosts: ['api.example.com'] }], route: [route('a')] }] });
-    rejects('VirtualService', { hosts: ['a'], tcp: [{ match: [{ destinationSubnets: ['10.0.0.0/33'] }], route: [route('a')] }] }, 'spec.tcp[0].match[0].destinationSubnets[0]: "10.0.0.0/33" is not a valid CIDR block');
+    rejects('VirtualService', { hosts: ['a'], tcp: [{ match: [{ destinationSubnets: ['10.0.0.0/33'] }], route: [route('a')] }] }, 'spec.tcp[0].match[0].destinationSubnets[0]: 10.0.0.0/33 is not a valid CIDR block');
     rejects('VirtualService', { hosts: ['a'], tcp: [{}] }, 'spec.tcp[0].route: TCP route is required');
   });
 
   test('delegates: a delegate virtual service has no hosts, gateways, tls or tcp', () => {
     accepts('VirtualService', { http: [{ route: [route('a')] }] });
-    rejects('VirtualService', { gateways: ['gw'], http: [{ route: [route('a')] }] }, 'spec.gateways: delegate virtual service (one without hosts) must have no gateways specified');
+    rejects('VirtualService', { gateways: ['gw'], http: [{ route: [route('a')] }] }, 'spec.gateways: delegate virtual service must have no gateways specified');
     accepts('VirtualService', { hosts: ['a'], http: [{ delegate: { name: 'reviews-delegate', namespace: 'shop' } }] });
   });
 
   test('exportTo: namespaces, "." and "*", no duplicates', () => {
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')] }], exportTo: ['.', '.'] }, 'spec.exportTo: duplicate entries in exportTo: .');
-    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')] }], exportTo: ['*', 'foo'] }, 'spec.exportTo: exportTo "*" or "~" cannot be combined with other values');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')] }], exportTo: ['default', '.'] }, 'spec.exportTo: duplicate entries in exportTo: . and current namespace default');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')] }], exportTo: ['shop', 'shop'] }, 'spec.exportTo: duplicate entries in exportTo for entry shop');
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')] }], exportTo: ['~'] }, 'spec.exportTo: exportTo "~" is invalid: expected ".", "*" or a namespace name');
+    accepts('ServiceEntry', { hosts: ['a.com'], exportTo: ['~'] });
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')] }], exportTo: ['*', 'foo'] }, 'spec.exportTo: cannot have both public (*) and non-public exportTo values for a resource');
   });
 });
 
 describe('DestinationRule', () => {
   test('subsets: DNS-label names, no duplicates', () => {
     rejects('DestinationRule', { host: 'r', subsets: [{ name: 'v1' }, { name: 'v1' }] }, 'spec.subsets[1].name: duplicate subset names: v1');
-    rejects('DestinationRule', { host: 'r', subsets: [{ name: 'V1' }] }, 'spec.subsets[0].name: subset name is invalid: "V1": must be a DNS-1123 label');
+    rejects('DestinationRule', { host: 'r', subsets: [{ name: 'V1' }] }, 'spec.subsets[0].name: subset name is invalid: V1: must be a DNS-1123 label');
   });
 
   test('traffic policy: not empty, one load balancer kind, maglev prime, locality weights sum to 100', () => {
@@ -200,7 +202,7 @@ describe('DestinationRule', () => {
     rejects('DestinationRule', { host: 'r', trafficPolicy: { loadBalancer: { simple: 'RANDOM', consistentHash: { useSourceIp: true } } } },
       'spec.trafficPolicy.loadBalancer: Invalid value: "object": only one of simple, consistentHash, backendUtilization may be set');
     rejects('DestinationRule', { host: 'r', trafficPolicy: { loadBalancer: { consistentHash: { useSourceIp: true, maglev: { tableSize: 100 } } } } },
-      'spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize: tableSize 100 must be a prime number for maglev');
+      'spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize: tableSize must be a prime number for maglev (got 100)');
     rejects('DestinationRule', { host: 'r', trafficPolicy: { loadBalancer: { localityLbSetting: { distribute: [{ from: 'us-east/*', to: { 'us-east/*': 60, 'us-west/*': 30 } }] } } } },
       'spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to: total locality weight 90 != 100');
   });
@@ -224,7 +226,9 @@ describe('DestinationRule', () => {
 describe('ServiceEntry', () => {
   test('resolution vs endpoints and hosts', () => {
     rejects('ServiceEntry', { hosts: ['*.example.com'], resolution: 'DNS' }, 'spec.hosts[0]: hosts must be FQDN if no endpoints are provided for resolution mode DNS');
-    rejects('ServiceEntry', { hosts: ['db.internal'], resolution: 'STATIC' }, 'spec.endpoints: endpoints or a workloadSelector must be provided if resolution is STATIC');
+    accepts('ServiceEntry', { hosts: ['db.internal'], resolution: 'STATIC' }); // endpoints may come from WorkloadEntries
+    rejects('ServiceEntry', { hosts: ['a.example.com', 'b.example.com'], resolution: 'DNS', ports: [{ name: 'tcp', number: 5432, protocol: 'TCP' }] },
+      'spec.ports[0]: multiple hosts provided with non-HTTP, non-TLS ports');
     rejects('ServiceEntry', { hosts: ['db.internal'], resolution: 'STATIC', ports: [{ name: 'tcp', number: 5432 }], endpoints: [{ address: 'db.example.com' }] },
       'spec.endpoints[0].address: endpoint address "db.example.com" is not a valid IP address');
     rejects('ServiceEntry', { hosts: ['db.internal'], resolution: 'STATIC', ports: [{ name: 'tcp', number: 5432 }], endpoints: [{ address: '10.0.0.1', ports: { mysql: 3306 } }] },
@@ -233,13 +237,13 @@ describe('ServiceEntry', () => {
   });
 
   test('ports: names are DNS labels, protocols known', () => {
-    rejects('ServiceEntry', { hosts: ['a.com'], ports: [{ name: 'HTTP', number: 80 }] }, 'spec.ports[0].name: invalid port name "HTTP": must be a DNS-1123 label (lower case alphanumerics and \'-\')');
+    rejects('ServiceEntry', { hosts: ['a.com'], ports: [{ name: 'HTTP', number: 80 }] }, 'spec.ports[0].name: invalid port name: HTTP: must be a DNS-1123 label (lower case alphanumerics and \'-\')');
     rejects('ServiceEntry', { hosts: ['a.com'], ports: [{ name: 'x', number: 80, protocol: 'FTP' }] },
-      'spec.ports[0].protocol: unsupported protocol "FTP": expected one of TCP, UDP, GRPC, GRPC-WEB, HTTP, HTTP_PROXY, HTTP2, HTTPS, TLS, MONGO, REDIS, MYSQL, HBONE, THRIFT');
+      'spec.ports[0].protocol: unsupported protocol: FTP: expected one of TCP, UDP, GRPC, GRPC-WEB, HTTP, HTTP_PROXY, HTTP2, HTTPS, TLS, MONGO, REDIS, MYSQL, HBONE, THRIFT');
   });
 
   test('addresses must be IPs or CIDRs', () => {
-    rejects('ServiceEntry', { hosts: ['a.com'], addresses: ['1.2.3.4/99'] }, 'spec.addresses[0]: "1.2.3.4/99" is not a valid CIDR block');
+    rejects('ServiceEntry', { hosts: ['a.com'], addresses: ['1.2.3.4/99'] }, 'spec.addresses[0]: 1.2.3.4/99 is not a valid CIDR block');
   });
 });
 
@@ -249,8 +253,8 @@ describe('WorkloadEntry and WorkloadGroup', () => {
     rejects('WorkloadEntry', { address: 'not a host' }, 'spec.address: endpoint address "not a host" is not a valid FQDN or an IP address');
   });
 
-  test('a WorkloadGroup template carries no address', () => {
-    rejects('WorkloadGroup', { template: { address: '10.0.0.1' } }, 'spec.template.address: address must not be set in a WorkloadGroup template: each WorkloadEntry gets its own');
+  test('a WorkloadGroup probe has exactly one method', () => {
+    rejects('WorkloadGroup', { template: {}, probe: { periodSeconds: 5 } }, 'spec.probe: unknown health check method: set one of httpGet, tcpSocket, exec or grpc');
     rejects('WorkloadGroup', { template: {}, probe: { httpGet: { port: 80 }, tcpSocket: { port: 80 } } }, 'spec.probe: Invalid value: "object": only one of httpGet, tcpSocket, exec, grpc may be set');
   });
 });
@@ -269,14 +273,14 @@ describe('Sidecar', () => {
       accepts('Sidecar', { ingress: [{ port: { number: 9080, protocol: 'HTTP', name: 'http' }, defaultEndpoint: ep }] });
     }
     rejects('Sidecar', { ingress: [{ port: { number: 9080, protocol: 'HTTP', name: 'http' }, defaultEndpoint: '10.0.0.1:8080' }] },
-      'spec.ingress[0].defaultEndpoint: sidecar: defaultEndpoint must be of form 127.0.0.1:<port>, 0.0.0.0:<port>, [::1]:<port>, [::]:<port>, unix://filepath, or unset');
+      'spec.ingress[0].defaultEndpoint: sidecar: defaultEndpoint must be of form 127.0.0.1:<port>,0.0.0.0:<port>,[::1]:port,[::]:port,unix://filepath or unset');
     rejects('Sidecar', { ingress: [{ port: { number: 9080, name: 'a' } }, { port: { number: 9080, name: 'b' } }] }, 'spec.ingress[1].port.number: sidecar: ports on IP bound listeners must be unique');
     rejects('Sidecar', { egress: [{ hosts: ['*/*'], captureMode: 'SOMETIMES' }] }, 'spec.egress[0].captureMode: Unsupported value: "SOMETIMES": supported values: "DEFAULT", "IPTABLES", "NONE"');
   });
 
   test('egressProxy only with ALLOW_ANY', () => {
     rejects('Sidecar', { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY', egressProxy: { host: 'proxy.example.com', port: { number: 3128 } } } },
-      'spec.outboundTrafficPolicy.egressProxy: sidecar: egressProxy must be set only with ALLOW_ANY outboundTrafficPolicy mode');
+      'spec.outboundTrafficPolicy.egressProxy: sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode');
   });
 });
 
@@ -287,7 +291,7 @@ describe('Gateway', () => {
     rejects('Gateway', { servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['a.com'] }, { port: { number: 81, name: 'http', protocol: 'HTTP' }, hosts: ['b.com'] }] },
       'spec.servers[1].port.name: port names in servers must be unique: duplicate name http');
     rejects('Gateway', { servers: [{ port: { number: 443, name: 'https', protocol: 'HTTPS' }, hosts: ['a.com'], tls: { mode: 'SIMPLE' } }] },
-      'spec.servers[0].tls.serverCertificate: SIMPLE TLS requires a server certificate (or a credentialName)');
+      'spec.servers[0].tls.serverCertificate: SIMPLE TLS requires a server certificate');
     accepts('Gateway', { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 443, name: 'https', protocol: 'HTTPS' }, hosts: ['shop/*.example.com'], tls: { mode: 'SIMPLE', credentialName: 'example-cert' } }] });
     rejects('Gateway', { servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['Bad_NS/a.com'] }] }, 'spec.servers[0].hosts[0]: invalid namespace value "Bad_NS" in gateway');
   });
@@ -296,16 +300,16 @@ describe('Gateway', () => {
 describe('EnvoyFilter', () => {
   const listenerMatch = { listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } } };
   test('patch: operation required, value required unless REMOVE', () => {
-    rejects('EnvoyFilter', { configPatches: [{ applyTo: 'CLUSTER', patch: { operation: 'ADD' } }] }, 'spec.configPatches[0].patch.value: Envoy filter: missing patch value for non-remove operation ADD');
+    rejects('EnvoyFilter', { configPatches: [{ applyTo: 'CLUSTER', patch: { operation: 'ADD' } }] }, 'spec.configPatches[0].patch.value: Envoy filter: missing patch value for non-remove operation');
     rejects('EnvoyFilter', { configPatches: [{ applyTo: 'CLUSTER' }] }, 'spec.configPatches[0].patch: Envoy filter: missing patch');
     accepts('EnvoyFilter', { configPatches: [{ applyTo: 'HTTP_FILTER', match: listenerMatch, patch: { operation: 'REMOVE' } }] });
   });
 
   test('applyTo and operation must fit: ROUTE_CONFIGURATION only merges', () => {
     rejects('EnvoyFilter', { configPatches: [{ applyTo: 'ROUTE_CONFIGURATION', patch: { operation: 'ADD', value: { name: 'x' } } }] },
-      'spec.configPatches[0].patch.operation: Envoy filter: ROUTE_CONFIGURATION does not support operation ADD: expected one of MERGE, MERGE_AND_REPLACE_LIST');
+      'spec.configPatches[0].patch.operation: Envoy filter: ROUTE_CONFIGURATION does not support operation ADD (it would never apply): expected one of MERGE, MERGE_AND_REPLACE_LIST');
     rejects('EnvoyFilter', { configPatches: [{ applyTo: 'CLUSTER', patch: { operation: 'INSERT_BEFORE', value: { name: 'x' } } }] },
-      'spec.configPatches[0].patch.operation: Envoy filter: CLUSTER does not support operation INSERT_BEFORE: expected one of ADD, REMOVE, MERGE, MERGE_AND_REPLACE_LIST');
+      'spec.configPatches[0].patch.operation: Envoy filter: CLUSTER does not support operation INSERT_BEFORE (it would never apply): expected one of ADD, REMOVE, REPLACE, MERGE, MERGE_AND_REPLACE_LIST');
   });
 
   test('match must fit applyTo; subFilter only under the HTTP connection manager', () => {
@@ -321,7 +325,7 @@ describe('EnvoyFilter', () => {
 describe('Telemetry', () => {
   test('sampling percentage, single tracing, selector exclusive with targetRef', () => {
     rejects('Telemetry', { tracing: [{ randomSamplingPercentage: 120 }] }, 'spec.tracing[0].randomSamplingPercentage: Invalid value: 120: should be less than or equal to 100');
-    rejects('Telemetry', { tracing: [{}, {}] }, 'spec.tracing: multiple tracing is not currently supported');
+    rejects('Telemetry', { targetRefs: [{ kind: 'Deployment', name: 'a' }] }, 'spec.targetRefs[0]: targetRef must be to one of Service, networking.istio.io/ServiceEntry, gateway.networking.k8s.io/Gateway but was /Deployment');
     rejects('Telemetry', { selector: { matchLabels: { app: 'a' } }, targetRef: { kind: 'Service', name: 'a' } }, 'spec: Invalid value: "object": only one of targetRefs or selector can be set');
     rejects('Telemetry', { metrics: [{ reportingInterval: '0s' }] }, 'spec.metrics[0].reportingInterval: Invalid value: "0s": must be a valid duration greater than 1ms');
   });

@@ -65,7 +65,7 @@ spec: {mtls: {mode: STRICT}}
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '');
   assert.deepEqual(r.stderr.trimEnd().split('\n'), [
-    `${file}:0 VirtualService/shop/reviews: spec.http[0].route[0].weight: weight -5 < 0: weights must not be negative`,
+    `${file}:0 VirtualService/shop/reviews: spec.http[0].route[0].weight: weight -5 < 0`,
     `${file}:2 ServiceEntry/default/db: spec.hosts[0]: Invalid value: "string": hostname cannot be wildcard`,
     `${file}:3 PeerAuthentication/default/strict: unsupported kind PeerAuthentication (security.istio.io/v1): Sextant serves VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry`,
   ]);
