@@ -95,6 +95,9 @@ if (skip !== undefined) {
         await etcd.stop();
       },
       restartBackend: () => etcd.restart(),
+      async putRaw(keySuffix: string, value: string) {
+        await admin.put(`${prefix}/${keySuffix}`).value(value);
+      },
       async partitioned() {
         const partition = await startPartition(etcd.endpoint);
         const store = await openAt(partition.endpoint);

@@ -35,6 +35,8 @@ export interface Harness {
   /** etcd: a store whose connection to the backend the test can cut and heal, and a compaction. */
   partitioned?: () => Promise<{ store: ConfigStore; cut(): void; heal(): void; close(): Promise<void> }>;
   compact?: () => Promise<void>;
+  /** etcd: writes a raw value under the store's prefix, as another tool could. */
+  putRaw?: (keySuffix: string, value: string) => Promise<void>;
   /** directory: the config directory, to edit files by hand. */
   dir?: string;
 }
@@ -509,6 +511,32 @@ export function conformanceSuite(name: string, makeHarness: () => Promise<Harnes
       assert.deepEqual((await peer.list('ServiceEntry')).map((r) => r.metadata.name), ['edge-2']);
       await peer.close();
       assert.deepEqual(s.errors(), []);
+    });
+
+    it('does not serve values other tools wrote to etcd that are not valid config, and says why', async (t) => {
+      if (h.putRaw === undefined) return t.skip('only etcd can be written behind the store');
+      const s = await fresh();
+      const good = await s.create(serviceEntry('good'));
+      const w = record(s, undefined);
+      await w.synced;
+      await h.putRaw('ServiceEntry/default/not-json', '{oops');
+      const bad = serviceEntry('bad-port');
+      (bad.spec as { ports: Array<{ number: number }> }).ports[0]!.number = 0;
+      await h.putRaw('ServiceEntry/default/bad-port', JSON.stringify(bad));
+      await h.putRaw('ServiceEntry/default/good', JSON.stringify({ ...good, spec: { hosts: [] } }));
+      await s.create(serviceEntry('after'));
+      await w.waitFor(2);
+      await new Promise((r) => setTimeout(r, 200));
+      w.cancel();
+      // Only the valid change arrived; 'good' keeps its last good state for the watcher.
+      assert.deepEqual(w.events.map(describeEvent), ['ADDED ServiceEntry/default/good', 'ADDED ServiceEntry/default/after']);
+      assert.deepEqual((await s.list('ServiceEntry')).map((r) => r.metadata.name), ['after']);
+      const errors = s.errors().map(String);
+      assert.equal(errors.length, 3, errors.join('\n'));
+      assert.ok(errors.some((e) => e.includes('ServiceEntry/default/bad-port') && e.includes('spec.ports[0].number')), errors.join('\n'));
+      assert.ok(errors.some((e) => e.includes('ServiceEntry/default/not-json: value is not JSON')), errors.join('\n'));
+      await s.delete('ServiceEntry', 'default', 'bad-port');
+      assert.equal(s.errors().length, 2);
     });
 
     it('lists and watches 10,000 resources', async () => {
