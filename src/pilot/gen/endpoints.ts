@@ -42,22 +42,64 @@ function lbEndpoint(ep: ServiceEndpoint, grpc: boolean): ProtoJson {
 interface LocalityOptions {
   /** Priority per locality relative to the proxy (failover), when enabled. */
   proxyLocality?: Loc;
+  /** The proxy's labels, for `failoverPriority`. */
+  proxyLabels?: Readonly<Record<string, string>>;
   lb?: LoadBalancerSettings;
 }
 
-/** Groups endpoints by locality into Envoy's LocalityLbEndpoints. */
+const TOPOLOGY_KEYS: Record<string, keyof Loc> = {
+  'topology.kubernetes.io/region': 'region',
+  'topology.kubernetes.io/zone': 'zone',
+  'topology.istio.io/subzone': 'subZone',
+};
+
+function labelValue(key: string, labels: Readonly<Record<string, string>> | undefined, loc: Loc | undefined): string | undefined {
+  const field = TOPOLOGY_KEYS[key];
+  if (field) return loc?.[field];
+  return labels?.[key];
+}
+
+/**
+ * An endpoint's failover priority for this proxy: by `failoverPriority` labels (the longer
+ * the matching prefix, the better), else by locality (subzone, zone, region, the failover
+ * region, anything else), as Istio's locality load balancing does.
+ */
+function endpointPriority(ep: ServiceEndpoint, opts: LocalityOptions): number {
+  const setting = opts.lb?.localityLbSetting;
+  const me = opts.proxyLocality;
+  const keys = setting?.failoverPriority ?? [];
+  if (keys.length > 0 && (opts.proxyLabels || me)) {
+    let matched = 0;
+    for (const k of keys) {
+      const mine = labelValue(k, opts.proxyLabels, me);
+      if (mine === undefined || mine !== labelValue(k, ep.labels, ep.locality)) break;
+      matched++;
+    }
+    return keys.length - matched;
+  }
+  if (!me) return 0;
+  const l = ep.locality;
+  if (l && l.region === me.region) return l.zone === me.zone ? (l.subZone === me.subZone ? 0 : 1) : 2;
+  const to = setting?.failover?.find((f) => f.from === me.region)?.to;
+  if (to !== undefined) return l?.region === to ? 3 : 4;
+  return 3;
+}
+
+/** Groups endpoints by locality (and failover priority) into Envoy's LocalityLbEndpoints. */
 export function localityGroups(endpoints: readonly ServiceEndpoint[], grpc: boolean, opts: LocalityOptions = {}): ProtoJson[] {
-  const groups = new Map<string, { locality: Loc | undefined; eps: ServiceEndpoint[] }>();
+  const me = opts.proxyLocality;
+  const distribute = me ? opts.lb?.localityLbSetting?.distribute?.find((d) => d.from && localityPattern(d.from, me)) : undefined;
+  const prioritized = !distribute && opts.lb?.localityLbSetting?.enabled !== false && (me !== undefined || (opts.lb?.localityLbSetting?.failoverPriority?.length ?? 0) > 0);
+  const groups = new Map<string, { locality: Loc | undefined; priority: number; eps: ServiceEndpoint[] }>();
   for (const ep of endpoints) {
-    const k = localityKey(ep.locality);
+    const priority = prioritized ? endpointPriority(ep, opts) : 0;
+    const k = `${localityKey(ep.locality)}\u0000${priority}`;
     let g = groups.get(k);
-    if (!g) groups.set(k, (g = { locality: ep.locality, eps: [] }));
+    if (!g) groups.set(k, (g = { locality: ep.locality, priority, eps: [] }));
     g.eps.push(ep);
   }
   const out: ProtoJson[] = [];
-  const me = opts.proxyLocality;
-  const distribute = me ? opts.lb?.localityLbSetting?.distribute?.find((d) => d.from && localityPattern(d.from, me)) : undefined;
-  for (const [, g] of [...groups.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
+  for (const [, g] of [...groups.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
     const entry: ProtoJson = {};
     const l = g.locality;
     entry['locality'] = l ? Object.fromEntries(Object.entries({ region: l.region, zone: l.zone, subZone: l.subZone }).filter(([, v]) => v !== '')) : {};
@@ -70,11 +112,7 @@ export function localityGroups(endpoints: readonly ServiceEndpoint[], grpc: bool
     if (distribute && !l) weight = 0;
     if (weight === 0 && distribute) continue; // distribute sends nothing there
     entry['loadBalancingWeight'] = weight;
-    if (me && !distribute && opts.lb?.localityLbSetting?.enabled !== false) {
-      let p = 3;
-      if (l && l.region === me.region) p = l.zone === me.zone ? (l.subZone === me.subZone ? 0 : 1) : 2;
-      if (p > 0) entry['priority'] = p;
-    }
+    if (g.priority > 0) entry['priority'] = g.priority;
     out.push(entry);
   }
   // Priorities must be contiguous from 0 (gRPC rejects gaps; Envoy warns).
@@ -122,17 +160,21 @@ export function loadAssignment(push: SextantPushContext, proxy: Proxy, name: str
   if (!service || !service.ports.some((p) => p.port === parsed.port)) return undefined;
   const dr = push.destinationRuleFor(service, proxy.namespace);
   const grpc = proxy.generator === 'grpc';
-  // Locality only matters for proxies that announce one: the common case skips the policy.
-  const policy = proxy.locality ? effectivePolicy(dr?.spec, parsed.subset, parsed.port) : undefined;
+  // Only a DestinationRule can ask for locality-aware endpoints; without one, skip the policy.
+  const policy = dr ? effectivePolicy(dr.spec, parsed.subset, parsed.port) : undefined;
   const loc = policy?.loadBalancer?.localityLbSetting;
-  const localityAware = policy !== undefined && loc?.enabled !== false &&
+  const localityAware = proxy.locality !== undefined && policy !== undefined && loc?.enabled !== false &&
     ((loc?.distribute?.length ?? 0) > 0 || policy.outlierDetection !== undefined);
-  const locKey = localityAware ? localityKey(proxy.locality) : '';
+  // failoverPriority compares the proxy's labels with the endpoints'.
+  const failoverKeys = loc?.enabled !== false ? (loc?.failoverPriority ?? []) : [];
+  const labelsKey = failoverKeys.length > 0 ? JSON.stringify(failoverKeys.map((k) => labelValue(k, proxy.labels, proxy.locality))) : '';
+  const locKey = (localityAware ? localityKey(proxy.locality) : '') + labelsKey;
   return push.memoize(`eds|${grpc ? 'g' : 'e'}|${name}|${service.key}|${dr?.key ?? ''}|${locKey}`, () => {
-    const eps = subsetEndpoints(push, service, parsed.port, parsed.subset, proxy.namespace);
     const opts: LocalityOptions = {};
     if (localityAware && proxy.locality) opts.proxyLocality = proxy.locality;
+    if (failoverKeys.length > 0) opts.proxyLabels = proxy.labels;
     if (policy?.loadBalancer) opts.lb = policy.loadBalancer;
+    const eps = subsetEndpoints(push, service, parsed.port, parsed.subset, proxy.namespace);
     return { clusterName: name, endpoints: localityGroups(eps, grpc, opts) };
   });
 }

@@ -214,3 +214,26 @@ test('inbound clusters follow the workload ports (original destination when capt
   assert.deepEqual(inbound?.['upstreamBindConfig'], { sourceAddress: { address: '127.0.0.6', portValue: 0 } });
   assert.ok(generate(push, me, CLUSTER_TYPE).has('inbound|9443||'));
 });
+
+test('locality failover sends traffic to the failover region before any other', () => {
+  const registry = `${REGISTRY}---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v3, namespace: default}
+spec: {address: 10.0.0.32, labels: {app: reviews, version: v3}, locality: eu-west1/eu-west1-a}
+`;
+  const rule = `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: default}\nspec:\n  host: reviews.default.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 1}\n    loadBalancer: {localityLbSetting: {enabled: true, failover: [{from: us-west1, to: eu-west1}]}}\n`;
+  const push = generators.buildPushContext(resources(`${registry}---\n${rule}`));
+  const west = generators.proxyFromNode({ id: 'sidecar~10.0.0.10~pp.default~default.svc.cluster.local', locality: { region: 'us-west1', zone: 'us-west1-a' }, metadata: { NAMESPACE: 'default' } });
+  const groups = generate(push, west, ENDPOINT_TYPE, new Set(['outbound|9080||reviews.default.svc.cluster.local'])).get('outbound|9080||reviews.default.svc.cluster.local')?.['endpoints'] as ProtoJson[];
+  assert.deepEqual(groups.map((g) => [(g['locality'] as ProtoJson)['region'], g['priority'] ?? 0]), [['eu-west1', 1], ['us-east1', 2], ['us-west1', 0]]);
+});
+
+test('failoverPriority orders endpoints by how many of the listed labels match the proxy', () => {
+  const rule = `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: default}\nspec:\n  host: reviews.default.svc.cluster.local\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 1}\n    loadBalancer: {localityLbSetting: {enabled: true, failoverPriority: [version, topology.kubernetes.io/region]}}\n`;
+  const push = generators.buildPushContext(resources(`${REGISTRY}---\n${rule}`));
+  const v2Proxy = generators.proxyFromNode({ id: 'sidecar~10.0.0.10~pp.default~default.svc.cluster.local', locality: { region: 'us-west1' }, metadata: { NAMESPACE: 'default', LABELS: { version: 'v2' } } });
+  const groups = generate(push, v2Proxy, ENDPOINT_TYPE, new Set(['outbound|9080||reviews.default.svc.cluster.local'])).get('outbound|9080||reviews.default.svc.cluster.local')?.['endpoints'] as ProtoJson[];
+  // reviews-v2 (us-west1, version v2) matches both labels; reviews-v1 matches none.
+  assert.deepEqual(groups.map((g) => [((g['lbEndpoints'] as ProtoJson[])[0]?.['endpoint'] as { address: { socketAddress: { address: string } } }).address.socketAddress.address, g['priority'] ?? 0]), [['10.0.0.30', 1], ['10.0.0.31', 0]]);
+});
