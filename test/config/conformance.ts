@@ -447,6 +447,9 @@ export function conformanceSuite(name: string, makeHarness: () => Promise<Harnes
       assert.deepEqual(await s.list('ServiceEntry'), before);
       const errors = s.errors().map(String);
       assert.equal(errors.length, 1, errors.join('\n'));
+      // A write through the store would overwrite that edit: refused until the file is fixed.
+      const gwA = (await s.get('ServiceEntry', 'default', 'gw-a'))!;
+      await assert.rejects(s.update({ ...gwA, metadata: { ...gwA.metadata, labels: { x: 'y' } } }), ConflictError);
       assert.match(errors[0]!, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:1 ServiceEntry/default/gw-b: spec\\.ports\\[0\\]\\.number: `));
 
       // Fixed: the whole file applies, the error clears.

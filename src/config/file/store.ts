@@ -274,6 +274,12 @@ export class DirectoryConfigStore implements ConfigStore {
       entry = this.resources.get(key);
     }
     if (entry === undefined) throw new NotFoundError(key);
+    const refused = this.failed.get(entry.file);
+    if (refused !== undefined) {
+      // Rewriting the file would throw away an outside edit someone is still making.
+      const actual = entry.resource.metadata.resourceVersion;
+      throw new ConflictError(key, undefined, actual, `${key}: ${entry.file} has an outside edit that is not valid (${refused.errors[0]?.toString() ?? 'unreadable'}); fix or revert the file first`);
+    }
     return entry;
   }
 
