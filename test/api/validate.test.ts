@@ -191,6 +191,43 @@ describe('VirtualService', () => {
   });
 });
 
+describe('VirtualService: gateways, delegation, JWT claims', () => {
+  test('JWT claim header matches only on gateway-bound virtual services', () => {
+    const spec = (gateways?: string[]) => ({ hosts: ['a.example.com'], ...(gateways ? { gateways } : {}),
+      http: [{ match: [{ headers: { '@request.auth.claims.group': { exact: 'admin' } } }], route: [route('a')] }] });
+    accepts('VirtualService', spec(['istio-system/ingress']));
+    rejects('VirtualService', spec(), 'spec.http[0].match[0].headers[@request.auth.claims.group]: JWT claim based routing (key: @request.auth.claims.group) is only supported for gateway, found no gateways: []');
+  });
+
+  test('header names in matches are letters, digits, - and _', () => {
+    rejects('VirtualService', { hosts: ['a'], http: [{ match: [{ headers: { 'x.id': { exact: '1' } } }], route: [route('a')] }] },
+      "spec.http[0].match[0].headers[x.id]: header name x.id is not a valid header name: use letters, digits, '-' and '_'");
+  });
+
+  test('routes of a delegate virtual service use no regex matches', () => {
+    rejects('VirtualService', { http: [{ match: [{ uri: { regex: '/a.*' } }], route: [route('a')] }] }, 'spec.http[0].match[0].uri: url match does not support regex match for delegating');
+  });
+
+  test('a root route only delegates', () => {
+    rejects('VirtualService', { hosts: ['a'], http: [{ delegate: { name: 'd' }, route: [route('a')] }] }, 'spec.http[0].route: root HTTP route  must not specify route');
+  });
+
+  test('the authority is rewritten in one place only', () => {
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], rewrite: { authority: 'x.com' }, headers: { request: { set: { host: 'y.com' } } } }] },
+      'spec.http[0].headers.request.set[host]: authority header cannot be set multiple times: have "x.com", attempting to set "y.com"');
+  });
+
+  test('gateway names: namespace/name labels or an FQDN', () => {
+    rejects('VirtualService', { hosts: ['a.com'], gateways: ['istio-system/'], http: [{ route: [route('a')] }] }, 'spec.gateways[0]: config namespace and gateway name cannot be empty');
+    accepts('VirtualService', { hosts: ['a.com'], gateways: ['mesh', 'ingress', 'istio-system/ingress', 'ingress.istio-system.svc.cluster.local'], http: [{ route: [route('a')] }] });
+  });
+
+  test('all-numeric top-level domains are not host names, but IPs are accepted where Istio accepts them', () => {
+    rejects('DestinationRule', { host: 'foo.123' }, 'spec.host: domain name "123" invalid (top level domain "123" cannot be all-numeric)');
+    accepts('VirtualService', { hosts: ['192.168.1.10'], http: [{ route: [route('a')] }] });
+  });
+});
+
 describe('DestinationRule', () => {
   test('subsets: DNS-label names, no duplicates', () => {
     rejects('DestinationRule', { host: 'r', subsets: [{ name: 'v1' }, { name: 'v1' }] }, 'spec.subsets[1].name: duplicate subset names: v1');
@@ -281,6 +318,35 @@ describe('Sidecar', () => {
   test('egressProxy only with ALLOW_ANY', () => {
     rejects('Sidecar', { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY', egressProxy: { host: 'proxy.example.com', port: { number: 3128 } } } },
       'spec.outboundTrafficPolicy.egressProxy: sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode');
+  });
+});
+
+describe('hosts in Sidecars and Gateways', () => {
+  test('FQDNs or "*" only: no short names, no partial wildcards', () => {
+    rejects('Sidecar', { egress: [{ hosts: ['./reviews'] }] }, 'spec.egress[0].hosts[0]: short names (non FQDN) are not allowed: "reviews"');
+    rejects('Gateway', { servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['*x.example.com'] }] }, 'spec.servers[0].hosts[0]: partial wildcard "*x.example.com" not allowed');
+    accepts('Gateway', { servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['10.0.0.1'] }] });
+  });
+
+  test('Gateway names are DNS labels; plain HTTP servers only carry an HTTPS redirect', () => {
+    const r = { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'my.gateway', namespace: 'default' },
+      spec: { servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['a.com'], tls: { httpsRedirect: true } }] } };
+    assert.deepEqual(validateResource(r).map((e) => `${e.path}: ${e.detail}`), ['metadata.name: invalid gateway name: "my.gateway": Gateway names must be DNS-1123 labels (no dots)']);
+    rejects('Gateway', { servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['a.com'], tls: { mode: 'SIMPLE', credentialName: 'c' } }] },
+      'spec.servers[0].tls: server cannot have TLS settings for plain text HTTP ports');
+    rejects('Gateway', { servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP', targetPort: 8080 }, hosts: ['a.com'] }] }, 'spec.servers[0].port.targetPort: targetPort has no impact on Gateways');
+  });
+});
+
+describe('ServiceEntry endpoints', () => {
+  test('a unix socket endpoint needs exactly one service port', () => {
+    rejects('ServiceEntry', { hosts: ['db.internal'], resolution: 'STATIC', ports: [{ name: 'a', number: 1 }, { name: 'b', number: 2 }], endpoints: [{ address: 'unix:///var/run/db.sock' }] },
+      'spec.endpoints[0]: exactly 1 service port required for unix endpoints');
+  });
+
+  test('outlier detection: local-origin failures need split errors', () => {
+    rejects('DestinationRule', { host: 'r', trafficPolicy: { outlierDetection: { consecutiveLocalOriginFailures: 3 } } },
+      'spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures: outlier detection consecutive local origin failures is specified, but split external local origin errors is set to false');
   });
 });
 
