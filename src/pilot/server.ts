@@ -103,7 +103,9 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
   const xdsListen = parseHostPort(options.xdsAddress ?? '127.0.0.1:15010', '--xds-address');
   const httpListen = parseHostPort(options.httpAddress ?? '127.0.0.1:15014', '--http-address');
   const generators = options.generators ?? defaultGenerators;
-  const store = options.store ?? (await openStore(options, logger));
+  // The store is opened after both ports listen, so proxies that connect during a long
+  // config load are accepted and wait for the first snapshot instead of being refused.
+  let store: ConfigStore | undefined = options.store;
 
   const server = new DiscoveryServer({
     generators,
@@ -163,7 +165,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     server,
     metrics,
     logger,
-    config: () => ({ backend: store.backend, resources: current?.resources ?? [...resources.values()], errors: store.errors() }),
+    config: () => ({ backend: store?.backend ?? 'loading', resources: current?.resources ?? [...resources.values()], errors: store?.errors() ?? [] }),
     queue: () => server.queueStats(),
   });
   let httpInfo;
@@ -175,12 +177,22 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
   }
   const xdsAddress = formatHostPort(xdsListen.host, xdsPort);
   const httpAddress = formatHostPort(httpInfo.address, httpInfo.port);
-  logger.info({ xdsAddress, httpAddress, backend: store.backend }, 'pilot listening; loading config');
+  logger.info({ xdsAddress, httpAddress }, 'pilot listening; loading config');
+  if (store === undefined) {
+    try {
+      store = await openStore(options, logger);
+    } catch (err) {
+      grpcServer.forceShutdown();
+      httpServer.close();
+      throw err;
+    }
+  }
+  const configStore: ConfigStore = store;
 
   // Start-up (M7): collect the whole current state, then build the snapshot once.
   let initializing = true;
   const startedAt = performance.now();
-  const watch: ConfigWatch = store.watch(undefined, (event) => {
+  const watch: ConfigWatch = configStore.watch(undefined, (event) => {
     const key = resourceKey(event.resource);
     const previous = resources.get(key);
     if (event.type === 'DELETED') resources.delete(key);
@@ -216,7 +228,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
         httpServer.close(() => resolve());
         httpServer.closeAllConnections();
       });
-      await store.close();
+      await configStore.close();
     },
   };
 }

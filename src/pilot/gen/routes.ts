@@ -308,12 +308,45 @@ export function virtualServiceFor(vss: readonly Indexed<VirtualServiceSpec>[], s
   return exact ?? wild;
 }
 
+/**
+ * A root route's match combined with a delegate's (Istio's delegate semantics): the
+ * delegate's conditions refine the root's; header, query and label conditions add up.
+ */
+export function mergeMatch(root: HTTPMatchRequest | undefined, child: HTTPMatchRequest | undefined): HTTPMatchRequest | undefined {
+  if (!root) return child;
+  if (!child) return root;
+  const out: HTTPMatchRequest = { ...root, ...child };
+  if (root.headers || child.headers) out.headers = { ...root.headers, ...child.headers };
+  if (root.withoutHeaders || child.withoutHeaders) out.withoutHeaders = { ...root.withoutHeaders, ...child.withoutHeaders };
+  if (root.queryParams || child.queryParams) out.queryParams = { ...root.queryParams, ...child.queryParams };
+  if (root.sourceLabels || child.sourceLabels) out.sourceLabels = { ...root.sourceLabels, ...child.sourceLabels };
+  const name = [root.name, child.name].filter(Boolean).join('-');
+  if (name) out.name = name;
+  return out;
+}
+
 /** The routes of one service's virtual host on one port. */
 export function serviceRoutes(push: SextantPushContext, proxy: Proxy, vss: readonly Indexed<VirtualServiceSpec>[], service: Service, port: number, grpc: boolean): ProtoJson[] {
   const vs = virtualServiceFor(vss, service);
   const ctx: RouteContext = { push, proxy, vs, port, service, grpc };
   const routes: ProtoJson[] = [];
-  for (const r of vs?.spec.http ?? []) routes.push(...translateHttpRoute(ctx, r));
+  for (const r of vs?.spec.http ?? []) {
+    if (!r.delegate?.name || !vs) {
+      routes.push(...translateHttpRoute(ctx, r));
+      continue;
+    }
+    // A delegating route: the delegate's routes, each under the root's match conditions.
+    const delegate = push.virtualServicesByKey.get(`VirtualService/${r.delegate.namespace ?? vs.namespace}/${r.delegate.name}`);
+    if (!delegate || (delegate.exportTo !== null && delegate.namespace !== vs.namespace && !delegate.exportTo.has(vs.namespace))) continue;
+    const dctx: RouteContext = { ...ctx, vs: delegate };
+    for (const child of delegate.spec.http ?? []) {
+      const roots = r.match && r.match.length > 0 ? r.match : [undefined];
+      const children = child.match && child.match.length > 0 ? child.match : [undefined];
+      const merged = roots.flatMap((rm) => children.map((cm) => mergeMatch(rm, cm))).filter((m): m is HTTPMatchRequest => m !== undefined);
+      const { match: _ignored, ...rest } = child;
+      routes.push(...translateHttpRoute(dctx, merged.length > 0 ? { ...rest, match: merged } : rest));
+    }
+  }
   if (routes.length === 0) {
     const dr = push.destinationRuleFor(service, proxy.namespace);
     routes.push(defaultRoute(service, port, grpc, hashPolicy(effectivePolicy(dr?.spec, '', port))));

@@ -46,6 +46,7 @@ export class SextantPushContext implements PushContext {
   readonly registry: Registry;
   /** VirtualServices bound to the mesh (sidecars), by host as written (short names resolved later). */
   readonly virtualServices: readonly Indexed<VirtualServiceSpec>[];
+  readonly virtualServicesByKey: ReadonlyMap<string, Indexed<VirtualServiceSpec>>;
   readonly destinationRules: readonly Indexed<DestinationRuleSpec>[];
   readonly destinationRulesByKey: ReadonlyMap<string, Indexed<DestinationRuleSpec>>;
   /** DestinationRules by host (exact), oldest first. */
@@ -98,6 +99,7 @@ export class SextantPushContext implements PushContext {
       const gws = v.spec.gateways;
       return !gws || gws.length === 0 || gws.includes('mesh');
     });
+    this.virtualServicesByKey = new Map(this.virtualServices.map((v) => [v.key, v]));
     this.destinationRules = drs.sort(byCreation).map(index);
     this.destinationRulesByKey = new Map(this.destinationRules.map((d) => [d.key, d]));
     const drByHost = new Map<string, Indexed<DestinationRuleSpec>[]>();

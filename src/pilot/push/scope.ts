@@ -27,6 +27,7 @@ export interface SidecarScope {
   serviceKeys: ReadonlySet<string>;
   hostnames: ReadonlySet<string>;
   virtualServices: readonly Indexed<VirtualServiceSpec>[];
+  /** VirtualServices in scope and the delegates their routes point at (`VirtualService/ns/name`). */
   virtualServiceKeys: ReadonlySet<string>;
   outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
 }
@@ -105,6 +106,10 @@ function computeScope(push: SextantPushContext, ns: string, sidecar: Indexed<Sid
   for (const e of egress) {
     for (const s of e.services) if (!serviceKeys.has(s.key)) { serviceKeys.add(s.key); services.push(s); }
     for (const v of e.virtualServices) if (!vsKeys.has(v.key)) { vsKeys.add(v.key); vss.push(v); }
+  }
+  // A delegate VirtualService has no hosts: it is in scope through the routes that name it.
+  for (const v of vss) {
+    for (const r of v.spec.http ?? []) if (r.delegate?.name) vsKeys.add(`VirtualService/${r.delegate.namespace ?? v.namespace}/${r.delegate.name}`);
   }
   return {
     namespace: ns,

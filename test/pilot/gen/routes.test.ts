@@ -218,3 +218,38 @@ test('REGISTRY_ONLY replaces the allow_any catch-all with block_all', () => {
   const open = generate(generators.buildPushContext(resources(REGISTRY)), sidecar('10.0.0.10', 'pp', 'default', {}), ROUTE_TYPE).get('9080')?.['virtualHosts'] as ProtoJson[];
   assert.deepEqual((open.at(-1)?.['routes'] as Route[])[0]?.route, { cluster: 'PassthroughCluster', timeout: '0s', maxGrpcTimeout: '0s' });
 });
+
+test('a delegating route expands to the delegate VirtualService routes under the root match', () => {
+  const vs = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: root, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /api}, headers: {x-team: {exact: a}}}]
+    delegate: {name: reviews-api, namespace: team-a}
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-api, namespace: team-a}
+spec:
+  http:
+  - match: [{uri: {prefix: /api/v2}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+  - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v3}}]
+`;
+  const before = generators.buildPushContext(resources(REGISTRY));
+  const push = generators.buildPushContext(resources(`${REGISTRY}---\n${vs}`));
+  const proxy = sidecar('10.0.0.10', 'pp', 'default', {});
+  const vh = (generate(push, proxy, ROUTE_TYPE).get('9080')?.['virtualHosts'] as { name: string; routes: Route[] }[]).find((v) => v.name.startsWith('reviews'));
+  assert.deepEqual(vh?.routes.map((r) => [r.match, r.route?.['cluster']]), [
+    [{ prefix: '/api/v2', headers: [{ name: 'x-team', stringMatch: { exact: 'a' } }] }, 'outbound|9080|v2|reviews.default.svc.cluster.local'],
+    [{ prefix: '/api', headers: [{ name: 'x-team', stringMatch: { exact: 'a' } }] }, 'outbound|9080|v3|reviews.default.svc.cluster.local'],
+    [{ prefix: '/' }, 'outbound|9080|v1|reviews.default.svc.cluster.local'],
+  ]);
+  // Editing the delegate pushes routes to the proxies that see its root.
+  const plan = generators.planPush(push, push, { keys: new Set(['VirtualService/team-a/reviews-api']), endpointsOnly: false }, proxy);
+  assert.deepEqual(plan && [...plan.types], ['type.googleapis.com/envoy.config.listener.v3.Listener', 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration']);
+  assert.equal(generators.planPush(before, before, { keys: new Set(['VirtualService/team-a/reviews-api']), endpointsOnly: false }, proxy), null);
+});
