@@ -86,9 +86,10 @@ export class InvalidArgumentError extends ConfigStoreError {
 export class RevisionCompactedError extends ConfigStoreError {
   override name = 'RevisionCompactedError';
   readonly requested: number;
-  readonly oldest: number;
-  constructor(requested: number, oldest: number) {
-    super(`revision ${requested} is no longer available (oldest available is ${oldest}); watch from the current state instead`);
+  /** The oldest revision a watch can start from, when the store knows it. */
+  readonly oldest: number | undefined;
+  constructor(requested: number, oldest: number | undefined) {
+    super(`revision ${requested} is no longer available${oldest !== undefined ? ` (oldest available is ${oldest})` : ' (compacted)'}; watch from the current state instead`);
     this.requested = requested;
     this.oldest = oldest;
   }

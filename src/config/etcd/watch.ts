@@ -118,11 +118,7 @@ export class EtcdWatch implements ConfigWatch {
     } catch (err) {
       if (this.cancelled) return;
       if (fromRevision !== undefined && isCompacted(err)) {
-        const oldest = await this.source.client.kv
-          .range({ key: Buffer.from(this.source.keyPrefix), count_only: true })
-          .then((r) => Number(r.header.revision))
-          .catch(() => 0);
-        this.fail(new RevisionCompactedError(fromRevision, oldest));
+        this.fail(new RevisionCompactedError(fromRevision, undefined));
         return;
       }
       this.retryLater(err, () => void this.begin(fromRevision));
