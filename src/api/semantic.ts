@@ -16,6 +16,7 @@ import type {
   SupportedKind, TCPRoute, TelemetrySpec, TLSRoute, TrafficPolicy, VirtualServiceSpec, WorkloadEntrySpec,
   WorkloadGroupSpec,
 } from './kinds.ts';
+import { checkPatchValue } from './envoy-patch.ts';
 import { child, type Issues } from './schema.ts';
 
 export interface ResourceName {
@@ -1122,6 +1123,8 @@ function envoyFilter(ef: EnvoyFilterSpec, _id: ResourceName, issues: Issues): vo
         return;
       }
     }
+    // Istio builds the Envoy object from the value: it must be one.
+    if (cp.patch.value !== undefined) checkPatchValue(applyTo, cp.patch.value, `${p}.patch.value`, issues);
     const allowed = OPERATIONS_BY_APPLY_TO[applyTo];
     if (allowed !== undefined && !allowed.includes(op)) {
       issues.add(`${p}.patch.operation`, `Envoy filter: ${applyTo} does not support operation ${op} (it would never apply): expected one of ${allowed.join(', ')}`);

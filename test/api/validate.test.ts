@@ -388,6 +388,25 @@ describe('EnvoyFilter', () => {
   });
 });
 
+describe('EnvoyFilter patch values', () => {
+  const patch = (applyTo: string, operation: string, value: unknown) => ({ configPatches: [{ applyTo, patch: { operation, value } }] });
+  test('the value must be the Envoy message its applyTo patches', () => {
+    rejects('EnvoyFilter', patch('CLUSTER', 'ADD', { name: 'c', connect_timeout: 5 }),
+      'spec.configPatches[0].patch.value.connect_timeout: Envoy filter: patch value is not a valid envoy.config.cluster.v3.Cluster: expected a duration such as "1.5s", got 5');
+    rejects('EnvoyFilter', patch('CLUSTER', 'MERGE', { type: 'STRICT_DNS', cluster_type: { name: 'x' } }),
+      'spec.configPatches[0].patch.value.cluster_type: Envoy filter: patch value is not a valid envoy.config.cluster.v3.Cluster: only one of type and cluster_type may be set (oneof clusterDiscoveryType)');
+    rejects('EnvoyFilter', patch('HTTP_ROUTE', 'MERGE', { route: { retry_policy: { num_retries: -1 } } }),
+      'spec.configPatches[0].patch.value.route.retry_policy.num_retries: Envoy filter: patch value is not a valid envoy.config.route.v3.Route: expected a non-negative integer, got -1');
+  });
+
+  test('known typed_config payloads are checked; unknown types and unknown fields pass, as in Istio', () => {
+    rejects('EnvoyFilter', patch('HTTP_FILTER', 'INSERT_FIRST', { name: 'r', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router', suppress_envoy_headers: 'yes' } }),
+      'spec.configPatches[0].patch.value.typed_config.suppress_envoy_headers: Envoy filter: patch value is not a valid envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter: expected true or false, got "yes"');
+    accepts('EnvoyFilter', patch('HTTP_FILTER', 'INSERT_FIRST', { name: 'x', typed_config: { '@type': 'type.googleapis.com/example.v1.Unknown', anything: [1] } }));
+    accepts('EnvoyFilter', patch('CLUSTER', 'MERGE', { some_future_field: true, connect_timeout: '0.25s' }));
+  });
+});
+
 describe('Telemetry', () => {
   test('sampling percentage, single tracing, selector exclusive with targetRef', () => {
     rejects('Telemetry', { tracing: [{ randomSamplingPercentage: 120 }] }, 'spec.tracing[0].randomSamplingPercentage: Invalid value: 120: should be less than or equal to 100');
