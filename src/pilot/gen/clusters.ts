@@ -8,7 +8,7 @@ import type { Service, ServicePort } from '../../registry/index.ts';
 import type { SextantPushContext } from '../push/context.ts';
 import { sidecarScope } from '../push/scope.ts';
 import { INBOUND_PASSTHROUGH_CLUSTER, clusterName } from './names.ts';
-import { DEFAULT_CONNECT_TIMEOUT, applyTrafficPolicy, effectivePolicy } from './policy.ts';
+import { DEFAULT_CONNECT_TIMEOUT, applyClientTls, applyTrafficPolicy, effectivePolicy } from './policy.ts';
 import { dnsLoadAssignment } from './endpoints.ts';
 import { inboundPorts } from './inbound.ts';
 
@@ -49,7 +49,9 @@ export function outboundCluster(push: SextantPushContext, service: Service, port
     cluster['lbPolicy'] = 'CLUSTER_PROVIDED';
     originalDst = true;
   }
-  applyTrafficPolicy(cluster, effectivePolicy(dr?.spec, subset, port.port), port.protocol, { grpc, originalDst });
+  const policy = effectivePolicy(dr?.spec, subset, port.port);
+  applyTrafficPolicy(cluster, policy, port.protocol, { grpc, originalDst });
+  if (!grpc) applyClientTls(cluster, policy.tls, service.hostname);
   if (!grpc) cluster['metadata'] = serviceMetadata(service, port.port, subset);
   return cluster;
 }

@@ -3,6 +3,7 @@
 // detection, locality settings; with Istio's port-level and subset override rules.
 import type { ProtoJson } from '../../envoy/index.ts';
 import type { DestinationRuleSpec, TrafficPolicy, Protocol } from '../../registry/index.ts';
+import type { ClientTLSSettings } from '../../api/index.ts';
 import { isHttp2Protocol, isHttpProtocol } from '../../registry/index.ts';
 
 type PolicyFields = Omit<TrafficPolicy, 'portLevelSettings'>;
@@ -175,6 +176,32 @@ export function applyTrafficPolicy(cluster: ProtoJson, policy: PolicyFields, pro
       cluster['commonLbConfig'] = { ...(cluster['commonLbConfig'] as ProtoJson | undefined), healthyPanicThreshold: { value: od.minHealthPercent } };
     }
   }
+}
+
+const UPSTREAM_TLS_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
+
+/**
+ * DestinationRule `tls` → the cluster's transport socket: SIMPLE originates TLS (SNI, CA
+ * file, SANs), MUTUAL adds the client certificate files. ISTIO_MUTUAL needs the mesh's own
+ * certificates (SDS) and is not generated; DISABLE or unset sends plaintext.
+ */
+export function applyClientTls(cluster: ProtoJson, tls: ClientTLSSettings | undefined, host: string): void {
+  if (!tls || (tls.mode !== 'SIMPLE' && tls.mode !== 'MUTUAL')) return;
+  const common: ProtoJson = {};
+  if (tls.mode === 'MUTUAL' && tls.clientCertificate && tls.privateKey) {
+    common['tlsCertificates'] = [{ certificateChain: { filename: tls.clientCertificate }, privateKey: { filename: tls.privateKey } }];
+  }
+  if (!tls.insecureSkipVerify && (tls.caCertificates || tls.subjectAltNames?.length)) {
+    const vc: ProtoJson = {};
+    if (tls.caCertificates) vc['trustedCa'] = { filename: tls.caCertificates };
+    if (tls.subjectAltNames?.length) vc['matchTypedSubjectAltNames'] = tls.subjectAltNames.map((san) => ({ sanType: 'DNS', matcher: { exact: san } }));
+    if (tls.caCrl) vc['crl'] = { filename: tls.caCrl };
+    common['validationContext'] = vc;
+  }
+  cluster['transportSocket'] = {
+    name: 'envoy.transport_sockets.tls',
+    typedConfig: { '@type': UPSTREAM_TLS_TYPE, sni: tls.sni ?? (host.startsWith('*') ? '' : host), commonTlsContext: common },
+  };
 }
 
 /** The route hashPolicy a consistent-hash load balancer needs (set on routes to the cluster). */

@@ -237,3 +237,32 @@ test('failoverPriority orders endpoints by how many of the listed labels match t
   // reviews-v2 (us-west1, version v2) matches both labels; reviews-v1 matches none.
   assert.deepEqual(groups.map((g) => [((g['lbEndpoints'] as ProtoJson[])[0]?.['endpoint'] as { address: { socketAddress: { address: string } } }).address.socketAddress.address, g['priority'] ?? 0]), [['10.0.0.30', 1], ['10.0.0.31', 0]]);
 });
+
+test('tls SIMPLE and MUTUAL originate TLS with SNI, CA, SANs and client certificates', () => {
+  const rule = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ext, namespace: default}
+spec:
+  host: api.example.com
+  trafficPolicy:
+    tls: {mode: SIMPLE, caCertificates: /etc/certs/ca.pem, subjectAltNames: [api.example.com]}
+    portLevelSettings:
+    - port: {number: 443}
+      tls: {mode: MUTUAL, clientCertificate: /etc/certs/cert.pem, privateKey: /etc/certs/key.pem, sni: internal.example.com}
+`;
+  const c = clusters(rule).get('outbound|443||api.example.com');
+  assert.deepEqual(c?.['transportSocket'], {
+    name: 'envoy.transport_sockets.tls',
+    typedConfig: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      sni: 'internal.example.com',
+      commonTlsContext: { tlsCertificates: [{ certificateChain: { filename: '/etc/certs/cert.pem' }, privateKey: { filename: '/etc/certs/key.pem' } }] },
+    },
+  });
+  const simple = `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ext, namespace: default}\nspec:\n  host: api.example.com\n  trafficPolicy:\n    tls: {mode: SIMPLE, caCertificates: /etc/certs/ca.pem, subjectAltNames: [api.example.com]}\n`;
+  assert.deepEqual((clusters(simple).get('outbound|443||api.example.com')?.['transportSocket'] as ProtoJson)['typedConfig'], {
+    '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+    sni: 'api.example.com',
+    commonTlsContext: { validationContext: { trustedCa: { filename: '/etc/certs/ca.pem' }, matchTypedSubjectAltNames: [{ sanType: 'DNS', matcher: { exact: 'api.example.com' } }] } },
+  });
+});
