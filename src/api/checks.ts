@@ -60,9 +60,12 @@ export function isDNS1123Label(s: string): boolean {
 }
 
 /** Kubernetes DNS-1123 subdomain (object names). */
+const DNS1123_SUBDOMAIN = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$/;
+
 export function isDNS1123Subdomain(s: string): boolean {
-  if (s.length === 0 || s.length > 253) return false;
-  for (const label of s.split('.')) if (!isDNS1123Label(label)) return false;
+  if (s.length === 0 || s.length > 253 || !DNS1123_SUBDOMAIN.test(s)) return false;
+  if (s.length <= 63) return true;
+  for (const label of s.split('.')) if (label.length > 63) return false;
   return true;
 }
 

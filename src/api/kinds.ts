@@ -647,12 +647,20 @@ export const KINDS: readonly KindInfo[] = Object.freeze([
   { group: 'telemetry.istio.io', kind: 'Telemetry', versions: ['v1', 'v1alpha1'], canonicalVersion: 'v1', plural: 'telemetries' },
 ].map((k) => Object.freeze(k)));
 
-const byApiVersionKind = new Map<string, KindInfo>();
-for (const k of KINDS) for (const v of k.versions) byApiVersionKind.set(`${k.group}/${v}/${k.kind}`, k);
+// apiVersion → kind → info: two lookups and no string building on the hot path.
+const byApiVersion = new Map<string, Map<string, KindInfo>>();
+for (const k of KINDS) {
+  for (const v of k.versions) {
+    const av = `${k.group}/${v}`;
+    let m = byApiVersion.get(av);
+    if (m === undefined) byApiVersion.set(av, (m = new Map()));
+    m.set(k.kind, k);
+  }
+}
 
 /** The supported kind for an apiVersion ("group/version") and kind, or undefined. */
 export function lookupKind(apiVersion: string, kind: string): KindInfo | undefined {
-  return byApiVersionKind.get(`${apiVersion}/${kind}`);
+  return byApiVersion.get(apiVersion)?.get(kind);
 }
 
 /**

@@ -30,12 +30,22 @@ class ResourceIssues implements Issues {
   readonly errors: ConfigError[] = [];
   private readonly file: string | undefined;
   private readonly index: number | undefined;
-  private readonly resource: string;
+  private readonly kind: string;
+  private readonly namespace: string;
+  private readonly name: string;
+  // Built on the first error only: most resources are valid.
+  private key: string | undefined;
 
-  constructor(resource: string, origin: Origin | undefined) {
-    this.resource = resource;
+  constructor(kind: string, namespace: string, name: string, origin: Origin | undefined) {
+    this.kind = kind;
+    this.namespace = namespace;
+    this.name = name;
     this.file = origin?.file;
     this.index = origin?.index;
+  }
+
+  private get resource(): string {
+    return (this.key ??= `${this.kind}/${this.namespace}/${this.name}`);
   }
 
   get count(): number {
@@ -60,7 +70,7 @@ export function validateResource(r: Resource, origin?: Origin): ConfigError[] {
   const name = typeof meta['name'] === 'string' ? meta['name'] : '';
   const namespace = typeof meta['namespace'] === 'string' && meta['namespace'] !== '' ? meta['namespace'] : 'default';
   const kindName = typeof raw['kind'] === 'string' ? raw['kind'] : '';
-  const issues = new ResourceIssues(`${kindName}/${namespace}/${name}`, origin);
+  const issues = new ResourceIssues(kindName, namespace, name, origin);
 
   const apiVersion = typeof raw['apiVersion'] === 'string' ? raw['apiVersion'] : '';
   const info = lookupKind(apiVersion, kindName);
