@@ -559,7 +559,8 @@ export class ChunkedDecoder {
     }
     if (end < 0) {
       if (this.trailerBytes > this.maxTrailerBytes) throw new HttpParseError(this.errStatus === 400 ? 431 : 502, 'trailers too large');
-      this.trailerParts = [all];
+      // kept across reads: a copy, as `buf` may be a reused read buffer
+      this.trailerParts = [parts.length === 1 ? Buffer.from(all) : all];
       return buf.length;
     }
     this.state = S_DONE;

@@ -37,6 +37,8 @@ export interface UpstreamPoolOptions {
   maxHeaders?: number;
   /** Response body bytes queued unread before the upstream socket pauses. Default 64 KiB. */
   bodyHighWaterMark?: number;
+  /** Called when an endpoint's last connection is gone and its state freed. */
+  onEndpointFreed?: (ep: UpstreamEndpoint) => void;
 }
 
 export interface UpstreamRequestOptions {
@@ -128,6 +130,7 @@ export class UpstreamPool {
   private readonly retryBufferBytes: number;
   private readonly maxEndpoints: number;
   private readonly limits: ConnectionLimits;
+  private readonly onEndpointFreed: ((ep: UpstreamEndpoint) => void) | undefined;
   private isClosed = false;
 
   constructor(opts: UpstreamPoolOptions = {}) {
@@ -138,6 +141,7 @@ export class UpstreamPool {
     this.maxRequestsPerConnection = positiveInt(opts.maxRequestsPerConnection, 0, 'maxRequestsPerConnection', true);
     this.retryBufferBytes = positiveInt(opts.retryBufferBytes, 64 * 1024, 'retryBufferBytes', true);
     this.maxEndpoints = positiveInt(opts.maxEndpoints, 10_000, 'maxEndpoints');
+    this.onEndpointFreed = opts.onEndpointFreed;
     this.limits = {
       maxHeaderBytes: positiveInt(opts.maxHeaderBytes, DEFAULT_HTTP1_LIMITS.maxHeaderBytes, 'maxHeaderBytes'),
       maxHeaders: positiveInt(opts.maxHeaders, DEFAULT_HTTP1_LIMITS.maxHeaders, 'maxHeaders'),
@@ -260,7 +264,7 @@ export class UpstreamPool {
     for (const p of this.endpoints.values()) {
       if (p.waiters.length === 0 && p.connecting === 0 && p.idle.length === p.all.size) {
         for (const c of p.idle.splice(0)) c.close();
-        this.endpoints.delete(p.key);
+        this.forget(p);
         return;
       }
     }
@@ -297,7 +301,7 @@ export class UpstreamPool {
         if (i >= 0) p.waiters.splice(i, 1);
         if (timer !== null) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        if (p.empty) this.endpoints.delete(p.key);
+        if (p.empty) this.forget(p);
       };
       if (ms > 0) {
         timer = setTimeout(() => {
@@ -325,9 +329,9 @@ export class UpstreamPool {
     p.connecting++;
     const left = remaining(deadline, p.endpoint);
     const ms = left > 0 ? Math.min(left, this.connectTimeoutMs) : this.connectTimeoutMs;
-    let socket;
+    let opened;
     try {
-      socket = await connectTcp(p.endpoint, ms, signal);
+      opened = await connectTcp(p.endpoint, ms, signal);
     } catch (e) {
       p.connecting--;
       this.stats.cxConnectFail++;
@@ -339,7 +343,7 @@ export class UpstreamPool {
     }
     p.connecting--;
     this.stats.cxTotal++;
-    const conn = new UpstreamConnection(socket, p.endpoint, this.limits, p);
+    const conn = new UpstreamConnection(opened, p.endpoint, this.limits, p);
     conn.idleTimerMs = this.idleTimeoutMs;
     p.all.add(conn);
     if (this.isClosed) conn.close();
@@ -410,7 +414,13 @@ export class UpstreamPool {
       w.done = true;
       this.connect(p, 0, w.signal).then(w.resolve, w.reject);
     }
-    if (p.empty && this.endpoints.get(p.key) === p) this.endpoints.delete(p.key);
+    if (p.empty) this.forget(p);
+  }
+
+  private forget(p: EndpointPool): void {
+    if (this.endpoints.get(p.key) !== p) return;
+    this.endpoints.delete(p.key);
+    this.onEndpointFreed?.(p.endpoint);
   }
 }
 

@@ -64,3 +64,15 @@ test('destinations are bounded: an idle one is evicted, busy ones are never', as
     assert.equal(e.flag, 'UO');
   }
 });
+
+test('freed destinations are reported, and a burst of them triggers one memory-reducing collection', async () => {
+  const apps: App[] = [];
+  for (let i = 0; i < 6; i++) apps.push(await app({ respond: () => ok('r') }));
+  const freed: string[] = [];
+  const pools = new PassthroughPools({ idleTimeoutMs: 100, reclaimAfterFreed: 5, onDestinationFreed: (d) => freed.push(`${d.host}:${d.port}`) });
+  test.after(() => pools.close());
+  for (const a of apps) await text((await pools.request({ host: '127.0.0.1', port: a.port }, head, null)).body);
+  await waitFor(() => pools.reclaims > 0, 5000);
+  assert.deepEqual(freed.sort(), apps.map((a) => `127.0.0.1:${a.port}`).sort());
+  assert.equal(pools.reclaims, 1);
+});
