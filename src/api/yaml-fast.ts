@@ -203,8 +203,9 @@ class DocumentParser {
       const l = this.lines[this.pos]!;
       if (l.text === '') {
         body.push('');
-        // Leading blank lines longer than the content indent would be an error; keep simple.
-        if (contentIndent < 0 && l.indent > parentIndent + 1) bail();
+        // Whitespace-only lines longer than the indentation carry content (or are an error
+        // before the first line): both are rare, leave them to the full parser.
+        if (contentIndent < 0 ? l.indent > parentIndent + 1 : l.indent > contentIndent) bail();
         this.pos++;
         continue;
       }
