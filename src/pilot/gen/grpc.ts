@@ -76,8 +76,7 @@ export function grpcRoutes(push: SextantPushContext, proxy: Proxy, names?: Reado
         routes: serviceRoutes(push, proxy, scope.virtualServices, service, port, true),
       }],
     });
-    const dependsOnLabels = scope.virtualServices.some((v) => (v.spec.http ?? []).some((r) => (r.match ?? []).some((m) => m.sourceLabels !== undefined)));
-    if (dependsOnLabels) return compute();
+    if (scope.sourceLabelDependent) return compute();
     return push.memoize(`grpc-rds|${scope.namespace}|${scope.sidecar?.key ?? ''}|${name}`, compute);
   });
 }

@@ -43,6 +43,7 @@ function proxyClass(push: SextantPushContext, proxy: Proxy): string {
   const scope = sidecarScope(push, proxy);
   const filters = envoyFiltersFor(push, proxy);
   let key = `${scope.namespace}|${scope.sidecar?.key ?? ''}|${proxy.type}|${proxy.interceptionMode}|${JSON.stringify(inboundPorts(push, proxy))}`;
+  if (scope.sourceLabelDependent) key += `|${JSON.stringify(proxy.labels)}`;
   if (filters.length > 0) {
     key += `|${filters.map((f) => f.key).join(',')}`;
     // Patches may also match on the proxy's version and metadata.

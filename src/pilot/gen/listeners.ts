@@ -8,10 +8,10 @@ import {
 } from '../../envoy/index.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
 import type { Proxy } from '../model.ts';
-import { isHttpProtocol, portProtocol } from '../../registry/index.ts';
+import { isHttpProtocol, labelsMatch, portProtocol } from '../../registry/index.ts';
 import type { Service, TCPRoute, VirtualServiceSpec } from '../../registry/index.ts';
 import type { Indexed, SextantPushContext } from '../push/context.ts';
-import { resolveHost } from '../push/context.ts';
+import { hostMatches, resolveHost } from '../push/context.ts';
 import { virtualServiceFor } from './routes.ts';
 import { sidecarScope } from '../push/scope.ts';
 import type { EgressScope, SidecarScope } from '../push/scope.ts';
@@ -64,7 +64,13 @@ function socketAddress(address: string, port: number): ProtoJson {
 /** The tcp_proxy target for a TCP service port: its VirtualService tcp route, else its cluster. */
 function tcpTarget(push: SextantPushContext, proxy: Proxy, vss: readonly Indexed<VirtualServiceSpec>[], svc: Service, port: number): { cluster: string } | { weighted: { name: string; weight: number }[] } {
   const vs = virtualServiceFor(vss, svc);
-  const route = (vs?.spec.tcp ?? []).find((r: TCPRoute) => !r.match || r.match.length === 0 || r.match.some((m) => m.port === undefined || m.port === port));
+  const l4 = (m: { port?: number; sourceLabels?: Record<string, string>; sourceNamespace?: string; gateways?: string[] }): boolean =>
+    (m.port === undefined || m.port === port) && labelsMatch(m.sourceLabels, proxy.labels) &&
+    (m.sourceNamespace === undefined || m.sourceNamespace === proxy.namespace) && (!m.gateways?.length || m.gateways.includes('mesh'));
+  // TLS services are routed by SNI (tls routes), others by port (tcp routes), as in Istio.
+  const sni = svc.ports.some((p) => p.port === port && (p.protocol === 'TLS' || p.protocol === 'HTTPS'));
+  const tlsRoute = sni ? (vs?.spec.tls ?? []).find((r) => (r.match ?? []).some((m) => l4(m) && (m.sniHosts ?? []).some((h) => hostMatches(resolveHost(h, vs?.namespace ?? proxy.namespace), svc.hostname)))) : undefined;
+  const route = tlsRoute ?? (vs?.spec.tcp ?? []).find((r: TCPRoute) => !r.match || r.match.length === 0 || r.match.some(l4));
   const dests = route?.route ?? [];
   const name = (d: { destination?: { host?: string; subset?: string; port?: { number?: number } } }): string => {
     const host = d.destination?.host ? resolveHost(d.destination.host, vs?.namespace ?? proxy.namespace) : svc.hostname;
@@ -184,7 +190,9 @@ export function generateListeners(push: SextantPushContext, proxy: Proxy): Proto
   const captured = proxy.interceptionMode !== 'NONE';
   const inbound = inboundPorts(push, proxy);
   // Outbound listeners depend only on the scope and the capture mode: shared across proxies.
-  const outbound = push.memoize(`lds-out|${scope.namespace}|${scope.sidecar?.key ?? ''}|${captured}`, () => {
+  // TCP and TLS routes may match the source's labels: then listeners differ by labels.
+  const labelsKey = scope.sourceLabelDependent ? JSON.stringify(Object.entries(proxy.labels).sort()) : '';
+  const outbound = push.memoize(`lds-out|${scope.namespace}|${scope.sidecar?.key ?? ''}|${captured}|${labelsKey}`, () => {
     const taken = new Set<string>();
     const out: ProtoJson[] = [];
     // Egress listeners with a port come first so they win over the catch-all's ports.

@@ -354,11 +354,6 @@ export function serviceRoutes(push: SextantPushContext, proxy: Proxy, vss: reado
   return routes;
 }
 
-/** Whether routes in this scope depend on the proxy's own labels or namespace (sourceLabels). */
-function labelDependent(scope: SidecarScope): boolean {
-  return scope.virtualServices.some((v) => (v.spec.http ?? []).some((r) => (r.match ?? []).some((m) => m.sourceLabels !== undefined)));
-}
-
 /** The egress listener an RDS name refers to: `PORT` or `BIND:PORT`. */
 export function egressForRoute(scope: SidecarScope, routeName: string): { egress: EgressScope; port: number; bind?: string } | undefined {
   const i = routeName.lastIndexOf(':');
@@ -377,7 +372,7 @@ export function routeConfiguration(push: SextantPushContext, proxy: Proxy, route
   const scope = sidecarScope(push, proxy);
   const target = egressForRoute(scope, routeName);
   if (!target) return undefined;
-  const labelsKey = labelDependent(scope) ? JSON.stringify(Object.entries(proxy.labels).sort()) : '';
+  const labelsKey = scope.sourceLabelDependent ? JSON.stringify(Object.entries(proxy.labels).sort()) : '';
   return push.memoize(`rds|${scope.namespace}|${scope.sidecar?.key ?? ''}|${routeName}|${labelsKey}`, () => {
     const { egress, port } = target;
     const vhosts: ProtoJson[] = [];

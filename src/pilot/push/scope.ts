@@ -30,6 +30,8 @@ export interface SidecarScope {
   /** VirtualServices in scope and the delegates their routes point at (`VirtualService/ns/name`). */
   virtualServiceKeys: ReadonlySet<string>;
   outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  /** Whether some route in scope matches on source labels: then output differs per proxy labels. */
+  sourceLabelDependent: boolean;
 }
 
 interface HostRule {
@@ -121,6 +123,7 @@ function computeScope(push: SextantPushContext, ns: string, sidecar: Indexed<Sid
     virtualServices: vss,
     virtualServiceKeys: vsKeys,
     outboundTrafficPolicy: sidecar?.spec.outboundTrafficPolicy?.mode === 'REGISTRY_ONLY' ? 'REGISTRY_ONLY' : 'ALLOW_ANY',
+    sourceLabelDependent: vss.some((v) => [...(v.spec.http ?? []), ...(v.spec.tcp ?? []), ...(v.spec.tls ?? [])].some((r) => (r.match ?? []).some((m) => m.sourceLabels !== undefined))),
   };
 }
 

@@ -31,6 +31,12 @@ export interface DiscoveryServerOptions {
   metrics: PilotMetrics;
   /** Proxies pushed at once (default 64). */
   pushConcurrency?: number;
+  /**
+   * Responses being generated and written at once, across all streams, requests and pushes
+   * alike (default 32). Bounds the memory held by encoded responses waiting for slow readers:
+   * a full-mesh CDS can be megabytes, and a thousand proxies connect at the same moment.
+   */
+  maxConcurrentResponses?: number;
   /** Streams accepted at once; more are refused with RESOURCE_EXHAUSTED (default 20,000). */
   maxConnections?: number;
   /** Sent as `control_plane.identifier` in every response. */
@@ -75,6 +81,7 @@ export class DiscoveryServer {
   private readonly controlPlaneSotw: Buffer;
   private readonly controlPlaneDelta: Buffer;
   private connectionSeq = 0;
+  private readonly responseSlots: Semaphore;
   /** Per-proxy convergence of the last pushes, bounded to the connected proxies. */
   lastPush: { version: string; at: number; keys: string[]; endpointsOnly: boolean; proxies: number } | undefined;
 
@@ -83,6 +90,7 @@ export class DiscoveryServer {
     this.logger = options.logger;
     this.metrics = options.metrics;
     this.maxConnections = options.maxConnections ?? 20_000;
+    this.responseSlots = new Semaphore(options.maxConcurrentResponses ?? 32);
     const id = options.controlPlaneId ?? 'sextant-pilot';
     this.controlPlaneSotw = controlPlaneField(6, id);
     this.controlPlaneDelta = controlPlaneField(7, id);
@@ -273,6 +281,15 @@ export class DiscoveryServer {
    * from what the proxy holds (and, for delta, the names that disappeared).
    */
   async respond(con: Connection, w: WatchedResource, reason: RespondReason): Promise<RespondResult> {
+    await this.responseSlots.acquire();
+    try {
+      return await this.respondNow(con, w, reason);
+    } finally {
+      this.responseSlots.release();
+    }
+  }
+
+  private async respondNow(con: Connection, w: WatchedResource, reason: RespondReason): Promise<RespondResult> {
     const push = this.current;
     if (push === undefined || !KNOWN_TYPES.has(w.typeUrl)) return NOTHING_SENT;
     const typeUrl = w.typeUrl as XdsTypeUrl;
@@ -395,6 +412,31 @@ export class DiscoveryServer {
 
   close(): void {
     for (const con of this.connections.values()) this.disconnect(con);
+  }
+}
+
+/** A counting semaphore: at most `limit` holders, the rest wait in arrival order. */
+class Semaphore {
+  private available: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`invalid concurrency ${limit}: must be an integer >= 1`);
+    this.available = limit;
+  }
+
+  acquire(): Promise<void> {
+    if (this.available > 0) {
+      this.available--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next();
+    else this.available++;
   }
 }
 

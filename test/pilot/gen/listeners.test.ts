@@ -129,3 +129,68 @@ test('REGISTRY_ONLY sends unknown destinations to BlackHoleCluster', () => {
   assert.equal(cds.has('outbound|9080||ratings.other.svc.cluster.local'), false);
   assert.equal(cds.has('outbound|9080||reviews.default.svc.cluster.local'), true);
 });
+
+test('tcp routes (port, sourceLabels) and tls routes (SNI) pick the tcp_proxy destinations', () => {
+  const extra = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mysql, namespace: default}
+spec:
+  host: mysql
+  subsets: [{name: primary, labels: {role: primary}}, {name: replica, labels: {role: replica}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: mysql, namespace: default}
+spec:
+  hosts: [mysql]
+  tcp:
+  - match: [{port: 3306, sourceLabels: {app: writer}}]
+    route: [{destination: {host: mysql, subset: primary}}]
+  - route:
+    - {destination: {host: mysql, subset: replica}, weight: 80}
+    - {destination: {host: mysql, subset: primary}, weight: 20}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: default}
+spec:
+  hosts: [api.example.com]
+  resolution: DNS
+  ports: [{number: 443, name: tls, protocol: TLS}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ext, namespace: default}
+spec:
+  hosts: [api.example.com]
+  tls:
+  - match: [{sniHosts: [api.example.com], port: 443}]
+    route: [{destination: {host: backup.example.com, port: {number: 443}}, weight: 100}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: backup, namespace: default}
+spec:
+  hosts: [backup.example.com]
+  resolution: DNS
+  ports: [{number: 443, name: tls, protocol: TLS}]
+`;
+  const push = generators.buildPushContext(resources(`${REGISTRY}---\n${extra}`));
+  const tcpConfig = (proxyLabels: Record<string, string>) => {
+    const lds = generate(push, sidecar('10.0.0.10', 'x', 'default', proxyLabels), LISTENER_TYPE);
+    return (((lds.get('10.96.0.9_3306')?.['filterChains'] as ProtoJson[])[0]?.['filters'] as ProtoJson[])[0]?.['typedConfig']) as ProtoJson;
+  };
+  assert.equal(tcpConfig({ app: 'writer' })['cluster'], 'outbound|3306|primary|mysql.default.svc.cluster.local');
+  assert.deepEqual(tcpConfig({ app: 'reader' })['weightedClusters'], { clusters: [
+    { name: 'outbound|3306|replica|mysql.default.svc.cluster.local', weight: 80 },
+    { name: 'outbound|3306|primary|mysql.default.svc.cluster.local', weight: 20 },
+  ] });
+  const lds = generate(push, sidecar('10.0.0.10', 'x', 'default', {}), LISTENER_TYPE);
+  const tls = lds.get('0.0.0.0_443');
+  assert.deepEqual(tls?.['listenerFilters'], [{ name: 'envoy.filters.listener.tls_inspector', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector' } }]);
+  const chains = (tls?.['filterChains'] as ProtoJson[]).map((c) => [c['filterChainMatch'], (((c['filters'] as ProtoJson[])[0]?.['typedConfig']) as ProtoJson)['cluster']]);
+  assert.deepEqual(chains, [
+    [{ serverNames: ['backup.example.com'] }, 'outbound|443||backup.example.com'],
+    [{ serverNames: ['api.example.com'] }, 'outbound|443||backup.example.com'],
+  ]);
+});
