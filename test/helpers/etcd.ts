@@ -30,14 +30,26 @@ export interface EtcdProcess {
 
 // Every etcd this process started, so an exiting test process never leaves one behind.
 const running = new Set<ChildProcess>();
+const dataDirs = new Set<string>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('exit', () => {
+  const killAll = (): void => {
     for (const child of running) killGroup(child, 'SIGKILL');
-  });
+    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('exit', killAll);
+  // A test process ended by a signal runs no 'exit' handlers: kill etcd, then die of the same signal.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      killAll();
+      process.removeListener(signal, onSignal);
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
 }
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
@@ -71,6 +83,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
   if (reason !== undefined) throw new Error(reason);
   installExitHook();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'sextant-etcd-'));
+  dataDirs.add(dataDir);
   const clientPort = await freePort();
   let peerPort = await freePort();
   while (peerPort === clientPort) peerPort = await freePort();
@@ -139,6 +152,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
   } catch (err) {
     await waitExit('SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });
+    dataDirs.delete(dataDir);
     throw err;
   }
 
@@ -149,6 +163,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
       stopped = true;
       await waitExit('SIGKILL');
       rmSync(dataDir, { recursive: true, force: true });
+      dataDirs.delete(dataDir);
     },
     async restart() {
       if (stopped) throw new Error('etcd was stopped');

@@ -1,6 +1,6 @@
 // The directory ConfigStore: a tree of YAML/JSON files is the source of truth, held in memory
 // and kept current by watching the tree. A file applies whole or not at all.
-import { readFileSync, statSync, watch as watchFs, type FSWatcher } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, watch as watchFs, type FSWatcher } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -470,16 +470,25 @@ export class DirectoryConfigStore implements ConfigStore {
   }
 
   private readConfigFileSync(file: string): ReadResult {
-    let st;
-    let buf: Buffer;
+    // open + fstat + read + close: one path lookup, and the size and mtime of what was read.
+    let fd: number | undefined;
     try {
-      st = statSync(file);
+      fd = openSync(file, 'r');
+      const st = fstatSync(fd);
       if (!st.isFile()) return { kind: 'missing' };
-      buf = readFileSync(file);
+      const buf = Buffer.allocUnsafe(st.size);
+      let off = 0;
+      while (off < buf.length) {
+        const n = readSync(fd, buf, off, buf.length - off, off);
+        if (n === 0) break;
+        off += n;
+      }
+      return this.readResult(file, off === buf.length ? buf : buf.subarray(0, off), st.mtimeMs, st.size);
     } catch (err) {
       return this.readFailure(file, err);
+    } finally {
+      if (fd !== undefined) closeSync(fd);
     }
-    return this.readResult(file, buf, st.mtimeMs, st.size);
   }
 
   private readFailure(file: string, err: unknown): ReadResult {
