@@ -83,6 +83,16 @@ export function validateResource(r: Resource, origin?: Origin): ConfigError[] {
   for (const k in raw) if (!TOP_LEVEL.has(k)) issues.add(k, `unknown field "${k}"`);
 
   validateMetadata(raw['metadata'], issues);
+  const annotations = isObject(meta['annotations']) ? meta['annotations'] : undefined;
+  if (annotations !== undefined) {
+    // Istio honours dry-run only on AuthorizationPolicy, and lets tests force a rejection.
+    if (annotations['istio.io/dry-run'] !== undefined) {
+      issues.add('metadata.annotations[istio.io/dry-run]', `${namespace}/${name} has unsupported annotation istio.io/dry-run, please remove the annotation`);
+    }
+    if (annotations['internal.istio.io/webhook-always-reject'] !== undefined) {
+      issues.add('metadata.annotations[internal.istio.io/webhook-always-reject]', '"internal.istio.io/webhook-always-reject" annotation found, rejecting');
+    }
+  }
 
   const kind = info.kind as SupportedKind;
   let spec = raw['spec'];

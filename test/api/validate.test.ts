@@ -74,6 +74,12 @@ describe('error format', () => {
     assert.deepEqual(paths, ['metadata.name', 'metadata.labels[bad key!]']);
   });
 
+  test('Istio-reserved annotations: dry-run is for AuthorizationPolicy only', () => {
+    const r = resource('DestinationRule', { host: 'ratings' }, 'ratings', 'shop');
+    r.metadata.annotations = { 'istio.io/dry-run': 'true' };
+    assert.deepEqual(validateResource(r).map(String), ['DestinationRule/shop/ratings: metadata.annotations[istio.io/dry-run]: shop/ratings has unsupported annotation istio.io/dry-run, please remove the annotation']);
+  });
+
   test('unknown and unsupported kinds are errors', () => {
     const [e] = validateResource({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'p', namespace: 'default' }, spec: {} });
     assert.match(e!.detail, /^unsupported kind PeerAuthentication/);
