@@ -180,8 +180,10 @@ export class ServerConnection {
   private headStartedAt = 0n;
   private current: Request | null = null;
   private served = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private timerIsHeaders = false;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private headersTimer: NodeJS.Timeout | null = null;
+  private idleArmed = false;
+  private headersArmed = false;
   private paused = false;
   private draining = false;
   private drainBudget = -1;
@@ -211,36 +213,53 @@ export class ServerConnection {
     if (this.current === null && this.state === ST_HEAD && !this.headStarted) this.closeNow();
   }
 
+  // Two long-lived timers, refreshed rather than re-created per request: keep-alive idle
+  // and head read. "Disarmed" timers may still fire once; their callbacks check a flag.
   private armIdle(): void {
+    this.headersArmed = false;
     const ms = this.limits.idleTimeoutMs;
-    this.setTimer(ms, false);
-  }
-
-  private setTimer(ms: number, isHeaders: boolean): void {
-    if (ms <= 0) {
-      this.clearTimer();
-      return;
-    }
-    this.timerIsHeaders = isHeaders;
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-    }
-    this.timer = setTimeout(() => this.onTimer(), ms);
-    this.timer.unref();
-  }
-
-  private clearTimer(): void {
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-      this.timer = null;
+    if (ms <= 0 || this.state === ST_CLOSED) return;
+    this.idleArmed = true;
+    if (this.idleTimer !== null) this.idleTimer.refresh();
+    else {
+      this.idleTimer = setTimeout(() => this.onIdleTimer(), ms);
+      this.idleTimer.unref();
     }
   }
 
-  private onTimer(): void {
-    this.timer = null;
-    if (this.state !== ST_HEAD || this.current !== null) return;
-    if (this.timerIsHeaders && this.headStarted) this.fail(new HttpParseError(408, 'request headers not received in time'));
-    else this.closeNow();
+  private armHeaders(): void {
+    this.idleArmed = false;
+    const ms = this.limits.headersTimeoutMs;
+    if (ms <= 0 || this.state === ST_CLOSED) return;
+    this.headersArmed = true;
+    if (this.headersTimer !== null) this.headersTimer.refresh();
+    else {
+      this.headersTimer = setTimeout(() => this.onHeadersTimer(), ms);
+      this.headersTimer.unref();
+    }
+  }
+
+  private disarm(): void {
+    this.idleArmed = false;
+    this.headersArmed = false;
+  }
+
+  private clearTimers(): void {
+    this.disarm();
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    if (this.headersTimer !== null) clearTimeout(this.headersTimer);
+    this.idleTimer = null;
+    this.headersTimer = null;
+  }
+
+  private onIdleTimer(): void {
+    if (!this.idleArmed || this.state !== ST_HEAD || this.current !== null || this.headStarted) return;
+    this.closeNow();
+  }
+
+  private onHeadersTimer(): void {
+    if (!this.headersArmed || this.state !== ST_HEAD || this.current !== null) return;
+    this.fail(new HttpParseError(408, 'request headers not received in time'));
   }
 
   private onData(chunk: Buffer): void {
@@ -286,7 +305,7 @@ export class ServerConnection {
       this.headStarted = true;
       this.headStartedAt = hrtime();
       this.scanFrom = off;
-      this.setTimer(this.limits.headersTimeoutMs, true);
+      this.armHeaders();
     }
     let end = findHeadEnd(buf, off, this.scanFrom);
     if (end < 0) {
@@ -313,7 +332,7 @@ export class ServerConnection {
     end = parsed.end;
     this.headStarted = false;
     this.scanFrom = 0;
-    this.clearTimer();
+    this.disarm();
     const req = new Request(this, parsed.head, parsed.framing, this.headStartedAt);
     this.current = req;
     this.buf = end < buf.length ? buf.subarray(end) : null;
@@ -404,7 +423,7 @@ export class ServerConnection {
   private onClose(): void {
     if (this.state === ST_CLOSED) return;
     this.state = ST_CLOSED;
-    this.clearTimer();
+    this.clearTimers();
     this.buf = null;
     const req = this.current;
     if (req !== null && !req.complete) req.abort(new DownstreamClosedError('downstream connection closed'));
@@ -415,7 +434,7 @@ export class ServerConnection {
   private closeNow(): void {
     if (this.state === ST_CLOSED) return;
     this.state = ST_CLOSED;
-    this.clearTimer();
+    this.clearTimers();
     this.buf = null;
     const req = this.current;
     if (req !== null && !req.complete) req.abort(new DownstreamClosedError('downstream connection closed'));

@@ -169,6 +169,9 @@ export class UpstreamPool {
     if (this.isClosed) throw new UpstreamError('UO', 'upstream pool is closed', { retriable: false });
     this.stats.rqTotal++;
     const rb = body instanceof ReplayableBody ? body : new ReplayableBody(body, this.retryBufferBytes);
+    if (!rb.canReplay) {
+      throw new UpstreamError('UO', 'request body exceeded the retry buffer: it cannot be sent again', { retriable: false });
+    }
     const timeoutMs = opts.timeoutMs ?? 0;
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : 0;
     const signal = opts.signal;

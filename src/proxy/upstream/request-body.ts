@@ -59,6 +59,11 @@ export class ReplayableBody {
     return !this.overflow && this.error === null;
   }
 
+  /** A new attempt can start from the first byte (nothing read yet, or all of it kept). */
+  get canReplay(): boolean {
+    return this.cursors === 0 || this.replayable;
+  }
+
   /** The source is fully read. */
   get complete(): boolean {
     return this.ended;
