@@ -9,7 +9,7 @@ import type { ConfigChange, Generators, Proxy, PushContext, PushPlan } from '../
 import { PushQueue } from '../push/queue.ts';
 import { typeLabel } from '../metrics.ts';
 import type { PilotMetrics } from '../metrics.ts';
-import { ResourceCache } from './cache.ts';
+import { ResourceCache, ResponseBodyCache } from './cache.ts';
 import type { EncodedResource } from './cache.ts';
 import { Connection } from './connection.ts';
 import type { WatchedResource, XdsProtocol } from './connection.ts';
@@ -70,6 +70,7 @@ const NOTHING_SENT: RespondResult = { sent: false, changed: [], edsServiceNames:
 export class DiscoveryServer {
   readonly connections = new Map<string, Connection>();
   readonly cache = new ResourceCache();
+  readonly bodies = new ResponseBodyCache();
   readonly generators: Generators;
   readonly logger: Logger;
   readonly metrics: PilotMetrics;
@@ -327,7 +328,8 @@ export class DiscoveryServer {
       if (!first && reason.kind === 'push' && version === w.versionSent) return NOTHING_SENT;
       w.lastFull = entries;
       const nonce = con.nextNonce();
-      await this.send(con, w, sotwResponse(version, entries.map((e) => e.sotwField), typeUrl, nonce, this.controlPlaneSotw), version, nonce, reason, started);
+      const body = this.bodies.get(`${typeUrl}|sotw|${version}`, () => Buffer.concat(entries.map((e) => e.sotwField)));
+      await this.send(con, w, sotwResponse(version, body, typeUrl, nonce, this.controlPlaneSotw), version, nonce, reason, started);
       return { sent: true, changed: changed.map((e) => e.name), edsServiceNames };
     }
 
@@ -366,10 +368,14 @@ export class DiscoveryServer {
     if (!first && changed.length === 0 && removed.length === 0) return NOTHING_SENT;
     const version = w.acc.version;
     const nonce = con.nextNonce();
-    const body =
-      con.protocol === 'delta'
-        ? deltaResponse(version, changed.map((e) => this.cache.deltaField(e)), typeUrl, nonce, removed, this.controlPlaneDelta)
-        : sotwResponse(version, changed.map((e) => e.sotwField), typeUrl, nonce, this.controlPlaneSotw);
+    const delta = con.protocol === 'delta';
+    const assemble = (): Buffer => Buffer.concat(changed.map((e) => (delta ? this.cache.deltaField(e) : e.sotwField)));
+    // A response carrying the proxy's whole set is shared by every proxy holding the same set.
+    const complete = removed.length === 0 && changed.length === w.sent.size;
+    const resources = complete ? this.bodies.get(`${typeUrl}|${con.protocol}|${version}`, assemble) : assemble();
+    const body = delta
+      ? deltaResponse(version, resources, typeUrl, nonce, removed, this.controlPlaneDelta)
+      : sotwResponse(version, resources, typeUrl, nonce, this.controlPlaneSotw);
     await this.send(con, w, body, version, nonce, reason, started);
     return { sent: true, changed: changed.map((e) => e.name), edsServiceNames };
   }

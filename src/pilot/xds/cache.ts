@@ -99,3 +99,39 @@ export class VersionAccumulator {
     return Array.from(this.words, (w) => w.toString(16).padStart(8, '0')).join('').slice(0, 16);
   }
 }
+
+/**
+ * Concatenated `resources` sections of complete responses, by type, protocol and version:
+ * proxies with the same scope get byte-identical sets, so the section is assembled once.
+ * Bounded by total bytes; least recently used sections go first.
+ */
+export class ResponseBodyCache {
+  private readonly bodies = new Map<string, Buffer>();
+  private bytes = 0;
+  private readonly maxBytes: number;
+  hits = 0;
+
+  constructor(maxBytes = 256 * 1024 * 1024) {
+    this.maxBytes = maxBytes;
+  }
+
+  get(key: string, build: () => Buffer): Buffer {
+    const hit = this.bodies.get(key);
+    if (hit !== undefined) {
+      this.hits++;
+      this.bodies.delete(key); // re-insert: most recently used last
+      this.bodies.set(key, hit);
+      return hit;
+    }
+    const body = build();
+    if (body.length > this.maxBytes / 4) return body;
+    this.bodies.set(key, body);
+    this.bytes += body.length;
+    for (const [k, b] of this.bodies) {
+      if (this.bytes <= this.maxBytes) break;
+      this.bodies.delete(k);
+      this.bytes -= b.length;
+    }
+    return body;
+  }
+}

@@ -133,16 +133,19 @@ export function anyMessage(typeUrl: string, value: Uint8Array): Buffer {
   return Buffer.concat([stringField(1, typeUrl), lengthDelimited(2, value)]);
 }
 
-/** DiscoveryResponse: version_info 1, resources 2 (pre-encoded fields), type_url 4, nonce 5, control_plane 6. */
-export function sotwResponse(versionInfo: string, resourceFields: readonly Buffer[], typeUrl: string, nonce: string, controlPlane: Buffer): Buffer {
-  return Buffer.concat([stringField(1, versionInfo), ...resourceFields, stringField(4, typeUrl), stringField(5, nonce), controlPlane]);
+/**
+ * DiscoveryResponse: version_info 1, resources 2 (pre-encoded fields, concatenated), type_url 4,
+ * nonce 5, control_plane 6.
+ */
+export function sotwResponse(versionInfo: string, resources: Buffer, typeUrl: string, nonce: string, controlPlane: Buffer): Buffer {
+  return Buffer.concat([stringField(1, versionInfo), resources, stringField(4, typeUrl), stringField(5, nonce), controlPlane]);
 }
 
 /** DeltaDiscoveryResponse: system_version_info 1, resources 2, type_url 4, nonce 5, removed_resources 6, control_plane 7. */
-export function deltaResponse(systemVersion: string, resourceFields: readonly Buffer[], typeUrl: string, nonce: string, removed: readonly string[], controlPlane: Buffer): Buffer {
+export function deltaResponse(systemVersion: string, resources: Buffer, typeUrl: string, nonce: string, removed: readonly string[], controlPlane: Buffer): Buffer {
   return Buffer.concat([
     stringField(1, systemVersion),
-    ...resourceFields,
+    resources,
     stringField(4, typeUrl),
     stringField(5, nonce),
     ...removed.map((name) => lengthDelimited(6, Buffer.from(name, 'utf8'))),
