@@ -33,7 +33,7 @@ export function outboundCluster(push: SextantPushContext, service: Service, port
   let originalDst = false;
   if (grpc && (service.resolution === 'DNS' || service.resolution === 'DNS_ROUND_ROBIN')) {
     // gRPC clients resolve one DNS name themselves (LOGICAL_DNS with exactly one endpoint).
-    const la = dnsLoadAssignment(push, service, port, subset, name);
+    const la = dnsLoadAssignment(push, service, port, subset, name, namespace);
     const first = ((la['endpoints'] as ProtoJson[])[0]?.['lbEndpoints'] as ProtoJson[] | undefined)?.[0];
     cluster['type'] = 'LOGICAL_DNS';
     cluster['loadAssignment'] = { clusterName: name, endpoints: first ? [{ locality: {}, lbEndpoints: [{ endpoint: first['endpoint'] }] }] : [] };
@@ -43,7 +43,7 @@ export function outboundCluster(push: SextantPushContext, service: Service, port
   } else if (service.resolution === 'DNS' || service.resolution === 'DNS_ROUND_ROBIN') {
     cluster['type'] = service.resolution === 'DNS' ? 'STRICT_DNS' : 'LOGICAL_DNS';
     cluster['dnsLookupFamily'] = 'V4_ONLY';
-    cluster['loadAssignment'] = dnsLoadAssignment(push, service, port, subset, name);
+    cluster['loadAssignment'] = dnsLoadAssignment(push, service, port, subset, name, namespace);
   } else {
     cluster['type'] = 'ORIGINAL_DST';
     cluster['lbPolicy'] = 'CLUSTER_PROVIDED';

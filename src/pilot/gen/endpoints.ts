@@ -137,8 +137,8 @@ function subsetEndpoints(push: SextantPushContext, service: Service, port: numbe
 }
 
 /** The inline load assignment of a DNS cluster: its endpoints' hostnames, or the service host. */
-export function dnsLoadAssignment(push: SextantPushContext, service: Service, port: ServicePort, subset: string, name: string): ProtoJson {
-  let eps = subsetEndpoints(push, service, port.port, subset, service.namespace);
+export function dnsLoadAssignment(push: SextantPushContext, service: Service, port: ServicePort, subset: string, name: string, namespace: string): ProtoJson {
+  let eps = subsetEndpoints(push, service, port.port, subset, namespace);
   if (eps.length === 0 && !subset && (push.registry.endpoints.get(service.key)?.size ?? 0) === 0) {
     eps = [{ address: service.hostname, port: port.port, servicePort: port, labels: {}, healthy: true, source: service.source }];
   }

@@ -42,13 +42,19 @@ const MAX_U32 = 4294967295;
 const CONSECUTIVE_5XX = 'consecutive_5xx';
 const ENFORCING_CONSECUTIVE_5XX = 'enforcingConsecutive_5xx';
 
+const UNIT_SECONDS: Record<string, number> = { ns: 1e-9, us: 1e-6, 'µs': 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+
+/** Go-style durations as Istio accepts them ("1h", "1m30s", "500ms", "1.5s") → seconds. */
 function seconds(d: string | undefined): number | undefined {
   if (!d) return undefined;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
-  if (!m) return undefined;
-  const v = Number(m[1]);
-  const mult = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  return v * mult;
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let end = 0;
+  for (let m = re.exec(d); m; m = re.exec(d)) {
+    total += Number(m[1]) * (UNIT_SECONDS[m[2] as string] ?? 0);
+    end = re.lastIndex;
+  }
+  return end === d.length && end > 0 ? total : undefined;
 }
 
 /** Istio durations ("1h", "500ms") → proto3 JSON ("3600s", "0.500s"). */
