@@ -6,7 +6,7 @@ import { isMap, isScalar, isSeq, parseAllDocuments, Scalar, visit, type Document
 import { ConfigError } from './errors.ts';
 import { KINDS, lookupKind, UNSUPPORTED_ISTIO_KINDS } from './kinds.ts';
 import type { Origin, Resource } from './resource.ts';
-import { emitYaml, fastParseYamlStream } from './yaml-fast.ts';
+import { emitYaml, fastReadYamlDocuments } from './yaml-fast.ts';
 
 export interface LoadedDocument {
   resource: Resource;
@@ -53,17 +53,37 @@ export function parseDocuments(text: string, file: string): LoadResult {
     }
   }
   // Most manifests are plain block YAML: read those fast; anything else (and every error)
-  // goes through the full parser so results and messages are the same either way.
-  const fast = fastParseYamlStream(text);
+  // goes through the full parser, document by document, so results and messages are the
+  // same either way.
+  const fast = fastReadYamlDocuments(text);
   if (fast !== undefined) {
-    for (let i = 0; i < fast.length; i++) addDocument(fast[i], file, i, out, '');
+    for (let i = 0; i < fast.length; i++) {
+      const d = fast[i]!;
+      if ('value' in d) addDocument(d.value, file, i, out, '');
+      // Padding keeps the full parser's line numbers those of the file.
+      else readFullYaml('\n'.repeat(d.line) + d.text, file, i, out, true);
+    }
     return out;
   }
+  readFullYaml(text, file, 0, out, false);
+  return out;
+}
+
+/**
+ * Reads YAML with the full parser: a whole stream (documents indexed from first), or one
+ * document of a stream (single) at index first.
+ */
+function readFullYaml(text: string, file: string, first: number, out: LoadResult, single: boolean): void {
   const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
-  if (!Array.isArray(docs)) return out; // empty stream
+  if (!Array.isArray(docs)) return; // empty stream
+  if (single && docs.length > 1) {
+    out.errors.push(new ConfigError({ file, index: first, resource: '', path: '', detail: 'invalid YAML: unexpected document marker' }));
+    return;
+  }
   const flowColons = FLOW_COLON.test(text);
-  for (let i = 0; i < docs.length; i++) {
-    const doc = docs[i]!;
+  for (let k = 0; k < docs.length; k++) {
+    const doc = docs[k]!;
+    const i = first + k;
     if (doc.errors.length > 0) {
       // With prettyErrors the first line reads "<problem> at line L, column C:".
       const first = doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '');
@@ -80,7 +100,6 @@ export function parseDocuments(text: string, file: string): LoadResult {
     }
     addDocument(value, file, i, out, '');
   }
-  return out;
 }
 
 /** A plain scalar ending in ':' right before ',' or ']' inside a flow sequence, e.g. [001:db8::]. */

@@ -16,46 +16,81 @@ interface Line {
   text: string;
 }
 
+/** A document the fast reader read, or the text (and first line) of one it left to the full parser. */
+export type FastDocument = { value: unknown } | { text: string; line: number };
+
+/**
+ * Splits a YAML stream into documents and reads each one that is within the subset; the
+ * others come back as text, with the line they start at, for the full parser. Returns
+ * undefined when the stream itself needs the full parser (directives, '...' markers, CRLF).
+ */
+export function fastReadYamlDocuments(text: string): FastDocument[] | undefined {
+  if (text.includes('\r') || text.charCodeAt(0) === 0xfeff) return undefined;
+  // Each document is parsed as soon as it ends, so its lines are short-lived garbage.
+  const docs: FastDocument[] = [];
+  let current: Line[] = [];
+  let explicit = false; // the current document was opened by '---'
+  let content = false; // the current document has content lines
+  let docStart = 0; // offset of the current document's first line
+  let docLine = 0; // and its line number (zero-based)
+  let line = 0;
+  let pos = 0;
+  const finish = (end: number): void => {
+    if (!explicit && !content) return;
+    const raw = text.slice(docStart, end);
+    if (raw.includes('\t')) {
+      docs.push({ text: raw, line: docLine });
+      return;
+    }
+    try {
+      docs.push({ value: parseDocument(current) });
+    } catch (err) {
+      if (!(err instanceof Unsupported)) throw err;
+      docs.push({ text: raw, line: docLine });
+    }
+  };
+  while (pos < text.length) {
+    let eol = text.indexOf('\n', pos);
+    if (eol < 0) eol = text.length;
+    const l = text.slice(pos, eol);
+    const lineStart = pos;
+    pos = eol + 1;
+    line++;
+    if (l.charCodeAt(0) === 45 && l.startsWith('---') && (l.length === 3 || l[3] === ' ')) {
+      const rest = l.slice(3).trim();
+      if (rest !== '' && !rest.startsWith('#')) return undefined;
+      finish(lineStart);
+      current = [];
+      explicit = true;
+      content = false;
+      docStart = pos;
+      docLine = line;
+      continue;
+    }
+    if (l.startsWith('...') || l.startsWith('%')) return undefined;
+    let indent = 0;
+    while (l.charCodeAt(indent) === 32) indent++;
+    const body = indent === 0 ? l : l.slice(indent);
+    if (body !== '' && body[0] !== '#') content = true;
+    current.push({ indent, text: body });
+  }
+  finish(text.length);
+  return docs;
+}
+
 /**
  * Parses a YAML stream into the JS value of each document (null for empty ones), as
- * `yaml`'s parseAllDocuments + toJS would; undefined when the text is outside the subset.
+ * `yaml`'s parseAllDocuments + toJS would; undefined when any of it is outside the subset.
  */
 export function fastParseYamlStream(text: string): unknown[] | undefined {
-  if (text.includes('\r') || text.includes('\t') || text.charCodeAt(0) === 0xfeff) return undefined;
-  try {
-    // Each document is parsed as soon as it ends, so its lines are short-lived garbage.
-    const values: unknown[] = [];
-    let current: Line[] = [];
-    let explicit = false; // the current document was opened by '---'
-    let content = false; // the current document has content lines
-    let pos = 0;
-    while (pos < text.length) {
-      let eol = text.indexOf('\n', pos);
-      if (eol < 0) eol = text.length;
-      const l = text.slice(pos, eol);
-      pos = eol + 1;
-      if (l.charCodeAt(0) === 45 && l.startsWith('---') && (l.length === 3 || l[3] === ' ')) {
-        const rest = l.slice(3).trim();
-        if (rest !== '' && !rest.startsWith('#')) bail();
-        if (explicit || content) values.push(parseDocument(current));
-        current = [];
-        explicit = true;
-        content = false;
-        continue;
-      }
-      if (l.startsWith('...') || l.startsWith('%')) bail();
-      let indent = 0;
-      while (l.charCodeAt(indent) === 32) indent++;
-      const body = indent === 0 ? l : l.slice(indent);
-      if (body !== '' && body[0] !== '#') content = true;
-      current.push({ indent, text: body });
-    }
-    if (explicit || content) values.push(parseDocument(current));
-    return values;
-  } catch (err) {
-    if (err instanceof Unsupported) return undefined;
-    throw err;
+  const docs = fastReadYamlDocuments(text);
+  if (docs === undefined) return undefined;
+  const values: unknown[] = [];
+  for (const d of docs) {
+    if (!('value' in d)) return undefined;
+    values.push(d.value);
   }
+  return values;
 }
 
 function isBlank(l: Line): boolean {

@@ -62,6 +62,15 @@ test('unknown kinds, missing names and broken YAML are reported with file and in
   assert.equal(lines.length, 4);
 });
 
+test('documents the fast reader cannot read go to the full parser one by one, with file line numbers', () => {
+  const doc = (n: string, extra = '') => `apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: ${n}\nspec:\n  hosts: [a.com]\n${extra}`;
+  const text = [doc('plain'), doc('folded', '  subjectAltNames:\n  - >\n    folded\n    text\n'), doc('broken', '  addresses: [1.2.3.4\n'), doc('last')].join('---\n');
+  const r = parseDocuments(text, 'mix.yaml');
+  assert.deepEqual(r.documents.map((d) => [d.origin.index, d.resource.metadata.name]), [[0, 'plain'], [1, 'folded'], [3, 'last']]);
+  assert.deepEqual((r.documents[1]!.resource.spec as { subjectAltNames: string[] }).subjectAltNames, ['folded text\n']);
+  assert.deepEqual(r.errors.map(String), ['mix.yaml:2: invalid YAML: Flow sequence in block collection must be sufficiently indented and end with a ] at line 26, column 1']);
+});
+
 test('IPv6 addresses in flow sequences read as kubectl reads them', () => {
   const r = parseDocuments('apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: v6}\nspec:\n  hosts: [a.com]\n  addresses: [1.2.3.4, 2001:db8::, "::1"]\n', 'v6.yaml');
   assert.deepEqual((r.documents[0]!.resource.spec as { addresses: string[] }).addresses, ['1.2.3.4', '2001:db8::', '::1']);
