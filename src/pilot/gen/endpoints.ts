@@ -34,7 +34,7 @@ function lbEndpoint(ep: ServiceEndpoint, grpc: boolean): ProtoJson {
   };
   if (!grpc) {
     const name = ep.source.slice(ep.source.indexOf('/') + 1);
-    out['metadata'] = { filterMetadata: { istio: { workload: `${name.slice(name.indexOf('/') + 1)};${name.slice(0, name.indexOf('/'))}`, labels: { ...ep.labels } } } };
+    out['metadata'] = { filterMetadata: { istio: { workload: `${name.slice(name.indexOf('/') + 1)};${name.slice(0, name.indexOf('/'))}`, labels: ep.labels } } };
   }
   return out;
 }
@@ -90,6 +90,11 @@ export function localityGroups(endpoints: readonly ServiceEndpoint[], grpc: bool
   const me = opts.proxyLocality;
   const distribute = me ? opts.lb?.localityLbSetting?.distribute?.find((d) => d.from && localityPattern(d.from, me)) : undefined;
   const prioritized = !distribute && opts.lb?.localityLbSetting?.enabled !== false && (me !== undefined || (opts.lb?.localityLbSetting?.failoverPriority?.length ?? 0) > 0);
+  // The common case, one group without locality or priority, skips grouping and sorting.
+  if (!prioritized && !distribute && endpoints.every((e) => e.locality === undefined)) {
+    if (endpoints.length === 0) return [];
+    return [{ locality: {}, lbEndpoints: endpoints.map((e) => lbEndpoint(e, grpc)), loadBalancingWeight: endpoints.reduce((sum, e) => sum + (e.weight ?? 1), 0) }];
+  }
   const groups = new Map<string, { locality: Loc | undefined; priority: number; eps: ServiceEndpoint[] }>();
   for (const ep of endpoints) {
     const priority = prioritized ? endpointPriority(ep, opts) : 0;
