@@ -11,7 +11,7 @@ import { loadAssignment } from './endpoints.ts';
 import { generateListeners, routeNames } from './listeners.ts';
 import { routeConfiguration } from './routes.ts';
 import { grpcClusters, grpcListeners, grpcRoutes } from './grpc.ts';
-import { applyEnvoyFilters } from './envoyfilter.ts';
+import { applyEnvoyFilters, envoyFilterProblems } from './envoyfilter.ts';
 import { inboundPorts } from './inbound.ts';
 import { envoyFiltersFor, sidecarScope } from '../push/scope.ts';
 
@@ -111,3 +111,5 @@ export const generators: Generators = {
 
 export { proxyFromNode, buildPushContext, planPush };
 export { SextantPushContext };
+/** EnvoyFilter patches skipped in a snapshot because their value is invalid, by EnvoyFilter key (for logs and status). */
+export { envoyFilterProblems };
