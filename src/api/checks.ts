@@ -108,13 +108,6 @@ export function checkFQDN(domain: string): string | undefined {
   return checkDNS1123Labels(domain);
 }
 
-/** A host that may be a wildcard domain or an IP address (VirtualService hosts). */
-export function checkWildcardDomainOrIP(host: string): string | undefined {
-  const e = checkWildcardDomain(host);
-  if (e === undefined || isIP(host) !== 0) return undefined;
-  return e;
-}
-
 // ---------------------------------------------------------------- addresses
 
 export function isIPAddress(s: string): boolean {

@@ -47,11 +47,6 @@ function snakeToCamel(s: string): string {
   return s.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** The Envoy message type a patch for applyTo is, or undefined when unknown. */
-export function patchMessageType(applyTo: string): string | undefined {
-  return TYPE_BY_APPLY_TO[applyTo];
-}
-
 /** Reports each problem of value as the Envoy message for applyTo, at path. */
 export function checkPatchValue(applyTo: string, value: unknown, path: string, issues: Issues): void {
   const name = TYPE_BY_APPLY_TO[applyTo];

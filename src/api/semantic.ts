@@ -517,7 +517,7 @@ function trafficPolicy(tp: TrafficPolicy, path: string, issues: Issues): void {
   }
   if (tp.outlierDetection !== undefined) outlierDetection(tp.outlierDetection, child(path, 'outlierDetection'), issues);
   if (tp.connectionPool !== undefined) connectionPool(tp.connectionPool, child(path, 'connectionPool'), issues);
-  if (tp.loadBalancer !== undefined) loadBalancer(tp.loadBalancer, child(path, 'loadBalancer'), tp.outlierDetection, issues);
+  if (tp.loadBalancer !== undefined) loadBalancer(tp.loadBalancer, child(path, 'loadBalancer'), issues);
   if (tp.tls !== undefined) clientTLS(tp.tls, child(path, 'tls'), issues);
   tp.portLevelSettings?.forEach((pl, i) => {
     const p = `${path}.portLevelSettings[${i}]`;
@@ -528,7 +528,7 @@ function trafficPolicy(tp: TrafficPolicy, path: string, issues: Issues): void {
     }
     if (pl.outlierDetection !== undefined) outlierDetection(pl.outlierDetection, child(p, 'outlierDetection'), issues);
     if (pl.connectionPool !== undefined) connectionPool(pl.connectionPool, child(p, 'connectionPool'), issues);
-    if (pl.loadBalancer !== undefined) loadBalancer(pl.loadBalancer, child(p, 'loadBalancer'), pl.outlierDetection, issues);
+    if (pl.loadBalancer !== undefined) loadBalancer(pl.loadBalancer, child(p, 'loadBalancer'), issues);
     if (pl.tls !== undefined) clientTLS(pl.tls, child(p, 'tls'), issues);
   });
   if (tp.tunnel !== undefined) {
@@ -600,7 +600,7 @@ function isPrime(x: number): boolean {
   return true;
 }
 
-function loadBalancer(lb: LoadBalancerSettings, path: string, outlier: OutlierDetection | undefined, issues: Issues): void {
+function loadBalancer(lb: LoadBalancerSettings, path: string, issues: Issues): void {
   const ch = lb.consistentHash;
   if (ch !== undefined) {
     const p = child(path, 'consistentHash');
@@ -618,7 +618,6 @@ function loadBalancer(lb: LoadBalancerSettings, path: string, outlier: OutlierDe
   }
   if (lb.localityLbSetting !== undefined) localityLb(lb.localityLbSetting, child(path, 'localityLbSetting'), issues);
   checkDuration(lb.warmupDurationSecs, child(path, 'warmupDurationSecs'), issues);
-  void outlier;
 }
 
 /** Istio's validateLocalities: wildcards only at the end, no empty parts, no overlaps. */
