@@ -49,7 +49,7 @@ export class BodyStream implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
 
   /** Ended normally with nothing queued and nothing read: a body with no bytes. */
   get isEmptyAndEnded(): boolean {
-    return this.ended && this.queue.length === 0 && !this.taken;
+    return this.ended && this.queue.length === this.qhead && !this.taken;
   }
 
   /** True when the reader stopped early. */
@@ -96,13 +96,13 @@ export class BodyStream implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
     }
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    if (this.taken) throw new Error('body is read once and is already being read');
+  /**
+   * Takes the next chunk without waiting: a Buffer when one is queued, null when the body
+   * has ended, undefined when the next bytes have not arrived yet. Throws the body's error.
+   * Lets a writer send a head and the bytes already here in one write.
+   */
+  tryRead(): Buffer | null | undefined {
     this.taken = true;
-    return this;
-  }
-
-  next(): Promise<IteratorResult<Buffer>> {
     if (!this.firstReadDone) {
       this.firstReadDone = true;
       this.source?.firstRead?.();
@@ -117,10 +117,28 @@ export class BodyStream implements AsyncIterable<Buffer>, AsyncIterator<Buffer> 
         this.qhead = 0;
       }
       if (wasOver && this.queued < this.highWaterMark) this.source?.resume();
-      return Promise.resolve({ done: false, value: b });
+      return b;
     }
-    if (this.error !== null) return Promise.reject(this.error);
-    if (this.ended || this.abandoned) return Promise.resolve(DONE);
+    if (this.error !== null) throw this.error;
+    if (this.ended || this.abandoned) return null;
+    return undefined;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    if (this.taken) throw new Error('body is read once and is already being read');
+    this.taken = true;
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Buffer>> {
+    let b: Buffer | null | undefined;
+    try {
+      b = this.tryRead();
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    if (b === null) return Promise.resolve(DONE);
+    if (b !== undefined) return Promise.resolve({ done: false, value: b });
     return new Promise((resolve, reject) => {
       this.waiting = { resolve, reject };
     });

@@ -522,45 +522,7 @@ export class ServerConnection {
       s.uncork();
       req.sent = body.length;
     } else {
-      const chunked = framing.kind === 'chunked';
-      let ok = s.write(headBuf);
-      let sent = 0;
-      try {
-        for await (const b of body) {
-          if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
-          if (b.length === 0) continue;
-          let piece = b;
-          if (declared >= 0 && sent + b.length > declared) piece = b.subarray(0, declared - sent);
-          if (piece.length > 0) {
-            if (!ok) {
-              await this.waitDrain();
-              if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
-            }
-            ok = this.writeChunk(piece, chunked);
-            sent += piece.length;
-            req.sent = sent;
-          }
-          if (declared >= 0 && sent >= declared && piece.length < b.length) {
-            throw new Error(`response body longer than its Content-Length ${declared}`);
-          }
-        }
-      } catch (e) {
-        // the response cannot be completed: the client must see a reset, not a short body
-        req.keepAlive = false;
-        if (!s.destroyed) s.destroy();
-        this.onClose();
-        throw e;
-      }
-      if (declared >= 0 && sent !== declared) {
-        req.keepAlive = false;
-        s.destroy();
-        this.onClose();
-        throw new Error(`response body of ${sent} bytes is shorter than its Content-Length ${declared}`);
-      }
-      if (chunked) {
-        const trailers = body instanceof BodyStream ? body.trailers : null;
-        s.write(serializeLastChunk(trailers));
-      }
+      await this.writeStreamedBody(req, s, headBuf, body, framing.kind === 'chunked', declared);
     }
     req.complete = true;
     if (this.state === ST_CLOSED) return;
@@ -579,6 +541,78 @@ export class ServerConnection {
         this.paused = false;
         this.socket.resume();
       }
+    }
+  }
+
+  // Head and body of unknown or declared length from a stream. The bytes already queued
+  // go out with the head in one write; the rest as it comes, with backpressure.
+  private async writeStreamedBody(
+    req: Request,
+    s: net.Socket,
+    headBuf: Buffer,
+    body: AsyncIterable<Buffer>,
+    chunked: boolean,
+    declared: number,
+  ): Promise<void> {
+    let sent = 0;
+    const write = (b: Buffer): boolean => {
+      if (declared >= 0 && sent + b.length > declared) {
+        throw new Error(`response body longer than its Content-Length ${declared}`);
+      }
+      sent += b.length;
+      req.sent = sent;
+      if (!chunked) return s.write(b);
+      s.write(chunkHeader(b.length));
+      s.write(b);
+      return s.write(CRLF);
+    };
+    const stream = body instanceof BodyStream ? body : null;
+    const it: AsyncIterator<Buffer> = stream ?? body[Symbol.asyncIterator]();
+    let ended = false;
+    let ok = true;
+    try {
+      s.cork();
+      s.write(headBuf);
+      try {
+        if (stream !== null) {
+          for (;;) {
+            const b = stream.tryRead();
+            if (b === undefined) break;
+            if (b === null) {
+              ended = true;
+              break;
+            }
+            if (b.length > 0) ok = write(b);
+          }
+        }
+        if (ended && chunked) ok = s.write(serializeLastChunk(stream!.trailers));
+      } finally {
+        s.uncork();
+      }
+      while (!ended) {
+        const r = await it.next();
+        if (r.done === true) break;
+        if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
+        const b = r.value;
+        if (b.length === 0) continue;
+        if (!ok) {
+          await this.waitDrain();
+          if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
+        }
+        if (chunked) s.cork();
+        ok = write(b);
+        if (chunked) s.uncork();
+      }
+      if (declared >= 0 && sent !== declared) {
+        throw new Error(`response body of ${sent} bytes is shorter than its Content-Length ${declared}`);
+      }
+      if (chunked && !ended) s.write(serializeLastChunk(stream !== null ? stream.trailers : null));
+    } catch (e) {
+      // the response cannot be completed: the client must see a reset, not a short body
+      req.keepAlive = false;
+      if (!s.destroyed) s.destroy();
+      this.onClose();
+      throw e;
     }
   }
 

@@ -293,36 +293,56 @@ export class UpstreamConnection implements BodySource {
       ex.requestDone = true;
       return;
     }
-    let ok = s.write(headBuf);
-    ex.requestBytes += headBuf.length;
     let sent = 0;
-    for (;;) {
+    const write = (b: Buffer): boolean => {
+      if (declared >= 0 && sent + b.length > declared) {
+        throw new Error(`request body longer than its Content-Length ${declared}`);
+      }
+      sent += b.length;
+      ex.requestBytes += b.length;
+      if (!chunked) return s.write(b);
+      s.write(chunkHeader(b.length));
+      s.write(b);
+      return s.write(CRLF);
+    };
+    // the head and the body bytes already here leave in one write
+    let ended = false;
+    let ok = true;
+    s.cork();
+    try {
+      s.write(headBuf);
+      ex.requestBytes += headBuf.length;
+      for (;;) {
+        const b = cursor.tryNext();
+        if (b === undefined) break;
+        if (b === null) {
+          ended = true;
+          break;
+        }
+        if (b.length > 0) ok = write(b);
+      }
+      if (ended && chunked) ok = s.write(serializeLastChunk(body.trailers));
+    } finally {
+      s.uncork();
+    }
+    while (!ended) {
       const r = await cursor.next();
       if (this.ex !== ex || this.state === ST_CLOSED) return; // the exchange ended meanwhile
       if (r.done === true) break;
       const b = r.value;
       if (b.length === 0) continue;
-      if (declared >= 0 && sent + b.length > declared) {
-        throw new Error(`request body longer than its Content-Length ${declared}`);
-      }
       if (!ok) {
         await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
         if (this.ex !== ex || this.state === ST_CLOSED) return;
       }
-      if (chunked) {
-        s.cork();
-        s.write(chunkHeader(b.length));
-        s.write(b);
-        ok = s.write(CRLF);
-        s.uncork();
-      } else ok = s.write(b);
-      sent += b.length;
-      ex.requestBytes += b.length;
+      if (chunked) s.cork();
+      ok = write(b);
+      if (chunked) s.uncork();
     }
     if (declared >= 0 && sent !== declared) {
       throw new Error(`request body of ${sent} bytes is shorter than its Content-Length ${declared}`);
     }
-    if (chunked) s.write(serializeLastChunk(body.trailers));
+    if (chunked && !ended) s.write(serializeLastChunk(body.trailers));
     ex.requestDone = true;
     if (ex.responseDone) this.finish(ex);
   }

@@ -7,6 +7,8 @@ import type { RawHeader } from '../http/headers.ts';
 /** One read of a ReplayableBody from its start. */
 export interface BodyCursor extends AsyncIterator<Buffer> {
   next(): Promise<IteratorResult<Buffer>>;
+  /** The next chunk if it is here already: a Buffer, null at the end, undefined when not yet. */
+  tryNext(): Buffer | null | undefined;
 }
 
 const DONE: IteratorResult<Buffer> = Object.freeze({ done: true, value: undefined });
@@ -99,7 +101,42 @@ export class ReplayableBody {
         await this.pull();
       }
     };
-    return { next };
+    const tryNext = (): Buffer | null | undefined => {
+      if (seq < this.count) {
+        if (!this.overflow) return this.chunks[seq++]!;
+        if (seq === this.count - 1 && this.last !== null) {
+          seq++;
+          return this.last;
+        }
+        throw new Error('request body exceeded the retry buffer and cannot be replayed');
+      }
+      if (this.error !== null) throw this.error;
+      if (this.ended) return null;
+      if (this.pulling !== null || !(this.origin instanceof BodyStream)) return undefined;
+      const b = this.origin.tryRead();
+      if (b === undefined) return undefined;
+      if (b === null) {
+        this.ended = true;
+        this.source = null;
+        return null;
+      }
+      this.record(b);
+      seq++;
+      return b;
+    };
+    return { next, tryNext };
+  }
+
+  private record(b: Buffer): void {
+    this.count++;
+    this.recordedBytes += b.length;
+    if (!this.overflow) {
+      if (this.recordedBytes > this.limit) {
+        this.overflow = true;
+        this.chunks = [];
+      } else this.chunks.push(b);
+    }
+    this.last = b;
   }
 
   private pull(): Promise<void> {
@@ -113,16 +150,7 @@ export class ReplayableBody {
           this.source = null;
           return;
         }
-        const b = r.value;
-        this.count++;
-        this.recordedBytes += b.length;
-        if (!this.overflow) {
-          if (this.recordedBytes > this.limit) {
-            this.overflow = true;
-            this.chunks = [];
-          } else this.chunks.push(b);
-        }
-        this.last = b;
+        this.record(r.value);
       },
       (e: unknown) => {
         this.pulling = null;
