@@ -192,40 +192,42 @@ async function constantRate(port: number, urlPath: string, host: string, seconds
   const sockets = await Promise.all(Array.from({ length: conns }, () => new Promise<net.Socket>((r) => { const s = net.connect(port, '127.0.0.1', () => r(s)); s.setNoDelay(true); })));
   const latencies: number[] = [];
   const total = RATE * seconds;
-  const t0 = performance.now();
-  let sent = 0;
-  await Promise.all(sockets.map((s, i) => new Promise<void>((resolve) => {
-    const queue: number[] = [];
-    let buf = '';
-    s.on('data', (d) => {
-      buf += d.toString('latin1');
+  const queues: number[][] = sockets.map(() => []);
+  sockets.forEach((s, i) => {
+    let buf: Buffer = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
       for (;;) {
         const end = buf.indexOf('\r\n\r\n');
         if (end < 0) return;
-        const len = Number(/content-length:\s*(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
+        const len = Number(/content-length:\s*(\d+)/i.exec(buf.subarray(0, end).toString('latin1'))?.[1] ?? 0);
         if (buf.length < end + 4 + len) return;
-        buf = buf.slice(end + 4 + len);
-        latencies.push(performance.now() - queue.shift()!);
-        if (latencies.length >= total) { for (const x of sockets) x.destroy(); }
+        buf = buf.subarray(end + 4 + len);
+        latencies.push(performance.now() - queues[i]!.shift()!);
       }
     });
-    s.on('close', () => resolve());
-    // Connection i sends the requests scheduled at i, i+conns, i+2·conns, … (1 ms apart).
+    s.on('error', () => {});
+  });
+  // Request n is due at t0 + n ms and goes out on connection n mod 32 (pipelined if that
+  // connection is still busy); its latency counts from when it was due.
+  const t0 = performance.now();
+  let sent = 0;
+  await new Promise<void>((resolve) => {
     const tick = (): void => {
-      const now = performance.now() - t0;
-      while (sent < total) {
-        const k = Math.floor(now * RATE / 1000);
-        const next = Math.ceil(((sent - i) / conns)) * conns + i;
-        const mine = next < sent ? next + conns : next;
-        if (mine > k || mine >= total) break;
-        queue.push(t0 + (mine * 1000) / RATE);
-        s.write(req);
-        sent = Math.max(sent, mine + 1);
+      const due = Math.min(total, Math.floor(((performance.now() - t0) * RATE) / 1000));
+      for (; sent < due; sent++) {
+        const i = sent % conns;
+        queues[i]!.push(t0 + (sent * 1000) / RATE);
+        sockets[i]!.write(req);
       }
       if (sent < total) setTimeout(tick, 1);
+      else resolve();
     };
     tick();
-  })));
+  });
+  const deadline = performance.now() + 10_000;
+  while (latencies.length < total && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  for (const s of sockets) s.destroy();
   latencies.sort((a, b) => a - b);
   const q = (p: number): number => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]! * 1000) / 1000;
   return { p50: q(0.5), p99: q(0.99) };
