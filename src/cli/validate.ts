@@ -1,11 +1,24 @@
 // `sextant validate -f PATH…`: checks Istio config files the way `istioctl validate` does:
 // exit 0 when every document is valid, else exit 1 with one error per line on stderr.
+import { text } from 'node:stream/consumers';
 import type { Command } from 'commander';
-import { loadPaths, validateResource, type ConfigError } from '../api/index.ts';
+import { loadPaths, parseDocuments, validateResource, type ConfigError, type LoadResult } from '../api/index.ts';
 
-/** Loads and validates every document under paths; returns all errors in file order. */
-export async function validatePaths(paths: string[]): Promise<{ documents: number; errors: ConfigError[] }> {
-  const loaded = await loadPaths(paths);
+/** Name errors use for documents read from standard input (`-f -`). */
+const STDIN_NAME = '<stdin>';
+
+/**
+ * Loads and validates every document under paths ("-" reads standard input); returns the
+ * number of resources and all errors in file and document order.
+ */
+export async function validatePaths(paths: string[], stdin: NodeJS.ReadableStream = process.stdin): Promise<{ documents: number; errors: ConfigError[] }> {
+  const files = paths.filter((p) => p !== '-');
+  const loaded: LoadResult = await loadPaths(files);
+  if (files.length !== paths.length) {
+    const fromStdin = parseDocuments(await text(stdin), STDIN_NAME);
+    loaded.documents.push(...fromStdin.documents);
+    loaded.errors.push(...fromStdin.errors);
+  }
   const errors: ConfigError[] = [...loaded.errors];
   for (const d of loaded.documents) {
     for (const e of validateResource(d.resource, d.origin)) errors.push(e);
@@ -18,7 +31,7 @@ export function registerValidate(program: Command): void {
   program
     .command('validate')
     .description('validate Istio config files or directories; exit 1 and print one error per line if any is invalid')
-    .requiredOption('-f, --filename <path...>', 'file or directory (recursive) to validate')
+    .requiredOption('-f, --filename <path...>', 'file or directory (recursive) to validate; "-" reads standard input')
     .action(async (opts: { filename: string[] }) => {
       const { documents, errors } = await validatePaths(opts.filename);
       if (errors.length > 0) {

@@ -10,13 +10,14 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const NODE = path.join(ROOT, 'node_modules/.bin/node');
 const BOOKINFO = path.resolve(ROOT, '../shared/istio-compat/bookinfo');
 
-function sextant(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function sextant(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(NODE, [path.join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(NODE, [path.join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (input !== undefined) child.stdin!.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
-    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    child.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
+    child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.on('error', reject);
     child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
@@ -75,4 +76,13 @@ test('a missing path is an error, not an empty success', async () => {
   const r = await sextant(['validate', '-f', '/nonexistent/sextant/config.yaml']);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, '/nonexistent/sextant/config.yaml: cannot read: ENOENT\n');
+});
+
+test('"-" reads standard input', async () => {
+  const ok = await sextant(['validate', '-f', '-'], 'apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: reviews}\n');
+  assert.equal(ok.code, 0);
+  assert.equal(ok.stdout, 'validated 1 resource: all valid\n');
+  const bad = await sextant(['validate', '-f', '-'], 'apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {}\n');
+  assert.equal(bad.code, 1);
+  assert.equal(bad.stderr, '<stdin>:0 DestinationRule/default/r: spec.host: Required value\n');
 });
