@@ -99,7 +99,9 @@ export function applyTrafficPolicy(cluster: ProtoJson, policy: PolicyFields, pro
     }
     if (lb?.warmupDurationSecs && !opts.grpc) {
       const w = protoDuration(lb.warmupDurationSecs);
-      if (w) cluster['commonLbConfig'] = { ...(cluster['commonLbConfig'] as ProtoJson | undefined), slowStartConfig: { slowStartWindow: w } };
+      // Slow start belongs to the balancer's own config (least-request or round-robin only).
+      if (w && cluster['lbPolicy'] === 'LEAST_REQUEST') cluster['leastRequestLbConfig'] = { slowStartConfig: { slowStartWindow: w } };
+      else if (w && cluster['lbPolicy'] === 'ROUND_ROBIN') cluster['roundRobinLbConfig'] = { slowStartConfig: { slowStartWindow: w } };
     }
     const loc = lb?.localityLbSetting;
     if (loc && loc.enabled !== false && loc.distribute && loc.distribute.length > 0 && !opts.grpc) {

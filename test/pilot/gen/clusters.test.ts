@@ -266,3 +266,26 @@ spec:
     commonTlsContext: { validationContext: { trustedCa: { filename: '/etc/certs/ca.pem' }, matchTypedSubjectAltNames: [{ sanType: 'DNS', matcher: { exact: 'api.example.com' } }] } },
   });
 });
+
+test('keepalive, HTTP/2 upgrade, client protocol, warm-up, panic threshold and maglev', () => {
+  const rule = (policy: string) => `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: default}\nspec:\n  host: reviews.default.svc.cluster.local\n  trafficPolicy: ${policy}\n`;
+  const c1 = clusters(rule('{connectionPool: {tcp: {tcpKeepalive: {probes: 3, time: 2h, interval: 75s}}, http: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 50}}, loadBalancer: {simple: LEAST_REQUEST, warmupDurationSecs: 30s}, outlierDetection: {minHealthPercent: 40}}'))
+    .get('outbound|9080||reviews.default.svc.cluster.local');
+  assert.deepEqual(c1?.['upstreamConnectionOptions'], { tcpKeepalive: { keepaliveProbes: 3, keepaliveTime: 7200, keepaliveInterval: 75 } });
+  assert.deepEqual((c1?.['typedExtensionProtocolOptions'] as ProtoJson)['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'], {
+    '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+    explicitHttpConfig: { http2ProtocolOptions: { maxConcurrentStreams: 50 } },
+  });
+  assert.deepEqual(c1?.['leastRequestLbConfig'], { slowStartConfig: { slowStartWindow: '30s' } });
+  assert.deepEqual(c1?.['commonLbConfig'], { healthyPanicThreshold: { value: 40 } });
+  assert.equal(c1?.['lbPolicy'], 'LEAST_REQUEST');
+  const c2 = clusters(rule('{connectionPool: {http: {useClientProtocol: true}}, loadBalancer: {consistentHash: {httpHeaderName: x, maglev: {tableSize: 65537}}}}'))
+    .get('outbound|9080||reviews.default.svc.cluster.local');
+  assert.equal(c2?.['lbPolicy'], 'MAGLEV');
+  assert.deepEqual(c2?.['maglevLbConfig'], { tableSize: 65537 });
+  assert.deepEqual(((c2?.['typedExtensionProtocolOptions'] as ProtoJson)['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'] as ProtoJson)['useDownstreamProtocolConfig'], { httpProtocolOptions: {}, http2ProtocolOptions: {} });
+  const c3 = clusters(rule('{loadBalancer: {simple: PASSTHROUGH}}')).get('outbound|9080||reviews.default.svc.cluster.local');
+  assert.equal(c3?.['type'], 'ORIGINAL_DST');
+  assert.equal(c3?.['lbPolicy'], 'CLUSTER_PROVIDED');
+  assert.equal(c3?.['edsClusterConfig'], undefined);
+});

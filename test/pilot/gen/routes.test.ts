@@ -253,3 +253,11 @@ spec:
   assert.deepEqual(plan && [...plan.types], ['type.googleapis.com/envoy.config.listener.v3.Listener', 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration']);
   assert.equal(generators.planPush(before, before, { keys: new Set(['VirtualService/team-a/reviews-api']), endpointsOnly: false }, proxy), null);
 });
+
+test('ignoreUriCase and scheme matches', () => {
+  const [r] = reviewsRoutes(`
+  - match: [{uri: {prefix: /Api}, ignoreUriCase: true, scheme: {exact: https}}]
+    route: [{destination: {host: reviews}}]
+`);
+  assert.deepEqual(r?.match, { prefix: '/Api', caseSensitive: false, headers: [{ name: ':scheme', stringMatch: { exact: 'https' } }] });
+});
