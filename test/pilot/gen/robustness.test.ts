@@ -7,7 +7,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { PUSH_ORDER } from '../../../src/envoy/index.ts';
 import { generators } from '../../../src/pilot/gen/index.ts';
-import { FIXTURES, ISTIO_COMPAT, generate, istioCompatFile, readResources, sidecar } from './helpers.ts';
+import { FIXTURES, ISTIO_COMPAT, generate, istioCompatFile, readResources, resources, sidecar } from './helpers.ts';
 
 const validation = istioCompatFile('validation');
 const bookinfo = istioCompatFile('bookinfo');
@@ -34,4 +34,56 @@ test('Istio\'s valid fixtures and samples generate encodable resources for every
     }
   }
   assert.ok(generated > 100, `generated ${generated}`);
+});
+
+const EVERY_OPTION = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}, {number: 9090, name: grpc, protocol: GRPC}]
+  endpoints: [{address: 10.0.0.1, labels: {version: v1}, locality: a/b/c, weight: 2}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 4, consecutive5xxErrors: 0, consecutiveGatewayErrors: 3, interval: 1m, baseEjectionTime: 30s, maxEjectionPercent: 100, minHealthPercent: 10}
+    loadBalancer: {consistentHash: {httpQueryParameterName: user, minimumRingSize: 100}}
+    connectionPool: {tcp: {maxConnections: 1, connectTimeout: 1m30s}, http: {maxRetries: 1, idleTimeout: 1h}}
+  subsets: [{name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: RANDOM, localityLbSetting: {distribute: [{from: "a/*", to: {"a/*": 100}}]}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /r}}]
+    redirect: {uri: /x, port: 8080, scheme: https, redirectCode: 308}
+  - match: [{uri: {prefix: /d}}]
+    directResponse: {status: 503, body: {bytes: aGVsbG8=}}
+  - match: [{uri: {exact: /f}}]
+    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 50}}, delay: {fixedDelay: 100ms}}
+    route: [{destination: {host: reviews, port: {number: 9090}}}]
+  - route: [{destination: {host: reviews, subset: v1}, weight: 100}]
+    mirrors: [{destination: {host: reviews}, percentage: {value: 5}}]
+    retries: {attempts: 5, retryOn: "5xx,reset", perTryTimeout: 2s}
+    corsPolicy: {allowOrigins: [{prefix: "https://"}], maxAge: 1m}
+    timeout: 3s
+`;
+
+test('a DestinationRule and VirtualService using most options encode for sidecars, located proxies and gRPC clients', () => {
+  const push = generators.buildPushContext(resources(EVERY_OPTION));
+  const proxies = [
+    sidecar('10.0.0.9', 'a', 'default', {}),
+    generators.proxyFromNode({ id: 'sidecar~10.0.0.7~b.default~default.svc.cluster.local', locality: { region: 'a', zone: 'b' }, metadata: {} }),
+    generators.proxyFromNode({ id: 'sidecar~10.0.0.8~c.default~default.svc.cluster.local', locality: { region: 'a', zone: 'b' }, metadata: { GENERATOR: 'grpc' } }),
+  ];
+  const counts = proxies.map((p) => PUSH_ORDER.map((t) => generate(push, p, t).size));
+  assert.deepEqual(counts, [[7, 4, 4, 2], [7, 4, 4, 2], [4, 4, 2, 2]]);
 });
