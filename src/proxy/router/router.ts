@@ -323,9 +323,8 @@ async function forward(
   const maxAttempts = 1 + (retry ? retry.numRetries : 0);
   let lastFailure: Failure | undefined;
   let retried = false;
-  const abort = new AbortController();
-  const onDownstreamAbort = (): void => abort.abort();
-  req.signal.addEventListener('abort', onDownstreamAbort, { once: true });
+  // The downstream's own signal aborts the upstream exchange when the caller goes away.
+  const signal = req.signal;
   try {
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       if (attempt > 0) {
@@ -337,7 +336,7 @@ async function forward(
         } finally {
           cb.releaseRetry();
         }
-        if (Date.now() >= deadline || abort.signal.aborted) break;
+        if (Date.now() >= deadline || signal.aborted) break;
       }
       const host = pickHost(req, cluster, head, hash, retry?.previousHosts ? tried : undefined, retry?.hostSelectionAttempts);
       if (!host) {
@@ -354,7 +353,7 @@ async function forward(
       host.totalRequests++;
       let res: { head: ResponseHead; body: AsyncIterable<Buffer> };
       try {
-        res = await ctx.upstream.request(cluster, host, head, body, { timeoutMs, signal: abort.signal });
+        res = await ctx.upstream.request(cluster, host, head, body, { timeoutMs, signal });
       } catch (e) {
         host.active--;
         host.totalErrors++;
@@ -409,7 +408,6 @@ async function forward(
     await localReply(req, out, status, [flag], details, undefined, []);
   } finally {
     cb.releaseRequest();
-    req.signal.removeEventListener('abort', onDownstreamAbort);
   }
 }
 

@@ -57,18 +57,24 @@ export class IstioMetrics {
 
   /** Records one HTTP request under `config` (which metrics, which labels). */
   recordRequest(config: StatsConfig, labels: LabelValues, durationMs: number, requestBytes: number, responseBytes: number): void {
-    this.observe(config, 'requests_total', labels, 1);
-    this.observe(config, 'request_duration_milliseconds', labels, durationMs);
-    this.observe(config, 'request_bytes', labels, requestBytes);
-    this.observe(config, 'response_bytes', labels, responseBytes);
+    // The four metrics usually share one label list: build the series key once.
+    const keys = new Map<readonly string[], string>();
+    this.observe(config, 'requests_total', labels, 1, keys);
+    this.observe(config, 'request_duration_milliseconds', labels, durationMs, keys);
+    this.observe(config, 'request_bytes', labels, requestBytes, keys);
+    this.observe(config, 'response_bytes', labels, responseBytes, keys);
   }
 
-  observe(config: StatsConfig, metric: StandardMetric, labels: LabelValues, value: number): void {
+  observe(config: StatsConfig, metric: StandardMetric, labels: LabelValues, value: number, keys?: Map<readonly string[], string>): void {
     const settings = config.get(metric);
     if (!settings || !settings.enabled) return;
     const fam = this.families.get(metric)!;
-    let key = '';
-    for (const l of settings.labels) key += `${l}="${escapeLabel(labels[l])}",`;
+    let key = keys?.get(settings.labels);
+    if (key === undefined) {
+      key = '';
+      for (const l of settings.labels) key += `${l}="${escapeLabel(labels[l])}",`;
+      keys?.set(settings.labels, key);
+    }
     let s = fam.series.get(key);
     if (!s) {
       if (fam.series.size >= this.maxSeries) {

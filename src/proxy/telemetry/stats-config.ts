@@ -69,7 +69,14 @@ export function compileStatsConfig(typed: ProtoJson | undefined, at: string): St
       s.labels = s.labels.filter((l) => !remove.includes(l));
     }
   });
-  // Keep Istio's label order whatever the rules' order was.
-  for (const s of out.values()) s.labels = ALL_LABELS.filter((l) => s.labels.includes(l));
+  // Keep Istio's label order whatever the rules' order was; metrics with the same labels
+  // share one list, so the request path builds each series key once.
+  const interned = new Map<string, MetricLabel[]>();
+  for (const s of out.values()) {
+    const labels = ALL_LABELS.filter((l) => s.labels.includes(l));
+    const k = labels.join(',');
+    if (!interned.has(k)) interned.set(k, labels);
+    s.labels = interned.get(k)!;
+  }
   return out;
 }
