@@ -198,6 +198,13 @@ function checkRegexMatch(m: StringMatch | undefined, path: string, issues: Issue
   }
 }
 
+/** Istio's validateStringMatch: a regex must be valid, a prefix must not be empty. */
+function checkStringMatch(m: StringMatch | undefined, path: string, issues: Issues): void {
+  if (m === undefined) return;
+  if (m.prefix === '') issues.add(child(path, 'prefix'), 'prefix string match should not be empty');
+  checkRegexMatch(m, path, issues);
+}
+
 /** Header names in matches: Istio's header-name rule, or JWT claim routing on gateways. */
 function checkMatchHeaderNames(m: Record<string, StringMatch> | undefined, path: string, appliesToGateway: boolean,
   gateways: readonly string[], issues: Issues): void {
@@ -214,27 +221,21 @@ function checkMatchHeaderNames(m: Record<string, StringMatch> | undefined, path:
   }
 }
 
-function httpMatch(m: HTTPMatchRequest, path: string, routeKind: 'independent' | 'delegate' | 'root', appliesToGateway: boolean,
-  gateways: readonly string[], issues: Issues): void {
+function httpMatch(m: HTTPMatchRequest, path: string, appliesToGateway: boolean, gateways: readonly string[], issues: Issues): void {
   checkMatchHeaderNames(m.headers, child(path, 'headers'), appliesToGateway, gateways, issues);
   checkMatchHeaderNames(m.withoutHeaders, child(path, 'withoutHeaders'), appliesToGateway, gateways, issues);
-  const fields = ['uri', 'scheme', 'method', 'authority'] as const;
-  if (routeKind === 'delegate') {
-    // Routes of a delegate virtual service are merged into the root's matches: no regexes.
-    for (const f of fields) {
-      if (m[f]?.regex !== undefined) issues.add(child(path, f), `${f === 'uri' ? 'url' : f} match does not support regex match for delegating`);
-    }
-    for (const [what, map] of [['header', m.headers], ['query param', m.queryParams], ['withoutHeaders', m.withoutHeaders]] as const) {
-      for (const k in map ?? {}) {
-        if (map![k]!.regex !== undefined) issues.add(`${path}.${what === 'header' ? 'headers' : what === 'query param' ? 'queryParams' : 'withoutHeaders'}[${k}]`, `${what} match ${k} does not support regex match for delegating`);
-      }
-    }
-  } else {
-    for (const f of fields) checkRegexMatch(m[f], child(path, f), issues);
-    for (const k in m.headers ?? {}) checkRegexMatch(m.headers![k], `${path}.headers[${k}]`, issues);
-    for (const k in m.queryParams ?? {}) checkRegexMatch(m.queryParams![k], `${path}.queryParams[${k}]`, issues);
-    for (const k in m.withoutHeaders ?? {}) checkRegexMatch(m.withoutHeaders![k], `${path}.withoutHeaders[${k}]`, issues);
+  for (const k in m.headers ?? {}) checkStringMatch(m.headers![k], `${path}.headers[${k}]`, issues);
+  for (const k in m.withoutHeaders ?? {}) {
+    // In withoutHeaders, regex "*" means "header present", not a regex.
+    const w = m.withoutHeaders![k]!;
+    if (w.regex !== '*') checkStringMatch(w, `${path}.withoutHeaders[${k}]`, issues);
   }
+  // An empty URI prefix is fine (Envoy's path prefix ""); the other string matches need content.
+  checkRegexMatch(m.uri, child(path, 'uri'), issues);
+  checkStringMatch(m.scheme, child(path, 'scheme'), issues);
+  checkStringMatch(m.method, child(path, 'method'), issues);
+  checkStringMatch(m.authority, child(path, 'authority'), issues);
+  for (const k in m.queryParams ?? {}) checkStringMatch(m.queryParams![k], `${path}.queryParams[${k}]`, issues);
   if (m.port !== undefined && m.port !== 0) checkPortNumber(m.port, child(path, 'port'), issues);
   checkLabels(m.sourceLabels, child(path, 'sourceLabels'), issues);
   checkGatewayNames(m.gateways, child(path, 'gateways'), issues);
@@ -294,16 +295,17 @@ function httpRoute(r: HTTPRoute, path: string, isDelegateVS: boolean, appliesToG
       if (hasRoute) issues.add(path, 'HTTP route cannot contain both route and redirect');
       if (r.fault !== undefined) issues.add(path, 'HTTP route cannot contain both fault and redirect');
       if (r.rewrite !== undefined) issues.add(path, 'HTTP route rule cannot contain both rewrite and redirect');
-      if (r.directResponse !== undefined) issues.add(path, 'HTTP route cannot contain both redirect and directResponse');
+      if (r.directResponse !== undefined) issues.add(path, 'HTTP route rule cannot contain both direct_response and redirect');
     } else if (r.directResponse !== undefined) {
-      if (hasRoute) issues.add(path, 'HTTP route cannot contain both route and directResponse');
-      if (r.fault !== undefined) issues.add(path, 'HTTP route cannot contain both fault and directResponse');
-      if (r.rewrite !== undefined) issues.add(path, 'HTTP route cannot contain both rewrite and directResponse');
+      if (hasRoute) issues.add(path, 'HTTP route cannot contain both route and direct_response');
+      if (r.fault !== undefined) issues.add(path, 'HTTP route cannot contain both fault and direct_response');
+      if (r.rewrite !== undefined) issues.add(path, 'HTTP route rule cannot contain both rewrite and direct_response');
     } else if (!hasRoute) {
-      issues.add(path, 'HTTP route or redirect is required');
+      issues.add(path, 'HTTP route, redirect or direct_response is required');
     }
   }
-  r.match?.forEach((m, i) => httpMatch(m, `${path}.match[${i}]`, routeKind, appliesToGateway, gateways, issues));
+  if (r.mirror !== undefined && (r.mirrors ?? []).length > 0) issues.add(path, 'HTTP route cannot contain both mirror and mirrors');
+  r.match?.forEach((m, i) => httpMatch(m, `${path}.match[${i}]`, appliesToGateway, gateways, issues));
   checkHeaders(r.headers, child(path, 'headers'), issues);
   if (r.corsPolicy !== undefined) cors(r.corsPolicy, child(path, 'corsPolicy'), issues);
   if (r.fault !== undefined) fault(r.fault, child(path, 'fault'), issues);

@@ -122,7 +122,7 @@ describe('VirtualService', () => {
   });
 
   test('a route, redirect, directResponse or delegate is required; conflicts are rejected', () => {
-    rejects('VirtualService', { hosts: ['a'], http: [{}] }, 'spec.http[0]: HTTP route or redirect is required');
+    rejects('VirtualService', { hosts: ['a'], http: [{}] }, 'spec.http[0]: HTTP route, redirect or direct_response is required');
     rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], redirect: { uri: '/x' } }] }, 'spec.http[0]: HTTP route cannot contain both route and redirect');
     rejects('VirtualService', { hosts: ['a'] }, 'spec: http, tcp or tls must be provided in virtual service');
     rejects('VirtualService', { hosts: ['a'], http: [{ redirect: { redirectCode: 200, uri: '/' } }] }, 'spec.http[0].redirect.redirectCode: 200 is not a valid redirect code, must be 3xx');
@@ -210,8 +210,10 @@ describe('VirtualService: gateways, delegation, JWT claims', () => {
       "spec.http[0].match[0].headers[x.id]: header name x.id is not a valid header name: use letters, digits, '-' and '_'");
   });
 
-  test('routes of a delegate virtual service use no regex matches', () => {
-    rejects('VirtualService', { http: [{ match: [{ uri: { regex: '/a.*' } }], route: [route('a')] }] }, 'spec.http[0].match[0].uri: url match does not support regex match for delegating');
+  test('string matches: no empty prefixes except for the URI; "*" in withoutHeaders means present', () => {
+    rejects('VirtualService', { hosts: ['a'], http: [{ match: [{ headers: { 'x-a': { prefix: '' } } }], route: [route('a')] }] }, 'spec.http[0].match[0].headers[x-a].prefix: prefix string match should not be empty');
+    accepts('VirtualService', { hosts: ['a'], http: [{ match: [{ uri: { prefix: '' }, withoutHeaders: { 'x-b': { regex: '*' } } }], route: [route('a')] }] });
+    rejects('VirtualService', { hosts: ['a'], http: [{ route: [route('a')], mirror: { host: 'b' }, mirrors: [{ destination: { host: 'c' } }] }] }, 'spec.http[0]: HTTP route cannot contain both mirror and mirrors');
   });
 
   test('a root route only delegates', () => {
