@@ -1,14 +1,15 @@
 // Benchmark (not a test) of the HTTP/1 codec and upstream pool as a relay: wrk through a
 // minimal relay (serveHttp1 → UpstreamPool, no routing) against nginx as an equivalent
-// reverse proxy and against the backend directly, one worker each, small and 1 KiB bodies.
-// It bounds what the full sidecar can reach; docs/performance.md measures the sidecar.
+// reverse proxy and against the backend directly, one worker each, small and 1 KiB bodies;
+// requests/s and CPU time per request of each proxy. It bounds what the full sidecar can
+// reach; docs/performance.md measures the sidecar.
 //
 //   node bench/http-relay.ts [--duration 5] [--connections 32]
 //   node bench/http-relay.ts --serve PORT UPSTREAM_PORT   (the relay process itself)
 //
 // Writes bench/results/http-relay.json.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -64,6 +65,31 @@ async function waitPort(port: number): Promise<void> {
   throw new Error(`port ${port} never opened`);
 }
 
+const TICKS = 100; // USER_HZ on Linux
+
+/** utime + stime of the processes, in seconds (/proc/PID/stat). */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return ticks / TICKS;
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 function wrk(port: number, pathName: string, duration: number, connections: number): number {
   const r = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${duration}s`, `http://127.0.0.1:${port}${pathName}`], { encoding: 'utf8' });
   const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
@@ -91,34 +117,61 @@ async function main(): Promise<void> {
   try {
     const [backend, nginxProxy, relay] = [await freePort(), await freePort(), await freePort()];
     const kib = 'x'.repeat(1024);
+    const common = `worker_processes 1; daemon off; events { worker_connections 4096; }`;
+    const temp = (d: string): string =>
+      `access_log off; client_body_temp_path ${d}; proxy_temp_path ${d}; fastcgi_temp_path ${d}; uwsgi_temp_path ${d}; scgi_temp_path ${d};`;
+    // two nginx instances, so the reverse proxy's CPU is its own
     writeFileSync(
-      path.join(dir, 'nginx.conf'),
-      `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  upstream backend { server 127.0.0.1:${backend}; keepalive 64; }
+      path.join(dir, 'backend.conf'),
+      `${common} pid ${dir}/backend.pid; error_log ${dir}/backend.log;
+http { ${temp(dir)}
   server { listen 127.0.0.1:${backend}; keepalive_requests 100000;
     location /small { return 200 "ok"; }
-    location /1k { return 200 "${kib}"; } }
-  server { listen 127.0.0.1:${nginxProxy}; keepalive_requests 100000;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}`,
+    location /1k { return 200 "${kib}"; } } }`,
     );
-    children.push(spawn('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir], { stdio: 'inherit', detached: true }));
-    children.push(spawn(process.execPath, [import.meta.filename, '--serve', String(relay), String(backend)], { stdio: 'inherit', detached: true }));
+    writeFileSync(
+      path.join(dir, 'proxy.conf'),
+      `${common} pid ${dir}/proxy.pid; error_log ${dir}/proxy.log;
+http { ${temp(dir)}
+  upstream backend { server 127.0.0.1:${backend}; keepalive 64; }
+  server { listen 127.0.0.1:${nginxProxy}; keepalive_requests 100000;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } } }`,
+    );
+    children.push(spawn('nginx', ['-c', path.join(dir, 'backend.conf'), '-p', dir], { stdio: 'inherit', detached: true }));
+    const nginxMaster = spawn('nginx', ['-c', path.join(dir, 'proxy.conf'), '-p', dir], { stdio: 'inherit', detached: true });
+    children.push(nginxMaster);
+    const relayProc = spawn(process.execPath, [import.meta.filename, '--serve', String(relay), String(backend)], { stdio: 'inherit', detached: true });
+    children.push(relayProc);
     await waitPort(backend);
     await waitPort(nginxProxy);
     await waitPort(relay);
+    const nginxPids = (): number[] => [nginxMaster.pid!, ...childPids(nginxMaster.pid!)];
     const results: Record<string, Record<string, number>> = {};
     for (const p of ['/small', '/1k']) {
       wrk(relay, p, 1, connections); // warm up the JIT
       const direct = wrk(backend, p, duration, connections);
+      const n0 = cpuSeconds(nginxPids());
       const nginx = wrk(nginxProxy, p, duration, connections);
+      const nginxCpu = cpuSeconds(nginxPids()) - n0;
+      const r0 = cpuSeconds([relayProc.pid!]);
       const ours = wrk(relay, p, duration, connections);
-      results[p] = { direct, nginx, relay: ours, ratioToNginx: Number((ours / nginx).toFixed(2)) };
-      console.log(`${p.padEnd(7)} direct ${direct.toFixed(0)} rps, nginx ${nginx.toFixed(0)} rps, relay ${ours.toFixed(0)} rps → ${(ours / nginx).toFixed(2)}× nginx`);
+      const relayCpu = cpuSeconds([relayProc.pid!]) - r0;
+      // CPU per request is steadier than requests/s on a shared machine
+      const nginxUs = (nginxCpu / (nginx * duration)) * 1e6;
+      const relayUs = (relayCpu / (ours * duration)) * 1e6;
+      results[p] = {
+        directRps: Math.round(direct),
+        nginxRps: Math.round(nginx),
+        relayRps: Math.round(ours),
+        rpsRatioToNginx: Number((ours / nginx).toFixed(2)),
+        nginxCpuUsPerRequest: Number(nginxUs.toFixed(1)),
+        relayCpuUsPerRequest: Number(relayUs.toFixed(1)),
+        cpuRatioToNginx: Number((nginxUs / relayUs).toFixed(2)),
+      };
+      console.log(
+        `${p.padEnd(7)} direct ${direct.toFixed(0)} rps; nginx ${nginx.toFixed(0)} rps, ${nginxUs.toFixed(1)} µs CPU/req; ` +
+          `relay ${ours.toFixed(0)} rps, ${relayUs.toFixed(1)} µs CPU/req → ${(ours / nginx).toFixed(2)}× nginx rps, ${(nginxUs / relayUs).toFixed(2)}× nginx per CPU`,
+      );
     }
     await mkdir(path.join(import.meta.dirname, 'results'), { recursive: true });
     await writeFile(

@@ -188,6 +188,7 @@ export class ServerConnection {
   private draining = false;
   private drainBudget = -1;
   private writeWaiters: Array<() => void> = [];
+  private awaitingDrain = false;
 
   constructor(socket: net.Socket, limits: Http1Limits, onRequest: (req: DownstreamRequest) => void) {
     this.socket = socket;
@@ -455,6 +456,10 @@ export class ServerConnection {
 
   private onDrain(): void {
     this.wakeWriters();
+    if (this.awaitingDrain && this.state !== ST_CLOSED) {
+      this.awaitingDrain = false;
+      this.nextRequest();
+    }
   }
 
   private wakeWriters(): void {
@@ -625,6 +630,16 @@ export class ServerConnection {
       this.closeNow();
       return;
     }
+    if (this.socket.writableNeedDrain) {
+      // the client is not reading: serve no further pipelined request until it does
+      this.state = ST_WAIT;
+      this.awaitingDrain = true;
+      return;
+    }
+    this.nextRequest();
+  }
+
+  private nextRequest(): void {
     this.state = ST_HEAD;
     if (this.paused) {
       this.paused = false;

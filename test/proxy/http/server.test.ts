@@ -268,3 +268,24 @@ test('hop-by-hop headers of the response are replaced by the codec; others pass 
   assert.equal(await c.until((s) => s.endsWith('x')), 'HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 1\r\n\r\nx');
   assert.equal(c.ended, false);
 });
+
+test('a client that pipelines without reading gets no further responses until it reads (bounded memory)', async () => {
+  const big = Buffer.alloc(4 * 1024 * 1024, 0x61);
+  let handled = 0;
+  const port = await serve((req) => {
+    handled++;
+    return req.respond({ status: 200, reason: 'OK', version: '1.1', headers: [] }, big);
+  });
+  const c = await RawClient.connect(port);
+  c.socket.pause();
+  c.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n'.repeat(8));
+  await new Promise((r) => setTimeout(r, 300));
+  // the kernel buffers hold at most a few MB: the server stopped after the first responses
+  assert.ok(handled < 5, `handled ${handled} requests while the client read nothing`);
+  let got = 0;
+  c.socket.on('data', (b: Buffer) => (got += b.length));
+  c.socket.resume();
+  const deadline = Date.now() + 20_000;
+  while (handled < 8 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(handled, 8);
+});
