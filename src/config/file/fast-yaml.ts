@@ -86,21 +86,22 @@ function quoted(s: string): string {
   return inner.replace(/''/g, "'");
 }
 
-function scalar(s: string): unknown {
+/** A scalar (or one-line flow collection) as JSON text. */
+function scalar(s: string): string {
   const c = s[0]!;
-  if (c === '"' || c === "'") return quoted(s);
+  if (c === '"' || c === "'") return JSON.stringify(quoted(s));
   if (c === '[' || c === '{') return flow(s);
   // Indicators that start something other than a plain scalar.
   if ('&*!|>%@`?,]}#'.includes(c)) fail();
   if (c === '-' && (s.length === 1 || s[1] === ' ')) fail();
   if (c === ':' && (s.length === 1 || s[1] === ' ')) fail();
   if (s.includes(': ') || s.endsWith(':') || s.includes(' #') || s.includes('\t')) fail();
-  if (NULL_RE.test(s)) return null;
-  if (BOOL_RE.test(s)) return s[0] === 't' || s[0] === 'T';
-  if (SIMPLE_INT.test(s)) return s === '-0' ? fail() : Number(s);
-  if (SIMPLE_FLOAT.test(s)) return Number(s);
+  if (NULL_RE.test(s)) return 'null';
+  if (BOOL_RE.test(s)) return s[0] === 't' || s[0] === 'T' ? 'true' : 'false';
+  if (SIMPLE_INT.test(s)) return s === '-0' ? fail() : s;
+  if (SIMPLE_FLOAT.test(s)) return s;
   if (OTHER_NUMBER.test(s)) fail();
-  return s;
+  return JSON.stringify(s);
 }
 
 /** Splits the inside of a one-line flow collection at commas; fails on nesting or quoted commas. */
@@ -118,27 +119,29 @@ function flowItems(inner: string): string[] {
 }
 
 /** The flow collections people write inline, on one line: [a, "b", 3] and {k: v, k2: v2} of scalars. */
-function flow(s: string): unknown {
+function flow(s: string): string {
   const open = s[0];
   const close = open === '[' ? ']' : '}';
   if (s[s.length - 1] !== close) fail();
   const items = flowItems(s.slice(1, -1));
   if (open === '[') {
-    return items.map((item) => {
+    return `[${items.map((item) => {
       if (item.includes(':')) fail();
       return scalar(item);
-    });
+    }).join(',')}]`;
   }
-  const out: Record<string, unknown> = {};
+  const keys = new Set<string>();
+  const parts: string[] = [];
   for (const item of items) {
     const entry = splitEntry(item);
     if (entry === undefined) fail();
     const [key, value] = entry;
-    if (Object.hasOwn(out, key)) fail();
+    if (keys.has(key)) fail();
+    keys.add(key);
     if (value.includes(':')) fail();
-    out[key] = value === '' ? null : scalar(value);
+    parts.push(`${JSON.stringify(key)}:${value === '' ? 'null' : scalar(value)}`);
   }
-  return out;
+  return `{${parts.join(',')}}`;
 }
 
 function isSeqItem(text: string): boolean {
@@ -174,15 +177,15 @@ class Reader {
     this.lines = lines;
   }
 
-  document(): unknown {
-    if (this.lines.length === 0) return null;
+  document(): string {
+    if (this.lines.length === 0) return 'null';
     const first = this.lines[0]!;
     const v = this.block(first.indent);
     if (this.i !== this.lines.length) fail();
     return v;
   }
 
-  private block(indent: number): unknown {
+  private block(indent: number): string {
     const line = this.lines[this.i]!;
     if (line.indent !== indent) fail();
     if (isSeqItem(line.text)) return this.sequence(indent);
@@ -192,8 +195,8 @@ class Reader {
     return scalar(line.text);
   }
 
-  private sequence(indent: number): unknown[] {
-    const out: unknown[] = [];
+  private sequence(indent: number): string {
+    const out: string[] = [];
     while (this.i < this.lines.length) {
       const line = this.lines[this.i]!;
       if (line.indent < indent) break;
@@ -206,7 +209,7 @@ class Reader {
         this.i++;
         const next = this.lines[this.i];
         if (next !== undefined && next.indent > indent) out.push(this.block(next.indent));
-        else out.push(null);
+        else out.push('null');
       } else if (isSeqItem(item)) {
         fail(); // "- - x"
       } else if (item[0] !== '"' && item[0] !== "'" && item[0] !== '[' && item[0] !== '{' && splitEntry(item) !== undefined) {
@@ -221,11 +224,12 @@ class Reader {
         this.i++;
       }
     }
-    return out;
+    return `[${out.join(',')}]`;
   }
 
-  private mapping(indent: number): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
+  private mapping(indent: number): string {
+    const keys = new Set<string>();
+    const out: string[] = [];
     while (this.i < this.lines.length) {
       const line = this.lines[this.i]!;
       if (line.indent < indent) break;
@@ -234,28 +238,34 @@ class Reader {
       const entry = splitEntry(line.text);
       if (entry === undefined) fail();
       const [key, value] = entry;
-      if (Object.hasOwn(out, key)) fail(); // duplicate key: the full parser reports it
+      if (keys.has(key)) fail(); // duplicate key: the full parser reports it
+      keys.add(key);
       this.i++;
       if (value !== '') {
-        out[key] = scalar(value);
+        out.push(`${JSON.stringify(key)}:${scalar(value)}`);
         continue;
       }
       const next = this.lines[this.i];
       if (next !== undefined && (next.indent > indent || (next.indent === indent && isSeqItem(next.text)))) {
-        out[key] = next.indent === indent ? this.sequence(indent) : this.block(next.indent);
+        out.push(`${JSON.stringify(key)}:${next.indent === indent ? this.sequence(indent) : this.block(next.indent)}`);
       } else {
-        out[key] = null;
+        out.push(`${JSON.stringify(key)}:null`);
       }
     }
-    return out;
+    return `{${out.join(',')}}`;
   }
 }
 
-/**
- * The documents of a YAML stream as JS values (null for empty documents), or undefined when the
- * text uses anything beyond plain block style and must go to the full parser.
- */
+/** The documents of a YAML stream as JS values; see readSimpleYamlAsJson. */
 export function readSimpleYaml(text: string): unknown[] | undefined {
+  return readSimpleYamlAsJson(text)?.map((d) => JSON.parse(d) as unknown);
+}
+
+/**
+ * The documents of a YAML stream, each as JSON text ("null" for empty documents), or undefined
+ * when the text uses anything beyond plain block style and must go to the full parser.
+ */
+export function readSimpleYamlAsJson(text: string): string[] | undefined {
   if (text.charCodeAt(0) === 0xfeff) return undefined;
   const docs: Line[][] = [];
   let current: Line[] = [];

@@ -5,7 +5,7 @@ import { lstat, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises'
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ConfigError, parseDocuments, resourceKey, validateResource, type LoadResult, type Resource } from '../../api/index.ts';
-import { readSimpleYaml } from './fast-yaml.ts';
+import { readSimpleYamlAsJson } from './fast-yaml.ts';
 import {
   AlreadyExistsError,
   ConflictError,
@@ -93,8 +93,8 @@ function isNotFound(err: unknown): boolean {
  */
 function parseConfigText(file: string, text: string): LoadResult {
   if (!/\.json$/i.test(file)) {
-    const values = readSimpleYaml(text);
-    if (values !== undefined && values.every((v) => !Array.isArray(v))) return parseDocuments(JSON.stringify(values), file);
+    const docs = readSimpleYamlAsJson(text);
+    if (docs !== undefined && docs.every((d) => d[0] !== '[')) return parseDocuments(`[${docs.join(',')}]`, file);
   }
   return parseDocuments(text, file);
 }
