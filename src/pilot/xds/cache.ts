@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { encodeMessage } from '../../envoy/index.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
 import { anyMessage, lengthDelimited, stringField } from './wire.ts';
+import { fastEncode } from './encode.ts';
 
 /** One encoded resource. */
 export interface EncodedResource {
@@ -42,9 +43,14 @@ export class ResourceCache {
     if (cached !== undefined && cached.name === name) return cached;
     let bytes: Uint8Array;
     try {
-      bytes = encodeMessage(typeUrl, resource);
-    } catch (err) {
-      throw new ResourceEncodingError(typeUrl, name, err);
+      bytes = fastEncode(typeUrl, resource);
+    } catch {
+      // Unusual shapes, and errors: the general codec encodes them or says what is wrong.
+      try {
+        bytes = encodeMessage(typeUrl, resource);
+      } catch (err) {
+        throw new ResourceEncodingError(typeUrl, name, err);
+      }
     }
     this.encodings++;
     const hash = createHash('sha256').update(bytes).digest();
