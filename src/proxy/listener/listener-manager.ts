@@ -191,6 +191,7 @@ export class ListenerManager {
       const src = bestPrefix(c.sourcePrefixRanges, remote);
       if (src < 0) continue;
       if (c.transportProtocol && c.transportProtocol !== 'raw_buffer') continue;
+      if (c.serverNames.length > 0) continue; // needs SNI: TLS only
       const score = (c.destinationPort !== undefined ? 1 << 20 : 0) + (dst << 12) + (c.transportProtocol ? 1 << 11 : 0) + (c.applicationProtocols.length > 0 ? 1 << 10 : 0) + src;
       scored.push({ c, score });
     }

@@ -56,6 +56,8 @@ export interface FilterChainSpec {
   sourcePrefixRanges: PrefixRange[];
   transportProtocol: string | undefined;
   applicationProtocols: string[];
+  /** SNI names: such a chain only matches TLS connections, which this proxy does not inspect. */
+  serverNames: string[];
   network: HttpConnectionManagerSpec | TcpProxySpec;
 }
 
@@ -129,6 +131,7 @@ function compileChain(c: ProtoJson, at: string): FilterChainSpec {
     sourcePrefixRanges: prefixRanges(m['sourcePrefixRanges'], `${at}.filterChainMatch.sourcePrefixRanges`),
     transportProtocol: m['transportProtocol'] as string | undefined,
     applicationProtocols: (m['applicationProtocols'] as string[] | undefined) ?? [],
+    serverNames: (m['serverNames'] as string[] | undefined) ?? [],
     network,
   };
 }
