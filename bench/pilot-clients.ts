@@ -70,7 +70,7 @@ function parseResponse(buf: Buffer, delta: boolean): Response {
           else if (n2 === 2) any = [s2, e2];
         });
       } else any = [s, e];
-      let value = Buffer.alloc(0);
+      let value: Buffer = Buffer.alloc(0);
       if (any) scan(buf, any[0], any[1], (n3, s3, e3) => {
         if (n3 === 2) value = buf.subarray(s3, e3);
       });

@@ -19,6 +19,11 @@ const services = Number(args.get('services') ?? '10000');
 const endpointsPerService = Number(args.get('endpoints') ?? '5');
 const proxies = Number(args.get('proxies') ?? '1000');
 const namespaces = Number(args.get('namespaces') ?? '100');
+// `namespace`: only ns-1 has a Sidecar (`./*`), every other proxy sees the whole mesh.
+// `mesh-default`: a root-namespace Sidecar scopes every namespace to itself, except ns-0,
+// whose own Sidecar imports everything (`*/*`): the usual production set-up.
+const scope = args.get('scope') ?? 'namespace';
+if (scope !== 'namespace' && scope !== 'mesh-default') throw new Error(`invalid --scope "${scope}": expected namespace or mesh-default`);
 const scopedNamespace = 'ns-1';
 const repo = path.resolve(import.meta.dirname, '..');
 const nodeBin = path.join(repo, 'node_modules/.bin/node');
@@ -104,13 +109,14 @@ async function main(): Promise<void> {
   mkdirSync(configDir);
   for (let ns = 0; ns < namespaces; ns++) writeFileSync(path.join(configDir, `ns-${ns}.yaml`), namespaceFile(ns));
   writeFileSync(path.join(configDir, 'vs.yaml'), virtualService('5s'));
-  writeFileSync(path.join(configDir, 'sidecar.yaml'), `apiVersion: networking.istio.io/v1
+  const sidecar = (namespace: string, hosts: string): string => `apiVersion: networking.istio.io/v1
 kind: Sidecar
-metadata: {name: default, namespace: ${scopedNamespace}}
+metadata: {name: default, namespace: ${namespace}}
 spec:
   egress:
-  - hosts: ["./*"]
-`);
+  - hosts: ["${hosts}"]
+`;
+  writeFileSync(path.join(configDir, 'sidecar.yaml'), scope === 'namespace' ? sidecar(scopedNamespace, './*') : `${sidecar('istio-system', './*')}---\n${sidecar('ns-0', '*/*')}`);
   const [xdsPort, httpPort] = [await freePort(), await freePort()];
   const httpAddress = `127.0.0.1:${httpPort}`;
 
@@ -144,7 +150,7 @@ spec:
   const expect = (event: string, id = ''): Promise<Record<string, unknown>> => new Promise((r) => waiters.set(`${event}|${id}`, r));
   const command = (cmd: string, id: string): void => void clients.stdin!.write(JSON.stringify({ cmd, id }) + '\n');
 
-  const deadline = Date.now() + 600_000;
+  const deadline = Date.now() + 900_000;
   let lastLog = 0;
   while (allSyncedAt === 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
@@ -153,12 +159,12 @@ spec:
       process.stderr.write(`  ${Math.round((Date.now() - t0) / 1000)}s: ready=${readyAt > 0} synced=${synced.length}/${proxies}\n`);
     }
   }
-  if (allSyncedAt === 0) throw new Error(`only ${synced.length} of ${proxies} proxies synced in 600 s`);
+  if (allSyncedAt === 0) throw new Error(`only ${synced.length} of ${proxies} proxies synced in 900 s`);
   const bytesOf = (filter: (p: number) => boolean): number => {
     const list = synced.filter((s) => filter(s.proxy));
     return Math.round(list.reduce((n, s) => n + s.bytes, 0) / Math.max(1, list.length));
   };
-  const isScoped = (p: number): boolean => `ns-${p % namespaces}` === scopedNamespace;
+  const isScoped = (p: number): boolean => (scope === 'namespace' ? `ns-${p % namespaces}` === scopedNamespace : p % namespaces !== 0);
 
   async function pushSettled(since: number): Promise<void> {
     for (;;) {
@@ -192,7 +198,7 @@ spec:
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
-    config: { serviceEntries: services, endpoints: services * endpointsPerService, proxies, sotwProxies: Math.ceil(proxies / 2), deltaProxies: Math.floor(proxies / 2), namespaces, sidecarScopedNamespace: scopedNamespace },
+    config: { serviceEntries: services, endpoints: services * endpointsPerService, proxies, sotwProxies: Math.ceil(proxies / 2), deltaProxies: Math.floor(proxies / 2), namespaces, scope, scopedProxies: Array.from({ length: proxies }, (_, p) => p).filter(isScoped).length },
     startup: { configLoadedMs: storeLoadedAt - t0, pilotReadyMs: readyAt - t0, firstPushContextBuildMs: builtMs, allProxiesAckedMs: allSyncedAt - t0 },
     endpointChange,
     virtualServiceChange,
