@@ -510,6 +510,9 @@ export class ServerConnection {
     if (keepAlive && !req.body.finished) {
       // the request body is still arriving: keep the connection only if the rest is small
       if (req.remaining > this.limits.maxDrainBytes) keepAlive = false;
+      // a client still waiting for "100 Continue" may or may not send its body now: the
+      // next bytes are ambiguous, so this connection ends with this response
+      if (req.expectContinue) keepAlive = false;
     }
     const connection = version === '1.1' ? (keepAlive ? '' : 'close') : keepAlive ? 'keep-alive' : '';
     if (!keepAlive) req.keepAlive = false;

@@ -166,7 +166,7 @@ export class UpstreamConnection implements BodySource {
   responses = 0;
   /** Idle lifetime the upstream announced (Keep-Alive: timeout=), -1 when none. */
   keepAliveHintMs = -1;
-  /** Requests the upstream said it still accepts (Keep-Alive: max=), -1 when none. */
+  /** Requests the upstream said it still accepts (Keep-Alive: max= of the last response), -1 when none. */
   keepAliveMax = -1;
   /** Set by the pool: when the connection went idle (ms since epoch, Date.now()). */
   idleSince = 0;
@@ -515,11 +515,11 @@ export class UpstreamConnection implements BodySource {
     this.ex = null;
     this.buf = null;
     if (this.state === ST_CLOSED) return;
-    if (!this.reusable || (this.keepAliveMax >= 0 && this.keepAliveMax <= 1)) {
+    // Keep-Alive: max=N is what the upstream still accepts after this response (RFC 2068 §19.7.1.1)
+    if (!this.reusable || this.keepAliveMax === 0) {
       this.close();
       return;
     }
-    if (this.keepAliveMax > 0) this.keepAliveMax--;
     this.state = ST_IDLE;
     this.owner.released(this);
   }

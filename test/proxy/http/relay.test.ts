@@ -92,3 +92,13 @@ test('a chunked request is re-framed for the app; a smuggling attempt never reac
   assert.match(await d.untilClosed(), /^HTTP\/1\.1 400 Bad Request\r\n/);
   assert.equal(r.app.requests.length, 1);
 });
+
+test('chunked trailers from the app reach the client after the last chunk', async () => {
+  const r = await relay({ respond: () => 'HTTP/1.1 200 OK\r\nTrailer: X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Checksum: 42\r\n\r\n' });
+  const c = await RawClient.connect(r.port);
+  c.write('GET / HTTP/1.1\r\nHost: svc\r\n\r\n');
+  assert.equal(
+    await c.until((s) => s.endsWith('\r\n\r\n') && s.includes('X-Checksum: 42')),
+    'HTTP/1.1 200 OK\r\nTrailer: X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Checksum: 42\r\n\r\n',
+  );
+});

@@ -289,3 +289,10 @@ test('a client that pipelines without reading gets no further responses until it
   while (handled < 8 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   assert.equal(handled, 8);
 });
+
+test('a final response to Expect: 100-continue before the body was asked for closes the connection', async () => {
+  const port = await serve((req) => req.respond({ status: 404, reason: 'Not Found', version: '1.1', headers: [] }, Buffer.from('nope')));
+  const c = await RawClient.connect(port);
+  c.write('POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n');
+  assert.equal(await c.untilClosed(), 'HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope');
+});

@@ -357,3 +357,19 @@ test('an empty downstream body adds no framing to a GET', async () => {
   await text(r.body);
   assert.equal(a.requests[0]!.head, 'GET /g HTTP/1.1\r\nHost: svc\r\n\r\n');
 });
+
+test('Keep-Alive: max=N from the upstream bounds the requests sent on a connection', async () => {
+  // like Apache: each response says how many more requests the connection takes
+  const perConnection = new Map<number, number>();
+  const a = await app({
+    respond: (q) => {
+      const n = (perConnection.get(q.connection) ?? 0) + 1;
+      perConnection.set(q.connection, n);
+      return ok('m', `Keep-Alive: timeout=60, max=${2 - n}\r\n`);
+    },
+  });
+  const p = pool();
+  const ep = { host: '127.0.0.1', port: a.port };
+  for (let i = 0; i < 4; i++) await text((await p.request(ep, get(), null)).body);
+  assert.deepEqual(a.requests.map((q) => q.connection), [0, 0, 1, 1]);
+});
