@@ -13,6 +13,7 @@ import { routeConfiguration } from './routes.ts';
 import { grpcClusters, grpcListeners, grpcRoutes } from './grpc.ts';
 import { applyEnvoyFilters, envoyFilterProblems } from './envoyfilter.ts';
 import { inboundPorts } from './inbound.ts';
+import { gatewayListeners, gatewayRoute } from './gateway.ts';
 import { envoyFiltersFor, sidecarScope } from '../push/scope.ts';
 
 function snapshot(push: PushContext): SextantPushContext {
@@ -58,7 +59,8 @@ function envoyClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
 }
 
 function envoyListeners(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
-  return push.memoize(`lds-class|${proxyClass(push, proxy)}`, () => applyEnvoyFilters(push, proxy, LISTENER_TYPE, generateListeners(push, proxy)));
+  const key = proxy.type === 'router' ? `${proxyClass(push, proxy)}|${JSON.stringify(proxy.labels)}` : proxyClass(push, proxy);
+  return push.memoize(`lds-class|${key}`, () => applyEnvoyFilters(push, proxy, LISTENER_TYPE, proxy.type === 'router' ? gatewayListeners(push, proxy) : generateListeners(push, proxy)));
 }
 
 function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl, names?: ReadonlySet<string>): Map<string, ProtoJson> {
@@ -85,10 +87,10 @@ function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl
       const wanted = names ?? new Set(routeNames(envoyListeners(push, proxy)));
       const list: ProtoJson[] = [];
       for (const n of wanted) {
-        const rc = routeConfiguration(push, proxy, n);
+        const rc = proxy.type === 'router' ? gatewayRoute(push, proxy, n) : routeConfiguration(push, proxy, n);
         if (rc) list.push(rc);
       }
-      if (envoyFiltersFor(push, proxy).length === 0) return byName(list, undefined);
+      if (envoyFiltersFor(push, proxy).length === 0 && proxy.type !== 'router') return byName(list, undefined);
       const key = `rds-class|${proxyClass(push, proxy)}|${JSON.stringify(proxy.labels)}|${[...wanted].sort().join(',')}`;
       return byName(push.memoize(key, () => applyEnvoyFilters(push, proxy, ROUTE_TYPE, list)), undefined);
     }

@@ -118,6 +118,8 @@ export interface RouteContext {
   /** The service the virtual host is for (its port is the default destination port). */
   service: Service;
   grpc: boolean;
+  /** `ns/name` of the Gateway when routing for a gateway proxy; absent for sidecars (`mesh`). */
+  gateway?: string;
 }
 
 function destinationCluster(ctx: RouteContext, d: Destination | undefined): { name: string; service: Service | undefined; port: number; subset: string } {
@@ -190,7 +192,11 @@ export function translateHttpRoute(ctx: RouteContext, r: HTTPRoute): ProtoJson[]
     if (m?.port !== undefined && m.port !== ctx.port) continue;
     if (m?.sourceLabels && !labelsMatch(m.sourceLabels, ctx.proxy.labels)) continue;
     if (m?.sourceNamespace && m.sourceNamespace !== ctx.proxy.namespace) continue;
-    if (m?.gateways && m.gateways.length > 0 && !m.gateways.includes('mesh')) continue;
+    if (m?.gateways && m.gateways.length > 0) {
+      const ns = ctx.vs?.namespace ?? ctx.proxy.namespace;
+      const bound = m.gateways.map((g) => (g === 'mesh' || g.includes('/') ? g : `${ns}/${g}`));
+      if (!bound.includes(ctx.gateway ?? 'mesh')) continue;
+    }
     const route: ProtoJson = { match: routeMatch(m) };
     const name = m?.name ?? r.name;
     if (name) route['name'] = m?.name && r.name ? `${r.name}.${m.name}` : name;

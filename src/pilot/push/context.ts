@@ -8,6 +8,7 @@ import type { Registry, Service } from '../../registry/index.ts';
 import type {
   DestinationRuleSpec, EnvoyFilterSpec, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec, WorkloadEntrySpec,
 } from '../../registry/index.ts';
+import type { GatewaySpec } from '../../api/index.ts';
 
 /** Istio's root namespace: a Sidecar or EnvoyFilter here applies mesh-wide. */
 export const ROOT_NAMESPACE = 'istio-system';
@@ -46,6 +47,9 @@ export class SextantPushContext implements PushContext {
   readonly registry: Registry;
   /** VirtualServices bound to the mesh (sidecars), by host as written (short names resolved later). */
   readonly virtualServices: readonly Indexed<VirtualServiceSpec>[];
+  /** VirtualServices bound to at least one Gateway (`ns/name`, resolved), oldest first. */
+  readonly gatewayVirtualServices: readonly (Indexed<VirtualServiceSpec> & { gateways: ReadonlySet<string> })[];
+  readonly gateways: readonly Indexed<GatewaySpec>[];
   readonly virtualServicesByKey: ReadonlyMap<string, Indexed<VirtualServiceSpec>>;
   readonly destinationRules: readonly Indexed<DestinationRuleSpec>[];
   readonly destinationRulesByKey: ReadonlyMap<string, Indexed<DestinationRuleSpec>>;
@@ -72,6 +76,7 @@ export class SextantPushContext implements PushContext {
     const drs: Resource<DestinationRuleSpec>[] = [];
     const scs: Resource<SidecarSpec>[] = [];
     const efs: Resource<EnvoyFilterSpec>[] = [];
+    const gws: Resource<GatewaySpec>[] = [];
     const byKey = new Map<string, Resource>();
     for (const r of resources) {
       byKey.set(`${r.kind}/${r.metadata.namespace}/${r.metadata.name}`, r);
@@ -82,6 +87,7 @@ export class SextantPushContext implements PushContext {
         case 'DestinationRule': drs.push(r as Resource<DestinationRuleSpec>); break;
         case 'Sidecar': scs.push(r as Resource<SidecarSpec>); break;
         case 'EnvoyFilter': efs.push(r as Resource<EnvoyFilterSpec>); break;
+        case 'Gateway': gws.push(r as Resource<GatewaySpec>); break;
         default: break;
       }
     }
@@ -95,10 +101,16 @@ export class SextantPushContext implements PushContext {
       exportTo: exportTo(r.spec?.exportTo, r.metadata.namespace),
     });
     // Only mesh-bound VirtualServices apply to sidecars (no gateways, or `mesh` listed).
-    this.virtualServices = vss.sort(byCreation).map(index).filter((v) => {
-      const gws = v.spec.gateways;
-      return !gws || gws.length === 0 || gws.includes('mesh');
+    const allVs = vss.sort(byCreation).map(index);
+    this.virtualServices = allVs.filter((v) => {
+      const bound = v.spec.gateways;
+      return !bound || bound.length === 0 || bound.includes('mesh');
     });
+    this.gatewayVirtualServices = allVs.flatMap((v) => {
+      const bound = (v.spec.gateways ?? []).filter((g) => g !== 'mesh').map((g) => (g.includes('/') ? g : `${v.namespace}/${g}`));
+      return bound.length > 0 ? [{ ...v, gateways: new Set(bound) }] : [];
+    });
+    this.gateways = gws.sort(byCreation).map((g) => index(g as Resource<GatewaySpec & { exportTo?: string[] }>));
     this.virtualServicesByKey = new Map(this.virtualServices.map((v) => [v.key, v]));
     this.destinationRules = drs.sort(byCreation).map(index);
     this.destinationRulesByKey = new Map(this.destinationRules.map((d) => [d.key, d]));

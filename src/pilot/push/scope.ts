@@ -68,6 +68,7 @@ function visibleFrom(exportTo: ReadonlySet<string> | null, owner: string, namesp
  * its labels, else the namespace's one without a selector, else the root namespace's.
  */
 export function sidecarFor(push: SextantPushContext, proxy: Proxy): Indexed<SidecarSpec> | undefined {
+  if (proxy.type === 'router') return undefined; // Sidecar resources never apply to gateways
   const own = push.sidecarsByNamespace.get(proxy.namespace) ?? [];
   const selected = own.find((s) => s.spec.workloadSelector?.labels && labelsMatch(s.spec.workloadSelector.labels, proxy.labels));
   if (selected) return selected;
@@ -227,7 +228,21 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
         if (touches(before, scopeBefore) || touches(after, scopeAfter)) addAll();
         break;
       }
+      case 'Gateway':
+        if (proxy.type === 'router' && [before, after].some((ctx) => gatewaysSelecting(ctx, proxy).has(key))) {
+          types.add(LISTENER_TYPE);
+          types.add(ROUTE_TYPE);
+        }
+        break;
       case 'VirtualService':
+        if (proxy.type === 'router') {
+          const bound = [before, after].some((ctx) => {
+            const selecting = gatewaysSelecting(ctx, proxy);
+            const vs = ctx.gatewayVirtualServices.find((v) => v.key === key);
+            return vs !== undefined && [...vs.gateways].some((g) => selecting.has(`Gateway/${g}`));
+          });
+          if (bound) { types.add(LISTENER_TYPE); types.add(ROUTE_TYPE); }
+        }
         if (scopeBefore.virtualServiceKeys.has(key) || scopeAfter.virtualServiceKeys.has(key)) {
           types.add(LISTENER_TYPE);
           types.add(ROUTE_TYPE);
@@ -273,6 +288,11 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
   if (types.size === 0) return null;
   if (types.has(ENDPOINT_TYPE) && !edsAll && types.size === 1) return { types, edsClusters: eds };
   return { types: orderTypes(types) };
+}
+
+/** Keys (`Gateway/ns/name`) of the Gateways whose selector matches a gateway proxy. */
+function gatewaysSelecting(ctx: SextantPushContext, proxy: Proxy): Set<string> {
+  return new Set(ctx.gateways.filter((g) => g.spec.selector !== undefined && labelsMatch(g.spec.selector, proxy.labels)).map((g) => g.key));
 }
 
 function isServedBy(ctx: SextantPushContext, serviceKey: string, proxy: Proxy): boolean {
