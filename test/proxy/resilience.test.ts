@@ -82,7 +82,7 @@ test('outlier detection ejects a host after consecutive 5xx and brings it back a
   const good = await startBackend('good');
   cleanups.push(bad.close, good.close);
   const { port, m } = await mesh([bad, good], {
-    outlierDetection: { consecutive_5xx: 3, interval: '0.1s', baseEjectionTime: '0.5s', maxEjectionPercent: 50 },
+    outlierDetection: { consecutive_5xx: 3, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 50 },
     commonLbConfig: { healthyPanicThreshold: { value: 0 } },
   }, {});
   // Round robin alternates; after 3 errors from `bad` it is ejected.
@@ -96,8 +96,11 @@ test('outlier detection ejects a host after consecutive 5xx and brings it back a
   const clusters = await (await fetch(`http://${m.proxy.adminAddress}/clusters`)).text();
   assert.match(clusters, new RegExp(`svc::127.0.0.1:${bad.port}::health_flags::/failed_outlier_check`));
   failing = false;
-  const deadline = Date.now() + 5000;
-  while (badHost.ejected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  // The first interval tick after the 30 s ejection time brings the host back (the tick is
+  // driven with a clock 31 s ahead rather than waiting).
+  cluster.outlier!.tick(Date.now() + 29_000);
+  assert.equal(badHost.ejected, true, 'still ejected before its time is up');
+  cluster.outlier!.tick(Date.now() + 31_000);
   assert.equal(badHost.ejected, false, 'the host returns after its ejection time');
   for (let i = 0; i < 10; i++) await send(port, '/', { Host: 'svc' });
   assert.ok(bad.hits > before, 'the recovered host serves again');

@@ -69,6 +69,8 @@ export class Cluster {
   readonly cleanupIntervalMs: number;
   private sweepTimer: NodeJS.Timeout | undefined;
   closed = false;
+  /** Told when EDS/DNS removes hosts (the pool closes their idle connections). */
+  onHostsRemoved: ((hosts: readonly Host[]) => void) | undefined;
 
   constructor(json: ProtoJson, at: string) {
     this.source = json;
@@ -172,13 +174,15 @@ export class Cluster {
         host.edsHealthy = hs === 'UNKNOWN' || hs === 'HEALTHY';
         const fm = ((lbe['metadata'] as ProtoJson | undefined)?.['filterMetadata'] ?? {}) as ProtoJson;
         host.lbMetadata = (fm['envoy.lb'] as Record<string, unknown> | undefined) ?? {};
-        host.workload = parseWorkloadMetadata((fm['istio'] as ProtoJson | undefined)?.['workload']);
+        host.workload = parseWorkloadMetadata((fm['istio'] as ProtoJson | undefined)?.['workload'], (fm['istio'] as ProtoJson | undefined)?.['labels']);
         if (!next.has(key)) list.push(host);
         next.set(key, host);
       });
     });
+    const removed = [...this.hostsByKey.values()].filter((h) => next.get(h.key) !== h);
     this.hostsByKey = next;
     this.balancer.setHosts(list);
+    if (removed.length > 0) this.onHostsRemoved?.(removed);
     this.subsetBalancers.clear();
     this.warm = true;
   }

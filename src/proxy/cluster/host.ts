@@ -52,9 +52,20 @@ export class Host {
   }
 }
 
-/** Parses Istio's `istio.workload` endpoint metadata: `name;namespace;canonical;revision;cluster`. */
-export function parseWorkloadMetadata(value: unknown): WorkloadIdentity | undefined {
+/**
+ * Parses Istio's `istio.workload` endpoint metadata (`name;namespace;canonical;revision;cluster`,
+ * trailing parts optional); missing canonical names come from the endpoint's labels.
+ */
+export function parseWorkloadMetadata(value: unknown, labels?: unknown): WorkloadIdentity | undefined {
   if (typeof value !== 'string' || value === '') return undefined;
-  const [name = '', namespace = '', canonicalService = '', canonicalRevision = '', cluster = ''] = value.split(';');
-  return { name, namespace, canonicalService, canonicalRevision, cluster };
+  const [name = '', namespace = '', canonical = '', revision = '', cluster = ''] = value.split(';');
+  const l = (labels && typeof labels === 'object' ? labels : {}) as Record<string, unknown>;
+  const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+  return {
+    name,
+    namespace,
+    canonicalService: canonical || str(l['service.istio.io/canonical-name']) || str(l['app']),
+    canonicalRevision: revision || str(l['service.istio.io/canonical-revision']) || str(l['version']),
+    cluster,
+  };
 }

@@ -7,6 +7,9 @@ import type { ReplayableBody } from '../upstream/index.ts';
 import type { UpstreamDispatch } from '../router/router.ts';
 import type { Cluster } from './cluster.ts';
 
+/** How long requests in flight on a removed cluster's pool may take before it closes. */
+const REMOVED_POOL_GRACE_MS = 30_000;
+
 export interface ClusterPoolsOptions {
   /** Idle expiry of passthrough destinations (M15). */
   passthroughIdleMs: number;
@@ -15,6 +18,7 @@ export interface ClusterPoolsOptions {
 
 export class ClusterPools implements UpstreamDispatch {
   private readonly pools = new Map<Cluster, UpstreamPool>();
+  private readonly retiring = new Set<UpstreamPool>();
   readonly passthrough: PassthroughPools;
   private readonly opts: ClusterPoolsOptions;
 
@@ -44,21 +48,30 @@ export class ClusterPools implements UpstreamDispatch {
         retryBufferBytes: this.opts.retryBufferBytes,
       });
       this.pools.set(cluster, p);
+      const pool = p;
+      cluster.onHostsRemoved = (hosts) => { for (const h of hosts) pool.drainEndpoint({ host: h.address, port: h.port }); };
     }
     return p;
   }
 
-  /** Closes the pools of clusters that are gone. */
+  /**
+   * Retires the pools of clusters that are gone or replaced: requests in flight on them
+   * finish (for up to REMOVED_POOL_GRACE_MS), then the pool closes.
+   */
   release(removed: readonly Cluster[]): void {
     for (const c of removed) {
-      this.pools.get(c)?.close();
+      const p = this.pools.get(c);
       this.pools.delete(c);
+      if (!p) continue;
+      this.retiring.add(p);
+      setTimeout(() => { p.close(); this.retiring.delete(p); }, REMOVED_POOL_GRACE_MS).unref();
     }
   }
 
   close(): void {
-    for (const p of this.pools.values()) p.close();
+    for (const p of [...this.pools.values(), ...this.retiring]) p.close();
     this.pools.clear();
+    this.retiring.clear();
     this.passthrough.close();
   }
 }
