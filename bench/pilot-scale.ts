@@ -127,12 +127,18 @@ spec:
   let readyAt = 0;
   let builtMs = 0;
   let storeLoadedAt = 0;
+  const builds: { at: number; ms: number }[] = [];
+  const queuedAt: number[] = [];
   const pilotLog: Record<string, unknown>[] = [];
   lines(pilot, (e) => {
     if (e['msg'] === 'config directory loaded') storeLoadedAt = Date.now();
     if (pilotLog.length < 2000 && e['level'] !== 30) pilotLog.push(e);
     if (e['msg'] === 'pilot ready') readyAt = Date.now();
-    if (e['msg'] === 'push context built' && builtMs === 0) builtMs = Number(e['ms']);
+    if (e['msg'] === 'push context built') {
+      if (builtMs === 0) builtMs = Number(e['ms']);
+      builds.push({ at: Date.now(), ms: Number(e['ms']) });
+    }
+    if (e['msg'] === 'push queued') queuedAt.push(Date.now());
   });
 
   const clientExtra = (process.env['BENCH_CLIENTS_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
@@ -175,6 +181,7 @@ spec:
     await new Promise((r) => setTimeout(r, 1000)); // let the last responses reach the clients
   }
 
+  const breakdown: Record<string, { changeToSnapshotBuiltMs: number; snapshotBuildMs: number; changeToPushQueuedMs: number }> = {};
   async function measure(id: string, type: string, change: () => void): Promise<{ proxiesPushed: number; p50Ms: number; p99Ms: number; maxMs: number }> {
     const marked = expect('marked', id);
     command('mark', id);
@@ -184,6 +191,9 @@ spec:
     await pushSettled(at);
     const report = expect('report', id);
     command('report', id);
+    const build = builds.find((b) => b.at >= at);
+    const queued = queuedAt.find((q) => q >= at);
+    breakdown[id] = { changeToSnapshotBuiltMs: build ? build.at - at : NaN, snapshotBuildMs: build?.ms ?? NaN, changeToPushQueuedMs: queued !== undefined ? queued - at : NaN };
     const times = ((await report)['times'] as { proxy: number; type: string; at: number }[]).filter((x) => x.type === type).map((x) => x.at - at).sort((a, b) => a - b);
     return { proxiesPushed: times.length, p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), maxMs: times[times.length - 1] ?? NaN };
   }
@@ -202,7 +212,8 @@ spec:
     startup: { configLoadedMs: storeLoadedAt - t0, pilotReadyMs: readyAt - t0, firstPushContextBuildMs: builtMs, allProxiesAckedMs: allSyncedAt - t0 },
     endpointChange,
     virtualServiceChange,
-    bytesPerProxy: { fullMesh: bytesOf((p) => !isScoped(p)), sidecarScoped: bytesOf(isScoped), fullMeshSotw: bytesOf((p) => !isScoped(p) && p % 2 === 0), fullMeshDelta: bytesOf((p) => !isScoped(p) && p % 2 === 1) },
+    changeBreakdown: breakdown,
+    bytesPerProxy: { fullMesh: bytesOf((p) => !isScoped(p)), sidecarScoped: bytesOf(isScoped), sotw: bytesOf((p) => p % 2 === 0), delta: bytesOf((p) => p % 2 === 1) },
     pilotPeakRssMb: rssMb,
     pilotEncodedResources: pushStatus.encodedResources,
     pilotXdsRejects: Number(/^pilot_total_xds_rejects(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1] ?? 0),
