@@ -139,6 +139,26 @@ export function headerTokens(h: readonly RawHeader[], name: string): string[] {
   return out;
 }
 
+/**
+ * Throws when a head built by the proxy itself could break framing on the wire: CR, LF or
+ * NUL in a name, value, reason or target (header injection, response splitting), a
+ * name that is not a token. Heads the parser produced always pass.
+ */
+export function assertSendable(headers: readonly RawHeader[], startLinePart: string, what: string): void {
+  if (unsafe(startLinePart) || (what === 'request target' && startLinePart.indexOf(' ') >= 0)) {
+    throw new TypeError(`invalid ${what} ${JSON.stringify(startLinePart)}: no CR, LF, NUL${what === 'request target' ? ' or space' : ''} allowed`);
+  }
+  for (let i = 0; i < headers.length; i++) {
+    const h = headers[i]!;
+    if (!isToken(h.name)) throw new TypeError(`invalid header name ${JSON.stringify(h.name)}`);
+    if (unsafe(h.value)) throw new TypeError(`invalid value for header ${h.name}: no CR, LF or NUL allowed`);
+  }
+}
+
+function unsafe(s: string): boolean {
+  return s.indexOf('\n') >= 0 || s.indexOf('\r') >= 0 || s.indexOf('\0') >= 0;
+}
+
 export const STATUS_REASONS: Readonly<Record<number, string>> = {
   100: 'Continue', 101: 'Switching Protocols', 200: 'OK', 201: 'Created', 202: 'Accepted',
   204: 'No Content', 206: 'Partial Content', 301: 'Moved Permanently', 302: 'Found',

@@ -9,6 +9,7 @@ export {
   setHeader,
   withoutHeader,
   contentLengthOf,
+  assertSendable,
   isToken,
   isFieldValue,
   reasonPhrase,

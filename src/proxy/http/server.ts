@@ -3,7 +3,7 @@
 // its response with framing that matches the client's version and keep-alive.
 import type net from 'node:net';
 import { BodyStream, emptyBody, type BodySource } from './body.ts';
-import { contentLengthOf, reasonPhrase, type RequestHead, type ResponseHead } from './headers.ts';
+import { assertSendable, contentLengthOf, reasonPhrase, type RequestHead, type ResponseHead } from './headers.ts';
 import type { Http1Limits } from './limits.ts';
 import { ChunkedDecoder, findHeadEnd, HttpParseError, parseRequestHead, type MessageFraming } from './parser.ts';
 import {
@@ -156,6 +156,11 @@ class Request implements DownstreamRequest, BodySource {
 
   respond(head: ResponseHead, body?: Buffer | AsyncIterable<Buffer> | null, opts?: RespondOptions): Promise<void> {
     if (this.responded) return Promise.reject(new Error('respond() called twice for one request'));
+    try {
+      assertSendable(head.headers, head.reason, 'reason phrase');
+    } catch (e) {
+      return Promise.reject(e as Error); // nothing sent: the caller can still answer
+    }
     this.responded = true;
     return this.conn.writeResponse(this, head, body ?? null, opts?.close === true);
   }

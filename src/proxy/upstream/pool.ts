@@ -2,7 +2,7 @@
 // connections, never hand out one the upstream has closed, expire idle ones before the
 // upstream would (Keep-Alive: timeout=), and resend a request that died unanswered on a
 // reused connection once on a fresh one (M16).
-import type { RequestHead } from '../http/headers.ts';
+import { assertSendable, isToken, type RequestHead } from '../http/headers.ts';
 import { DEFAULT_HTTP1_LIMITS } from '../http/limits.ts';
 import {
   authorityOf,
@@ -167,6 +167,8 @@ export class UpstreamPool {
     opts: UpstreamRequestOptions = {},
   ): Promise<UpstreamResponse> {
     if (this.isClosed) throw new UpstreamError('UO', 'upstream pool is closed', { retriable: false });
+    assertSendable(head.headers, head.target, 'request target');
+    if (!isToken(head.method)) throw new TypeError(`invalid method ${JSON.stringify(head.method)}`);
     this.stats.rqTotal++;
     const rb = body instanceof ReplayableBody ? body : new ReplayableBody(body, this.retryBufferBytes);
     if (!rb.canReplay) {

@@ -296,3 +296,17 @@ test('a final response to Expect: 100-continue before the body was asked for clo
   c.write('POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n');
   assert.equal(await c.untilClosed(), 'HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope');
 });
+
+test('a response head that would split the response is refused before any byte is sent', async () => {
+  const port = await serve(async (req) => {
+    await assert.rejects(
+      req.respond({ status: 200, reason: 'OK', version: '1.1', headers: [{ name: 'X-A', value: 'a\r\nSet-Cookie: evil=1' }] }),
+      /invalid value for header X-A/,
+    );
+    await assert.rejects(req.respond({ status: 200, reason: 'OK', version: '1.1', headers: [{ name: 'Bad Name', value: 'v' }] }), /invalid header name/);
+    await req.respond({ status: 500, reason: 'Internal Server Error', version: '1.1', headers: [] }, Buffer.from('x'));
+  });
+  const c = await RawClient.connect(port);
+  c.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+  assert.equal(await c.until((s) => s.endsWith('x')), 'HTTP/1.1 500 Internal Server Error\r\nContent-Length: 1\r\n\r\nx');
+});

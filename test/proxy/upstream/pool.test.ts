@@ -373,3 +373,13 @@ test('Keep-Alive: max=N from the upstream bounds the requests sent on a connecti
   for (let i = 0; i < 4; i++) await text((await p.request(ep, get(), null)).body);
   assert.deepEqual(a.requests.map((q) => q.connection), [0, 0, 1, 1]);
 });
+
+test('a request head that would inject lines is refused before connecting', async () => {
+  const a = await app({ respond: () => ok('') });
+  const p = pool();
+  const ep = { host: '127.0.0.1', port: a.port };
+  await assert.rejects(p.request(ep, get('/a HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /b'), null), /invalid request target/);
+  await assert.rejects(p.request(ep, get('/', [{ name: 'Host', value: 'h\nX: y' }]), null), /invalid value for header Host/);
+  await assert.rejects(p.request(ep, { ...get(), method: 'GE T' }, null), /invalid method/);
+  assert.equal(a.sockets.length, 0);
+});
