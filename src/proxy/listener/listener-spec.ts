@@ -115,14 +115,18 @@ function compileChain(c: ProtoJson, at: string): FilterChainSpec {
   const m = (c['filterChainMatch'] ?? {}) as ProtoJson;
   const filters = (c['filters'] as ProtoJson[] | undefined) ?? [];
   let network: FilterChainSpec['network'] | undefined;
+  let tcpStats: StatsConfig | undefined;
   filters.forEach((f, i) => {
     const tc = f['typedConfig'] as ProtoJson | undefined;
     const type = tc?.['@type'];
     const where = `${at}.filters[${i}]`;
     if (type === HCM_TYPE) network = compileHcm(tc!, `${where}.typedConfig`);
     else if (type === TCP_PROXY_TYPE) network = compileTcpProxy(tc!, `${where}.typedConfig`);
+    // Istio's TCP metrics config is a network filter of the same name before tcp_proxy.
+    else if (f['name'] === 'istio.stats') tcpStats = compileStatsConfig(tc, `${where}.typedConfig`);
     // Other network filters (RBAC, metadata exchange, …) do not terminate the chain.
   });
+  if (network && network.kind === 'tcp' && tcpStats) network = { ...network, stats: tcpStats };
   if (!network) throw new ConfigError(`${at}.filters: needs a terminal http_connection_manager or tcp_proxy filter`);
   return {
     name: String(c['name'] ?? ''),

@@ -30,6 +30,8 @@ export interface RetryPolicy {
   reset: boolean;
   connectFailure: boolean;
   retriableStatus: boolean;
+  /** retriable-4xx: 409 Conflict. */
+  retriable4xx: boolean;
   refusedStream: boolean;
   statusCodes: ReadonlySet<number>;
   perTryTimeoutMs: number;
@@ -400,6 +402,7 @@ function compileRetry(p: ProtoJson, at: string): RetryPolicy {
     reset: on.includes('reset') || on.includes('reset-before-request'),
     connectFailure: on.includes('connect-failure'),
     retriableStatus: on.includes('retriable-status-codes'),
+    retriable4xx: on.includes('retriable-4xx'),
     refusedStream: on.includes('refused-stream'),
     statusCodes: new Set(((p['retriableStatusCodes'] as number[] | undefined) ?? []).map(Number)),
     perTryTimeoutMs: durationMs(p['perTryTimeout'], `${at}.perTryTimeout`) ?? 0,

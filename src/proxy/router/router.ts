@@ -287,6 +287,7 @@ function retriable(retry: RetryPolicy, f: Failure): boolean {
     if (retry.on5xx && s >= 500) return true;
     if (retry.gatewayError && (s === 502 || s === 503 || s === 504)) return true;
     if (retry.retriableStatus && retry.statusCodes.has(s)) return true;
+    if (retry.retriable4xx && s === 409) return true;
     return false;
   }
   const flag = f.err.flag;
