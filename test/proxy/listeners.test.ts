@@ -162,3 +162,31 @@ test('only ports with listeners accept connections', async () => {
   }), { code: 'ECONNREFUSED' });
   assert.deepEqual([...m.proxy.listeners.boundAddresses().values()], [`127.0.0.1:${port}`]);
 });
+
+test('ring hash on a cookie with a TTL sets the cookie once, then keeps the client on one host', async () => {
+  const a = await startBackend('a');
+  const b = await startBackend('b');
+  const c = await startBackend('c');
+  cleanups.push(a.close, b.close, c.close);
+  const port = await freePort();
+  const m = await meshWith({
+    clusters: [edsCluster('ring', { lbPolicy: 'RING_HASH' })],
+    endpoints: [assignment('ring', [a.port, b.port, c.port])],
+    listeners: [httpListener('l', port, 'r')],
+    routes: [routeConfig('r', [{ name: 'v', domains: ['*'], routes: [
+      { match: { prefix: '/' }, route: { cluster: 'ring', hashPolicy: [{ cookie: { name: 'affinity', ttl: '3600s', path: '/' } }] } },
+    ] }])],
+  });
+  cleanups.push(m.close);
+  await m.proxy.whenReady();
+  const first = await send(port, '/', { Host: 'svc' });
+  const setCookie = first.headers['set-cookie']?.[0] ?? '';
+  assert.match(setCookie, /^affinity="[0-9a-f]{8}"; Max-Age=3600; Path=\/; HttpOnly$/);
+  const cookie = setCookie.split(';')[0]!;
+  const host = JSON.parse(first.body).name;
+  for (let i = 0; i < 10; i++) {
+    const r = await send(port, '/', { Host: 'svc', Cookie: cookie });
+    assert.equal(JSON.parse(r.body).name, host);
+    assert.equal(r.headers['set-cookie'], undefined);
+  }
+});

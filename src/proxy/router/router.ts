@@ -252,20 +252,31 @@ function redirectLocation(r: Extract<Route['action'], { kind: 'redirect' }>, aut
   return `${scheme}://${host}${p}`;
 }
 
-function requestHash(action: RouteAction, req: DownstreamRequest, headers: readonly RawHeader[], query: string): number | undefined {
+/**
+ * The request's hash from the route's hash policies. A cookie policy with a TTL whose cookie
+ * is absent generates one (from the downstream address, as Envoy does) and returns the
+ * Set-Cookie value the response must carry.
+ */
+function requestHash(action: RouteAction, req: DownstreamRequest, headers: readonly RawHeader[], query: string): { hash: number | undefined; setCookie: string | undefined } {
   let hash: number | undefined;
+  let setCookie: string | undefined;
   for (const hp of action.hashPolicies) {
     let key: string | undefined;
     if (hp.header) key = headerValue(headers, hp.header);
-    else if (hp.cookie) key = cookieValue(headers, hp.cookie.name);
-    else if (hp.sourceIp) key = req.remoteAddress;
+    else if (hp.cookie) {
+      key = cookieValue(headers, hp.cookie.name);
+      if (key === undefined && hp.cookie.ttlMs !== undefined) {
+        key = hashString(`${req.remoteAddress}:${req.remotePort}:${Date.now()}`).toString(16).padStart(8, '0');
+        setCookie = `${hp.cookie.name}="${key}"; Max-Age=${Math.floor(hp.cookie.ttlMs / 1000)}${hp.cookie.path ? `; Path=${hp.cookie.path}` : ''}; HttpOnly`;
+      }
+    } else if (hp.sourceIp) key = req.remoteAddress;
     else if (hp.queryParameter) key = new URLSearchParams(query).get(hp.queryParameter) ?? undefined;
     if (key === undefined) continue;
-    const h = hashString(key);
+    const h = hashString(key.replace(/^"|"$/g, ''));
     hash = hash === undefined ? h : (((hash << 1) | (hash >>> 31)) ^ h) >>> 0;
     if (hp.terminal) break;
   }
-  return hash;
+  return { hash, setCookie };
 }
 
 function cookieValue(headers: readonly RawHeader[], name: string): string | undefined {
@@ -278,6 +289,8 @@ function cookieValue(headers: readonly RawHeader[], name: string): string | unde
   }
   return undefined;
 }
+
+const NO_HASH = { hash: undefined, setCookie: undefined };
 
 type Failure = { kind: 'error'; err: UpstreamError } | { kind: 'status'; status: number };
 
@@ -317,7 +330,7 @@ async function forward(
     return;
   }
   const body = new ReplayableBody(req.bodyLength === 0 ? null : req.body, ctx.retryBufferBytes);
-  const hash = action.hashPolicies.length > 0 ? requestHash(action, req, head.headers, head.target.split('?')[1] ?? '') : undefined;
+  const { hash, setCookie } = action.hashPolicies.length > 0 ? requestHash(action, req, head.headers, head.target.split('?')[1] ?? '') : NO_HASH;
   const started = Date.now();
   const deadline = action.timeoutMs > 0 ? started + action.timeoutMs : Infinity;
   const tried = new Set<Host>();
@@ -381,6 +394,7 @@ async function forward(
       out.upstreamServiceTimeMs = Date.now() - attemptStart;
       let headers = applyAll(res.head.headers, respOps, { ...fmt, upstreamHost: host.key });
       headers = [...withoutHeader(headers, 'x-envoy-upstream-service-time'), { name: 'x-envoy-upstream-service-time', value: String(out.upstreamServiceTimeMs) }];
+      if (setCookie) headers.push({ name: 'set-cookie', value: setCookie });
       out.status = status;
       out.details = 'via_upstream';
       try {
