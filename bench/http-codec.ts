@@ -1,5 +1,8 @@
 // Micro-benchmark of the HTTP/1 codec: parse + serialize of typical request and response
 // heads, and chunked decoding, in ops/s. Run: node bench/http-codec.ts [seconds]
+// Writes bench/results/http-codec.json.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { findHeadEnd, parseRequestHead, parseResponseHead, ChunkedDecoder } from '../src/proxy/http/parser.ts';
 import { serializeRequestHead, serializeResponseHead, type BodyFraming } from '../src/proxy/http/serialize.ts';
 
@@ -33,6 +36,8 @@ const RESPONSE = Buffer.from(
 
 const CHUNKED = Buffer.from('400\r\n' + 'x'.repeat(1024) + '\r\n' + '400\r\n' + 'y'.repeat(1024) + '\r\n0\r\n\r\n', 'latin1');
 
+const results: Record<string, number> = {};
+
 function bench(name: string, fn: () => void): number {
   for (let i = 0; i < 20_000; i++) fn(); // warm up
   let ops = 0;
@@ -45,6 +50,7 @@ function bench(name: string, fn: () => void): number {
   }
   const secs = Number(process.hrtime.bigint() - start) / 1e9;
   const rate = ops / secs;
+  results[name] = Math.round(rate);
   console.log(`${name.padEnd(48)} ${Math.round(rate).toLocaleString('en-US').padStart(12)} ops/s`);
   return rate;
 }
@@ -81,3 +87,8 @@ bench('chunked decode (2 x 1 KiB chunks)', () => {
   sink += d.feed(CHUNKED, 0, (b) => (sink += b.length));
 });
 console.log(`\nround trips per second: ${Math.round(rt).toLocaleString('en-US')} (${(1e6 / rt).toFixed(2)} µs each)${sink < 0 ? '' : ''}`);
+await mkdir(path.join(import.meta.dirname, 'results'), { recursive: true });
+await writeFile(
+  path.join(import.meta.dirname, 'results', 'http-codec.json'),
+  JSON.stringify({ date: new Date().toISOString(), node: process.version, opsPerSecond: results }, null, 2) + '\n',
+);
