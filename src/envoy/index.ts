@@ -3,4 +3,4 @@ export { envoyRoot, PROTO_INCLUDE_DIRS, PROTO_FILES } from './protos.ts';
 export * from './types.ts';
 export { encodeMessage, decodeMessage, toAny, messageType } from './codec.ts';
 export type { ProtoJson } from './codec.ts';
-export { formatDuration, parseDuration } from './json.ts';
+export { formatDuration, parseDuration, protoJsonName } from './json.ts';

@@ -12,6 +12,31 @@ const WRAPPERS = new Set([
   '.google.protobuf.BoolValue', '.google.protobuf.StringValue', '.google.protobuf.BytesValue',
 ]);
 
+/**
+ * Proto3 JSON's name for a field: protobufjs keeps `_` before a digit (`consecutive_5xx`),
+ * the JSON mapping drops it (`consecutive5xx`), as Envoy's config_dump prints it.
+ */
+export function protoJsonName(fieldName: string): string {
+  return fieldName.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+}
+
+const fieldIndex = new WeakMap<protobuf.Type, Map<string, protobuf.Field>>();
+
+/** A field by its protobufjs name, its proto3 JSON name or its snake_case proto name. */
+function fieldByName(type: protobuf.Type, key: string): protobuf.Field | undefined {
+  let index = fieldIndex.get(type);
+  if (!index) {
+    index = new Map();
+    for (const f of type.fieldsArray) {
+      index.set(f.name, f);
+      index.set(protoJsonName(f.name), f);
+      index.set(f.name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), f);
+    }
+    fieldIndex.set(type, index);
+  }
+  return index.get(key);
+}
+
 /** Resolves a type URL or name to a Type in `root`; throws with the URL when unknown. */
 export type TypeLookup = (url: string) => protobuf.Type;
 
@@ -25,7 +50,7 @@ export function fromJson(type: protobuf.Type, json: Json, lookup: TypeLookup, at
   const out: JsonObject = {};
   for (const [key, value] of Object.entries(json as JsonObject)) {
     if (key === '@type') continue;
-    const field = type.fields[key] ?? type.fields[snakeToCamel(key)];
+    const field = fieldByName(type, key);
     if (!field) throw new Error(`${at}.${key}: no such field in ${type.fullName.slice(1)}`);
     if (value === null || value === undefined) continue;
     field.resolve();
@@ -135,13 +160,13 @@ export function toJson(type: protobuf.Type, msg: protobuf.Message | JsonObject, 
     if (field.map) {
       const entries = Object.entries(value as JsonObject);
       if (entries.length === 0) continue;
-      out[field.name] = Object.fromEntries(entries.map(([k, v]) => [k, fieldToJson(field, v, lookup)]));
+      out[protoJsonName(field.name)] = Object.fromEntries(entries.map(([k, v]) => [k, fieldToJson(field, v, lookup)]));
     } else if (field.repeated) {
       const list = value as unknown[];
       if (list.length === 0) continue;
-      out[field.name] = list.map((v) => fieldToJson(field, v, lookup));
+      out[protoJsonName(field.name)] = list.map((v) => fieldToJson(field, v, lookup));
     } else {
-      out[field.name] = fieldToJson(field, value, lookup);
+      out[protoJsonName(field.name)] = fieldToJson(field, value, lookup);
     }
   }
   return out;
@@ -216,8 +241,4 @@ export function formatDuration(seconds: number, nanos: number): string {
   if (nanos === 0) return `${seconds}s`;
   const total = seconds + nanos / 1e9;
   return `${Number(total.toFixed(9))}s`;
-}
-
-function snakeToCamel(s: string): string {
-  return s.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
 }

@@ -43,3 +43,10 @@ test('an unknown field is an error naming its path', () => {
     message: 'Cluster.circuitBreakers.thresholdz: no such field in envoy.config.cluster.v3.CircuitBreakers',
   });
 });
+
+test("fields with a digit after an underscore use proto3 JSON's name, and accept the proto name", () => {
+  const od = { name: 'c', outlierDetection: { consecutive5xx: 7, enforcingConsecutive5xx: 100 } };
+  assert.deepEqual(decodeMessage(CLUSTER_TYPE, encodeMessage(CLUSTER_TYPE, od)), od);
+  const snake = { name: 'c', outlier_detection: { consecutive_5xx: 7 } };
+  assert.deepEqual(decodeMessage(CLUSTER_TYPE, encodeMessage(CLUSTER_TYPE, snake)), { name: 'c', outlierDetection: { consecutive5xx: 7 } });
+});

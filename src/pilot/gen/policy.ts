@@ -39,8 +39,8 @@ export function effectivePolicy(dr: DestinationRuleSpec | undefined, subset: str
 const MAX_U32 = 4294967295;
 
 // The shared codec names fields as protobufjs does; a digit after `_` keeps the underscore.
-const CONSECUTIVE_5XX = 'consecutive_5xx';
-const ENFORCING_CONSECUTIVE_5XX = 'enforcingConsecutive_5xx';
+const CONSECUTIVE_5XX = 'consecutive5xx';
+const ENFORCING_CONSECUTIVE_5XX = 'enforcingConsecutive5xx';
 
 const UNIT_SECONDS: Record<string, number> = { ns: 1e-9, us: 1e-6, 'µs': 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
 

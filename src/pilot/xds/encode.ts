@@ -4,7 +4,7 @@
 // byte-for-byte what encodeMessage produces (same field order); anything unusual throws
 // FastEncodeUnsupported and the caller falls back to encodeMessage.
 import protobuf from 'protobufjs';
-import { messageType } from '../../envoy/index.ts';
+import { messageType, protoJsonName } from '../../envoy/index.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
 
 export class FastEncodeUnsupported extends Error {}
@@ -46,6 +46,8 @@ function fieldsOf(type: protobuf.Type): Map<string, FieldInfo> {
     m.set(field.name, info);
     const snake = field.name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
     if (snake !== field.name) m.set(snake, info);
+    const jsonName = protoJsonName(field.name);
+    if (jsonName !== field.name) m.set(jsonName, info);
   }
   fieldCache.set(type, m);
   return m;

@@ -127,14 +127,14 @@ test('traffic policy becomes lbPolicy, circuit breakers, timeouts, HTTP options 
     commonHttpProtocolOptions: { idleTimeout: '30s', maxRequestsPerConnection: 5 },
     explicitHttpConfig: { httpProtocolOptions: {} },
   });
-  assert.deepEqual(c?.['outlierDetection'], { consecutive_5xx: 7, enforcingConsecutive_5xx: 100, interval: '300s', baseEjectionTime: '900s', maxEjectionPercent: 50, enforcingSuccessRate: 0 });
+  assert.deepEqual(c?.['outlierDetection'], { consecutive5xx: 7, enforcingConsecutive5xx: 100, interval: '300s', baseEjectionTime: '900s', maxEjectionPercent: 50, enforcingSuccessRate: 0 });
   assert.deepEqual((c?.['metadata'] as { filterMetadata: { istio: ProtoJson } }).filterMetadata.istio['subset'], 'v1');
 });
 
 test('a subset policy replaces the parent fields it sets and inherits the rest', () => {
   const c = clusters(RULE).get('outbound|9080|v2|reviews.default.svc.cluster.local');
   assert.equal(c?.['lbPolicy'], 'RANDOM');
-  assert.deepEqual(c?.['outlierDetection'], { enforcingConsecutive_5xx: 0, consecutiveGatewayFailure: 2, enforcingConsecutiveGatewayFailure: 100, enforcingSuccessRate: 0 });
+  assert.deepEqual(c?.['outlierDetection'], { enforcingConsecutive5xx: 0, consecutiveGatewayFailure: 2, enforcingConsecutiveGatewayFailure: 100, enforcingSuccessRate: 0 });
   // connection pool inherited from the top-level policy
   assert.deepEqual(c?.['circuitBreakers'], { thresholds: [{ maxConnections: 100, maxPendingRequests: 10, maxRequests: 1000, maxRetries: 3, trackRemaining: true }] });
 });
