@@ -184,6 +184,13 @@ test('M16: an app that closes idle keep-alive connections causes no failure in 1
   assert.equal(await soak(p, a.port, 10_000, 40, 60), 0);
 });
 
+test('M16: an app that closes keep-alive connections idle for 1 s causes no failure in 10,000 requests with pauses around 1 s', async () => {
+  const a = await app({ respond: echoTarget, idleCloseMs: 1000 });
+  const p = pool();
+  // 250 callers pausing 0-1.2 s between requests: many requests leave as the app's timer fires
+  assert.equal(await soak(p, a.port, 10_000, 250, 1200), 0);
+});
+
 test('a request that fails on a fresh connection is not resent', async () => {
   const a = await app({
     respond: (_r, s) => {
