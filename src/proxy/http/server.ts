@@ -64,6 +64,10 @@ const ST_WAIT = 2;
 const ST_CLOSED = 3;
 
 const hrtime = process.hrtime.bigint;
+// How long a closing connection may take to flush its last response, and then to see
+// the client's FIN, before it is destroyed.
+const CLOSE_BACKSTOP_MS = 30_000;
+const CLOSE_LINGER_MS = 1000;
 const CONTINUE_100 = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 
 /** A response the codec writes itself (parse errors, timeouts). */
@@ -445,9 +449,19 @@ export class ServerConnection {
     const req = this.current;
     if (req !== null && !req.complete) req.abort(new DownstreamClosedError('downstream connection closed'));
     this.wakeWriters();
-    this.socket.end();
-    // a client that never reads must not keep the socket forever
-    setTimeout(() => this.socket.destroy(), 1000).unref();
+    const s = this.socket;
+    // FIN goes out right after the last byte (no delayed close, M11). Once everything is
+    // flushed, the client gets a moment to close its side; one that never reads at all
+    // loses the socket after a bound.
+    s.end();
+    let linger = setTimeout(() => s.destroy(), CLOSE_BACKSTOP_MS);
+    linger.unref();
+    s.once('finish', () => {
+      clearTimeout(linger);
+      linger = setTimeout(() => s.destroy(), CLOSE_LINGER_MS);
+      linger.unref();
+    });
+    s.once('close', () => clearTimeout(linger));
   }
 
   // A protocol error: answer it when no response started, then close.
