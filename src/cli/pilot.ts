@@ -37,31 +37,45 @@ export function registerPilot(program: Command): void {
     .option('--push-concurrency <n>', 'proxies pushed at once', '64')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug', 'info')
     .action(async (flags: PilotFlags) => {
-      const logger = pino({ name: 'pilot', level: flags.logLevel });
-      const etcdEndpoints = flags.etcdEndpoints?.split(',').map((s) => s.trim()).filter((s) => s !== '');
-      const pushConcurrency = Number(flags.pushConcurrency);
-      if (!Number.isInteger(pushConcurrency) || pushConcurrency < 1) throw new Error(`invalid --push-concurrency "${flags.pushConcurrency}": expected an integer >= 1`);
-      const pilot = await startPilot({
-        ...(flags.configDir !== undefined ? { configDir: flags.configDir } : {}),
-        ...(etcdEndpoints !== undefined ? { etcdEndpoints } : {}),
-        ...(flags.etcdPrefix !== undefined ? { etcdPrefix: flags.etcdPrefix } : {}),
-        xdsAddress: flags.xdsAddress,
-        httpAddress: flags.httpAddress,
-        debounceAfterMs: parseDurationFlag(flags.debounceAfter, '--debounce-after'),
-        debounceMaxMs: parseDurationFlag(flags.debounceMax, '--debounce-max'),
-        pushConcurrency,
-        logger,
-        processMetrics: true,
-      });
-      const stop = (signal: string): void => {
-        logger.info({ signal }, 'pilot stopping');
-        pilot.close().then(() => process.exit(0), (err: unknown) => {
-          logger.error({ err: err instanceof Error ? err.message : String(err) }, 'pilot stop failed');
-          process.exit(1);
-        });
-      };
-      process.once('SIGINT', () => stop('SIGINT'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      await pilot.ready;
+      try {
+        await runPilot(flags);
+      } catch (err) {
+        process.stderr.write(`sextant pilot: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 1;
+      }
     });
+}
+
+async function runPilot(flags: PilotFlags): Promise<void> {
+  const logger = pino({ name: 'pilot', level: flags.logLevel });
+  const etcdEndpoints = flags.etcdEndpoints?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const pushConcurrency = Number(flags.pushConcurrency);
+  if (!Number.isInteger(pushConcurrency) || pushConcurrency < 1) throw new Error(`invalid --push-concurrency "${flags.pushConcurrency}": expected an integer >= 1`);
+  const pilot = await startPilot({
+    ...(flags.configDir !== undefined ? { configDir: flags.configDir } : {}),
+    ...(etcdEndpoints !== undefined ? { etcdEndpoints } : {}),
+    ...(flags.etcdPrefix !== undefined ? { etcdPrefix: flags.etcdPrefix } : {}),
+    xdsAddress: flags.xdsAddress,
+    httpAddress: flags.httpAddress,
+    debounceAfterMs: parseDurationFlag(flags.debounceAfter, '--debounce-after'),
+    debounceMaxMs: parseDurationFlag(flags.debounceMax, '--debounce-max'),
+    pushConcurrency,
+    logger,
+    processMetrics: true,
+  });
+  const stop = (signal: string): void => {
+    logger.info({ signal }, 'pilot stopping');
+    pilot.close().then(() => process.exit(0), (err: unknown) => {
+      logger.error({ err: err instanceof Error ? err.message : String(err) }, 'pilot stop failed');
+      process.exit(1);
+    });
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  try {
+    await pilot.ready;
+  } catch (err) {
+    await pilot.close();
+    throw err;
+  }
 }

@@ -35,18 +35,28 @@ export function registerProxyStatus(program: Command): void {
     .option('--pilot <url>', "the pilot's monitoring address", 'http://127.0.0.1:15014')
     .option('-o, --output <format>', 'table or json', 'table')
     .action(async (proxy: string | undefined, flags: { pilot: string; output: string }) => {
-      if (flags.output !== 'table' && flags.output !== 'json') throw new Error(`invalid --output "${flags.output}": expected table or json`);
-      const base = /^https?:\/\//.test(flags.pilot) ? flags.pilot : `http://${flags.pilot}`;
-      const url = new URL('/debug/syncz', base);
-      if (proxy !== undefined) url.searchParams.set('proxy', proxy);
-      let res: Response;
       try {
-        res = await fetch(url);
+        process.stdout.write(await proxyStatusText(proxy, flags));
       } catch (err) {
-        throw new Error(`cannot reach the pilot at ${base}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`, { cause: err });
+        process.stderr.write(`sextant proxy-status: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 1;
       }
-      if (!res.ok) throw new Error(`pilot at ${base} answered ${res.status} for /debug/syncz`);
-      const statuses = (await res.json()) as ProxySyncStatus[];
-      process.stdout.write(flags.output === 'json' ? JSON.stringify(statuses, null, 2) + '\n' : formatProxyStatus(statuses));
     });
+}
+
+/** Fetches the pilot's /debug/syncz and renders it as a table or JSON. */
+export async function proxyStatusText(proxy: string | undefined, flags: { pilot: string; output: string }): Promise<string> {
+  if (flags.output !== 'table' && flags.output !== 'json') throw new Error(`invalid --output "${flags.output}": expected table or json`);
+  const base = /^https?:\/\//.test(flags.pilot) ? flags.pilot : `http://${flags.pilot}`;
+  const url = new URL('/debug/syncz', base);
+  if (proxy !== undefined) url.searchParams.set('proxy', proxy);
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (err) {
+    throw new Error(`cannot reach the pilot at ${base}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`, { cause: err });
+  }
+  if (!res.ok) throw new Error(`pilot at ${base} answered ${res.status} for /debug/syncz`);
+  const statuses = (await res.json()) as ProxySyncStatus[];
+  return flags.output === 'json' ? JSON.stringify(statuses, null, 2) + '\n' : formatProxyStatus(statuses);
 }

@@ -88,16 +88,22 @@ export function isEndpointOnlyEvent(event: WatchEvent, previous: Resource | unde
   return strip(previous) === strip(event.resource);
 }
 
-async function openStore(options: PilotOptions, logger: Logger): Promise<ConfigStore> {
+function checkConfigSource(options: PilotOptions): void {
+  if (options.store !== undefined) return;
   const hasDir = options.configDir !== undefined;
   const hasEtcd = options.etcdEndpoints !== undefined && options.etcdEndpoints.length > 0;
   if (hasDir === hasEtcd) throw new Error('the pilot needs exactly one config source: --config-dir DIR or --etcd-endpoints URL[,URL...]');
+}
+
+async function openStore(options: PilotOptions, logger: Logger): Promise<ConfigStore> {
+  const hasDir = options.configDir !== undefined;
   const storeLogger = logger;
   if (hasDir) return openConfigStore({ configDir: options.configDir!, logger: storeLogger });
   return openConfigStore({ etcdEndpoints: options.etcdEndpoints!, ...(options.etcdPrefix !== undefined ? { etcdPrefix: options.etcdPrefix } : {}), logger: storeLogger });
 }
 
 export async function startPilot(options: PilotOptions): Promise<Pilot> {
+  checkConfigSource(options);
   const logger = options.logger ?? pino({ name: 'pilot' });
   const metrics = new PilotMetrics({ defaultMetrics: options.processMetrics === true });
   const xdsListen = parseHostPort(options.xdsAddress ?? '127.0.0.1:15010', '--xds-address');

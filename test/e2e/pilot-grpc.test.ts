@@ -1,4 +1,4 @@
-// End to end: `sextant pilot` (a real process) serves a proxyless @grpc/grpc-js-xds client (a
+// End to end: `sextant pilot` (the real CLI, a separate process) serves a proxyless @grpc/grpc-js-xds client (a
 // real child process) that calls xds:///greeter.default.svc.cluster.local:50051, backed by two
 // gRPC servers registered by WorkloadEntry; a 90/10 VirtualService split, then an edit of the
 // config file to a header match, take effect without restarting anything.
@@ -106,7 +106,7 @@ spec:
 `);
   writeConfig('greeter-vs.yaml', virtualService(SPLIT));
 
-  const pilot = spawnChild(['src/cli/pilot-main.ts', 'pilot', '--config-dir', dir, '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--debounce-after', '50ms']);
+  const pilot = spawnChild(['src/cli/main.ts', 'pilot', '--config-dir', dir, '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--debounce-after', '50ms']);
   let xdsAddress = '';
   const logs = createInterface({ input: pilot.stdout! });
   let stderr = '';

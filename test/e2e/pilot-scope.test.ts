@@ -160,7 +160,7 @@ test('a NACK shows in `sextant proxy-status`', async () => {
   sotw.send({ typeUrl: LISTENER_TYPE, versionInfo: '', responseNonce: lds.nonceSent, errorDetail: { code: 3, message: 'listener virtualOutbound: invalid filter chain' } });
   let out = '';
   for (let i = 0; i < 100; i++) {
-    const { stdout } = await promisify(execFile)(path.join(repo, 'node_modules/.bin/node'), ['src/cli/pilot-main.ts', 'proxy-status', '--pilot', `http://${pilot.httpAddress}`], { cwd: repo });
+    const { stdout } = await promisify(execFile)(path.join(repo, 'node_modules/.bin/node'), ['src/cli/main.ts', 'proxy-status', '--pilot', `http://${pilot.httpAddress}`], { cwd: repo });
     out = stdout;
     if (out.includes('NACKED')) break;
     await new Promise((r) => setTimeout(r, 20));
