@@ -145,7 +145,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
         return;
       }
       current = after;
-      server.applyChange(after, change, change.firstEventAt);
+      await server.applyChange(after, change, change.firstEventAt);
       // One batch at a time: the next snapshot waits until this one is written out.
       await server.pushesIdle();
     },

@@ -19,6 +19,8 @@ import { handleSotwRequest } from './sotw.ts';
 import { handleDeltaRequest } from './delta.ts';
 
 const KNOWN_TYPES: ReadonlySet<string> = new Set(PUSH_ORDER);
+/** Proxies planned between yields to the event loop. */
+const PLAN_BATCH = 16;
 
 /** LDS and CDS: the types whose empty first request means "everything" (legacy wildcard). */
 export function isWildcardType(typeUrl: string): boolean {
@@ -121,10 +123,12 @@ export class DiscoveryServer {
   }
 
   /**
-   * Installs a new snapshot after `change` and queues a push to every proxy it concerns
-   * (as decided by Generators.planPush). Returns the number of proxies queued.
+   * Installs a new snapshot after `change` and queues a push to every proxy it concerns (as
+   * decided by Generators.planPush). Planning yields to the event loop every few proxies, so
+   * the first concerned proxies are pushed, and ACKs are read, while the rest are planned.
+   * Resolves with the number of proxies queued.
    */
-  applyChange(after: PushContext, change: ConfigChange, eventAt: number): number {
+  async applyChange(after: PushContext, change: ConfigChange, eventAt: number): Promise<number> {
     const before = this.current;
     if (before === undefined) {
       this.start(after);
@@ -133,7 +137,10 @@ export class DiscoveryServer {
     this.current = after;
     this.updateGauges(after);
     let queued = 0;
-    for (const con of this.connections.values()) {
+    let planned = 0;
+    for (const con of [...this.connections.values()]) {
+      if (++planned % PLAN_BATCH === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (con.closed) continue;
       let plan: PushPlan | null;
       try {
         plan = this.generators.planPush(before, after, change, con.proxy);
