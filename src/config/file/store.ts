@@ -5,7 +5,6 @@ import { lstat, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises'
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ConfigError, parseDocuments, resourceKey, validateResource, type LoadResult, type Resource } from '../../api/index.ts';
-import { readSimpleYamlAsJson } from './fast-yaml.ts';
 import {
   AlreadyExistsError,
   ConflictError,
@@ -87,15 +86,8 @@ function isNotFound(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
-/**
- * Parses a file's text. Plain block-style YAML goes through the fast reader and on to the codec
- * as JSON (same values, same document indexes); anything else goes to the codec's full parser.
- */
+/** Parses a file's text with the config API's codec (which reads plain block YAML fast). */
 function parseConfigText(file: string, text: string): LoadResult {
-  if (!/\.json$/i.test(file)) {
-    const docs = readSimpleYamlAsJson(text);
-    if (docs !== undefined && docs.every((d) => d[0] !== '[')) return parseDocuments(`[${docs.join(',')}]`, file);
-  }
   return parseDocuments(text, file);
 }
 
