@@ -337,19 +337,27 @@ async function forward(
   const maxAttempts = 1 + (retry ? retry.numRetries : 0);
   let lastFailure: Failure | undefined;
   let retried = false;
+  let haveRetrySlot = false;
+  let slotHeld = false;
+  const endAttempt = (): void => {
+    if (slotHeld) {
+      cb.releaseRetry();
+      slotHeld = false;
+    }
+  };
   // The downstream's own signal aborts the upstream exchange when the caller goes away.
   const signal = req.signal;
   try {
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       if (attempt > 0) {
-        if (!body.replayable || !cb.tryAcquireRetry()) break;
+        if (!haveRetrySlot && (!body.replayable || !cb.tryAcquireRetry())) break;
+        haveRetrySlot = false;
+        // The slot stays taken through the backoff and the retried attempt (Envoy's
+        // max_retries bounds retries in flight).
+        slotHeld = true;
         retried = true;
-        try {
-          const backoff = Math.min(retry!.maxIntervalMs, retry!.baseIntervalMs * 2 ** (attempt - 1));
-          await new Promise((r) => setTimeout(r, Math.random() * backoff));
-        } finally {
-          cb.releaseRetry();
-        }
+        const backoff = Math.min(retry!.maxIntervalMs, retry!.baseIntervalMs * 2 ** (attempt - 1));
+        await new Promise((r) => setTimeout(r, Math.random() * backoff));
         if (Date.now() >= deadline || signal.aborted) break;
       }
       const host = pickHost(req, cluster, head, hash, retry?.previousHosts ? tried : undefined, retry?.hostSelectionAttempts);
@@ -369,6 +377,7 @@ async function forward(
       try {
         res = await ctx.upstream.request(cluster, host, head, body, { timeoutMs, signal });
       } catch (e) {
+        endAttempt();
         host.active--;
         host.totalErrors++;
         const err = e instanceof UpstreamError ? e : new UpstreamError('UC', (e as Error).message);
@@ -378,13 +387,17 @@ async function forward(
         if (!globalTimeout && retry && retriable(retry, lastFailure) && !req.signal.aborted) continue;
         break;
       }
+      endAttempt();
       host.active--;
       const status = res.head.status;
       if (cluster.outlier) {
         cluster.outlier.report(host, status >= 500 ? (status === 502 || status === 503 || status === 504 ? 'gateway' : 'error5xx') : 'success');
       }
       if (status >= 500) host.totalErrors++;
-      if (retry && attempt + 1 < maxAttempts && retriable(retry, { kind: 'status', status }) && body.replayable) {
+      // Retry a retriable status only when a retry slot is free; otherwise this response
+      // is the answer (Envoy passes the upstream's 5xx through on retry overflow).
+      if (retry && attempt + 1 < maxAttempts && retriable(retry, { kind: 'status', status }) && body.replayable && cb.tryAcquireRetry()) {
+        haveRetrySlot = true;
         lastFailure = { kind: 'status', status };
         // Discard this attempt's body (bounded by the pool's own limits) and try again.
         for await (const _ of res.body) { /* drain */ }
@@ -422,6 +435,8 @@ async function forward(
     }
     await localReply(req, out, status, [flag], details, undefined, []);
   } finally {
+    endAttempt();
+    if (haveRetrySlot) cb.releaseRetry();
     cb.releaseRequest();
   }
 }
