@@ -149,3 +149,15 @@ test('an invalid update is NACKed with the reason and the last good config keeps
   assert.equal(clusters.dynamicActiveClusters![0]!.cluster.outlierDetection, undefined, 'config_dump shows the config in use');
   assert.match(clusters.dynamicActiveClusters![0]!.errorState!.details, /maxEjectionPercent/);
 });
+
+test('with the retry circuit breaker at zero the upstream 503 passes through unretried', async () => {
+  const down = await startBackend('down', (req, res) => { req.resume(); res.writeHead(503, { 'x-from': 'upstream' }); res.end('busy'); });
+  cleanups.push(down.close);
+  const { port, m } = await mesh([down], { circuitBreakers: { thresholds: [{ maxRetries: 0 }] } }, { retryPolicy: { retryOn: '5xx', numRetries: 3 } });
+  const r = await send(port, '/', { Host: 'svc' });
+  assert.equal(r.status, 503);
+  assert.equal(r.body, 'busy');
+  assert.equal(r.headers['x-from'], 'upstream');
+  assert.equal(down.hits, 1);
+  assert.equal(m.proxy.config.clusters.get('svc')!.circuitBreaker.retryOverflows, 1);
+});
