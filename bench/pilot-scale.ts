@@ -93,6 +93,18 @@ function lines(proc: ChildProcess, onLine: (entry: Record<string, unknown>) => v
   });
 }
 
+/** GET a JSON page from the pilot, retrying a connection the server closed under us. */
+async function getJson<T>(url: string): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return (await (await fetch(url)).json()) as T;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -175,7 +187,7 @@ spec:
   async function pushSettled(since: number): Promise<void> {
     for (;;) {
       await new Promise((r) => setTimeout(r, 100));
-      const st = (await (await fetch(`http://${httpAddress}/debug/push_status`)).json()) as { lastPush: { at: string } | null; queue: { queued: number; running: number } };
+      const st = await getJson<{ lastPush: { at: string } | null; queue: { queued: number; running: number } }>(`http://${httpAddress}/debug/push_status`);
       if (st.lastPush !== null && Date.parse(st.lastPush.at) >= since && st.queue.queued === 0 && st.queue.running === 0) break;
     }
     await new Promise((r) => setTimeout(r, 1000)); // let the last responses reach the clients
@@ -201,8 +213,8 @@ spec:
   const endpointChange = await measure('endpoint', 'ClusterLoadAssignment', () => write(path.join(configDir, 'ns-5.yaml'), namespaceFile(5, { index: 3 })));
   const virtualServiceChange = await measure('virtualservice', 'RouteConfiguration', () => write(path.join(configDir, 'vs.yaml'), virtualService('6s')));
   const rssMb = peakRssMb(pilot.pid!);
-  const metrics = await (await fetch(`http://${httpAddress}/metrics`)).text();
-  const pushStatus = (await (await fetch(`http://${httpAddress}/debug/push_status`)).json()) as { encodedResources: number };
+  const metrics = await fetch(`http://${httpAddress}/metrics`).then((r) => r.text(), () => '');
+  const pushStatus = await getJson<{ encodedResources: number }>(`http://${httpAddress}/debug/push_status`);
   if (pilotLog.length > 0) process.stderr.write(`pilot warnings/errors: ${pilotLog.length}, first: ${JSON.stringify(pilotLog[0])}\n`);
 
   const result = {

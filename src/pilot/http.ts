@@ -39,7 +39,7 @@ export function pushStatus(src: DebugSources): unknown {
 }
 
 export function createMonitoringServer(src: DebugSources): http.Server {
-  return http.createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://pilot');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: `method ${req.method ?? ''} not allowed on ${url.pathname}: only GET` });
@@ -89,6 +89,10 @@ export function createMonitoringServer(src: DebugSources): http.Server {
       else res.destroy();
     });
   });
+  // Longer than scrapers' and clients' idle timeouts, so they close first and never reuse a
+  // connection the pilot is closing.
+  server.keepAliveTimeout = 65_000;
+  return server;
 }
 
 export function listen(server: http.Server, host: string, port: number): Promise<AddressInfo> {
