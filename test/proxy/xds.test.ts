@@ -89,3 +89,31 @@ test('the proxy keeps serving while the control plane is down and resubscribes w
   assert.equal((node?.['metadata'] as Record<string, unknown>)['NAMESPACE'], 'default');
   assert.equal((await send(port, '/', { Host: 'svc' })).status, 200);
 });
+
+test('resources removed by the server stop serving: a removed listener closes its port, a removed cluster answers 503 NC', async () => {
+  const b = await startBackend('b');
+  cleanups.push(b.close);
+  const port = await freePort();
+  const port2 = await freePort();
+  const m = await meshWith({
+    clusters: [edsCluster('svc')],
+    endpoints: [assignment('svc', [b.port])],
+    listeners: [httpListener('l', port, 'r'), httpListener('l2', port2, 'r')],
+    routes: [routeConfig('r', [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'svc' } }] }])],
+  });
+  cleanups.push(m.close);
+  await m.proxy.whenReady();
+  assert.equal((await send(port2, '/', { Host: 'svc' })).status, 200);
+  let seen = m.ads.acks.length;
+  m.ads.set(LISTENER_TYPE, [httpListener('l', port, 'r')]);
+  await m.ads.waitFor((a) => a.typeUrl === LISTENER_TYPE && !a.nack, 10_000, seen);
+  const deadline = Date.now() + 5000;
+  while (m.proxy.listeners.boundAddresses().size !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual([...m.proxy.listeners.boundAddresses().keys()], ['l']);
+  seen = m.ads.acks.length;
+  m.ads.set(CLUSTER_TYPE, []);
+  await m.ads.waitFor((a) => a.typeUrl === CLUSTER_TYPE && !a.nack, 10_000, seen);
+  const r = await send(port, '/', { Host: 'svc' });
+  assert.equal(r.status, 503);
+  assert.match(m.proxy.metrics.expose(), /response_code="503",response_flags="NC"\} 1/);
+});
