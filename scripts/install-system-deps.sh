@@ -3,7 +3,7 @@
 # never stand-ins): etcd for the HA config store, iptables/iproute2 for interception
 # tests, nginx/haproxy/wrk for benchmarks. Idempotent; needs root (CI runs as root).
 set -euo pipefail
-pkgs=(etcd-server iptables iproute2 nginx-light haproxy wrk)
+pkgs=(etcd-server iptables iproute2 nginx haproxy wrk)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
