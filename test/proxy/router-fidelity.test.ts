@@ -96,3 +96,18 @@ test('per-try timeouts and resets are retried on another attempt', async () => {
   assert.equal(r.body, 'third');
   assert.equal(up.requests.length, 3);
 });
+
+test('an HTTP/1.0 client without Host is routed by the catch-all virtual host and answered in HTTP/1.0', async () => {
+  const up = await rawUpstream(() => 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong');
+  const port = await proxyTo(up.port);
+  const res = await new Promise<string>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write('GET /ping HTTP/1.0\r\n\r\n'));
+    let acc = '';
+    s.on('data', (d) => { acc += d.toString('latin1'); });
+    s.on('end', () => resolve(acc)); // HTTP/1.0 without keep-alive: the proxy closes after the response
+    s.on('error', reject);
+  });
+  assert.match(res, /^HTTP\/1\.0 200 OK\r\n/);
+  assert.ok(res.endsWith('\r\n\r\npong'));
+  assert.match(up.requests[0]!, /^GET \/ping HTTP\/1\.1\r\n/);
+});
