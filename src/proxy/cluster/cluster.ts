@@ -48,6 +48,8 @@ export class Cluster {
   readonly sourceKey: string;
   /** EDS service name (defaults to the cluster name). */
   readonly edsServiceName: string;
+  /** The EDS config source's initial_fetch_timeout; 0 waits for the assignment indefinitely. */
+  readonly edsInitialFetchTimeoutMs: number | undefined;
   readonly policy: LbPolicy;
   readonly pool: PoolSettings;
   readonly circuitBreaker: CircuitBreaker;
@@ -85,6 +87,7 @@ export class Cluster {
     this.type = type as DiscoveryType;
     const eds = json['edsClusterConfig'] as ProtoJson | undefined;
     this.edsServiceName = (eds?.['serviceName'] as string | undefined) || name;
+    this.edsInitialFetchTimeoutMs = durationMs((eds?.['edsConfig'] as ProtoJson | undefined)?.['initialFetchTimeout'], `${at}.edsClusterConfig.edsConfig.initialFetchTimeout`);
     const lb = (json['lbPolicy'] as string | undefined) ?? 'ROUND_ROBIN';
     const policy = lb === 'CLUSTER_PROVIDED' ? 'ROUND_ROBIN' : lb;
     if (!['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV'].includes(policy)) {

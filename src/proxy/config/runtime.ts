@@ -71,8 +71,12 @@ export class RuntimeConfig implements ResourceSink {
     if (this.readyAt > 0) return;
     if (!this.received.has(CLUSTER_TYPE) || !this.received.has(LISTENER_TYPE)) return;
     const late = Date.now() >= this.initialFetchDeadline;
+    for (const c of this.clusters.values()) {
+      if (c.type !== 'EDS' || this.assignments.has(c.edsServiceName)) continue;
+      // initial_fetch_timeout 0s (what Istio sets) waits for the assignment indefinitely.
+      if (!late || c.edsInitialFetchTimeoutMs === 0) return;
+    }
     if (!late) {
-      for (const n of this.interest(ENDPOINT_TYPE)) if (!this.assignments.has(n)) return;
       for (const n of this.interest(ROUTE_TYPE)) if (!this.routes.has(n)) return;
     }
     this.readyAt = Date.now();
