@@ -111,3 +111,35 @@ test("Istio's ratings-test-delay delays jason's ratings calls by the declared 7 
   mesh.removeConfig('vs-ratings.yaml');
   mesh.removeConfig('vs-reviews.yaml');
 });
+
+test('`sextant proxy-config` shows what productpage\'s sidecar runs, as tables and JSON', { skip }, () => {
+  const pp = mesh.workload('productpage-v1');
+  const run = (...args: string[]): { status: number | null; stdout: string; stderr: string } =>
+    spawnSync(process.execPath, [CLI, 'proxy-config', ...args, pp.adminAddress], { encoding: 'utf8' });
+
+  const clusters = run('clusters');
+  assert.equal(clusters.status, 0, clusters.stderr);
+  assert.match(clusters.stdout, /^SERVICE FQDN\s+PORT\s+SUBSET\s+DIRECTION\s+TYPE$/m);
+  for (const subset of ['-', 'v1', 'v2', 'v3']) {
+    assert.match(clusters.stdout, new RegExp(`^reviews\\.default\\.svc\\.cluster\\.local\\s+9080\\s+${subset}\\s+outbound\\s+EDS$`, 'm'));
+  }
+
+  const listeners = run('listeners');
+  assert.equal(listeners.status, 0, listeners.stderr);
+  assert.match(listeners.stdout, new RegExp(`\\s${pp.egress.host.replaceAll('.', '\\.')}\\s+9080\\s+Route: `));
+
+  const routes = run('routes', '-o', 'json');
+  assert.equal(routes.status, 0, routes.stderr);
+  const domains = (JSON.parse(routes.stdout) as Array<{ virtualHosts?: Array<{ domains: string[] }> }>).flatMap((r) => (r.virtualHosts ?? []).flatMap((vh) => vh.domains));
+  assert.ok(domains.includes('reviews.default.svc.cluster.local'), `domains: ${domains.join(' ')}`);
+  assert.ok(domains.includes('reviews'));
+
+  const endpoints = run('endpoints');
+  assert.equal(endpoints.status, 0, endpoints.stderr);
+  const reviewsV2 = mesh.workload('reviews-v2');
+  assert.match(endpoints.stdout, new RegExp(`^${reviewsV2.address.replaceAll('.', '\\.')}:9080\\s+HEALTHY\\s+1\\s+outbound\\|9080\\|v2\\|reviews\\.default\\.svc\\.cluster\\.local$`, 'm'));
+
+  const bad = run('secrets');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^error: unknown section "secrets"; expected listeners, routes, clusters, endpoints/);
+});
