@@ -57,8 +57,17 @@ export interface PushPlan {
 export interface Generators {
   /** Parses an xDS node into a Proxy; throws an Error whose message says what is wrong. */
   proxyFromNode(node: ProtoJson): Proxy;
-  /** Builds a snapshot from every resource, indexes and all, once. */
-  buildPushContext(resources: readonly Resource[]): PushContext;
+  /**
+   * Builds a snapshot from every resource, indexes and all, once. Given the snapshot it
+   * replaces and the change between them, it may share what the change cannot have touched.
+   */
+  buildPushContext(resources: readonly Resource[], previous?: PushContext, change?: ConfigChange): PushContext;
+  /**
+   * The endpoint fast path: the snapshot after an endpoint-only `change`, derived from
+   * `before` (everything but the affected services' endpoints shared, as the same objects).
+   * Undefined when this change cannot take it; the server then calls buildPushContext.
+   */
+  updateEndpoints?(before: PushContext, resources: readonly Resource[], change: ConfigChange): PushContext | undefined;
   /** What `change` (between `before` and `after`) requires for `proxy`; null when it is not concerned. */
   planPush(before: PushContext, after: PushContext, change: ConfigChange, proxy: Proxy): PushPlan | null;
   /**

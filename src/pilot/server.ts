@@ -8,7 +8,7 @@ import { resourceKey } from '../api/resource.ts';
 import { openConfigStore } from '../config/index.ts';
 import type { ConfigStore, WatchEvent, ConfigWatch } from '../config/index.ts';
 import { generators as defaultGenerators } from './gen/index.ts';
-import type { Generators, PushContext } from './model.ts';
+import type { ConfigChange, Generators, PushContext } from './model.ts';
 import { PilotMetrics } from './metrics.ts';
 import { Debouncer } from './push/debounce.ts';
 import type { DebouncedChange } from './push/debounce.ts';
@@ -126,10 +126,15 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
   const resources = new Map<string, Resource>();
   let current: PushContext | undefined;
 
-  const build = (): PushContext => {
+  const build = (change?: ConfigChange): PushContext => {
     const started = performance.now();
-    const push = generators.buildPushContext([...resources.values()]);
-    logger.info({ version: push.version, resources: resources.size, ...push.stats, ms: Math.round(performance.now() - started) }, 'push context built');
+    const all = [...resources.values()];
+    // Endpoint-only batches take the short path: the previous snapshot with new endpoints.
+    const derived = change?.endpointsOnly === true && current !== undefined && generators.updateEndpoints !== undefined
+      ? generators.updateEndpoints(current, all, change)
+      : undefined;
+    const push = derived ?? generators.buildPushContext(all, current, change);
+    logger.info({ version: push.version, resources: resources.size, ...push.stats, endpointFastPath: derived !== undefined, ms: Math.round(performance.now() - started) }, 'push context built');
     return push;
   };
 
@@ -139,7 +144,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
       metrics.debounceTime.observe((Date.now() - change.firstEventAt) / 1000);
       let after: PushContext;
       try {
-        after = build();
+        after = build(change);
       } catch (err) {
         logger.error({ keys: [...change.keys].slice(0, 20), err: err instanceof Error ? err.message : String(err) }, 'building push context failed; keeping the previous snapshot');
         return;

@@ -278,3 +278,106 @@ export function buildRegistry(serviceEntries: readonly Resource<ServiceEntrySpec
   }
   return { services, byHost, byKey, endpoints, servicesOf, byAddress, bySource, endpointCount };
 }
+
+/** The Service objects whose endpoints an endpoint-only change replaces, and their new inputs. */
+export interface EndpointUpdate {
+  /** Service keys whose endpoints are recomputed (their Service objects are kept as they are). */
+  services: ReadonlySet<string>;
+  /** The current ServiceEntry of each service in `services`, by `ServiceEntry/ns/name`. */
+  serviceEntries: ReadonlyMap<string, Resource<ServiceEntrySpec>>;
+  /** Every current WorkloadEntry of the namespaces of the selector services in `services`. */
+  workloadEntries: ReadonlyMap<string, readonly Resource<WorkloadEntrySpec>[]>;
+  /** The WorkloadEntry keys that changed (added, modified or deleted), for `servicesOf`. */
+  changedWorkloads: ReadonlySet<string>;
+}
+
+/** One service's endpoints as buildRegistry computes them, and the workloads that fed it. */
+function serviceEndpoints(svc: Service, se: Resource<ServiceEntrySpec>, workloads: readonly Resource<WorkloadEntrySpec>[]): { endpoints: ServiceEndpoint[]; workloads: string[] } {
+  const out: ServiceEndpoint[] = [];
+  const fed: string[] = [];
+  if (svc.selector) {
+    for (const we of workloads) {
+      const labels = we.metadata.labels ? { ...we.metadata.labels, ...we.spec?.labels } : (we.spec?.labels ?? {});
+      if (!labelsMatch(svc.selector, labels)) continue;
+      const weKey = `WorkloadEntry/${we.metadata.namespace}/${we.metadata.name}`;
+      fed.push(weKey);
+      const healthy = workloadHealthy(we);
+      for (const port of svc.ports) {
+        const ep = endpointFrom(we.spec ?? {}, port, weKey, healthy, labels);
+        if (ep) out.push(ep);
+      }
+    }
+  } else {
+    (se.spec?.endpoints ?? []).forEach((we, i) => {
+      for (const port of svc.ports) {
+        const ep = endpointFrom(we, port, `${svc.source}#${i}`, true, we.labels ?? {});
+        if (ep) out.push(ep);
+      }
+    });
+  }
+  return { endpoints: out, workloads: fed };
+}
+
+/**
+ * A registry equal to what buildRegistry would return after an endpoint-only change, derived
+ * from `before`: services, hosts and sources are shared; only the endpoints of
+ * `update.services` (and the address and workload indexes they appear in) are rebuilt.
+ * The caller guarantees that no Service changed (only inline endpoints or WorkloadEntries).
+ */
+export function updateRegistryEndpoints(before: Registry, update: EndpointUpdate): Registry {
+  const endpoints = new Map(before.endpoints);
+  const servicesOf = new Map(before.servicesOf);
+  const byAddress = new Map(before.byAddress);
+  let endpointCount = before.endpointCount;
+  const touchedAddresses = new Set<string>();
+  const fresh = new Map<string, { service: Service; endpoint: ServiceEndpoint }[]>();
+  const fedBy = new Map<string, string[]>(); // WorkloadEntry key → service keys it now feeds
+  for (const key of update.services) {
+    const svc = before.byKey.get(key);
+    if (!svc) throw new Error(`updateRegistryEndpoints: unknown service ${key}`);
+    const se = update.serviceEntries.get(svc.source);
+    if (!se) throw new Error(`updateRegistryEndpoints: no ServiceEntry ${svc.source} for service ${key}`);
+    for (const list of before.endpoints.get(key)?.values() ?? []) {
+      endpointCount -= list.length;
+      for (const ep of list) touchedAddresses.add(ep.address);
+    }
+    const { endpoints: eps, workloads } = serviceEndpoints(svc, se, update.workloadEntries.get(svc.namespace) ?? []);
+    const perPort = new Map<number, ServiceEndpoint[]>();
+    for (const ep of eps) {
+      let list = perPort.get(ep.servicePort.port);
+      if (!list) perPort.set(ep.servicePort.port, (list = []));
+      list.push(ep);
+      touchedAddresses.add(ep.address);
+      let at = fresh.get(ep.address);
+      if (!at) fresh.set(ep.address, (at = []));
+      at.push({ service: svc, endpoint: ep });
+    }
+    endpointCount += eps.length;
+    if (perPort.size > 0) endpoints.set(key, perPort);
+    else endpoints.delete(key);
+    for (const w of workloads) {
+      let list = fedBy.get(w);
+      if (!list) fedBy.set(w, (list = []));
+      list.push(key);
+    }
+  }
+  // A changed workload feeds exactly the recomputed services that now select it; the caller
+  // includes every service it fed before, so no stale membership survives.
+  for (const w of update.changedWorkloads) {
+    const list = fedBy.get(w);
+    if (list) servicesOf.set(w, list);
+    else servicesOf.delete(w);
+  }
+  // Addresses keep buildRegistry's order: registry order of services, then endpoint order.
+  let order: Map<string, number> | undefined;
+  for (const addr of touchedAddresses) {
+    const kept = (before.byAddress.get(addr) ?? []).filter((t) => !update.services.has(t.service.key));
+    const added = fresh.get(addr) ?? [];
+    if (kept.length + added.length === 0) { byAddress.delete(addr); continue; }
+    if (kept.length === 0) { byAddress.set(addr, added); continue; }
+    order ??= new Map(before.services.map((s, i) => [s.key, i]));
+    const rank = order;
+    byAddress.set(addr, [...kept, ...added].sort((a, b) => (rank.get(a.service.key) ?? 0) - (rank.get(b.service.key) ?? 0)));
+  }
+  return { services: before.services, byHost: before.byHost, byKey: before.byKey, endpoints, servicesOf, byAddress, bySource: before.bySource, endpointCount };
+}

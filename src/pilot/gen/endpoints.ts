@@ -174,7 +174,7 @@ export function loadAssignment(push: SextantPushContext, proxy: Proxy, name: str
   const failoverKeys = loc?.enabled !== false ? (loc?.failoverPriority ?? []) : [];
   const labelsKey = failoverKeys.length > 0 ? JSON.stringify(failoverKeys.map((k) => labelValue(k, proxy.labels, proxy.locality))) : '';
   const locKey = (localityAware ? localityKey(proxy.locality) : '') + labelsKey;
-  return push.memoize(`eds|${grpc ? 'g' : 'e'}|${name}|${service.key}|${dr?.key ?? ''}|${locKey}`, () => {
+  return push.memoizeEndpoints(service.key, `eds|${grpc ? 'g' : 'e'}|${name}|${dr?.key ?? ''}|${locKey}`, () => {
     const opts: LocalityOptions = {};
     if (localityAware && proxy.locality) opts.proxyLocality = proxy.locality;
     if (failoverKeys.length > 0) opts.proxyLabels = proxy.labels;

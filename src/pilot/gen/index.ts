@@ -3,7 +3,7 @@
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
 import type { Generators, PushContext, Proxy } from '../model.ts';
-import { SextantPushContext, buildPushContext } from '../push/context.ts';
+import { SextantPushContext, buildPushContext, updateEndpoints } from '../push/context.ts';
 import { proxyFromNode } from '../push/proxy.ts';
 import { planPush } from '../push/scope.ts';
 import { generateClusters } from './clusters.ts';
@@ -102,7 +102,12 @@ function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl
 /** The generator side of the pilot's seam (see pilot/model.ts). */
 export const generators: Generators = {
   proxyFromNode,
-  buildPushContext,
+  buildPushContext(resources, previous, change) {
+    return buildPushContext(resources, previous === undefined ? undefined : snapshot(previous), change);
+  },
+  updateEndpoints(before, resources, change) {
+    return updateEndpoints(snapshot(before), resources, change);
+  },
   planPush(before, after, change, proxy) {
     return planPush(snapshot(before), snapshot(after), change, proxy);
   },
@@ -111,7 +116,7 @@ export const generators: Generators = {
   },
 };
 
-export { proxyFromNode, buildPushContext, planPush };
+export { proxyFromNode, buildPushContext, updateEndpoints, planPush };
 export { SextantPushContext };
 /** EnvoyFilter patches skipped in a snapshot because their value is invalid, by EnvoyFilter key (for logs and status). */
 export { envoyFilterProblems };

@@ -2,8 +2,8 @@
 // VirtualServices by host, DestinationRules by host, Sidecars and EnvoyFilters by namespace),
 // plus per-snapshot memo tables so resources identical across proxies are built once.
 import type { Resource } from '../../api/resource.ts';
-import type { PushContext } from '../model.ts';
-import { buildRegistry, byAge } from '../../registry/index.ts';
+import type { ConfigChange, PushContext } from '../model.ts';
+import { buildRegistry, byAge, updateRegistryEndpoints } from '../../registry/index.ts';
 import type { Registry, Service } from '../../registry/index.ts';
 import type {
   DestinationRuleSpec, EnvoyFilterSpec, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec, WorkloadEntrySpec,
@@ -64,12 +64,40 @@ export class SextantPushContext implements PushContext {
    * Memo tables for proxy-independent results (a cluster's ClusterLoadAssignment, the
    * clusters of one visibility scope, …). Bounded by the snapshot: dropped with it.
    */
-  readonly memo = new Map<string, unknown>();
+  readonly memo: Map<string, unknown>;
+  /**
+   * Memo tables for results that read a service's endpoints (ClusterLoadAssignments), by
+   * service key, so an endpoint-only snapshot drops exactly the affected services' entries.
+   */
+  readonly endpointMemo: Map<string, Map<string, unknown>>;
 
-  constructor(resources: readonly Resource[], version?: string) {
+  constructor(resources: readonly Resource[], version?: string, derived?: DerivedInputs, reuse?: { registry: Registry }) {
     this.builtAt = Date.now();
     this.version = version ?? `${this.builtAt.toString(36)}-${(++sequence).toString(36)}`;
     this.resources = resources;
+    if (derived !== undefined) {
+      // Everything but endpoints is the previous snapshot's, shared (both are immutable).
+      const from = derived.from;
+      this.byKey = derived.byKey;
+      this.registry = derived.registry;
+      this.virtualServices = from.virtualServices;
+      this.gatewayVirtualServices = from.gatewayVirtualServices;
+      this.gateways = from.gateways;
+      this.virtualServicesByKey = from.virtualServicesByKey;
+      this.destinationRules = from.destinationRules;
+      this.destinationRulesByKey = from.destinationRulesByKey;
+      this.destinationRulesByHost = from.destinationRulesByHost;
+      this.wildcardDestinationRules = from.wildcardDestinationRules;
+      this.sidecarsByNamespace = from.sidecarsByNamespace;
+      this.envoyFiltersByNamespace = from.envoyFiltersByNamespace;
+      this.stats = { ...from.stats, endpoints: this.registry.endpointCount };
+      this.memo = new Map(from.memo);
+      this.endpointMemo = new Map(from.endpointMemo);
+      for (const k of derived.endpointsChanged) this.endpointMemo.delete(k);
+      return;
+    }
+    this.memo = new Map();
+    this.endpointMemo = new Map();
     const ses: Resource<ServiceEntrySpec>[] = [];
     const wes: Resource<WorkloadEntrySpec>[] = [];
     const vss: Resource<VirtualServiceSpec>[] = [];
@@ -92,7 +120,7 @@ export class SextantPushContext implements PushContext {
       }
     }
     this.byKey = byKey;
-    this.registry = buildRegistry(ses, wes);
+    this.registry = reuse?.registry ?? buildRegistry(ses, wes);
     const index = <S extends { exportTo?: string[] }>(r: Resource<S>): Indexed<S> => ({
       resource: r,
       spec: (r.spec ?? {}) as S,
@@ -149,6 +177,17 @@ export class SextantPushContext implements PushContext {
     return v;
   }
 
+  /** Like memoize, for a result that reads `serviceKey`'s endpoints. */
+  memoizeEndpoints<T>(serviceKey: string, key: string, compute: () => T): T {
+    let table = this.endpointMemo.get(serviceKey);
+    if (table === undefined) this.endpointMemo.set(serviceKey, (table = new Map()));
+    const hit = table.get(key);
+    if (hit !== undefined || table.has(key)) return hit as T;
+    const v = compute();
+    table.set(key, v);
+    return v;
+  }
+
 
   /**
    * The service a proxy in `namespace` reaches for `hostname`: its own namespace's
@@ -198,7 +237,110 @@ export function hostMatches(pattern: string, host: string): boolean {
   return pattern === host;
 }
 
-/** Builds a snapshot from every resource, indexes and all, once. */
-export function buildPushContext(resources: readonly Resource[]): SextantPushContext {
-  return new SextantPushContext(resources);
+/** What an endpoint-only snapshot takes over from its predecessor, and what it replaces. */
+interface DerivedInputs {
+  from: SextantPushContext;
+  registry: Registry;
+  byKey: ReadonlyMap<string, Resource>;
+  /** Service keys whose endpoints changed: their endpoint memo entries are dropped. */
+  endpointsChanged: ReadonlySet<string>;
+}
+
+function kindOf(key: string): string {
+  return key.slice(0, key.indexOf('/'));
+}
+
+/**
+ * Builds a snapshot from every resource, indexes and all, once. Given the previous snapshot
+ * and a change that touched no ServiceEntry or WorkloadEntry, the service registry (and so
+ * the scopes derived from it, see scope.ts) is the previous one, shared.
+ */
+export function buildPushContext(resources: readonly Resource[], previous?: SextantPushContext, change?: ConfigChange): SextantPushContext {
+  const registryUnchanged = previous !== undefined && change !== undefined &&
+    ![...change.keys].some((k) => { const kind = kindOf(k); return kind === 'ServiceEntry' || kind === 'WorkloadEntry'; });
+  return new SextantPushContext(resources, undefined, undefined, registryUnchanged ? { registry: previous.registry } : undefined);
+}
+
+/**
+ * The endpoint fast path: the snapshot after an endpoint-only change (WorkloadEntries, or
+ * ServiceEntries whose spec changed only in `endpoints`), derived from `before`. Everything
+ * but the affected services' endpoints is shared with `before`, memoized clusters, listeners,
+ * routes and scopes included, so their encodings are reused by identity. Returns undefined
+ * when the change cannot take this path (a DNS service's endpoints are inline in its
+ * cluster, so its CDS changes too): the caller then builds a full snapshot.
+ */
+export function updateEndpoints(before: SextantPushContext, resources: readonly Resource[], change: ConfigChange): SextantPushContext | undefined {
+  if (!change.endpointsOnly) return undefined;
+  const changedNames = new Set<string>();
+  for (const k of change.keys) {
+    const kind = kindOf(k);
+    if (kind !== 'ServiceEntry' && kind !== 'WorkloadEntry') return undefined;
+    changedNames.add(k.slice(k.lastIndexOf('/') + 1));
+  }
+  // One pass over the resources: the changed ones, by key.
+  const current = new Map<string, Resource>();
+  for (const r of resources) {
+    if ((r.kind !== 'ServiceEntry' && r.kind !== 'WorkloadEntry') || !changedNames.has(r.metadata.name)) continue;
+    const key = `${r.kind}/${r.metadata.namespace}/${r.metadata.name}`;
+    if (change.keys.has(key)) current.set(key, r);
+  }
+  const reg = before.registry;
+  const affected = new Set<string>();
+  const changedWorkloads = new Set<string>();
+  const selectorNamespaces = new Set<string>();
+  let selectorServices: Map<string, Service[]> | undefined;
+  for (const key of change.keys) {
+    if (kindOf(key) === 'ServiceEntry') {
+      if (!current.has(key)) return undefined; // deleted: services go away, not an endpoint change
+      for (const s of reg.bySource.get(key) ?? []) affected.add(s.key);
+      continue;
+    }
+    changedWorkloads.add(key);
+    for (const s of reg.servicesOf.get(key) ?? []) affected.add(s);
+    const we = current.get(key) as Resource<WorkloadEntrySpec> | undefined;
+    if (we === undefined) continue;
+    // Services that select the workload now (its labels may have changed).
+    selectorServices ??= groupSelectorServices(reg.services);
+    const labels = we.metadata.labels ? { ...we.metadata.labels, ...we.spec?.labels } : (we.spec?.labels ?? {});
+    for (const s of selectorServices.get(we.metadata.namespace) ?? []) if (labelsMatchAll(s.selector, labels)) affected.add(s.key);
+  }
+  const serviceEntries = new Map<string, Resource<ServiceEntrySpec>>();
+  for (const key of affected) {
+    const svc = reg.byKey.get(key);
+    if (!svc) return undefined;
+    if (svc.resolution === 'DNS' || svc.resolution === 'DNS_ROUND_ROBIN') return undefined;
+    if (svc.selector) selectorNamespaces.add(svc.namespace);
+    const se = (current.get(svc.source) ?? before.byKey.get(svc.source)) as Resource<ServiceEntrySpec> | undefined;
+    if (!se) return undefined;
+    serviceEntries.set(svc.source, se);
+  }
+  const workloadEntries = new Map<string, Resource<WorkloadEntrySpec>[]>();
+  if (selectorNamespaces.size > 0) {
+    for (const r of resources) {
+      if (r.kind !== 'WorkloadEntry' || !selectorNamespaces.has(r.metadata.namespace)) continue;
+      let list = workloadEntries.get(r.metadata.namespace);
+      if (!list) workloadEntries.set(r.metadata.namespace, (list = []));
+      list.push(r as Resource<WorkloadEntrySpec>);
+    }
+  }
+  const registry = updateRegistryEndpoints(reg, { services: affected, serviceEntries, workloadEntries, changedWorkloads });
+  const byKey = new Map(before.byKey);
+  for (const key of change.keys) {
+    const r = current.get(key);
+    if (r) byKey.set(key, r);
+    else byKey.delete(key);
+  }
+  return new SextantPushContext(resources, undefined, { from: before, registry, byKey, endpointsChanged: affected });
+}
+
+function groupSelectorServices(services: readonly Service[]): Map<string, Service[]> {
+  const out = new Map<string, Service[]>();
+  for (const s of services) if (s.selector) push(out, s.namespace, s);
+  return out;
+}
+
+function labelsMatchAll(selector: Readonly<Record<string, string>> | undefined, labels: Readonly<Record<string, string>>): boolean {
+  if (!selector) return false;
+  for (const k in selector) if (labels[k] !== selector[k]) return false;
+  return true;
 }

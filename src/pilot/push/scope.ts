@@ -5,7 +5,7 @@ import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE } fr
 import type { XdsTypeUrl } from '../../envoy/index.ts';
 import type { ConfigChange, Proxy, PushPlan } from '../model.ts';
 import { labelsMatch } from '../../registry/index.ts';
-import type { Service, EnvoyFilterSpec, SidecarSpec, VirtualServiceSpec, IstioEgressListener } from '../../registry/index.ts';
+import type { Registry, Service, EnvoyFilterSpec, SidecarSpec, VirtualServiceSpec, IstioEgressListener } from '../../registry/index.ts';
 import { ROOT_NAMESPACE, hostMatches, resolveHost } from './context.ts';
 import type { Indexed, SextantPushContext } from './context.ts';
 import { clusterName } from '../gen/names.ts';
@@ -84,30 +84,66 @@ export function sidecarScope(push: SextantPushContext, proxy: Proxy): SidecarSco
   return push.memoize(`scope|${ns}|${sidecar?.key ?? ''}`, () => computeScope(push, ns, sidecar));
 }
 
+/** The service half of a scope: depends only on the registry, the namespace and the egress hosts. */
+interface ScopeServices {
+  egress: readonly (readonly Service[])[];
+  services: readonly Service[];
+  serviceKeys: ReadonlySet<string>;
+  hostnames: ReadonlySet<string>;
+}
+
+/**
+ * Service halves of scopes, per registry: a snapshot that shares its predecessor's registry
+ * (no ServiceEntry or WorkloadEntry changed, or only endpoints did) reuses them instead of
+ * filtering every service again per namespace. Bounded by namespaces × distinct egress
+ * specs, and dropped with the registry.
+ */
+const scopeServicesByRegistry = new WeakMap<Registry, Map<string, ScopeServices>>();
+
+function scopeServices(push: SextantPushContext, ns: string, egressSpecs: readonly IstioEgressListener[]): ScopeServices {
+  let cache = scopeServicesByRegistry.get(push.registry);
+  if (cache === undefined) scopeServicesByRegistry.set(push.registry, (cache = new Map()));
+  const key = `${ns}|${JSON.stringify(egressSpecs.map((l) => l.hosts ?? []))}`;
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  const exportedKey = `${ns}|exported`;
+  let exported = cache.get(exportedKey)?.services;
+  if (exported === undefined) {
+    exported = push.registry.services.filter((s) => visibleFrom(s.exportTo, s.namespace, ns));
+    cache.set(exportedKey, { egress: [], services: exported, serviceKeys: new Set(), hostnames: new Set() });
+  }
+  const all = exported;
+  const egress = egressSpecs.map((listener) => {
+    const rules = parseHostRules(listener.hosts ?? [], ns);
+    const wildcardAll = rules.some((r) => r.namespace === '*' && r.host === '*');
+    return wildcardAll ? all : all.filter((s) => ruleMatches(rules, s.namespace, s.hostname));
+  });
+  const serviceKeys = new Set<string>();
+  const services: Service[] = [];
+  for (const list of egress) for (const s of list) if (!serviceKeys.has(s.key)) { serviceKeys.add(s.key); services.push(s); }
+  const entry: ScopeServices = { egress, services, serviceKeys, hostnames: new Set(services.map((s) => s.hostname)) };
+  cache.set(key, entry);
+  return entry;
+}
+
 function computeScope(push: SextantPushContext, ns: string, sidecar: Indexed<SidecarSpec> | undefined): SidecarScope {
-  const exported = push.memoize(`exported|${ns}`, () => ({
-    services: push.registry.services.filter((s) => visibleFrom(s.exportTo, s.namespace, ns)),
-    virtualServices: push.virtualServices.filter((v) => visibleFrom(v.exportTo, v.namespace, ns)),
-  }));
+  const exportedVirtualServices = push.memoize(`exported-vs|${ns}`, () => push.virtualServices.filter((v) => visibleFrom(v.exportTo, v.namespace, ns)));
   // A sidecar in the root namespace is a template: `.` means the proxy's own namespace.
   const egressSpecs: IstioEgressListener[] = sidecar?.spec.egress && sidecar.spec.egress.length > 0
     ? sidecar.spec.egress
     : [{ hosts: ['*/*'] }];
-  const egress: EgressScope[] = egressSpecs.map((listener) => {
+  const svc = scopeServices(push, ns, egressSpecs);
+  const egress: EgressScope[] = egressSpecs.map((listener, i) => {
     const rules = parseHostRules(listener.hosts ?? [], ns);
     const wildcardAll = rules.some((r) => r.namespace === '*' && r.host === '*');
-    const services = wildcardAll ? exported.services : exported.services.filter((s) => ruleMatches(rules, s.namespace, s.hostname));
     const virtualServices = wildcardAll
-      ? exported.virtualServices
-      : exported.virtualServices.filter((v) => (v.spec.hosts ?? []).some((h) => ruleMatches(rules, v.namespace, resolveHost(h, v.namespace))));
-    return { listener, services, virtualServices };
+      ? exportedVirtualServices
+      : exportedVirtualServices.filter((v) => (v.spec.hosts ?? []).some((h) => ruleMatches(rules, v.namespace, resolveHost(h, v.namespace))));
+    return { listener, services: svc.egress[i] ?? [], virtualServices };
   });
-  const serviceKeys = new Set<string>();
-  const services: Service[] = [];
   const vsKeys = new Set<string>();
   const vss: Indexed<VirtualServiceSpec>[] = [];
   for (const e of egress) {
-    for (const s of e.services) if (!serviceKeys.has(s.key)) { serviceKeys.add(s.key); services.push(s); }
     for (const v of e.virtualServices) if (!vsKeys.has(v.key)) { vsKeys.add(v.key); vss.push(v); }
   }
   // A delegate VirtualService has no hosts: it is in scope through the routes that name it.
@@ -118,9 +154,9 @@ function computeScope(push: SextantPushContext, ns: string, sidecar: Indexed<Sid
     namespace: ns,
     sidecar,
     egress,
-    services,
-    serviceKeys,
-    hostnames: new Set(services.map((s) => s.hostname)),
+    services: svc.services,
+    serviceKeys: svc.serviceKeys,
+    hostnames: svc.hostnames,
     virtualServices: vss,
     virtualServiceKeys: vsKeys,
     outboundTrafficPolicy: sidecar?.spec.outboundTrafficPolicy?.mode === 'REGISTRY_ONLY' ? 'REGISTRY_ONLY' : 'ALLOW_ANY',
@@ -183,6 +219,7 @@ function kindOf(key: string): string {
  * endpoint-only changes push EDS for the affected clusters the proxy holds.
  */
 export function planPush(before: SextantPushContext, after: SextantPushContext, change: ConfigChange, proxy: Proxy): PushPlan | null {
+  if (change.endpointsOnly) return planEndpointPush(before, after, change, proxy);
   const types = new Set<XdsTypeUrl>();
   const eds = new Set<string>();
   let edsAll = false;
@@ -288,6 +325,51 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
   if (types.size === 0) return null;
   if (types.has(ENDPOINT_TYPE) && !edsAll && types.size === 1) return { types, edsClusters: eds };
   return { types: orderTypes(types) };
+}
+
+const FULL_PLAN: PushPlan = { types: new Set(PUSH_ORDER) };
+const CDS_PLAN: PushPlan = { types: new Set(PUSH_ORDER.filter((t) => t === CLUSTER_TYPE || t === ENDPOINT_TYPE)) };
+
+/**
+ * The plan for an endpoint-only change (WorkloadEntries, ServiceEntry `endpoints`): EDS for
+ * the affected services' clusters the proxy's scope holds. It reads the affected services
+ * and the proxy's scope (memoized, and shared with `before` on the endpoint fast path), so
+ * it costs a few lookups per proxy, not a scope computation. A proxy whose own workload
+ * changed gets everything (its inbound side may differ); a service with inline (DNS)
+ * endpoints gets CDS.
+ */
+function planEndpointPush(before: SextantPushContext, after: SextantPushContext, change: ConfigChange, proxy: Proxy): PushPlan | null {
+  const scope = sidecarScope(after, proxy);
+  const eds = new Set<string>();
+  let cds = false;
+  for (const key of change.keys) {
+    const kind = kindOf(key);
+    let services: readonly string[];
+    if (kind === 'WorkloadEntry') {
+      for (const ctx of [before, after]) {
+        const addr = (ctx.byKey.get(key)?.spec as { address?: string } | undefined)?.address;
+        if (addr !== undefined && proxy.ipAddresses.includes(addr)) return FULL_PLAN;
+      }
+      const was = before.registry.servicesOf.get(key) ?? [];
+      const is = after.registry.servicesOf.get(key) ?? [];
+      services = was.length === 0 ? is : is.length === 0 ? was : [...new Set([...was, ...is])];
+    } else if (kind === 'ServiceEntry') {
+      services = (after.registry.bySource.get(key) ?? before.registry.bySource.get(key) ?? []).map((s) => s.key);
+      for (const svcKey of services) if (isServedBy(before, svcKey, proxy) || isServedBy(after, svcKey, proxy)) return FULL_PLAN;
+    } else {
+      return planPush(before, after, { keys: change.keys, endpointsOnly: false }, proxy);
+    }
+    for (const svcKey of services) {
+      if (!scope.serviceKeys.has(svcKey)) continue;
+      const svc = after.registry.byKey.get(svcKey) ?? before.registry.byKey.get(svcKey);
+      if (!svc) continue;
+      if (svc.resolution === 'DNS' || svc.resolution === 'DNS_ROUND_ROBIN') cds = true;
+      for (const n of serviceClusterNames(after, svc, proxy.namespace)) eds.add(n);
+    }
+  }
+  if (cds) return CDS_PLAN;
+  if (eds.size === 0) return null;
+  return { types: new Set([ENDPOINT_TYPE]), edsClusters: eds };
 }
 
 /** Keys (`Gateway/ns/name`) of the Gateways whose selector matches a gateway proxy. */
