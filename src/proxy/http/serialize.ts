@@ -1,6 +1,7 @@
 // Writes HTTP/1.x heads: every header line as given (name case, order, duplicates), except
 // the ones the codec owns: framing (Content-Length, Transfer-Encoding) is made to match the
 // body actually sent, and hop-by-hop connection headers are replaced by the codec's own.
+import type { Writable } from 'node:stream';
 import type { RawHeader, RequestHead } from './headers.ts';
 
 /** How the body that follows a head is delimited. */
@@ -122,6 +123,19 @@ export function serializeHeaders(out: string, headers: readonly RawHeader[], fra
   return out + '\r\n';
 }
 
+/** A response head as text (latin1: one byte per character); the status line carries `version` (the downstream's). */
+export function responseHeadString(
+  version: '1.0' | '1.1',
+  status: number,
+  reason: string,
+  headers: readonly RawHeader[],
+  framing: BodyFraming,
+  connection: string,
+): string {
+  const line = (version === '1.1' ? 'HTTP/1.1 ' : 'HTTP/1.0 ') + status + ' ' + reason + '\r\n';
+  return serializeHeaders(line, headers, framing, connection);
+}
+
 /** A response head as bytes; the status line carries `version` (the downstream's). */
 export function serializeResponseHead(
   version: '1.0' | '1.1',
@@ -131,12 +145,11 @@ export function serializeResponseHead(
   framing: BodyFraming,
   connection: string,
 ): Buffer {
-  const line = (version === '1.1' ? 'HTTP/1.1 ' : 'HTTP/1.0 ') + status + ' ' + reason + '\r\n';
-  return Buffer.from(serializeHeaders(line, headers, framing, connection), 'latin1');
+  return Buffer.from(responseHeadString(version, status, reason, headers, framing, connection), 'latin1');
 }
 
-/** A request head as bytes, always HTTP/1.1 upstream; `host` is added when the head has none. */
-export function serializeRequestHead(head: RequestHead, framing: BodyFraming, connection: string, host: string): Buffer {
+/** A request head as text, always HTTP/1.1 upstream; `host` is added when the head has none. */
+export function requestHeadString(head: RequestHead, framing: BodyFraming, connection: string, host: string): string {
   let s = head.method + ' ' + head.target + ' HTTP/1.1\r\n';
   let hasHost = false;
   for (let i = 0; i < head.headers.length; i++) {
@@ -147,7 +160,88 @@ export function serializeRequestHead(head: RequestHead, framing: BodyFraming, co
     }
   }
   if (!hasHost) s += 'Host: ' + host + '\r\n';
-  return Buffer.from(serializeHeaders(s, head.headers, framing, connection), 'latin1');
+  return serializeHeaders(s, head.headers, framing, connection);
+}
+
+/** A request head as bytes, always HTTP/1.1 upstream; `host` is added when the head has none. */
+export function serializeRequestHead(head: RequestHead, framing: BodyFraming, connection: string, host: string): Buffer {
+  return Buffer.from(requestHeadString(head, framing, connection, host), 'latin1');
+}
+
+/**
+ * Below this many bytes, a head and the body bytes that go with it are copied into one
+ * Buffer and written once: one plain write costs far less in Node than a corked writev of
+ * several small buffers, and the copy is cheap at this size. Larger bodies go out corked.
+ */
+export const COALESCE_MAX_BYTES = 16 * 1024;
+
+/**
+ * Collects what leaves in one write: a head (text, latin1) and the body bytes (with their
+ * chunk framing) available with it, then writes them as one Buffer when small, or corked.
+ */
+export class WriteBatch {
+  head = '';
+  readonly parts: Buffer[] = [];
+  bytes = 0;
+
+  add(b: Buffer): void {
+    this.parts.push(b);
+    this.bytes += b.length;
+  }
+
+  /** A body chunk, framed as a chunk when `chunked`. */
+  addChunk(b: Buffer, chunked: boolean): void {
+    if (!chunked) {
+      this.add(b);
+      return;
+    }
+    this.add(chunkHeader(b.length));
+    this.add(b);
+    this.add(CRLF);
+  }
+
+  /** Writes everything collected; the socket's write() result (false: wait for 'drain'). */
+  flush(s: Writable): boolean {
+    const head = this.head;
+    const parts = this.parts;
+    if (parts.length === 0) return s.write(head, 'latin1');
+    if (this.bytes <= COALESCE_MAX_BYTES) {
+      // latin1: the head's byte length is its character count
+      const out = Buffer.allocUnsafe(head.length + this.bytes);
+      let off = out.write(head, 0, 'latin1');
+      for (let i = 0; i < parts.length; i++) {
+        const p = parts[i]!;
+        out.set(p, off);
+        off += p.length;
+      }
+      return s.write(out);
+    }
+    s.cork();
+    let ok = head === '' ? true : s.write(head, 'latin1');
+    for (let i = 0; i < parts.length; i++) ok = s.write(parts[i]!);
+    s.uncork();
+    return ok;
+  }
+}
+
+/** One chunk of a chunked body as one Buffer ("<hex>\r\n" + bytes + "\r\n") when small. */
+export function writeChunk(s: Writable, b: Buffer): boolean {
+  if (b.length > COALESCE_MAX_BYTES) {
+    s.cork();
+    s.write(chunkHeader(b.length));
+    s.write(b);
+    const ok = s.write(CRLF);
+    s.uncork();
+    return ok;
+  }
+  const size = b.length.toString(16) + '\r\n';
+  const out = Buffer.allocUnsafe(size.length + b.length + 2);
+  let off = out.write(size, 0, 'latin1');
+  out.set(b, off);
+  off += b.length;
+  out[off] = 13;
+  out[off + 1] = 10;
+  return s.write(out);
 }
 
 /** Trailer section after the last chunk: "0\r\n", trailer lines, "\r\n". */

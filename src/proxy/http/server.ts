@@ -7,14 +7,14 @@ import { assertSendable, contentLengthOf, reasonPhrase, type RequestHead, type R
 import type { Http1Limits } from './limits.ts';
 import { ChunkedDecoder, findHeadEnd, HttpParseError, parseRequestHead, type MessageFraming } from './parser.ts';
 import {
-  chunkHeader,
-  CRLF,
   FRAMING_CHUNKED,
   FRAMING_CLOSE,
   FRAMING_KEEP,
   FRAMING_NONE,
+  responseHeadString,
   serializeLastChunk,
-  serializeResponseHead,
+  WriteBatch,
+  writeChunk,
   type BodyFraming,
 } from './serialize.ts';
 
@@ -492,17 +492,6 @@ export class ServerConnection {
     return new Promise((resolve) => this.writeWaiters.push(resolve));
   }
 
-  private writeChunk(b: Buffer, chunked: boolean): boolean {
-    const s = this.socket;
-    if (!chunked) return s.write(b);
-    s.cork();
-    s.write(chunkHeader(b.length));
-    s.write(b);
-    const ok = s.write(CRLF);
-    s.uncork();
-    return ok;
-  }
-
   async writeResponse(req: Request, head: ResponseHead, body: Buffer | AsyncIterable<Buffer> | null, close: boolean): Promise<void> {
     if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
     const status = head.status;
@@ -535,21 +524,20 @@ export class ServerConnection {
     }
     const connection = version === '1.1' ? (keepAlive ? '' : 'close') : keepAlive ? 'keep-alive' : '';
     if (!keepAlive) req.keepAlive = false;
-    const headBuf = serializeResponseHead(version, status, head.reason, head.headers, framing, connection);
+    const batch = new WriteBatch();
+    batch.head = responseHeadString(version, status, head.reason, head.headers, framing, connection);
     const s = this.socket;
     if (framing.kind === 'keep' || framing.kind === 'none') {
-      s.write(headBuf);
+      batch.flush(s);
       if (body !== null && !Buffer.isBuffer(body)) await discard(body);
     } else if (body === null) {
-      s.write(headBuf);
+      batch.flush(s);
     } else if (Buffer.isBuffer(body)) {
-      s.cork();
-      s.write(headBuf);
-      if (body.length > 0) s.write(body);
-      s.uncork();
+      if (body.length > 0) batch.add(body);
+      batch.flush(s);
       req.sent = body.length;
     } else {
-      await this.writeStreamedBody(req, s, headBuf, body, framing.kind === 'chunked', declared);
+      await this.writeStreamedBody(req, s, batch, body, framing.kind === 'chunked', declared);
     }
     req.complete = true;
     if (this.state === ST_CLOSED) return;
@@ -576,46 +564,40 @@ export class ServerConnection {
   private async writeStreamedBody(
     req: Request,
     s: net.Socket,
-    headBuf: Buffer,
+    batch: WriteBatch,
     body: AsyncIterable<Buffer>,
     chunked: boolean,
     declared: number,
   ): Promise<void> {
     let sent = 0;
-    const write = (b: Buffer): boolean => {
+    const count = (b: Buffer): void => {
       if (declared >= 0 && sent + b.length > declared) {
         throw new Error(`response body longer than its Content-Length ${declared}`);
       }
       sent += b.length;
       req.sent = sent;
-      if (!chunked) return s.write(b);
-      s.write(chunkHeader(b.length));
-      s.write(b);
-      return s.write(CRLF);
     };
     const stream = body instanceof BodyStream ? body : null;
     const it: AsyncIterator<Buffer> = stream ?? body[Symbol.asyncIterator]();
     let ended = false;
     let ok = true;
     try {
-      s.cork();
-      s.write(headBuf);
-      try {
-        if (stream !== null) {
-          for (;;) {
-            const b = stream.tryRead();
-            if (b === undefined) break;
-            if (b === null) {
-              ended = true;
-              break;
-            }
-            if (b.length > 0) ok = write(b);
+      // the head and the body bytes already queued leave in one write
+      if (stream !== null) {
+        for (;;) {
+          const b = stream.tryRead();
+          if (b === undefined) break;
+          if (b === null) {
+            ended = true;
+            break;
           }
+          if (b.length === 0) continue;
+          count(b);
+          batch.addChunk(b, chunked);
         }
-        if (ended && chunked) ok = s.write(serializeLastChunk(stream!.trailers));
-      } finally {
-        s.uncork();
       }
+      if (ended && chunked) batch.add(serializeLastChunk(stream!.trailers));
+      ok = batch.flush(s);
       while (!ended) {
         const r = await it.next();
         if (r.done === true) break;
@@ -626,9 +608,8 @@ export class ServerConnection {
           await this.waitDrain();
           if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
         }
-        if (chunked) s.cork();
-        ok = write(b);
-        if (chunked) s.uncork();
+        count(b);
+        ok = chunked ? writeChunk(s, b) : s.write(b);
       }
       if (declared >= 0 && sent !== declared) {
         throw new Error(`response body of ${sent} bytes is shorter than its Content-Length ${declared}`);

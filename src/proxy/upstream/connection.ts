@@ -6,12 +6,12 @@ import { BodyStream, emptyBody, type BodySource } from '../http/body.ts';
 import { contentLengthOf, type RawHeader, type RequestHead, type ResponseHead } from '../http/headers.ts';
 import { ChunkedDecoder, findHeadEnd, HttpParseError, parseResponseHead, type MessageFraming } from '../http/parser.ts';
 import {
-  chunkHeader,
-  CRLF,
   FRAMING_CHUNKED,
   FRAMING_NONE,
+  requestHeadString,
   serializeLastChunk,
-  serializeRequestHead,
+  WriteBatch,
+  writeChunk,
   type BodyFraming,
 } from '../http/serialize.ts';
 import { UpstreamError } from './errors.ts';
@@ -276,55 +276,62 @@ export class UpstreamConnection implements BodySource {
       declared = contentLengthOf(head.headers);
       framing = declared >= 0 ? { kind: 'length', length: declared } : FRAMING_CHUNKED;
     }
-    const headBuf = serializeRequestHead(head, framing, '', this.authority);
+    const batch = new WriteBatch();
+    batch.head = requestHeadString(head, framing, '', this.authority);
+    const headBytes = batch.head.length;
     const cursor: BodyCursor = body.cursor();
     const chunked = framing.kind === 'chunked';
     if (known >= 0) {
-      s.cork();
-      s.write(headBuf);
-      ex.requestBytes += headBuf.length;
+      // a body given whole (or none): the head and it leave in one write
       for (;;) {
-        const r = await cursor.next();
-        if (r.done === true) break;
-        s.write(r.value);
-        ex.requestBytes += r.value.length;
+        const b = cursor.tryNext();
+        if (b === null) break;
+        if (b === undefined) {
+          // not expected for a known-length body; read it the slow way, corked
+          s.cork();
+          batch.flush(s);
+          for (;;) {
+            const r = await cursor.next();
+            if (r.done === true) break;
+            s.write(r.value);
+            ex.requestBytes += r.value.length;
+          }
+          s.uncork();
+          ex.requestBytes += headBytes;
+          ex.requestDone = true;
+          return;
+        }
+        batch.add(b);
       }
-      s.uncork();
+      ex.requestBytes += headBytes + batch.bytes;
+      batch.flush(s);
       ex.requestDone = true;
       return;
     }
     let sent = 0;
-    const write = (b: Buffer): boolean => {
+    const count = (b: Buffer): void => {
       if (declared >= 0 && sent + b.length > declared) {
         throw new Error(`request body longer than its Content-Length ${declared}`);
       }
       sent += b.length;
       ex.requestBytes += b.length;
-      if (!chunked) return s.write(b);
-      s.write(chunkHeader(b.length));
-      s.write(b);
-      return s.write(CRLF);
     };
     // the head and the body bytes already here leave in one write
     let ended = false;
-    let ok = true;
-    s.cork();
-    try {
-      s.write(headBuf);
-      ex.requestBytes += headBuf.length;
-      for (;;) {
-        const b = cursor.tryNext();
-        if (b === undefined) break;
-        if (b === null) {
-          ended = true;
-          break;
-        }
-        if (b.length > 0) ok = write(b);
+    ex.requestBytes += headBytes;
+    for (;;) {
+      const b = cursor.tryNext();
+      if (b === undefined) break;
+      if (b === null) {
+        ended = true;
+        break;
       }
-      if (ended && chunked) ok = s.write(serializeLastChunk(body.trailers));
-    } finally {
-      s.uncork();
+      if (b.length === 0) continue;
+      count(b);
+      batch.addChunk(b, chunked);
     }
+    if (ended && chunked) batch.add(serializeLastChunk(body.trailers));
+    let ok = batch.flush(s);
     while (!ended) {
       const r = await cursor.next();
       if (this.ex !== ex || this.state === ST_CLOSED) return; // the exchange ended meanwhile
@@ -335,9 +342,8 @@ export class UpstreamConnection implements BodySource {
         await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
         if (this.ex !== ex || this.state === ST_CLOSED) return;
       }
-      if (chunked) s.cork();
-      ok = write(b);
-      if (chunked) s.uncork();
+      count(b);
+      ok = chunked ? writeChunk(s, b) : s.write(b);
     }
     if (declared >= 0 && sent !== declared) {
       throw new Error(`request body of ${sent} bytes is shorter than its Content-Length ${declared}`);

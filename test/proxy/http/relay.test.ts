@@ -2,6 +2,7 @@
 // upstream pool → downstream response), watched with raw sockets at both ends.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { http1Limits, serveHttp1, type DownstreamRequest } from '../../../src/proxy/http/index.ts';
 import { UpstreamError, UpstreamPool } from '../../../src/proxy/upstream/index.ts';
 import { app, ok, type AppBehaviour } from '../upstream/apps.ts';
@@ -101,4 +102,31 @@ test('chunked trailers from the app reach the client after the last chunk', asyn
     await c.until((s) => s.endsWith('\r\n\r\n') && s.includes('X-Checksum: 42')),
     'HTTP/1.1 200 OK\r\nTrailer: X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Checksum: 42\r\n\r\n',
   );
+});
+
+test('a head and the body bytes already here leave in one socket write, both ways', async () => {
+  const r = await relay({ respond: () => 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' });
+  // count write() calls per socket, by the port at the far end
+  const writes = new Map<number, string[]>();
+  const orig = net.Socket.prototype.write;
+  net.Socket.prototype.write = function (this: net.Socket, ...a: Parameters<net.Socket['write']>): boolean {
+    const port = this.remotePort ?? 0;
+    const chunk = a[0];
+    const list = writes.get(port) ?? [];
+    list.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('latin1'));
+    writes.set(port, list);
+    return orig.apply(this, a);
+  } as typeof orig;
+  try {
+    const c = await RawClient.connect(r.port);
+    c.write('POST /form HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\n\r\na=b');
+    const expected = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
+    assert.equal(await c.until((s) => s.endsWith('0\r\n\r\n')), expected);
+    // upstream: request head and its body in one write, bytes unchanged
+    assert.deepEqual(writes.get(r.app.port), ['POST /form HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\n\r\na=b']);
+    // downstream: response head, chunk and last chunk in one write
+    assert.deepEqual(writes.get(c.socket.localPort!), [expected]);
+  } finally {
+    net.Socket.prototype.write = orig;
+  }
 });
