@@ -580,7 +580,7 @@ export class ServerConnection {
     const stream = body instanceof BodyStream ? body : null;
     const it: AsyncIterator<Buffer> = stream ?? body[Symbol.asyncIterator]();
     let ended = false;
-    let ok = true;
+    let ok: boolean;
     try {
       // the head and the body bytes already queued leave in one write
       if (stream !== null) {

@@ -103,7 +103,7 @@ test('a WorkloadEntry address change: EDS differs only for its service; every ot
   assert.equal(after.registry.services, before.registry.services, 'services are shared');
   const was = all(before, productpage);
   const is = all(after, productpage);
-  for (const t of [CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE]) {
+  for (const t of [CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE] as XdsTypeUrl[]) {
     assert.deepEqual([...is[t].keys()], [...was[t].keys()]);
     for (const [name, r] of is[t]) assert.equal(r, was[t].get(name), `${t} ${name} is the same instance`);
   }
