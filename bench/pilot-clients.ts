@@ -123,7 +123,12 @@ const Ads = grpc.makeGenericClientConstructor({
   },
 }, 'Ads');
 
+// HTTP/2 receive windows as Envoy's defaults (initial stream and connection window 256 MiB):
+// with grpc-js's 64 KiB a 13 MB full-mesh response crawls through hundreds of WINDOW_UPDATE
+// round trips, which measures the window size, not the pilot.
+const ENVOY_HTTP2_WINDOW = 256 * 1024 * 1024;
 const clients = Array.from({ length: channels }, (_, i) => new Ads(xdsAddress, grpc.credentials.createInsecure(), {
+  'grpc-node.flow_control_window': ENVOY_HTTP2_WINDOW,
   'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1, 'grpc.channel_id': i, 'grpc.use_local_subchannel_pool': 1,
 }));
 

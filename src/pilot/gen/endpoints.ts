@@ -159,14 +159,12 @@ export function dnsLoadAssignment(push: SextantPushContext, service: Service, po
  * (per proxy locality only when locality failover applies).
  */
 export function loadAssignment(push: SextantPushContext, proxy: Proxy, name: string): ProtoJson | undefined {
-  const parsed = parseClusterName(name);
-  if (!parsed || parsed.direction !== 'outbound') return undefined;
-  const service = push.serviceFor(parsed.host, proxy.namespace);
-  if (!service || !service.ports.some((p) => p.port === parsed.port)) return undefined;
-  const dr = push.destinationRuleFor(service, proxy.namespace);
+  // Which service, rule and policy a name means depends only on the proxy's namespace: it is
+  // resolved once per namespace and name, not per proxy (990 proxies × their clusters).
+  const resolved = push.memoize(`eds-resolve|${proxy.namespace}|${name}`, () => resolveOutbound(push, proxy.namespace, name));
+  if (resolved === null) return undefined;
+  const { service, dr, policy, subset, port } = resolved;
   const grpc = proxy.generator === 'grpc';
-  // Only a DestinationRule can ask for locality-aware endpoints; without one, skip the policy.
-  const policy = dr ? effectivePolicy(dr.spec, parsed.subset, parsed.port) : undefined;
   const loc = policy?.loadBalancer?.localityLbSetting;
   const localityAware = proxy.locality !== undefined && policy !== undefined && loc?.enabled !== false &&
     ((loc?.distribute?.length ?? 0) > 0 || policy.outlierDetection !== undefined);
@@ -179,7 +177,26 @@ export function loadAssignment(push: SextantPushContext, proxy: Proxy, name: str
     if (localityAware && proxy.locality) opts.proxyLocality = proxy.locality;
     if (failoverKeys.length > 0) opts.proxyLabels = proxy.labels;
     if (policy?.loadBalancer) opts.lb = policy.loadBalancer;
-    const eps = subsetEndpoints(push, service, parsed.port, parsed.subset, proxy.namespace);
+    const eps = subsetEndpoints(push, service, port, subset, proxy.namespace);
     return { clusterName: name, endpoints: localityGroups(eps, grpc, opts) };
   });
+}
+
+interface ResolvedOutbound {
+  service: Service;
+  dr: ReturnType<SextantPushContext['destinationRuleFor']>;
+  policy: ReturnType<typeof effectivePolicy> | undefined;
+  subset: string;
+  port: number;
+}
+
+function resolveOutbound(push: SextantPushContext, namespace: string, name: string): ResolvedOutbound | null {
+  const parsed = parseClusterName(name);
+  if (!parsed || parsed.direction !== 'outbound') return null;
+  const service = push.serviceFor(parsed.host, namespace);
+  if (!service || !service.ports.some((p) => p.port === parsed.port)) return null;
+  const dr = push.destinationRuleFor(service, namespace);
+  // Only a DestinationRule can ask for locality-aware endpoints; without one, skip the policy.
+  const policy = dr ? effectivePolicy(dr.spec, parsed.subset, parsed.port) : undefined;
+  return { service, dr, policy, subset: parsed.subset, port: parsed.port };
 }

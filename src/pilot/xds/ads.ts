@@ -289,15 +289,23 @@ export class DiscoveryServer {
    * from what the proxy holds (and, for delta, the names that disappeared).
    */
   async respond(con: Connection, w: WatchedResource, reason: RespondReason): Promise<RespondResult> {
+    // A slot bounds responses being generated and encoded, not those waiting for a slow
+    // proxy to take its bytes: a full-mesh response drains through HTTP/2 flow control for
+    // seconds, and holding the slot meanwhile would stall every other proxy. The stream's
+    // own back-pressure still holds this connection's next response until the write drains.
     await this.responseSlots.acquire();
+    let drained: Promise<void> | undefined;
+    let result: RespondResult;
     try {
-      return await this.respondNow(con, w, reason);
+      result = await this.respondNow(con, w, reason, (d) => (drained = d));
     } finally {
       this.responseSlots.release();
     }
+    if (drained !== undefined) await drained;
+    return result;
   }
 
-  private async respondNow(con: Connection, w: WatchedResource, reason: RespondReason): Promise<RespondResult> {
+  private async respondNow(con: Connection, w: WatchedResource, reason: RespondReason, onWrite: (drained: Promise<void>) => void): Promise<RespondResult> {
     const push = this.current;
     if (push === undefined || !KNOWN_TYPES.has(w.typeUrl)) return NOTHING_SENT;
     const typeUrl = w.typeUrl as XdsTypeUrl;
@@ -336,7 +344,7 @@ export class DiscoveryServer {
       w.lastFull = entries;
       const nonce = con.nextNonce();
       const body = this.bodies.get(`${typeUrl}|sotw|${version}`, () => Buffer.concat(entries.map((e) => e.sotwField)));
-      await this.send(con, w, sotwResponse(version, body, typeUrl, nonce, this.controlPlaneSotw), version, nonce, reason, started);
+      onWrite(this.send(con, w, sotwResponse(version, body, typeUrl, nonce, this.controlPlaneSotw), version, nonce, reason, started));
       return { sent: true, changed: changed.map((e) => e.name), edsServiceNames };
     }
 
@@ -383,7 +391,7 @@ export class DiscoveryServer {
     const body = delta
       ? deltaResponse(version, resources, typeUrl, nonce, removed, this.controlPlaneDelta)
       : sotwResponse(version, resources, typeUrl, nonce, this.controlPlaneSotw);
-    await this.send(con, w, body, version, nonce, reason, started);
+    onWrite(this.send(con, w, body, version, nonce, reason, started));
     return { sent: true, changed: changed.map((e) => e.name), edsServiceNames };
   }
 
