@@ -115,7 +115,8 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
   const labels = (meta['LABELS'] as Record<string, string> | undefined) ?? {};
   const retryBufferBytes = o.retryBufferBytes ?? 64 * 1024;
   const config = new RuntimeConfig(logger, o.initialFetchTimeoutMs ?? 15_000);
-  const pools = new ClusterPools({ passthroughIdleMs: o.passthroughIdleMs ?? 5000, retryBufferBytes });
+  // outbound connections leave from the workload's own IP when this host has it (M17)
+  const pools = new ClusterPools({ passthroughIdleMs: o.passthroughIdleMs ?? 5000, retryBufferBytes, sourceAddress: String(meta['INSTANCE_IPS'] ?? '').split(',')[0] });
   const metrics = new IstioMetrics(o.maxMetricSeries ?? 10_000);
   const accessLog = new AccessLogWriter();
   const listeners = new ListenerManager({

@@ -59,6 +59,8 @@ export class Cluster {
   readonly subsets: SubsetConfig | undefined;
   /** ORIGINAL_DST: take the destination from this header (x-envoy-original-dst-host). */
   readonly originalDstHeader: string | undefined;
+  /** upstream_bind_config's source address: outbound connections bind to it. */
+  readonly bindAddress: string | undefined;
   readonly balancerOptions: BalancerOptions;
   /** True once endpoints are known (EDS assignment received or DNS resolved once). */
   warm: boolean;
@@ -133,6 +135,11 @@ export class Cluster {
     } : undefined;
     const odc = json['originalDstLbConfig'] as ProtoJson | undefined;
     this.originalDstHeader = odc?.['useHttpHeader'] ? String(odc['httpHeaderName'] || 'x-envoy-original-dst-host') : undefined;
+    const bind = ((json['upstreamBindConfig'] as ProtoJson | undefined)?.['sourceAddress'] as ProtoJson | undefined)?.['address'];
+    if (bind !== undefined && (typeof bind !== 'string' || (bind !== '' && isIP(bind) === 0))) {
+      throw new ConfigError(`${at}.upstreamBindConfig.sourceAddress.address: expected an IP address, got ${JSON.stringify(bind)}`);
+    }
+    this.bindAddress = bind === undefined || bind === '' ? undefined : bind;
     this.dnsRefreshMs = durationMs(json['dnsRefreshRate'], `${at}.dnsRefreshRate`) ?? 5000;
     this.cleanupIntervalMs = Math.max(100, durationMs(json['cleanupInterval'], `${at}.cleanupInterval`) ?? 5000);
     this.warm = this.type === 'ORIGINAL_DST';

@@ -2,7 +2,8 @@
 // circuit breakers and protocol options, and one shared set of idle-expiring passthrough
 // pools for ORIGINAL_DST clusters. Pools of a removed or replaced cluster are closed.
 import type { RequestHead, ResponseHead } from '../http/index.ts';
-import { PassthroughPools, UpstreamPool } from '../upstream/index.ts';
+import { isIP } from 'node:net';
+import { isLocalAddress, PassthroughPools, UpstreamPool } from '../upstream/index.ts';
 import type { ReplayableBody } from '../upstream/index.ts';
 import type { UpstreamDispatch } from '../router/router.ts';
 import type { Cluster } from './cluster.ts';
@@ -14,6 +15,29 @@ export interface ClusterPoolsOptions {
   /** Idle expiry of passthrough destinations (M15). */
   passthroughIdleMs: number;
   retryBufferBytes: number;
+  /**
+   * The workload's own IP: outbound connections bind to it when it is an address of this
+   * host, so the next hop sees the real source (M17). A cluster's upstreamBindConfig wins.
+   */
+  sourceAddress?: string;
+}
+
+/** Per-request dispatch options (the router's). */
+export interface DispatchOptions {
+  timeoutMs: number;
+  signal: AbortSignal;
+  /**
+   * The original source to bind to (an inbound request's caller, as Envoy's original_src
+   * filter does); used when it is an address of this host, ahead of any bind config.
+   */
+  sourceAddress?: string;
+}
+
+// An address connections can bind to, or undefined.
+function bindable(ip: string | undefined): string | undefined {
+  if (ip === undefined || ip === '') return undefined;
+  const v4 = ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+  return isLocalAddress(v4) ? v4 : undefined;
 }
 
 export class ClusterPools implements UpstreamDispatch {
@@ -21,27 +45,50 @@ export class ClusterPools implements UpstreamDispatch {
   private readonly retiring = new Set<UpstreamPool>();
   readonly passthrough: PassthroughPools;
   private readonly opts: ClusterPoolsOptions;
+  /** The bindable workload IP, or undefined (then the system picks the source). */
+  readonly sourceAddress: string | undefined;
 
   constructor(opts: ClusterPoolsOptions) {
     this.opts = opts;
-    this.passthrough = new PassthroughPools({ idleTimeoutMs: opts.passthroughIdleMs, retryBufferBytes: opts.retryBufferBytes });
+    this.sourceAddress = bindable(opts.sourceAddress);
+    this.passthrough = new PassthroughPools({
+      idleTimeoutMs: opts.passthroughIdleMs,
+      retryBufferBytes: opts.retryBufferBytes,
+      ...(this.sourceAddress !== undefined ? { localAddress: this.sourceAddress } : {}),
+    });
   }
 
-  request(cluster: Cluster, host: { address: string; port: number }, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignal }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }> {
-    const ep = { host: host.address, port: host.port };
-    if (cluster.type === 'ORIGINAL_DST') return this.passthrough.request(ep, head, body, opts);
-    return this.poolFor(cluster).request(ep, head, body, opts);
+  request(cluster: Cluster, host: { address: string; port: number }, head: RequestHead, body: ReplayableBody, opts: DispatchOptions): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }> {
+    const original = bindable(opts.sourceAddress);
+    const reqOpts = { timeoutMs: opts.timeoutMs, signal: opts.signal };
+    if (cluster.type === 'ORIGINAL_DST') {
+      // one shared pool for every ORIGINAL_DST cluster: the source travels with the request
+      const source = original ?? bindable(cluster.bindAddress);
+      const ep = source === undefined ? { host: host.address, port: host.port } : { host: host.address, port: host.port, localAddress: source };
+      return this.passthrough.request(ep, head, body, reqOpts);
+    }
+    const ep = original === undefined ? { host: host.address, port: host.port } : { host: host.address, port: host.port, localAddress: original };
+    return this.poolFor(cluster).request(ep, head, body, reqOpts);
+  }
+
+  /** Source to bind to: the original source (inbound), else the cluster's bind config, else the workload IP. */
+  sourceFor(cluster: Cluster, original: string | undefined): string | undefined {
+    return bindable(original) ?? bindable(cluster.bindAddress) ?? this.sourceAddress;
   }
 
   poolFor(cluster: Cluster): UpstreamPool {
     let p = this.pools.get(cluster);
     if (!p) {
       const s = cluster.pool;
-      // Envoy's connection and pending thresholds are per cluster; the pool applies them
-      // per endpoint, which is the same for the common single-endpoint-per-call case.
+      // Envoy's connection and pending thresholds are per cluster: the pool counts them
+      // across all endpoints (and no endpoint may exceed them alone).
+      const source = bindable(cluster.bindAddress) ?? this.sourceAddress;
       p = new UpstreamPool({
+        maxConnections: Math.max(1, s.maxConnections),
+        maxPendingRequests: s.maxPendingRequests,
         maxConnectionsPerEndpoint: Math.max(1, s.maxConnections),
         maxPendingPerEndpoint: s.maxPendingRequests,
+        ...(source !== undefined ? { localAddress: source } : {}),
         connectTimeoutMs: Math.max(1, Math.round(s.connectTimeoutMs)),
         idleTimeoutMs: Math.max(1, Math.round(s.idleTimeoutMs)),
         maxRequestsPerConnection: s.maxRequestsPerConnection,

@@ -333,7 +333,10 @@ export class ListenerManager {
     this.opts.metrics.observe(stats, 'tcp_connections_opened_total', openLabels, 1);
     socket.pause();
     host.active++;
-    const upstream = net.connect({ host: host.address, port: host.port, noDelay: true });
+    // bind like the HTTP pools do: the caller's address inbound, the workload's outbound (M17)
+    const source = this.opts.upstream.sourceFor?.(cluster, spec.direction === 'INBOUND' ? socket.remoteAddress : undefined);
+    const bind = source !== undefined && net.isIP(source) === net.isIP(host.address) ? { localAddress: source } : {};
+    const upstream = net.connect({ host: host.address, port: host.port, noDelay: true, ...bind });
     let connected = false;
     let done = false;
     const timer = setTimeout(() => { if (!connected) upstream.destroy(new Error('connect timeout')); }, cluster.pool.connectTimeoutMs);

@@ -16,7 +16,10 @@ import type { RetryPolicy, Route, RouteAction, RouteTable, VirtualHost, Weighted
 
 /** How the router reaches upstream hosts (the cluster's connection pool). */
 export interface UpstreamDispatch {
-  request(cluster: Cluster, host: { address: string; port: number }, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignal }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }>;
+  /** `sourceAddress`: the original source to bind to (inbound: the caller, M17). */
+  request(cluster: Cluster, host: { address: string; port: number }, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignal; sourceAddress?: string }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }>;
+  /** The source address a raw TCP connection to `cluster` binds to (undefined: the system's choice). */
+  sourceFor?(cluster: Cluster, original: string | undefined): string | undefined;
 }
 
 /** What the connection manager tells the router about where a request came from. */
@@ -320,13 +323,16 @@ const ERROR_DETAILS: Record<string, [number, string]> = {
   LR: [503, 'upstream_reset'],
 };
 
+// Envoy's router marks a local reply caused by a circuit breaker overflow.
+const OVERLOADED: RawHeader = { name: 'x-envoy-overloaded', value: 'true' };
+
 async function forward(
   req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, cluster: Cluster, head: RequestHead,
   action: RouteAction, retry: RetryPolicy | undefined, respOps: HeaderOps[], fmt: HeaderFormatContext,
 ): Promise<void> {
   const cb = cluster.circuitBreaker;
   if (!cb.tryAcquireRequest()) {
-    await localReply(req, out, 503, ['UO'], 'upstream_overflow', undefined, []);
+    await localReply(req, out, 503, ['UO'], 'upstream_overflow', undefined, [OVERLOADED]);
     return;
   }
   const body = new ReplayableBody(req.bodyLength === 0 ? null : req.body, ctx.retryBufferBytes);
@@ -375,7 +381,7 @@ async function forward(
       host.totalRequests++;
       let res: { head: ResponseHead; body: AsyncIterable<Buffer> };
       try {
-        res = await ctx.upstream.request(cluster, host, head, body, { timeoutMs, signal });
+        res = await ctx.upstream.request(cluster, host, head, body, ctx.inbound ? { timeoutMs, signal, sourceAddress: req.remoteAddress } : { timeoutMs, signal });
       } catch (e) {
         endAttempt();
         host.active--;
@@ -433,7 +439,7 @@ async function forward(
       out.details = 'downstream_remote_disconnect';
       return;
     }
-    await localReply(req, out, status, [flag], details, undefined, []);
+    await localReply(req, out, status, [flag], details, undefined, flag === 'UO' ? [OVERLOADED] : []);
   } finally {
     endAttempt();
     if (haveRetrySlot) cb.releaseRetry();

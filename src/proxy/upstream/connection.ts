@@ -20,6 +20,12 @@ import type { BodyCursor, ReplayableBody } from './request-body.ts';
 export interface UpstreamEndpoint {
   host: string;
   port: number;
+  /**
+   * Source address to bind connections to (M17: the workload's own IP, or on inbound the
+   * caller's); connections with different sources are pooled apart. Absent: the pool's
+   * default, else the system's choice.
+   */
+  localAddress?: string;
 }
 
 export interface UpstreamResponse {
@@ -63,13 +69,19 @@ export interface OpenedSocket {
   sink: ReadSink;
 }
 
-/** Opens a TCP connection; rejects with UpstreamError 'UF' on failure or after `timeoutMs`. */
-export function connectTcp(ep: UpstreamEndpoint, timeoutMs: number, signal?: AbortSignal): Promise<OpenedSocket> {
+/**
+ * Opens a TCP connection, bound to `localAddress` when given (the workload's own IP, so
+ * the upstream sees the real source, M17); rejects with UpstreamError 'UF' on failure or
+ * after `timeoutMs`.
+ */
+export function connectTcp(ep: UpstreamEndpoint, timeoutMs: number, signal?: AbortSignal, localAddress?: string): Promise<OpenedSocket> {
   return new Promise((resolve, reject) => {
     const sink: ReadSink = { target: null, early: false };
     const socket = net.connect({
       host: ep.host,
       port: ep.port,
+      // bind only within the destination's address family (an IPv4 source cannot reach ::1)
+      ...(localAddress !== undefined && net.isIP(localAddress) === net.isIP(ep.host) ? { localAddress } : {}),
       noDelay: true,
       onread: {
         buffer: READ_BUFFER,

@@ -9,3 +9,4 @@ export type { UpstreamPoolOptions, UpstreamRequestOptions, UpstreamPoolStats } f
 export { PassthroughPools } from './passthrough.ts';
 export type { PassthroughPoolsOptions } from './passthrough.ts';
 export { ReplayableBody } from './request-body.ts';
+export { isLocalAddress } from './source-address.ts';

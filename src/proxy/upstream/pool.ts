@@ -21,6 +21,16 @@ export interface UpstreamPoolOptions {
   maxConnectionsPerEndpoint?: number;
   /** Requests waiting for a connection per endpoint when all are busy; beyond, 'UO'. Default 1024. */
   maxPendingPerEndpoint?: number;
+  /**
+   * Open connections across all endpoints (Envoy's per-cluster max_connections). An
+   * endpoint with no connection at all may still open one, as Envoy's pools do, so a
+   * cluster at its limit never starves a host. Default: no bound beyond the per-endpoint one.
+   */
+  maxConnections?: number;
+  /** Requests waiting for a connection across all endpoints (max_pending_requests); beyond, 'UO'. Default: no bound beyond the per-endpoint one. */
+  maxPendingRequests?: number;
+  /** Local address outbound connections bind to (net.connect's localAddress); default: the system's choice. */
+  localAddress?: string;
   /** An idle connection is closed after this. Default 60 s. */
   idleTimeoutMs?: number;
   /** TCP connect timeout (flag 'UF'). Default 10 s. */
@@ -58,6 +68,8 @@ export interface UpstreamPoolStats {
   /** Requests resent on a fresh connection after the reused one was found closed. */
   rqStaleRetry: number;
   rqPendingOverflow: number;
+  /** Connections not opened because the pool-wide connection limit was reached (upstream_cx_overflow). */
+  cxOverflow: number;
 }
 
 interface Waiter {
@@ -90,7 +102,7 @@ class EndpointPool implements ConnectionOwner {
   constructor(pool: UpstreamPool, key: string, ep: UpstreamEndpoint) {
     this.pool = pool;
     this.key = key;
-    this.endpoint = { host: ep.host, port: ep.port };
+    this.endpoint = ep.localAddress === undefined ? { host: ep.host, port: ep.port } : { host: ep.host, port: ep.port, localAddress: ep.localAddress };
   }
 
   get total(): number {
@@ -120,10 +132,18 @@ export class UpstreamPool {
     rqTotal: 0,
     rqStaleRetry: 0,
     rqPendingOverflow: 0,
+    cxOverflow: 0,
   };
   private readonly endpoints = new Map<string, EndpointPool>();
   private readonly maxConnections: number;
   private readonly maxPending: number;
+  private readonly maxTotalConnections: number;
+  private readonly maxTotalPending: number;
+  private readonly localAddress: string | undefined;
+  /** Connections open or connecting, all endpoints. */
+  private totalConnections = 0;
+  /** Requests waiting for a connection, all endpoints. */
+  private totalPending = 0;
   private readonly idleTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly maxRequestsPerConnection: number;
@@ -136,6 +156,9 @@ export class UpstreamPool {
   constructor(opts: UpstreamPoolOptions = {}) {
     this.maxConnections = positiveInt(opts.maxConnectionsPerEndpoint, 1024, 'maxConnectionsPerEndpoint');
     this.maxPending = positiveInt(opts.maxPendingPerEndpoint, 1024, 'maxPendingPerEndpoint', true);
+    this.maxTotalConnections = positiveInt(opts.maxConnections, Number.MAX_SAFE_INTEGER, 'maxConnections');
+    this.maxTotalPending = positiveInt(opts.maxPendingRequests, Number.MAX_SAFE_INTEGER, 'maxPendingRequests', true);
+    this.localAddress = opts.localAddress === '' ? undefined : opts.localAddress;
     this.idleTimeoutMs = positiveInt(opts.idleTimeoutMs, 60_000, 'idleTimeoutMs');
     this.connectTimeoutMs = positiveInt(opts.connectTimeoutMs, 10_000, 'connectTimeoutMs');
     this.maxRequestsPerConnection = positiveInt(opts.maxRequestsPerConnection, 0, 'maxRequestsPerConnection', true);
@@ -230,6 +253,7 @@ export class UpstreamPool {
     this.isClosed = true;
     for (const p of [...this.endpoints.values()]) {
       for (const w of p.waiters.splice(0)) settle(w, new UpstreamError('UO', 'upstream pool closed', { retriable: false }));
+      this.totalPending = 0;
       for (const c of [...p.all]) c.close();
     }
     this.endpoints.clear();
@@ -237,9 +261,11 @@ export class UpstreamPool {
 
   /** Closes the idle connections of `ep` (e.g. an endpoint removed by EDS); busy ones finish. */
   drainEndpoint(ep: UpstreamEndpoint): void {
-    const p = this.endpoints.get(keyOf(ep));
-    if (p === undefined) return;
-    for (const c of p.idle.splice(0)) c.close();
+    // every source address the endpoint is reached from
+    for (const p of [...this.endpoints.values()]) {
+      if (p.endpoint.host !== ep.host || p.endpoint.port !== ep.port) continue;
+      for (const c of p.idle.splice(0)) c.close();
+    }
   }
 
   private *pools(ep?: UpstreamEndpoint): Iterable<EndpointPool> {
@@ -287,14 +313,18 @@ export class UpstreamPool {
     } else if (p.total >= this.maxConnections && p.idle.length > 0) {
       p.idle.shift()!.close(); // make room for the fresh connection
     }
-    if (p.total < this.maxConnections) return this.connect(p, deadline, signal);
-    if (p.waiters.length >= this.maxPending) {
+    if (this.canConnect(p)) return this.connect(p, deadline, signal);
+    if (p.total < this.maxConnections) this.stats.cxOverflow++;
+    if (p.waiters.length >= this.maxPending || this.totalPending >= this.maxTotalPending) {
       this.stats.rqPendingOverflow++;
-      throw new UpstreamError('UO', `upstream ${authorityOf(ep)}: ${this.maxConnections} connections busy and ${this.maxPending} requests pending`, { retriable: false });
+      const why = p.waiters.length >= this.maxPending
+        ? `${this.maxConnections} connections busy and ${this.maxPending} requests pending`
+        : `${this.totalConnections} connections busy and ${this.totalPending} requests pending across the cluster`;
+      throw new UpstreamError('UO', `upstream ${authorityOf(ep)}: ${why}`, { retriable: false });
     }
     return new Promise<UpstreamConnection>((resolve, reject) => {
       const w: Waiter = { resolve, reject, fresh, done: false, signal, timeoutMs: 0 };
-      p.waiters.push(w);
+      this.addWaiter(p, w);
       const ms = remaining(deadline, ep);
       let timer: NodeJS.Timeout | null = null;
       const onAbort = (): void => {
@@ -303,7 +333,10 @@ export class UpstreamPool {
       };
       const drop = (): void => {
         const i = p.waiters.indexOf(w);
-        if (i >= 0) p.waiters.splice(i, 1);
+        if (i >= 0) {
+          p.waiters.splice(i, 1);
+          this.totalPending--;
+        }
         if (timer !== null) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (p.empty) this.forget(p);
@@ -330,15 +363,34 @@ export class UpstreamPool {
     });
   }
 
+  // A new connection to `p` fits the per-endpoint bound and the pool-wide one (or `p` has none at all).
+  private canConnect(p: EndpointPool): boolean {
+    return p.total < this.maxConnections && (this.totalConnections < this.maxTotalConnections || p.total === 0);
+  }
+
+  private addWaiter(p: EndpointPool, w: Waiter, front = false): void {
+    if (front) p.waiters.unshift(w);
+    else p.waiters.push(w);
+    this.totalPending++;
+  }
+
+  private takeWaiter(p: EndpointPool): Waiter | undefined {
+    const w = p.waiters.shift();
+    if (w !== undefined) this.totalPending--;
+    return w;
+  }
+
   private async connect(p: EndpointPool, deadline: number, signal: AbortSignal | undefined): Promise<UpstreamConnection> {
     p.connecting++;
+    this.totalConnections++;
     const left = remaining(deadline, p.endpoint);
     const ms = left > 0 ? Math.min(left, this.connectTimeoutMs) : this.connectTimeoutMs;
     let opened;
     try {
-      opened = await connectTcp(p.endpoint, ms, signal);
+      opened = await connectTcp(p.endpoint, ms, signal, p.endpoint.localAddress ?? this.localAddress);
     } catch (e) {
       p.connecting--;
+      this.totalConnections--;
       this.stats.cxConnectFail++;
       this.afterCapacityFreed(p);
       if (e instanceof UpstreamError && e.flag === 'UF' && deadline > 0 && Date.now() >= deadline && ms === left) {
@@ -363,11 +415,11 @@ export class UpstreamPool {
     }
     // hand it straight to a waiting request
     while (p.waiters.length > 0) {
-      const w = p.waiters.shift()!;
+      const w = this.takeWaiter(p)!;
       if (w.done) continue;
       if (w.fresh) {
+        this.addWaiter(p, w, true);
         conn.close(); // frees the slot; afterCapacityFreed connects for this waiter
-        p.waiters.unshift(w);
         return;
       }
       w.done = true;
@@ -406,20 +458,32 @@ export class UpstreamPool {
   /** A connection closed, idle or not. */
   onClosed(p: EndpointPool, conn: UpstreamConnection): void {
     this.stats.cxDestroy++;
-    p.all.delete(conn);
+    if (p.all.delete(conn)) this.totalConnections--;
     const i = p.idle.indexOf(conn);
     if (i >= 0) p.idle.splice(i, 1);
     this.afterCapacityFreed(p);
   }
 
   private afterCapacityFreed(p: EndpointPool): void {
-    while (p.waiters.length > 0 && p.total < this.maxConnections && !this.isClosed) {
-      const w = p.waiters.shift()!;
+    this.connectWaiters(p);
+    // a slot freed under the pool-wide bound may serve a request waiting on another endpoint
+    if (this.totalPending > 0 && this.totalConnections < this.maxTotalConnections) {
+      for (const other of [...this.endpoints.values()]) {
+        if (other === p || other.waiters.length === 0) continue;
+        this.connectWaiters(other);
+        if (this.totalConnections >= this.maxTotalConnections) break;
+      }
+    }
+    if (p.empty) this.forget(p);
+  }
+
+  private connectWaiters(p: EndpointPool): void {
+    while (p.waiters.length > 0 && this.canConnect(p) && !this.isClosed) {
+      const w = this.takeWaiter(p)!;
       if (w.done) continue;
       w.done = true;
       this.connect(p, 0, w.signal).then(w.resolve, w.reject);
     }
-    if (p.empty) this.forget(p);
   }
 
   private forget(p: EndpointPool): void {
@@ -436,7 +500,8 @@ function settle(w: Waiter, err: Error): void {
 }
 
 function keyOf(ep: UpstreamEndpoint): string {
-  return ep.host + ':' + ep.port;
+  const k = ep.host + ':' + ep.port;
+  return ep.localAddress === undefined ? k : k + '@' + ep.localAddress;
 }
 
 // Milliseconds left before `deadline` (0: no deadline); throws 'UT' when it passed.
