@@ -1,7 +1,7 @@
 // `sextant demo` (what `npm start` runs): a local mesh in one command. The pilot on a
 // directory store seeded from examples/bookinfo, six bookinfo workloads each with its own
 // loopback address and sidecar, a trickle of traffic, and a live summary in the terminal.
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readTopology, type DemoWorkload } from './topology.ts';
@@ -84,15 +84,21 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
 function printTopology(out: NodeJS.WriteStream, workloads: readonly DemoWorkload[], opts: DemoOptions, configDir: string): void {
   const rows = workloads.map((w) => [w.name, w.version, `${w.address}:${w.port}`, `${w.appEndpoint.host}:${w.appEndpoint.port}`, `${w.egress.host}:${w.egress.port}`, `http://${w.adminAddress}`]);
   out.write('\n' + table(['WORKLOAD', 'VERSION', 'ADDRESS (sidecar)', 'APP', 'EGRESS', 'SIDECAR ADMIN'], rows) + '\n');
-  const front = workloads.find((w) => w.service === 'productpage');
+  const front = `http://${workloads.find((w) => w.service === 'productpage')?.address ?? '127.0.1.1'}:9080/productpage`;
+  // The CLI through npm, so it runs on the project's Node whatever the shell's node is.
+  const cli = 'npm run -s sextant --';
+  const sample = path.resolve(opts.examplesDir, '..', '..', '..', 'shared', 'istio-compat', 'bookinfo', 'virtual-service-reviews-90-10.yaml');
+  const vs = existsSync(sample) ? sample : 'my-virtual-service.yaml';
+  const pad = (label: string): string => label.padEnd(16);
   out.write(`
-Pilot:        xDS ${opts.xdsAddress}   http://${opts.httpAddress}/debug/syncz
-Try:          curl http://${front?.address ?? '127.0.1.1'}:9080/productpage
-              curl -H 'end-user: jason' http://${front?.address ?? '127.0.1.1'}:9080/productpage
-Shift traffic: node src/cli/main.ts apply --config-dir ${configDir} -f ../shared/istio-compat/bookinfo/virtual-service-reviews-90-10.yaml
-              (or edit the files in ${configDir})
-Status:       node src/cli/main.ts proxy-status --pilot http://${opts.httpAddress}
-Logs:         ${path.join(opts.workDir, 'logs')}
+${pad('Pilot:')}xDS ${opts.xdsAddress}, status http://${opts.httpAddress}/debug/syncz
+${pad('Try:')}curl ${front}
+${pad('')}curl -H 'end-user: jason' ${front}
+${pad('Shift traffic:')}${cli} apply --config-dir ${configDir} -f ${vs}
+${pad('')}(or edit the files in ${configDir})
+${pad('Status:')}${cli} proxy-status --pilot http://${opts.httpAddress}
+${pad('Sidecar config:')}${cli} proxy-config clusters ${workloads[0]?.adminAddress ?? '127.0.1.1:15000'}
+${pad('Logs:')}${path.join(opts.workDir, 'logs')}
 Ctrl-C stops everything.
 
 `);
