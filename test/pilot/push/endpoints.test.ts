@@ -187,3 +187,20 @@ test('a config change that touches no service shares the registry and its scopes
   const fresh = generators.buildPushContext(afterResources);
   assert.deepEqual(generators.generate(after, productpage, ROUTE_TYPE), generators.generate(fresh, productpage, ROUTE_TYPE));
 });
+
+test('proxies of one namespace and Sidecar get the same resource instances, so each is encoded once', () => {
+  const push = generators.buildPushContext([...config(BASE).values()]);
+  const details = sidecar('10.0.0.60', 'details-v1', 'default', { app: 'details' });
+  const a = all(push, productpage);
+  const b = all(push, details);
+  for (const t of TYPES) {
+    assert.deepEqual([...b[t].keys()], [...a[t].keys()], t);
+    for (const [name, r] of a[t]) assert.equal(b[t].get(name), r, `${t} ${name} is one instance`);
+  }
+  // Another namespace with another scope shares the per-service resources, not the tables.
+  const c = all(push, cart);
+  const cartCluster = 'outbound|9080||cart.shop.svc.cluster.local';
+  assert.equal(c[CLUSTER_TYPE].get(cartCluster), a[CLUSTER_TYPE].get(cartCluster));
+  assert.equal(c[ENDPOINT_TYPE].get(cartCluster), a[ENDPOINT_TYPE].get(cartCluster));
+  assert.notEqual(c[ROUTE_TYPE].get('9080'), a[ROUTE_TYPE].get('9080'));
+});
