@@ -161,3 +161,36 @@ test('with the retry circuit breaker at zero the upstream 503 passes through unr
   assert.equal(down.hits, 1);
   assert.equal(m.proxy.config.clusters.get('svc')!.circuitBreaker.retryOverflows, 1);
 });
+
+test('max_requests holds across every endpoint of a cluster: 3 endpoints, maxRequests 2 → the third request is 503 UO, x-envoy-overloaded', async () => {
+  const pending: (() => void)[] = [];
+  const backends: Backend[] = [];
+  for (const name of ['e1', 'e2', 'e3']) {
+    const b = await startBackend(name, (req, res) => {
+      req.resume();
+      pending.push(() => { res.writeHead(200); res.end(name); });
+    });
+    cleanups.push(b.close);
+    backends.push(b);
+  }
+  const { port, m } = await mesh(backends, { lbPolicy: 'ROUND_ROBIN', circuitBreakers: { thresholds: [{ maxRequests: 2 }] } }, {});
+  const inflight = [send(port, '/a', { Host: 'svc' }), send(port, '/b', { Host: 'svc' })];
+  while (pending.length < 2) await new Promise((r) => setTimeout(r, 10));
+  // two different endpoints hold one request each: the third endpoint is idle, yet the cluster is full
+  assert.deepEqual(backends.map((b) => b.hits).sort(), [0, 1, 1]);
+  const over = await send(port, '/c', { Host: 'svc' });
+  assert.equal(over.status, 503);
+  assert.equal(over.headers['x-envoy-overloaded'], 'true');
+  assert.equal(over.body, 'upstream connect error or disconnect/reset before headers. reset reason: overflow');
+  assert.equal(backends.reduce((n, b) => n + b.hits, 0), 2);
+  for (const p of pending.splice(0)) p();
+  assert.deepEqual((await Promise.all(inflight)).map((r) => r.status), [200, 200]);
+  // capacity is back: the next request goes through, without the overload header
+  const next = send(port, '/d', { Host: 'svc' });
+  while (pending.length < 1) await new Promise((r) => setTimeout(r, 10));
+  pending.shift()!();
+  const ok = await next;
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers['x-envoy-overloaded'], undefined);
+  assert.match(m.proxy.metrics.expose(), /istio_requests_total\{[^}]*response_code="503",response_flags="UO"\} 1/);
+});

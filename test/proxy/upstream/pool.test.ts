@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RequestHead } from '../../../src/proxy/http/index.ts';
-import { ReplayableBody, UpstreamError, UpstreamPool } from '../../../src/proxy/upstream/index.ts';
+import { ReplayableBody, UpstreamError, UpstreamPool, type UpstreamEndpoint } from '../../../src/proxy/upstream/index.ts';
 import { rawServer } from '../http/wire.ts';
 import { app, ok, text } from './apps.ts';
 
@@ -389,4 +389,64 @@ test('a request head that would inject lines is refused before connecting', asyn
   await assert.rejects(p.request(ep, get('/', [{ name: 'Host', value: 'h\nX: y' }]), null), /invalid value for header Host/);
   await assert.rejects(p.request(ep, { ...get(), method: 'GE T' }, null), /invalid method/);
   assert.equal(a.sockets.length, 0);
+});
+
+test('maxConnections and maxPendingRequests hold across endpoints; an endpoint with no connection may still open one (Envoy)', async () => {
+  const held: Array<() => void> = [];
+  const apps = [];
+  for (let i = 0; i < 3; i++) {
+    const a = await rawServer((s) => {
+      s.on('data', () => held.push(() => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')));
+    });
+    test.after(() => a.close());
+    apps.push({ host: '127.0.0.1', port: a.port });
+  }
+  const [a, b, c] = apps as [UpstreamEndpoint, UpstreamEndpoint, UpstreamEndpoint];
+  const pool = new UpstreamPool({ maxConnections: 2, maxPendingRequests: 1 });
+  test.after(() => pool.close());
+  const get = (ep: UpstreamEndpoint): Promise<string> => pool.request(ep, { method: 'GET', target: '/', version: '1.1', headers: [] }, null).then((r) => text(r.body));
+  const r1 = get(a);
+  const r2 = get(a);
+  while (held.length < 2) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(pool.activeConnections(), 2);
+  // the cluster is at 2 connections, but b has none: it may open one
+  const r3 = get(b);
+  while (held.length < 3) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(pool.activeConnections(), 3);
+  // a has connections, all busy: this request waits (the one pending slot of the cluster)
+  const r4 = get(a);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(pool.pendingRequests(), 1);
+  assert.equal(pool.stats.cxOverflow, 1);
+  // b is busy too and the cluster's pending slot is taken: overflow, though b itself has no waiter
+  await assert.rejects(get(b), (e: unknown) => e instanceof UpstreamError && e.flag === 'UO');
+  assert.equal(pool.stats.rqPendingOverflow, 1);
+  // c has no connection: allowed, as for b
+  const r5 = get(c);
+  while (held.length < 4) await new Promise((r) => setTimeout(r, 5));
+  for (const f of held.splice(0)) f();
+  assert.deepEqual(await Promise.all([r1, r2, r3, r5]), ['ok', 'ok', 'ok', 'ok']);
+  // the waiter on a got a released connection
+  while (held.length < 1) await new Promise((r) => setTimeout(r, 5));
+  held.shift()!();
+  assert.equal(await r4, 'ok');
+  assert.equal(pool.pendingRequests(), 0);
+});
+
+test('connections bind to localAddress: the upstream sees that source, pooled per source', async () => {
+  const peers: string[] = [];
+  const srv = await rawServer((s) => {
+    peers.push(s.remoteAddress ?? '');
+    s.on('data', () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+  });
+  test.after(() => srv.close());
+  const pool = new UpstreamPool({ localAddress: '127.0.0.7' });
+  test.after(() => pool.close());
+  const head = { method: 'GET', target: '/', version: '1.1' as const, headers: [] };
+  assert.equal(await text((await pool.request({ host: '127.0.0.1', port: srv.port }, head, null)).body), 'ok');
+  // a request naming its own source goes on a connection from that source
+  assert.equal(await text((await pool.request({ host: '127.0.0.1', port: srv.port, localAddress: '127.0.0.9' }, head, null)).body), 'ok');
+  assert.equal(await text((await pool.request({ host: '127.0.0.1', port: srv.port }, head, null)).body), 'ok');
+  assert.deepEqual(peers, ['127.0.0.7', '127.0.0.9']);
+  assert.equal(pool.idleConnections(), 2);
 });
