@@ -108,17 +108,45 @@ function routeNamesOf(listener: Buffer): string[] {
   return out;
 }
 
+// --- request encoding ---
+// Requests after the first (which carries the node) are written at the wire level: a SotW
+// ACK of a full-mesh EDS response names 10,000 clusters, and this process should not spend
+// its CPU (shared with the pilot) in a general-purpose encoder.
+function lengthDelimited(no: number, bytes: Buffer): Buffer[] {
+  const head: number[] = [no * 8 + 2];
+  let n = bytes.length;
+  while (n >= 0x80) { head.push((n & 0x7f) | 0x80); n = Math.floor(n / 128); }
+  head.push(n);
+  return [Buffer.from(head), bytes];
+}
+
+function stringFields(no: number, values: readonly string[] | undefined): Buffer[] {
+  const out: Buffer[] = [];
+  for (const v of values ?? []) if (v !== '') out.push(...lengthDelimited(no, Buffer.from(v, 'utf8')));
+  return out;
+}
+
+function encodeRequest(type: string, r: ProtoJson): Buffer {
+  if (r['node'] !== undefined) return Buffer.from(encodeMessage(type, r));
+  const str = (k: string): string[] => (typeof r[k] === 'string' ? [r[k]] : []);
+  const list = (k: string): string[] | undefined => r[k] as string[] | undefined;
+  if (type.endsWith('DeltaDiscoveryRequest')) {
+    return Buffer.concat([...stringFields(2, str('typeUrl')), ...stringFields(3, list('resourceNamesSubscribe')), ...stringFields(4, list('resourceNamesUnsubscribe')), ...stringFields(6, str('responseNonce'))]);
+  }
+  return Buffer.concat([...stringFields(1, str('versionInfo')), ...stringFields(3, list('resourceNames')), ...stringFields(4, str('typeUrl')), ...stringFields(5, str('responseNonce'))]);
+}
+
 // --- streams ---
 const identity = (b: Buffer): Buffer => b;
 const Ads = grpc.makeGenericClientConstructor({
   StreamAggregatedResources: {
     path: '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources', requestStream: true, responseStream: true,
-    requestSerialize: (r: ProtoJson) => Buffer.from(encodeMessage('envoy.service.discovery.v3.DiscoveryRequest', r)), requestDeserialize: identity,
+    requestSerialize: (r: ProtoJson) => encodeRequest('envoy.service.discovery.v3.DiscoveryRequest', r), requestDeserialize: identity,
     responseSerialize: identity, responseDeserialize: identity,
   },
   DeltaAggregatedResources: {
     path: '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources', requestStream: true, responseStream: true,
-    requestSerialize: (r: ProtoJson) => Buffer.from(encodeMessage('envoy.service.discovery.v3.DeltaDiscoveryRequest', r)), requestDeserialize: identity,
+    requestSerialize: (r: ProtoJson) => encodeRequest('envoy.service.discovery.v3.DeltaDiscoveryRequest', r), requestDeserialize: identity,
     responseSerialize: identity, responseDeserialize: identity,
   },
 }, 'Ads');

@@ -92,9 +92,18 @@ function writeSecondsNanos(w: protobuf.Writer, seconds: number, nanos: number): 
   w.uint32(16).int32(nanos);
 }
 
+// protobufjs computes `fullName` on every read (walking the parents and joining): once per type here.
+const fullNames = new WeakMap<protobuf.Type, string>();
+
+function fullNameOf(type: protobuf.Type): string {
+  let name = fullNames.get(type);
+  if (name === undefined) fullNames.set(type, (name = type.fullName));
+  return name;
+}
+
 /** Writes the body of a message of `type` from its JSON form (well-known types included). */
 function writeMessage(w: protobuf.Writer, type: protobuf.Type, json: Json): void {
-  const name = type.fullName;
+  const name = fullNameOf(type);
   if (name.startsWith('.google.protobuf.')) {
     switch (name) {
       case '.google.protobuf.Duration': {
@@ -139,7 +148,7 @@ function writeMessage(w: protobuf.Writer, type: protobuf.Type, json: Json): void
         const url = (json as JsonObject)['@type'];
         if (typeof url !== 'string') throw new FastEncodeUnsupported('any');
         const inner = messageType(url);
-        const body = inner.fullName.startsWith('.google.protobuf.') && 'value' in json ? (json as JsonObject)['value'] : json;
+        const body = fullNameOf(inner).startsWith('.google.protobuf.') && 'value' in json ? (json as JsonObject)['value'] : json;
         w.uint32(10).string(url);
         w.uint32(18).fork();
         writeMessage(w, inner, body);
