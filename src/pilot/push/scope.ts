@@ -93,16 +93,16 @@ interface ScopeServices {
 }
 
 /**
- * Service halves of scopes, per registry: a snapshot that shares its predecessor's registry
- * (no ServiceEntry or WorkloadEntry changed, or only endpoints did) reuses them instead of
- * filtering every service again per namespace. Bounded by namespaces × distinct egress
- * specs, and dropped with the registry.
+ * Service halves of scopes, per registry service list: a snapshot that shares its
+ * predecessor's services (no ServiceEntry or WorkloadEntry changed, or only endpoints did)
+ * reuses them instead of filtering every service again per namespace. Bounded by
+ * namespaces × distinct egress specs, and dropped with the service list.
  */
-const scopeServicesByRegistry = new WeakMap<Registry, Map<string, ScopeServices>>();
+const scopeServicesByRegistry = new WeakMap<Registry['services'], Map<string, ScopeServices>>();
 
 function scopeServices(push: SextantPushContext, ns: string, egressSpecs: readonly IstioEgressListener[]): ScopeServices {
-  let cache = scopeServicesByRegistry.get(push.registry);
-  if (cache === undefined) scopeServicesByRegistry.set(push.registry, (cache = new Map()));
+  let cache = scopeServicesByRegistry.get(push.registry.services);
+  if (cache === undefined) scopeServicesByRegistry.set(push.registry.services, (cache = new Map()));
   const key = `${ns}|${JSON.stringify(egressSpecs.map((l) => l.hosts ?? []))}`;
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
