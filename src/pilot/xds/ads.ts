@@ -14,7 +14,7 @@ import type { EncodedResource } from './cache.ts';
 import { Connection } from './connection.ts';
 import type { WatchedResource, XdsProtocol } from './connection.ts';
 import { controlPlaneField, deltaResponse, nodeToJson, sotwResponse } from './wire.ts';
-import type { DeltaRequest, SotwRequest } from './wire.ts';
+import type { DeltaRequest, SerializedResponse, SotwRequest } from './wire.ts';
 import { handleSotwRequest } from './sotw.ts';
 import { handleDeltaRequest } from './delta.ts';
 
@@ -395,7 +395,7 @@ export class DiscoveryServer {
     return { sent: true, changed: changed.map((e) => e.name), edsServiceNames };
   }
 
-  private async send(con: Connection, w: WatchedResource, body: Buffer, version: string, nonce: string, reason: RespondReason, started: number): Promise<void> {
+  private async send(con: Connection, w: WatchedResource, body: SerializedResponse, version: string, nonce: string, reason: RespondReason, started: number): Promise<void> {
     w.nonceSent = nonce;
     w.versionSent = version;
     w.sentAt = Date.now();

@@ -4,6 +4,7 @@ import type { Writable } from 'node:stream';
 import type { Proxy } from '../model.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
 import { VersionAccumulator } from './cache.ts';
+import type { SerializedResponse } from './wire.ts';
 import type { EncodedResource } from './cache.ts';
 
 export type XdsProtocol = 'sotw' | 'delta';
@@ -90,7 +91,7 @@ export class Connection {
   }
 
   /** Writes one response, waiting while the stream's buffer is full (back-pressure). */
-  async write(response: Buffer): Promise<void> {
+  async write(response: SerializedResponse): Promise<void> {
     if (this.closed || this.stream.destroyed) return;
     if (this.stream.write(response)) return;
     await new Promise<void>((resolve) => {

@@ -43,6 +43,8 @@ export function nodeToJson(node: unknown): ProtoJson {
 }
 
 const identity = (b: Buffer): Buffer => b;
+// Typed as Buffer for grpc-js; a ResponseParts is framed by its byteLength and copy().
+const prepared = (r: SerializedResponse): Buffer => r as Buffer;
 
 export const ADS_SERVICE: ServiceDefinition = {
   StreamAggregatedResources: {
@@ -51,7 +53,7 @@ export const ADS_SERVICE: ServiceDefinition = {
     responseStream: true,
     requestSerialize: identity,
     requestDeserialize: decoder<SotwRequest>('envoy.service.discovery.v3.DiscoveryRequest'),
-    responseSerialize: identity,
+    responseSerialize: prepared,
     responseDeserialize: identity,
   },
   DeltaAggregatedResources: {
@@ -60,7 +62,7 @@ export const ADS_SERVICE: ServiceDefinition = {
     responseStream: true,
     requestSerialize: identity,
     requestDeserialize: decoder<DeltaRequest>('envoy.service.discovery.v3.DeltaDiscoveryRequest'),
-    responseSerialize: identity,
+    responseSerialize: prepared,
     responseDeserialize: identity,
   },
 };
@@ -134,22 +136,68 @@ export function anyMessage(typeUrl: string, value: Uint8Array): Buffer {
 }
 
 /**
+ * A response held as its parts: the per-proxy fields around a `resources` section shared by
+ * every proxy with the same set. grpc-js frames a message by reading its `byteLength` and
+ * calling `copy(frame, 5)` (server-interceptors' serializeMessage, @grpc/grpc-js 1.14), so
+ * handing it the parts copies the shared section once, into the frame, instead of first
+ * concatenating a per-proxy message and then copying that (a full-mesh response is 13 MB).
+ */
+export class ResponseParts {
+  readonly parts: readonly Uint8Array[];
+  readonly byteLength: number;
+
+  constructor(parts: readonly Uint8Array[]) {
+    this.parts = parts;
+    let n = 0;
+    for (const p of parts) n += p.length;
+    this.byteLength = n;
+  }
+
+  get length(): number {
+    return this.byteLength;
+  }
+
+  /** Buffer.copy's contract: copies bytes [sourceStart, sourceEnd) to target at targetStart. */
+  copy(target: Uint8Array, targetStart = 0, sourceStart = 0, sourceEnd = this.byteLength): number {
+    const end = Math.min(sourceEnd, this.byteLength, sourceStart + target.length - targetStart);
+    let at = targetStart;
+    let offset = 0;
+    for (const p of this.parts) {
+      const from = Math.max(sourceStart - offset, 0);
+      const to = Math.min(end - offset, p.length);
+      if (to > from) {
+        target.set(from === 0 && to === p.length ? p : p.subarray(from, to), at);
+        at += to - from;
+      }
+      offset += p.length;
+      if (offset >= end) break;
+    }
+    return at - targetStart;
+  }
+
+  /** The message as one Buffer (tests and non-gRPC callers). */
+  toBuffer(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+/** What ADS_SERVICE's response serializer accepts. */
+export type SerializedResponse = ResponseParts | Buffer;
+
+/**
  * DiscoveryResponse: version_info 1, resources 2 (pre-encoded fields, concatenated), type_url 4,
  * nonce 5, control_plane 6.
  */
-export function sotwResponse(versionInfo: string, resources: Buffer, typeUrl: string, nonce: string, controlPlane: Buffer): Buffer {
-  return Buffer.concat([stringField(1, versionInfo), resources, stringField(4, typeUrl), stringField(5, nonce), controlPlane]);
+export function sotwResponse(versionInfo: string, resources: Buffer, typeUrl: string, nonce: string, controlPlane: Buffer): ResponseParts {
+  return new ResponseParts([stringField(1, versionInfo), resources, Buffer.concat([stringField(4, typeUrl), stringField(5, nonce), controlPlane])]);
 }
 
 /** DeltaDiscoveryResponse: system_version_info 1, resources 2, type_url 4, nonce 5, removed_resources 6, control_plane 7. */
-export function deltaResponse(systemVersion: string, resources: Buffer, typeUrl: string, nonce: string, removed: readonly string[], controlPlane: Buffer): Buffer {
-  return Buffer.concat([
+export function deltaResponse(systemVersion: string, resources: Buffer, typeUrl: string, nonce: string, removed: readonly string[], controlPlane: Buffer): ResponseParts {
+  return new ResponseParts([
     stringField(1, systemVersion),
     resources,
-    stringField(4, typeUrl),
-    stringField(5, nonce),
-    ...removed.map((name) => lengthDelimited(6, Buffer.from(name, 'utf8'))),
-    controlPlane,
+    Buffer.concat([stringField(4, typeUrl), stringField(5, nonce), ...removed.map((name) => lengthDelimited(6, Buffer.from(name, 'utf8'))), controlPlane]),
   ]);
 }
 
