@@ -4,6 +4,7 @@ import type { Writable } from 'node:stream';
 import type { Proxy } from '../model.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
 import { VersionAccumulator } from './cache.ts';
+import { ResponseParts } from './wire.ts';
 import type { SerializedResponse } from './wire.ts';
 import type { EncodedResource } from './cache.ts';
 
@@ -53,6 +54,43 @@ export function newWatchedResource(typeUrl: string): WatchedResource {
 /** The gRPC duplex call a connection writes responses to. */
 export type ResponseStream = Writable;
 
+/**
+ * The parts of a grpc-js (1.14) server call that writing a message frame directly needs. grpc-js
+ * frames each message by copying it into a new buffer; writing the 5-byte frame prefix and the
+ * response's parts straight to the HTTP/2 stream sends the shared resources section without
+ * any copy. Found by shape, not version: when the call does not have it, responses go through
+ * grpc-js's own serializer (ResponseParts.copy), which is correct, only slower.
+ */
+interface GrpcCallInternals {
+  stream: Writable;
+  maxSendMessageSize: number;
+  checkCancelled(): boolean;
+  maybeSendMetadata(): void;
+  callEventTracker?: { addMessageSent?: () => void } | null;
+}
+
+function grpcCallInternals(stream: ResponseStream): GrpcCallInternals | undefined {
+  const call = (stream as { call?: unknown }).call as Partial<GrpcCallInternals> | undefined;
+  if (call === undefined || call === null || typeof call !== 'object') return undefined;
+  const s = call.stream;
+  if (s === undefined || typeof s.write !== 'function' || typeof s.cork !== 'function' || typeof s.uncork !== 'function') return undefined;
+  if (typeof call.checkCancelled !== 'function' || typeof call.maybeSendMetadata !== 'function' || typeof call.maxSendMessageSize !== 'number') return undefined;
+  return call as GrpcCallInternals;
+}
+
+/** Resolves when `stream` drains or closes. */
+function drained(stream: Writable): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
+}
+
 export class Connection {
   readonly id: string;
   readonly proxy: Proxy;
@@ -67,6 +105,9 @@ export class Connection {
   lastConvergenceMs?: number;
   private chain: Promise<void> = Promise.resolve();
   private readonly stream: ResponseStream;
+  private readonly direct: GrpcCallInternals | undefined;
+  /** Responses are written to the HTTP/2 stream directly (no framing copy); see GrpcCallInternals. */
+  readonly writesFrames: boolean;
   private nonceSeq = 0;
 
   constructor(id: string, proxy: Proxy, protocol: XdsProtocol, node: ProtoJson, peer: string, stream: ResponseStream) {
@@ -76,6 +117,8 @@ export class Connection {
     this.node = node;
     this.peer = peer;
     this.stream = stream;
+    this.direct = grpcCallInternals(stream);
+    this.writesFrames = this.direct !== undefined;
   }
 
   /** Runs `task` after every task queued before it; a failing task does not stop the chain. */
@@ -93,16 +136,25 @@ export class Connection {
   /** Writes one response, waiting while the stream's buffer is full (back-pressure). */
   async write(response: SerializedResponse): Promise<void> {
     if (this.closed || this.stream.destroyed) return;
+    const direct = this.direct;
+    // Larger than grpc-js allows: its own path refuses it with RESOURCE_EXHAUSTED.
+    if (direct !== undefined && response instanceof ResponseParts && (direct.maxSendMessageSize === -1 || response.byteLength <= direct.maxSendMessageSize)) {
+      if (direct.checkCancelled()) return;
+      direct.maybeSendMetadata();
+      const prefix = Buffer.allocUnsafe(5);
+      prefix[0] = 0; // not compressed
+      prefix.writeUInt32BE(response.byteLength, 1);
+      const h2 = direct.stream;
+      h2.cork();
+      let ok = h2.write(prefix);
+      for (const part of response.parts) if (part.length > 0) ok = h2.write(part);
+      h2.uncork();
+      direct.callEventTracker?.addMessageSent?.();
+      if (!ok && !h2.destroyed) await drained(h2);
+      return;
+    }
     if (this.stream.write(response)) return;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        this.stream.off('drain', done);
-        this.stream.off('close', done);
-        resolve();
-      };
-      this.stream.on('drain', done);
-      this.stream.on('close', done);
-    });
+    await drained(this.stream);
   }
 
   watch(typeUrl: string): WatchedResource {

@@ -85,6 +85,9 @@ test('a wildcard CDS request gets every cluster; a named EDS request only the na
   const status = await syncz();
   for (const type of ['CDS', 'EDS', 'LDS', 'RDS']) assert.equal(typeState(status, String(node['id']), type)?.['state'], 'SYNCED', type);
   assert.equal(typeState(status, String(node['id']), 'CDS')?.['versionAcked'], cds['versionInfo']);
+  // These responses took the direct frame path (grpc-js's internals as the pilot expects them).
+  const cons = [...t.pilot.server.connections.values()];
+  assert.ok(cons.length > 0 && cons.every((c) => c.writesFrames), 'responses are written to the HTTP/2 stream directly');
 });
 
 test('versions come from content: a second proxy with the same config gets the same versions', async () => {
