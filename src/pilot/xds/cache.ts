@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { encodeMessage } from '../../envoy/index.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
 import { anyMessage, lengthDelimited, stringField } from './wire.ts';
-import { fastEncode } from './encode.ts';
+import { fastEncodeField } from './encode.ts';
 
 /** One encoded resource. */
 export interface EncodedResource {
@@ -42,8 +42,11 @@ export class ResourceCache {
     const cached = this.byObject.get(resource);
     if (cached !== undefined && cached.name === name) return cached;
     let bytes: Uint8Array;
+    let sotwField: Buffer;
     try {
-      bytes = fastEncode(typeUrl, resource);
+      const encoded = fastEncodeField(typeUrl, resource);
+      bytes = encoded.message;
+      sotwField = encoded.field;
     } catch {
       // Unusual shapes, and errors: the general codec encodes them or says what is wrong.
       try {
@@ -51,6 +54,7 @@ export class ResourceCache {
       } catch (err) {
         throw new ResourceEncodingError(typeUrl, name, err);
       }
+      sotwField = lengthDelimited(2, anyMessage(typeUrl, bytes));
     }
     this.encodings++;
     const hash = createHash('sha256').update(bytes).digest();
@@ -59,7 +63,7 @@ export class ResourceCache {
       name,
       version: hash.subarray(0, 8).toString('hex'),
       digest,
-      sotwField: lengthDelimited(2, anyMessage(typeUrl, bytes)),
+      sotwField,
       size: bytes.length,
     };
     this.byObject.set(resource, entry);

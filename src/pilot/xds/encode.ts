@@ -252,3 +252,49 @@ export function fastEncode(typeUrl: string, json: ProtoJson): Uint8Array {
   writeMessage(w, messageType(typeUrl), json);
   return w.finish();
 }
+
+/** A resource encoded as field 2 (`resources`) of a DiscoveryResponse holding it as an Any. */
+export interface EncodedField {
+  /** `resources` field: tag, length, Any {type_url, value}. */
+  field: Buffer;
+  /** The resource's own bytes (a view into `field`). */
+  message: Buffer;
+}
+
+/**
+ * fastEncode, with the Any and the response field written around the resource by the same
+ * writer: one buffer per resource instead of a copy for each wrapping. Throws as fastEncode.
+ */
+export function fastEncodeField(typeUrl: string, json: ProtoJson): EncodedField {
+  const w = protobuf.Writer.create();
+  w.uint32(18).fork().uint32(10).string(typeUrl).uint32(18).fork();
+  writeMessage(w, messageType(typeUrl), json);
+  w.ldelim().ldelim();
+  const out = w.finish();
+  const field = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  // Walk the two headers to where the resource starts: tag 2, length, tag 1 + type_url, tag 2, length.
+  let pos = 1;
+  pos = skipVarint(field, pos);
+  pos++; // Any.type_url tag
+  const [typeUrlLength, afterLength] = readVarint(field, pos);
+  pos = afterLength + typeUrlLength + 1; // Any.value tag
+  const [length, start] = readVarint(field, pos);
+  if (start + length !== field.length) throw new FastEncodeUnsupported(`${typeUrl}: unexpected Any framing`);
+  return { field, message: field.subarray(start) };
+}
+
+function readVarint(buf: Uint8Array, pos: number): [number, number] {
+  let value = 0;
+  let scale = 1;
+  for (;;) {
+    const b = buf[pos++];
+    if (b === undefined) throw new FastEncodeUnsupported('truncated varint');
+    value += (b & 0x7f) * scale;
+    if (b < 0x80) return [value, pos];
+    scale *= 128;
+  }
+}
+
+function skipVarint(buf: Uint8Array, pos: number): number {
+  return readVarint(buf, pos)[1];
+}

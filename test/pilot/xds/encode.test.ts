@@ -5,11 +5,17 @@ import assert from 'node:assert/strict';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, HCM_TYPE, encodeMessage } from '../../../src/envoy/index.ts';
 import type { ProtoJson } from '../../../src/envoy/index.ts';
 import { generators } from '../../../src/pilot/gen/index.ts';
-import { fastEncode, FastEncodeUnsupported } from '../../../src/pilot/xds/encode.ts';
+import { fastEncode, fastEncodeField, FastEncodeUnsupported } from '../../../src/pilot/xds/encode.ts';
+import { anyMessage, lengthDelimited } from '../../../src/pilot/xds/wire.ts';
 import type { Resource } from '../../../src/api/resource.ts';
 
 function same(typeUrl: string, json: ProtoJson): void {
-  assert.deepEqual(Buffer.from(fastEncode(typeUrl, json)), Buffer.from(encodeMessage(typeUrl, json)));
+  const bytes = Buffer.from(encodeMessage(typeUrl, json));
+  assert.deepEqual(Buffer.from(fastEncode(typeUrl, json)), bytes);
+  // The response field written in one pass: the resource as an Any in field 2, and its bytes.
+  const { field, message } = fastEncodeField(typeUrl, json);
+  assert.deepEqual(Buffer.from(message), bytes);
+  assert.deepEqual(Buffer.from(field), lengthDelimited(2, anyMessage(typeUrl, bytes)));
 }
 
 test('generated clusters, assignments, listeners and routes encode to the codec\'s bytes', () => {
