@@ -6,8 +6,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { TCP_PROXY_TYPE } from '../../src/envoy/index.ts';
 import { assignment, edsCluster, freePort, httpListener, meshWith, routeConfig, send, startBackend } from './helpers/fixtures.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -65,4 +67,47 @@ test('the app behind the server sidecar sees the calling workload IP as TCP peer
   const line = JSON.parse(readFileSync(accessLog, 'utf8').trim().split('\n')[0]!) as Record<string, unknown>;
   assert.equal(String(line['downstream_remote_address']).split(':')[0], clientIp);
   assert.equal(line['x_forwarded_for'], clientIp);
+});
+
+test('tcp_proxy binds to the workload IP; a cluster\'s upstreamBindConfig wins over it', async () => {
+  const net3 = 100 + Math.floor(Math.random() * 150);
+  const workloadIp = `127.0.${net3}.5`;
+  const bindIp = `127.0.${net3}.6`;
+  const peers: string[] = [];
+  const echo = net.createServer((s) => { peers.push(s.remoteAddress ?? ''); s.pipe(s); });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+  cleanups.push(() => new Promise<void>((r) => echo.close(() => r())));
+  const echoPort = (echo.address() as net.AddressInfo).port;
+  const seen: string[] = [];
+  const app = await startBackend('bound', (req, res) => {
+    seen.push(req.socket.remoteAddress ?? '');
+    req.resume();
+    res.end('ok');
+  });
+  cleanups.push(app.close);
+  const tcpPort = await freePort();
+  const httpPort = await freePort();
+  const m = await meshWith({
+    clusters: [edsCluster('tcp'), edsCluster('bound', { upstreamBindConfig: { sourceAddress: { address: bindIp, portValue: 0 } } })],
+    endpoints: [assignment('tcp', [echoPort]), assignment('bound', [app.port])],
+    listeners: [{
+      name: 'tcp', address: { socketAddress: { address: '127.0.0.1', portValue: tcpPort } },
+      filterChains: [{ filters: [{ name: 'envoy.filters.network.tcp_proxy', typedConfig: { '@type': TCP_PROXY_TYPE, statPrefix: 'tcp', cluster: 'tcp' } }] }],
+    }, httpListener('http', httpPort, 'r')],
+    routes: [routeConfig('r', [{ name: 'bound', domains: ['*'], routes: [{ name: 'all', match: { prefix: '/' }, route: { cluster: 'bound' } }] }])],
+  }, { id: `sidecar~${workloadIp}~ratings-v1-abc12.default~default.svc.cluster.local` });
+  cleanups.push(m.close);
+  await m.proxy.whenReady();
+  const sock = net.connect(tcpPort, '127.0.0.1');
+  const got = await new Promise<string>((resolve, reject) => {
+    let acc = '';
+    sock.on('data', (d) => { acc += d.toString(); if (acc.length >= 5) { resolve(acc); sock.end(); } });
+    sock.on('error', reject);
+    sock.write('hello');
+  });
+  assert.equal(got, 'hello');
+  assert.deepEqual(peers, [workloadIp]);
+  const r = await send(httpPort, '/', { Host: 'bound' });
+  assert.equal(r.status, 200);
+  assert.deepEqual(seen, [bindIp]);
 });
