@@ -26,6 +26,8 @@ export interface WatchedResource {
   wildcard: boolean;
   /** Explicitly subscribed names. */
   names: Set<string>;
+  /** SotW: the resource_names of the last request that changed the subscription, as sent. */
+  requested?: readonly string[];
   /**
    * What the proxy holds, by name: for delta all types, for SotW the named types (RDS/EDS)
    * whose responses may carry only what changed.

@@ -21,26 +21,39 @@ export async function handleSotwRequest(server: DiscoveryServer, con: Connection
     if (nack) return;
   }
 
-  const names = new Set(req.resourceNames.filter((n) => n !== '*'));
-  // LDS/CDS with no names is the legacy wildcard; `*` is the explicit one, for any type.
-  const wildcard = req.resourceNames.includes('*') || (req.resourceNames.length === 0 && isWildcardType(typeUrl));
-  const wildcardChanged = wildcard !== w.wildcard;
+  // An ACK repeats the subscription, in the same order (Envoy's full-mesh EDS: 10,000 names):
+  // comparing it with the last list is cheaper than hashing every name into a new Set.
+  const requested = req.resourceNames;
   const added = new Set<string>();
-  for (const n of names) if (!w.names.has(n)) added.add(n);
-  for (const n of w.names) {
-    if (names.has(n)) continue;
-    const held = w.sent.get(n);
-    if (held !== undefined) {
-      w.acc.remove(held.digest);
-      w.sent.delete(n);
+  let wildcardChanged = false;
+  if (w.requested === undefined || !sameList(requested, w.requested)) {
+    const names = new Set(requested.filter((n) => n !== '*'));
+    // LDS/CDS with no names is the legacy wildcard; `*` is the explicit one, for any type.
+    const wildcard = requested.includes('*') || (requested.length === 0 && isWildcardType(typeUrl));
+    wildcardChanged = wildcard !== w.wildcard;
+    for (const n of names) if (!w.names.has(n)) added.add(n);
+    for (const n of w.names) {
+      if (names.has(n)) continue;
+      const held = w.sent.get(n);
+      if (held !== undefined) {
+        w.acc.remove(held.digest);
+        w.sent.delete(n);
+      }
     }
+    w.wildcard = wildcard;
+    w.names = names;
+    w.requested = requested;
   }
-  w.wildcard = wildcard;
-  w.names = names;
 
   if (isNew || w.nonceSent === undefined || wildcardChanged) {
     await server.respond(con, w, { kind: 'request' });
   } else if (added.size > 0) {
     await server.respond(con, w, { kind: 'request', only: added, newlySubscribed: added });
   }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
