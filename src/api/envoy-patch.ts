@@ -3,22 +3,10 @@
 // oneof are errors. Like Istio, unknown fields are not errors (Envoy moves faster than any
 // one build's protos), and Any payloads of types Sextant has no proto for are not inspected.
 import protobuf from 'protobufjs';
-import { messageType } from '../envoy/index.ts';
+import { ENVOY_FILTER_VALUE_TYPES, messageType } from '../envoy/index.ts';
 import type { Issues } from './schema.ts';
 
-const TYPE_BY_APPLY_TO: Readonly<Record<string, string>> = {
-  LISTENER: 'envoy.config.listener.v3.Listener',
-  FILTER_CHAIN: 'envoy.config.listener.v3.FilterChain',
-  NETWORK_FILTER: 'envoy.config.listener.v3.Filter',
-  HTTP_FILTER: 'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter',
-  ROUTE_CONFIGURATION: 'envoy.config.route.v3.RouteConfiguration',
-  VIRTUAL_HOST: 'envoy.config.route.v3.VirtualHost',
-  HTTP_ROUTE: 'envoy.config.route.v3.Route',
-  CLUSTER: 'envoy.config.cluster.v3.Cluster',
-  EXTENSION_CONFIG: 'envoy.config.core.v3.TypedExtensionConfig',
-  BOOTSTRAP: 'envoy.config.bootstrap.v3.Bootstrap',
-  LISTENER_FILTER: 'envoy.config.listener.v3.ListenerFilter',
-};
+const TYPE_BY_APPLY_TO = ENVOY_FILTER_VALUE_TYPES;
 
 /** Nesting bound: patch values are small; a deeper value is malformed or hostile. */
 const MAX_DEPTH = 64;

@@ -31,3 +31,18 @@ export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
 export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
 export const VIRTUAL_OUTBOUND_LISTENER = 'virtualOutbound';
 export const VIRTUAL_INBOUND_LISTENER = 'virtualInbound';
+
+/** The Envoy message an EnvoyFilter patch value is written in, by the patch's `applyTo`. */
+export const ENVOY_FILTER_VALUE_TYPES: Readonly<Record<string, string>> = {
+  LISTENER: 'envoy.config.listener.v3.Listener',
+  FILTER_CHAIN: 'envoy.config.listener.v3.FilterChain',
+  NETWORK_FILTER: 'envoy.config.listener.v3.Filter',
+  HTTP_FILTER: 'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter',
+  ROUTE_CONFIGURATION: 'envoy.config.route.v3.RouteConfiguration',
+  VIRTUAL_HOST: 'envoy.config.route.v3.VirtualHost',
+  HTTP_ROUTE: 'envoy.config.route.v3.Route',
+  CLUSTER: 'envoy.config.cluster.v3.Cluster',
+  EXTENSION_CONFIG: 'envoy.config.core.v3.TypedExtensionConfig',
+  BOOTSTRAP: 'envoy.config.bootstrap.v3.Bootstrap',
+  LISTENER_FILTER: 'envoy.config.listener.v3.ListenerFilter',
+};

@@ -4,7 +4,7 @@
 // and CLUSTER, matched by context, listener/filter chain/filter, route config/vhost/route
 // and cluster. Patch values are Envoy JSON (snake_case allowed), normalized via the protos.
 import {
-  CLUSTER_TYPE, HCM_TYPE, LISTENER_TYPE, ROUTE_TYPE, decodeMessage, encodeMessage,
+  CLUSTER_TYPE, ENVOY_FILTER_VALUE_TYPES, HCM_TYPE, LISTENER_TYPE, ROUTE_TYPE, decodeMessage, encodeMessage,
 } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
 import type { Proxy } from '../model.ts';
@@ -18,16 +18,7 @@ type Patch = EnvoyConfigObjectPatch & { source: string };
 type Op = NonNullable<NonNullable<EnvoyConfigObjectPatch['patch']>['operation']>;
 
 /** The message type a patch value of each applyTo is written in. */
-const VALUE_TYPES: Record<string, string> = {
-  LISTENER: 'envoy.config.listener.v3.Listener',
-  FILTER_CHAIN: 'envoy.config.listener.v3.FilterChain',
-  NETWORK_FILTER: 'envoy.config.listener.v3.Filter',
-  HTTP_FILTER: 'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter',
-  ROUTE_CONFIGURATION: 'envoy.config.route.v3.RouteConfiguration',
-  VIRTUAL_HOST: 'envoy.config.route.v3.VirtualHost',
-  HTTP_ROUTE: 'envoy.config.route.v3.Route',
-  CLUSTER: 'envoy.config.cluster.v3.Cluster',
-};
+const VALUE_TYPES = ENVOY_FILTER_VALUE_TYPES;
 
 const APPLY_TO_TYPE: Record<string, XdsTypeUrl> = {
   LISTENER: LISTENER_TYPE, FILTER_CHAIN: LISTENER_TYPE, NETWORK_FILTER: LISTENER_TYPE, HTTP_FILTER: LISTENER_TYPE,
@@ -37,7 +28,7 @@ const APPLY_TO_TYPE: Record<string, XdsTypeUrl> = {
 
 /** Envoy JSON in any accepted spelling → canonical proto3 JSON; throws naming the field. */
 export function normalizePatchValue(applyTo: string, value: unknown): ProtoJson {
-  const type = VALUE_TYPES[applyTo];
+  const type = APPLY_TO_TYPE[applyTo] !== undefined ? VALUE_TYPES[applyTo] : undefined;
   if (!type) throw new Error(`applyTo ${applyTo} is not supported`);
   ensureTypesIn(value);
   return decodeMessage(type, encodeMessage(type, (value ?? {}) as ProtoJson));
