@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../src/envoy/index.ts';
 import { TestAdsServer } from './helpers/ads-server.ts';
@@ -29,14 +30,39 @@ async function spawnProxy(xds: string, admin: string): Promise<ChildProcess> {
   throw new Error('proxy did not become ready');
 }
 
-async function setup(handler?: Parameters<typeof startBackend>[1]): Promise<{ port: number; admin: string; child: ChildProcess }> {
+/** The TCP addresses process `pid` listens on, from /proc (sorted `ip:port`). */
+function listeningSockets(pid: number): string[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch { /* closed meanwhile */ }
+  }
+  const out: string[] = [];
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || f[3] !== '0A' || !inodes.has(f[9]!)) continue; // 0A: LISTEN
+    const [hexIp, hexPort] = f[1]!.split(':') as [string, string];
+    const ip = [3, 2, 1, 0].map((i) => parseInt(hexIp.slice(i * 2, i * 2 + 2), 16)).join('.');
+    out.push(`${ip}:${parseInt(hexPort, 16)}`);
+  }
+  return out.sort();
+}
+
+/** The scanned workload's own address. */
+const SCAN_IP = '127.0.91.1';
+
+async function setup(handler?: Parameters<typeof startBackend>[1], listenIp = '127.0.0.1'): Promise<{ port: number; admin: string; child: ChildProcess }> {
   const app = await startBackend('app', handler);
   cleanups.push(app.close);
   const port = await freePort();
   const ads = new TestAdsServer();
   ads.set(CLUSTER_TYPE, [edsCluster('svc')]);
   ads.set(ENDPOINT_TYPE, [assignment('svc', [app.port])]);
-  ads.set(LISTENER_TYPE, [httpListener('l', port, 'r')]);
+  const listener = httpListener('l', port, 'r');
+  listener['address'] = { socketAddress: { address: listenIp, portValue: port } };
+  ads.set(LISTENER_TYPE, [listener]);
   ads.set(ROUTE_TYPE, [routeConfig('r', [{ name: 'v', domains: ['svc'], routes: [{ match: { prefix: '/' }, route: { cluster: 'svc' } }] }])]);
   await ads.start();
   cleanups.push(() => ads.stop());
@@ -74,8 +100,9 @@ test('SIGTERM drains: the request in flight completes, new connections are refus
   assert.equal(await exited, 0);
 });
 
-test('a port scan and 100,000 random-path requests keep RSS within 20 MB and series fixed', async () => {
-  const { port, admin } = await setup();
+test('a scan of every port 1024-65535 finds only the declared listener; 100,000 random-path requests keep RSS within 20 MB and series fixed', async () => {
+  const { port, admin, child } = await setup(undefined, SCAN_IP);
+  const sendTo = (p: number, urlPath: string, headers: Record<string, string>): ReturnType<typeof send> => send(p, urlPath, headers, { host: SCAN_IP });
   const stats = async (): Promise<{ rss: number; series: number }> => {
     const text = await (await fetch(`http://${admin}/stats/prometheus`)).text();
     const rss = Number(/^envoy_server_memory_allocated (\d+)$/m.exec(text)?.[1]);
@@ -83,21 +110,26 @@ test('a port scan and 100,000 random-path requests keep RSS within 20 MB and ser
     return { rss, series };
   };
   // Warm up so JIT and pools reach their steady state before the baseline.
-  for (let i = 0; i < 2000; i++) await send(port, `/warm/${i}`, { Host: i % 2 ? 'svc' : 'x' });
+  for (let i = 0; i < 2000; i++) await sendTo(port, `/warm/${i}`, { Host: i % 2 ? 'svc' : 'x' });
   const base = await stats();
-  // Probe ports around ours: only the listener's port accepts.
-  let accepted = 0;
+  // Probe every unprivileged port of the workload's address, as a security scanner does:
+  // only the port a listener declares accepts (the admin port is on 127.0.0.1).
+  const accepted: number[] = [];
   const probe = (p: number): Promise<void> => new Promise((r) => {
-    const s = net.connect(p, '127.0.0.1', () => { if (p === port) accepted++; s.destroy(); r(); });
+    const s = net.connect(p, SCAN_IP, () => { accepted.push(p); s.destroy(); r(); });
     s.on('error', () => r());
   });
-  for (let p = Math.max(1024, port - 2000); p < Math.min(65535, port + 2000); p += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => probe(p + k)));
-  assert.equal(accepted, 1);
+  for (let p = 1024; p <= 65535; p += 100) await Promise.all(Array.from({ length: Math.min(100, 65536 - p) }, (_, k) => probe(p + k)));
+  // Other programs on this machine may listen on a wildcard address, which answers on every
+  // loopback address: the proxy's own listening sockets tell which accepted ports are its.
+  const own = listeningSockets(child.pid!);
+  assert.deepEqual(own, [admin, `${SCAN_IP}:${port}`].sort());
+  assert.deepEqual(accepted.filter((p) => own.some((a) => a.endsWith(`:${p}`))), [port]);
   let sent = 0;
   const worker = async (): Promise<void> => {
     while (sent < 100_000) {
       sent++;
-      await send(port, `/${Math.random().toString(36).slice(2)}/${sent}`, { Host: sent % 2 ? 'svc' : `h${sent}` });
+      await sendTo(port, `/${Math.random().toString(36).slice(2)}/${sent}`, { Host: sent % 2 ? 'svc' : `h${sent}` });
     }
   };
   await Promise.all(Array.from({ length: 32 }, worker));
