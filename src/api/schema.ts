@@ -140,27 +140,11 @@ export function walk(schema: Schema, value: unknown, path: string, issues: Issue
     }
     case 'int': {
       if (typeof value !== 'number' || !Number.isInteger(value)) return wrongType(path, value, 'integer', issues);
-      if (schema.min !== undefined && value < schema.min) {
-        issues.add(path, `Invalid value: ${value}: should be greater than or equal to ${schema.min}`);
-        return false;
-      }
-      if (schema.max !== undefined && value > schema.max) {
-        issues.add(path, `Invalid value: ${value}: should be less than or equal to ${schema.max}`);
-        return false;
-      }
-      return schema.rules ? runRules(schema.rules, value, path, issues) : true;
+      return checkRange(schema, value, path, issues);
     }
     case 'number': {
       if (typeof value !== 'number' || !Number.isFinite(value)) return wrongType(path, value, 'number', issues);
-      if (schema.min !== undefined && value < schema.min) {
-        issues.add(path, `Invalid value: ${value}: should be greater than or equal to ${schema.min}`);
-        return false;
-      }
-      if (schema.max !== undefined && value > schema.max) {
-        issues.add(path, `Invalid value: ${value}: should be less than or equal to ${schema.max}`);
-        return false;
-      }
-      return schema.rules ? runRules(schema.rules, value, path, issues) : true;
+      return checkRange(schema, value, path, issues);
     }
     case 'bool':
       if (typeof value !== 'boolean') return wrongType(path, value, 'boolean', issues);
@@ -280,4 +264,17 @@ function runRules<T>(rules: ReadonlyArray<NodeRule<T>>, value: T, path: string, 
   const before = issues.count;
   for (const r of rules) r(value, path, issues);
   return issues.count === before;
+}
+
+/** The bounds and rules shared by integer and number schemas. */
+function checkRange(schema: IntSchema | NumberSchema, value: number, path: string, issues: Issues): boolean {
+  if (schema.min !== undefined && value < schema.min) {
+    issues.add(path, `Invalid value: ${value}: should be greater than or equal to ${schema.min}`);
+    return false;
+  }
+  if (schema.max !== undefined && value > schema.max) {
+    issues.add(path, `Invalid value: ${value}: should be less than or equal to ${schema.max}`);
+    return false;
+  }
+  return schema.rules ? runRules(schema.rules, value, path, issues) : true;
 }
