@@ -1,10 +1,14 @@
 // Throughput and added latency of the sidecar against the alternatives a user would pick:
 // wrk through one sextant sidecar and through a client+server sidecar pair, against a direct
 // connection, nginx and HAProxy as equivalent reverse proxies (one worker each), with small
-// and 1 KB responses. Latency is measured at a constant 1,000 rps with coordinated-omission
-// correction (wrk2-style). Writes bench/results/proxy-throughput.json.
+// and 1 KB responses. Latency and CPU are measured at a steady 1,000 rps (wrk paced by a Lua
+// delay: 32 connections, one request per connection every 32 ms). With --pin (the default)
+// the proxy under test runs alone on CPU 1 and wrk and the origin share CPU 0, so "one
+// worker" means one core; --no-pin lets the scheduler place everything.
+// Writes bench/results/proxy-throughput.json.
 //
-//   node bench/proxy-throughput.ts [--duration 8] [--connections 64]
+//   node bench/proxy-throughput.ts [--duration 8] [--connections 64] [--no-pin]
+//       [--only TARGET,…] [--sizes small,1k] [--proxy-node-flags "--max-semi-space-size=8"]
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +27,19 @@ const arg = (name: string, dflt: number): number => {
 const DURATION = arg('duration', 8);
 const CONNECTIONS = arg('connections', 64);
 const RATE = 1000;
+const PACED_CONNECTIONS = 32;
+const PIN = !args.includes('--no-pin');
+const strArg = (name: string): string | undefined => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const ONLY = strArg('only')?.split(',');
+const SIZES = (strArg('sizes') ?? 'small,1k').split(',') as ('small' | '1k')[];
+/** Node flags for the sidecars instead of the profile `sextant proxy` applies itself. */
+const PROXY_NODE_FLAGS = strArg('proxy-node-flags')?.split(' ').filter(Boolean) ?? [];
+/** CPU sets: the proxy under test alone on one core, load generator and origin on the other. */
+const PROXY_CPU = '1';
+const LOAD_CPU = '0';
 const root = path.resolve(import.meta.dirname, '..');
 const work = mkdtempSync(path.join(tmpdir(), 'sextant-bench-'));
 const children: ChildProcess[] = [];
@@ -34,8 +51,9 @@ function cleanup(): void {
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
 
-function start(cmd: string, argv: string[]): ChildProcess {
-  const c = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
+function start(cmd: string, argv: string[], cpu?: string, env?: NodeJS.ProcessEnv): ChildProcess {
+  const [file, full] = PIN && cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...argv]] : [cmd, argv];
+  const c = spawn(file, full, { stdio: ['ignore', 'ignore', 'inherit'], detached: true, env: env ?? process.env });
   children.push(c);
   return c;
 }
@@ -71,7 +89,7 @@ http {
     location = /1k { default_type text/plain; return 200 "${BODY_1K}"; }
   }
 }`);
-  const c = start('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')]);
+  const c = start('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], LOAD_CPU);
   await waitPort(port);
   return { port, pid: c.pid! };
 }
@@ -92,7 +110,7 @@ http {
     location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }
   }
 }`);
-  const c = start('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')]);
+  const c = start('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], PROXY_CPU);
   await waitPort(port);
   await new Promise((r) => setTimeout(r, 200));
   return { port, pids: [c.pid!, ...childPids(c.pid!)] };
@@ -118,13 +136,13 @@ backend be
   http-reuse always
   server origin 127.0.0.1:${origin}
 `);
-  const c = start('haproxy', ['-db', '-f', cfg]);
+  const c = start('haproxy', ['-db', '-f', cfg], PROXY_CPU);
   await waitPort(port);
   return { port, pids: [c.pid!] };
 }
 
-/** A sextant proxy process with the given resources from an ADS server. */
-async function startSidecar(name: string, resources: { clusters: object[]; endpoints: object[]; listeners: object[]; routes: object[] }, ip: string): Promise<{ pid: number; ads: TestAdsServer }> {
+/** A sextant proxy process (`sextant proxy`, as users run it) with the given resources from an ADS server. */
+async function startSidecar(name: string, resources: { clusters: object[]; endpoints: object[]; listeners: object[]; routes: object[] }, ip: string, cpu: string | undefined): Promise<{ pid: number; ads: TestAdsServer }> {
   const ads = new TestAdsServer();
   ads.set(CLUSTER_TYPE, resources.clusters as never);
   ads.set(ENDPOINT_TYPE, resources.endpoints as never);
@@ -132,7 +150,7 @@ async function startSidecar(name: string, resources: { clusters: object[]; endpo
   ads.set(ROUTE_TYPE, resources.routes as never);
   await ads.start();
   const admin = `127.0.0.1:${await freePort()}`;
-  const c = start(process.execPath, [path.join(root, 'test/proxy/helpers/proxy-main.ts'), 'proxy', '--xds', ads.address, '--id', `sidecar~${ip}~${name}-1.default~default.svc.cluster.local`, '--label', `app=${name}`, '--admin-address', admin, '--log-level', 'warn']);
+  const c = start(process.execPath, [...PROXY_NODE_FLAGS, path.join(root, 'bin/sextant.mjs'), 'proxy', '--xds', ads.address, '--id', `sidecar~${ip}~${name}-1.default~default.svc.cluster.local`, '--label', `app=${name}`, '--admin-address', admin, '--log-level', 'warn'], cpu);
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     if (await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false)) return { pid: c.pid!, ads };
@@ -163,18 +181,26 @@ function cpuSeconds(pids: number[]): number {
   return ticks / hz;
 }
 
-function rssMb(pids: number[]): number {
+/** Resident memory in MB: all of it, and the private (anonymous) part that excludes the shared executable's pages. */
+function rssMb(pids: number[]): { rss: number; private: number } {
   let kb = 0;
+  let anonKb = 0;
   for (const pid of pids) {
     try {
-      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      kb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      anonKb += Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0);
     } catch { /* exited */ }
   }
-  return Math.round(kb / 102.4) / 10;
+  return { rss: Math.round(kb / 102.4) / 10, private: Math.round(anonKb / 102.4) / 10 };
+}
+
+function wrkArgv(argv: string[]): [string, string[]] {
+  return PIN ? ['taskset', ['-c', LOAD_CPU, 'wrk', ...argv]] : ['wrk', argv];
 }
 
 function wrk(port: number, urlPath: string, host: string): { rps: number; requests: number } {
-  const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '-H', `Host: ${host}`, `http://127.0.0.1:${port}${urlPath}`], { encoding: 'utf8' });
+  const r = spawnSync(...wrkArgv(['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '-H', `Host: ${host}`, `http://127.0.0.1:${port}${urlPath}`]), { encoding: 'utf8' });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? 0);
   const requests = Number(/(\d+) requests in/.exec(r.stdout)?.[1] ?? 0);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1] ?? 0);
@@ -182,55 +208,27 @@ function wrk(port: number, urlPath: string, host: string): { rps: number; reques
   return { rps, requests };
 }
 
+/** wrk's latency figure (`812.00us`, `1.20ms`, `2.00s`) in milliseconds. */
+function wrkMs(v: string | undefined): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(v ?? '');
+  if (m === null) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : n * 1000;
+}
+
 /**
- * Constant-rate load (1,000 rps over 32 keep-alive connections); latency is measured from
- * each request's scheduled time, so a stall counts against every request it delays.
+ * Steady load at about 1,000 rps: 32 keep-alive connections, each sending its next request
+ * 32 ms after the previous response (wrk's Lua `delay`). Latency is wrk's, from write to
+ * the complete response, in a C load generator that adds no jitter of its own.
  */
-async function constantRate(port: number, urlPath: string, host: string, seconds: number): Promise<{ p50: number; p99: number }> {
-  const conns = 32;
-  const req = Buffer.from(`GET ${urlPath} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
-  const sockets = await Promise.all(Array.from({ length: conns }, () => new Promise<net.Socket>((r) => { const s = net.connect(port, '127.0.0.1', () => r(s)); s.setNoDelay(true); })));
-  const latencies: number[] = [];
-  const total = RATE * seconds;
-  const queues: number[][] = sockets.map(() => []);
-  sockets.forEach((s, i) => {
-    let buf: Buffer = Buffer.alloc(0);
-    s.on('data', (d: Buffer) => {
-      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const len = Number(/content-length:\s*(\d+)/i.exec(buf.subarray(0, end).toString('latin1'))?.[1] ?? 0);
-        if (buf.length < end + 4 + len) return;
-        buf = buf.subarray(end + 4 + len);
-        latencies.push(performance.now() - queues[i]!.shift()!);
-      }
-    });
-    s.on('error', () => {});
-  });
-  // Request n is due at t0 + n ms and goes out on connection n mod 32 (pipelined if that
-  // connection is still busy); its latency counts from when it was due.
-  const t0 = performance.now();
-  let sent = 0;
-  await new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const due = Math.min(total, Math.floor(((performance.now() - t0) * RATE) / 1000));
-      for (; sent < due; sent++) {
-        const i = sent % conns;
-        queues[i]!.push(t0 + (sent * 1000) / RATE);
-        sockets[i]!.write(req);
-      }
-      if (sent < total) setTimeout(tick, 1);
-      else resolve();
-    };
-    tick();
-  });
-  const deadline = performance.now() + 10_000;
-  while (latencies.length < total && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-  for (const s of sockets) s.destroy();
-  latencies.sort((a, b) => a - b);
-  const q = (p: number): number => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]! * 1000) / 1000;
-  return { p50: q(0.5), p99: q(0.99) };
+function paced(port: number, urlPath: string, host: string, seconds: number): { p50: number; p99: number; rps: number } {
+  const script = path.join(work, 'paced.lua');
+  writeFileSync(script, `function delay() return ${Math.round((PACED_CONNECTIONS * 1000) / RATE)} end\n`);
+  const r = spawnSync(...wrkArgv(['-t1', `-c${PACED_CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', script, '-H', `Host: ${host}`, `http://127.0.0.1:${port}${urlPath}`]), { encoding: 'utf8' });
+  const dist = /Latency Distribution[\s\S]*?50%\s+(\S+)[\s\S]*?99%\s+(\S+)/.exec(r.stdout);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? 0);
+  if (dist === null || rps === 0) throw new Error(`paced wrk against ${port}${urlPath} failed: ${r.stdout}${r.stderr}`);
+  return { p50: wrkMs(dist[1]), p99: wrkMs(dist[2]), rps: Math.round(rps) };
 }
 
 interface Target { name: string; port: number; host: string; pids: number[] }
@@ -245,30 +243,31 @@ async function main(): Promise<void> {
   const single = await startSidecar('client', {
     clusters: [edsCluster('outbound|80||origin')], endpoints: [assignment('outbound|80||origin', [origin.port])],
     listeners: [httpListener('out', onePort, 'r')], routes: route('outbound|80||origin'),
-  }, '127.0.0.1');
+  }, '127.0.0.1', PROXY_CPU);
   const serverPort = await freePort();
   const server = await startSidecar('server', {
     clusters: [edsCluster('inbound|80||')], endpoints: [assignment('inbound|80||', [origin.port])],
     listeners: [httpListener('in', serverPort, 'r', { direction: 'INBOUND' })], routes: route('inbound|80||'),
-  }, '127.0.0.1');
+  }, '127.0.0.1', undefined);
   const pairPort = await freePort();
   const client = await startSidecar('client2', {
     clusters: [edsCluster('outbound|80||server')], endpoints: [assignment('outbound|80||server', [serverPort])],
     listeners: [httpListener('out', pairPort, 'r')], routes: route('outbound|80||server'),
-  }, '127.0.0.1');
+  }, '127.0.0.1', undefined);
 
-  const targets: Target[] = [
+  const allTargets: Target[] = [
     { name: 'direct', port: origin.port, host: 'origin', pids: [] },
     { name: 'nginx', port: nginxProxy.port, host: 'origin', pids: nginxProxy.pids },
     { name: 'haproxy', port: haproxy.port, host: 'origin', pids: haproxy.pids },
     { name: 'sextant-one-sidecar', port: onePort, host: 'origin', pids: [single.pid] },
     { name: 'sextant-sidecar-pair', port: pairPort, host: 'origin', pids: [client.pid, server.pid] },
   ];
+  const targets = allTargets.filter((t) => ONLY === undefined || t.name === 'nginx' || ONLY.includes(t.name));
   const results: Record<string, Record<string, unknown>> = {};
-  for (const size of ['small', '1k'] as const) {
+  for (const size of SIZES) {
     const urlPath = size === 'small' ? '/small' : '/1k';
     // Warm up JIT and connection pools.
-    for (const t of targets) spawnSync('wrk', ['-t1', '-c16', '-d2s', '-H', `Host: ${t.host}`, `http://127.0.0.1:${t.port}${urlPath}`]);
+    for (const t of targets) spawnSync(...wrkArgv(['-t1', '-c16', '-d2s', '-H', `Host: ${t.host}`, `http://127.0.0.1:${t.port}${urlPath}`]));
     let nginxRps = 0;
     let directLat = { p50: 0, p99: 0 };
     for (const t of targets) {
@@ -278,15 +277,17 @@ async function main(): Promise<void> {
       if (t.name === 'nginx') nginxRps = w.rps;
       const rss = rssMb(t.pids);
       const cpu1 = cpuSeconds(t.pids);
-      const lat = await constantRate(t.port, urlPath, t.host, DURATION);
+      const lat = paced(t.port, urlPath, t.host, DURATION);
       const cpuAtRate = cpuSeconds(t.pids) - cpu1;
-      if (t.name === 'direct') directLat = lat;
+      if (t.name === 'direct' || (ONLY !== undefined && !ONLY.includes('direct') && t.name === 'nginx')) directLat = lat;
       results[`${t.name}/${size}`] = {
         target: t.name, response: size, requestsPerSecond: Math.round(w.rps),
         cpuSecondsPer1000Requests: t.pids.length ? Number(((cpu / w.requests) * 1000).toFixed(4)) : null,
         vcpuAt1000rps: t.pids.length ? Number((cpuAtRate / DURATION).toFixed(3)) : null,
-        rssMb: t.pids.length ? rss : null,
-        latencyAt1000rps: lat,
+        rssMb: t.pids.length ? rss.rss : null,
+        privateMb: t.pids.length ? rss.private : null,
+        latencyAt1000rps: { p50: lat.p50, p99: lat.p99 },
+        pacedRps: lat.rps,
         addedLatencyAt1000rps: t.name === 'direct' ? null : { p50: Number((lat.p50 - directLat.p50).toFixed(3)), p99: Number((lat.p99 - directLat.p99).toFixed(3)) },
       };
       console.log(JSON.stringify(results[`${t.name}/${size}`]));
@@ -298,12 +299,17 @@ async function main(): Promise<void> {
   }
   const out = {
     when: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
-    wrk: { threads: 1, connections: CONNECTIONS, durationSeconds: DURATION }, constantRate: { rps: RATE, connections: 32 },
-    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; added latency is relative to direct; sidecar-pair CPU and RSS are the sum of both sidecars',
+    wrk: { threads: 1, connections: CONNECTIONS, durationSeconds: DURATION }, paced: { rps: RATE, connections: PACED_CONNECTIONS }, pinned: PIN,
+    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 (the sidecar pair is not pinned); added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable); sidecar-pair CPU and memory are the sum of both sidecars',
     results: Object.values(results),
   };
   mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
   writeFileSync(path.join(root, 'bench', 'results', 'proxy-throughput.json'), JSON.stringify(out, null, 2) + '\n');
+  if (PROXY_NODE_FLAGS.some((f) => f.startsWith('--cpu-prof'))) {
+    // let the sidecars drain and exit normally so that Node writes their CPU profiles
+    for (const s of [single, server, client]) process.kill(s.pid, 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 8000));
+  }
   for (const s of [single, server, client]) await s.ads.stop();
   process.exit(0);
 }

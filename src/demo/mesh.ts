@@ -8,7 +8,8 @@ import { ProcessGroup } from './processes.ts';
 import { readTopology, type DemoWorkload } from './topology.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
-export const CLI = path.join(REPO, 'src', 'cli', 'main.ts');
+/** `sextant` as users run it (the entry applies the sidecar's runtime profile). */
+export const CLI = path.join(REPO, 'bin', 'sextant.mjs');
 export const BOOKINFO_EXAMPLES = path.join(REPO, 'examples', 'bookinfo');
 
 export interface MeshOptions {
@@ -98,14 +99,8 @@ function startWorkload(group: ProcessGroup, w: DemoWorkload, opts: MeshOptions):
     ...Object.entries(w.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
     '--meta', 'INTERCEPTION_MODE=NONE', '--meta', `WORKLOAD_NAME=${w.name}`,
     '--admin-address', w.adminAddress,
-  ], SIDECAR_ENV);
+  ]);
 }
-
-/**
- * glibc keeps freed memory in per-thread arenas unless told otherwise; these settings let a
- * sidecar's RSS fall back after a burst (M15), as docs/proxy.md recommends for production.
- */
-const SIDECAR_ENV: NodeJS.ProcessEnv = { ...process.env, MALLOC_ARENA_MAX: '2', MALLOC_TRIM_THRESHOLD_: '131072' };
 
 export async function waitForReady(url: string, timeoutMs: number, abort: () => string | undefined = () => undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,6 +1,7 @@
-// `sextant proxy` as a process: SIGTERM drains (new connections refused, the request in
-// flight completes, exit 0), and a scan of many ports plus random-path requests leaves
-// its memory and metric series bounded (M9).
+// `sextant proxy` as a process, started through the installed entry point: it runs with the
+// sidecar's runtime profile, SIGTERM drains (new connections refused, the request in flight
+// completes, exit 0), and a scan of many ports plus random-path requests leaves its memory
+// and metric series bounded (M9).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -15,7 +16,7 @@ import { assignment, edsCluster, freePort, httpListener, routeConfig, send, star
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-const main = path.join(import.meta.dirname, 'helpers', 'proxy-main.ts');
+const main = path.join(import.meta.dirname, '..', '..', 'bin', 'sextant.mjs');
 
 async function spawnProxy(xds: string, admin: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, [main, 'proxy', '--xds', xds, '--id', 'sidecar~127.0.0.1~app-1.default~default.svc.cluster.local', '--admin-address', admin, '--drain-duration', '3s', '--label', 'app=app', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
@@ -70,6 +71,16 @@ async function setup(handler?: Parameters<typeof startBackend>[1], listenIp = '1
   const child = await spawnProxy(ads.address, admin);
   return { port, admin, child };
 }
+
+test('sextant proxy re-executes in place with the sidecar profile: 2 MB semi-spaces, two malloc arenas, trimmed frees', async () => {
+  const { child } = await setup();
+  const argv = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+  assert.equal(argv[1], '--max-semi-space-size=2');
+  assert.ok(argv.includes('proxy'));
+  const env = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0');
+  assert.ok(env.includes('MALLOC_ARENA_MAX=2'), 'MALLOC_ARENA_MAX=2 in the environment');
+  assert.ok(env.includes('MALLOC_TRIM_THRESHOLD_=131072'), 'MALLOC_TRIM_THRESHOLD_=131072 in the environment');
+});
 
 test('SIGTERM drains: the request in flight completes, new connections are refused, exit 0', async () => {
   let release: () => void = () => {};
