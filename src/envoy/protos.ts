@@ -1,12 +1,16 @@
 // Envoy's v3 API protos, loaded once from the copies @grpc/grpc-js-xds ships, shared by
-// the pilot (encoding what it serves) and the proxy (decoding what it receives).
+// the pilot (encoding what it serves) and the proxy (decoding what it receives). Parsed
+// once per install; later processes build the root from a cached JSON descriptor.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
+import { descriptorCacheDirs, descriptorCacheKey, readDescriptor, writeDescriptor } from './descriptor-cache.ts';
 
 const require = createRequire(import.meta.url);
-const xdsPackageDir = path.dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
+const xdsPackageJson = require.resolve('@grpc/grpc-js-xds/package.json');
+const protobufjsPackageJson = require.resolve('protobufjs/package.json');
+const xdsPackageDir = path.dirname(xdsPackageJson);
 const depsDir = path.join(xdsPackageDir, 'deps');
 
 /** Directories searched for imports, in order (the same roots Envoy's own build uses). */
@@ -63,16 +67,18 @@ export const PROTO_FILES: readonly string[] = [
   'google/protobuf/any.proto',
 ];
 
-function loadRoot(): protobuf.Root {
+function resolveInIncludeDirs(_origin: string, target: string): string | null {
+  if (path.isAbsolute(target)) return target;
+  for (const dir of PROTO_INCLUDE_DIRS) {
+    const candidate = path.join(dir, target);
+    if (existsSync(candidate)) return candidate;
+  }
+  return target;
+}
+
+function parseProtos(): protobuf.Root {
   const root = new protobuf.Root();
-  root.resolvePath = (_origin: string, target: string): string | null => {
-    if (path.isAbsolute(target)) return target;
-    for (const dir of PROTO_INCLUDE_DIRS) {
-      const candidate = path.join(dir, target);
-      if (existsSync(candidate)) return candidate;
-    }
-    return target;
-  };
+  root.resolvePath = resolveInIncludeDirs;
   root.loadSync(PROTO_FILES.filter((f) => protoFileExists(f)), { keepCase: false });
   root.resolveAll();
   return root;
@@ -82,10 +88,76 @@ function protoFileExists(file: string): boolean {
   return PROTO_INCLUDE_DIRS.some((dir) => existsSync(path.join(dir, file)));
 }
 
+function packageVersion(packageJson: string): string {
+  const v = (JSON.parse(readFileSync(packageJson, 'utf8')) as { version?: unknown }).version;
+  return typeof v === 'string' ? v : 'unknown';
+}
+
+/** The node_modules directory protobufjs was resolved from (where `.cache/` belongs). */
+function nodeModulesDir(): string | undefined {
+  let dir = path.dirname(protobufjsPackageJson);
+  while (path.basename(dir) !== 'node_modules') {
+    const parent = path.dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+  return dir;
+}
+
+/** How this process built its root: from the descriptor cache or by parsing the protos. */
+export type EnvoyRootSource = 'cache' | 'protos';
+
+let rootSource: EnvoyRootSource | undefined;
+
+function loadRoot(): protobuf.Root {
+  let dirs: string[] = [];
+  let key = '';
+  try {
+    dirs = descriptorCacheDirs(nodeModulesDir());
+    key = descriptorCacheKey({
+      protobufjsVersion: packageVersion(protobufjsPackageJson),
+      xdsVersion: packageVersion(xdsPackageJson),
+      includeDirs: PROTO_INCLUDE_DIRS,
+      protoFiles: PROTO_FILES,
+    });
+    const cached = readDescriptor(dirs, key);
+    if (cached !== undefined) {
+      const root = protobuf.Root.fromJSON(cached.root);
+      root.resolvePath = resolveInIncludeDirs;
+      // Marks the files as loaded so a later loadSync of an extension does not parse
+      // (and redefine) the shared imports again.
+      root.files = [...cached.files];
+      root.resolveAll();
+      rootSource = 'cache';
+      return root;
+    }
+  } catch {
+    // an unusable cache is the same as none: parse below, and the write replaces it
+  }
+  const root = parseProtos();
+  rootSource = 'protos';
+  if (key !== '') {
+    try {
+      writeDescriptor(dirs, key, { root: root.toJSON() as Record<string, unknown>, files: [...root.files] });
+    } catch {
+      // best effort: the next process parses again
+    }
+  }
+  return root;
+}
+
 let cachedRoot: protobuf.Root | undefined;
 
-/** The loaded proto root (lazily, once per process: loading takes ~200 ms). */
+/**
+ * The loaded proto root (lazily, once per process: parsing the protos takes ~250 ms, the
+ * cached descriptor ~150 ms).
+ */
 export function envoyRoot(): protobuf.Root {
   cachedRoot ??= loadRoot();
   return cachedRoot;
+}
+
+/** How the current process built its root, or undefined before the first envoyRoot(). */
+export function envoyRootSource(): EnvoyRootSource | undefined {
+  return rootSource;
 }
