@@ -73,9 +73,13 @@ const ROUTE = {
 // EnvoyFilter values: must work on a root built from the cache too.
 const LUA = { '@type': 'type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua', defaultSourceCode: { inlineString: 'function envoy_on_request(h) end' } };
 
+// Types no pilot-emitted resource reaches but EnvoyFilter values and Anys name: the cached
+// root must keep them (a descriptor pruned to reachable types would lose them for good).
+const LOOKUPS = ['google.protobuf.StringValue', 'google.protobuf.Int64Value', 'envoy.config.bootstrap.v3.Bootstrap', 'envoy.config.metrics.v3.StatsdSink', 'envoy.data.accesslog.v3.HTTPAccessLogEntry'];
+
 const CHILD = `
 const { envoyRoot, envoyRootSource } = await import(${JSON.stringify(protosUrl)});
-const { encodeMessage, decodeMessage } = await import(${JSON.stringify(codecUrl)});
+const { encodeMessage, decodeMessage, messageType } = await import(${JSON.stringify(codecUrl)});
 const { CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE } = await import(${JSON.stringify(typesUrl)});
 const { ensureTypesIn } = await import(${JSON.stringify(extensionsUrl)});
 const input = JSON.parse(process.env.PROTOS_TEST_INPUT);
@@ -89,6 +93,7 @@ for (const [key, url] of [['cluster', CLUSTER_TYPE], ['listener', LISTENER_TYPE]
 ensureTypesIn(input.lua);
 const luaUrl = input.lua['@type'];
 out.lua = decodeMessage(luaUrl, encodeMessage(luaUrl, input.lua));
+out.lookups = input.lookups.map((name) => messageType(name).fullName);
 process.stdout.write(JSON.stringify(out));
 `;
 
@@ -99,11 +104,12 @@ interface ChildResult {
   listener: { hex: string; json: unknown };
   route: { hex: string; json: unknown };
   lua: unknown;
+  lookups: string[];
 }
 
 function runChild(cacheDir: string): ChildResult {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', CHILD], {
-    env: { ...process.env, SEXTANT_PROTO_CACHE: cacheDir, PROTOS_TEST_INPUT: JSON.stringify({ cluster: CLUSTER, listener: LISTENER, route: ROUTE, lua: LUA }) },
+    env: { ...process.env, SEXTANT_PROTO_CACHE: cacheDir, PROTOS_TEST_INPUT: JSON.stringify({ cluster: CLUSTER, listener: LISTENER, route: ROUTE, lua: LUA, lookups: LOOKUPS }) },
     encoding: 'utf8',
     timeout: 120_000,
     killSignal: 'SIGKILL',
@@ -128,6 +134,7 @@ function assertSameResources(a: ChildResult, b: ChildResult): void {
     assert.deepEqual(a[key].json, b[key].json);
   }
   assert.deepEqual(a.lua, b.lua);
+  assert.deepEqual(a.lookups, b.lookups);
 }
 
 test('the first process parses the protos and writes one cache file; the next builds from it with identical results', (t) => {
@@ -146,6 +153,7 @@ test('the first process parses the protos and writes one cache file; the next bu
   assert.deepEqual(second.listener.json, LISTENER);
   assert.deepEqual(second.route.json, ROUTE);
   assert.deepEqual(second.lua, { defaultSourceCode: LUA.defaultSourceCode });
+  assert.deepEqual(second.lookups, LOOKUPS.map((n) => `.${n}`));
 });
 
 test('a truncated cache file is detected, replaced, and loading still works', (t) => {
