@@ -8,7 +8,7 @@
 // Writes bench/results/proxy-throughput.json.
 //
 //   node bench/proxy-throughput.ts [--duration 8] [--connections 64] [--no-pin]
-//       [--only TARGET,…] [--sizes small,1k] [--proxy-node-flags "--max-semi-space-size=8"]
+//       [--only TARGET,…] [--sizes small,1k] [--paced-only] [--proxy-node-flags "--max-semi-space-size=8"]
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +34,8 @@ const strArg = (name: string): string | undefined => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const ONLY = strArg('only')?.split(',');
+/** Skip the saturation run (e.g. to profile the steady 1,000 rps alone). */
+const PACED_ONLY = args.includes('--paced-only');
 const SIZES = (strArg('sizes') ?? 'small,1k').split(',') as ('small' | '1k')[];
 /** Node flags for the sidecars instead of the profile `sextant proxy` applies itself. */
 const PROXY_NODE_FLAGS = strArg('proxy-node-flags')?.split(' ').filter(Boolean) ?? [];
@@ -53,7 +55,7 @@ process.on('SIGINT', () => process.exit(130));
 
 function start(cmd: string, argv: string[], cpu?: string, env?: NodeJS.ProcessEnv): ChildProcess {
   const [file, full] = PIN && cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...argv]] : [cmd, argv];
-  const c = spawn(file, full, { stdio: ['ignore', 'ignore', 'inherit'], detached: true, env: env ?? process.env });
+  const c = spawn(file, full, { stdio: ['ignore', process.env['BENCH_CHILD_STDOUT'] ? 'inherit' : 'ignore', 'inherit'], detached: true, env: env ?? process.env });
   children.push(c);
   return c;
 }
@@ -272,7 +274,7 @@ async function main(): Promise<void> {
     let directLat = { p50: 0, p99: 0 };
     for (const t of targets) {
       const cpu0 = cpuSeconds(t.pids);
-      const w = wrk(t.port, urlPath, t.host);
+      const w = PACED_ONLY ? { rps: 0, requests: 0 } : wrk(t.port, urlPath, t.host);
       const cpu = cpuSeconds(t.pids) - cpu0;
       if (t.name === 'nginx') nginxRps = w.rps;
       const rss = rssMb(t.pids);
@@ -305,7 +307,7 @@ async function main(): Promise<void> {
   };
   mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
   writeFileSync(path.join(root, 'bench', 'results', 'proxy-throughput.json'), JSON.stringify(out, null, 2) + '\n');
-  if (PROXY_NODE_FLAGS.some((f) => f.startsWith('--cpu-prof'))) {
+  if (PROXY_NODE_FLAGS.some((f) => f.startsWith('--cpu-prof') || f === '--import')) {
     // let the sidecars drain and exit normally so that Node writes their CPU profiles
     for (const s of [single, server, client]) process.kill(s.pid, 'SIGTERM');
     await new Promise((r) => setTimeout(r, 8000));

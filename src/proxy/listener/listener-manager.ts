@@ -13,7 +13,7 @@ import type { RouteOutcome, UpstreamDispatch } from '../router/router.ts';
 import type { AccessLogWriter } from '../telemetry/access-log.ts';
 import type { IstioMetrics } from '../telemetry/metrics.ts';
 import { defaultStatsConfig } from '../telemetry/stats-config.ts';
-import { PeerCache, requestLabels, stripPeerHeaders } from '../telemetry/peer.ts';
+import { PeerCache, RequestLabelCache, requestLabels, stripPeerHeaders } from '../telemetry/peer.ts';
 import type { WorkloadInfo } from '../telemetry/peer.ts';
 import type { RawHeader } from '../http/index.ts';
 import type { FilterChainSpec, HttpConnectionManagerSpec, ListenerSpec, PrefixRange, TcpProxySpec } from './listener-spec.ts';
@@ -49,6 +49,7 @@ export class ListenerManager {
   private readonly connections = new Set<net.Socket>();
   private readonly httpConnections = new Set<ServerConnection>();
   private readonly peers = new PeerCache();
+  private readonly labels = new RequestLabelCache();
   private draining = false;
   /** Requests being handled now (for drain). */
   inFlight = 0;
@@ -255,7 +256,7 @@ export class ListenerManager {
     const flags = out.flags.length > 0 ? [...new Set(out.flags)].join(',') : '-';
     const stats = hcm.stats ?? DEFAULT_STATS;
     const reporter = spec.direction === 'INBOUND' ? 'destination' : 'source';
-    const labels = requestLabels(reporter, this.opts.self, peer, out.cluster, out.cluster?.name, out.host, out.status, flags);
+    const labels = this.labels.get(reporter, this.opts.self, peer, this.peers.idOf(peer), out.cluster, out.cluster?.name, out.host, out.status, flags);
     this.opts.metrics.recordRequest(stats, labels, duration, req.bytesReceived(), req.bytesSent());
     if (hcm.accessLogs.length === 0) return;
     const reqHeaders = out.requestHeaders;

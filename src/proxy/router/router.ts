@@ -60,7 +60,8 @@ export interface RouteOutcome {
 /** Routes and answers one request; resolves with what happened once the response is written. */
 export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promise<RouteOutcome> {
   const head = req.head;
-  let headers = head.headers;
+  // One copy of the downstream's header lines for this request's edits (appended in place).
+  let headers: RawHeader[] = head.headers.slice();
   // Absolute-form targets (apps using http_proxy) carry the authority in the target.
   let target = head.target;
   let authority = headerValue(headers, 'host') ?? '';
@@ -85,7 +86,7 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
   let requestId = headerValue(headers, 'x-request-id');
   if (!requestId && ctx.generateRequestId) {
     requestId = randomUUID();
-    headers = [...headers, { name: 'x-request-id', value: requestId }];
+    headers.push({ name: 'x-request-id', value: requestId });
   }
   out.requestId = requestId;
   const appendXff = (ctx.inbound || ctx.useRemoteAddress) && !ctx.skipXffAppend;
@@ -96,7 +97,7 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
     headers = setHeader(headers, 'x-envoy-external-address', req.remoteAddress);
   }
   out.xForwardedFor = xff;
-  if (!headerValue(headers, 'x-forwarded-proto')) headers = [...headers, { name: 'x-forwarded-proto', value: 'http' }];
+  if (!headerValue(headers, 'x-forwarded-proto')) headers.push({ name: 'x-forwarded-proto', value: 'http' });
   out.requestHeaders = headers;
 
   const fmt: HeaderFormatContext = {
@@ -184,7 +185,7 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
     headers = setHeader(headers, 'x-envoy-original-path', target);
   }
   if (action.hostRewrite) headers = setHeader(headers, 'Host', action.hostRewrite);
-  if (ctx.peerHeaders.length > 0 && cluster.service) headers = [...headers, ...ctx.peerHeaders];
+  if (ctx.peerHeaders.length > 0 && cluster.service) headers = headers.concat(ctx.peerHeaders);
 
   const upstreamHead: RequestHead = { method: head.method, target: upstreamTarget, version: head.version, headers };
   const retry = action.retry ?? vh.retry;
@@ -339,7 +340,8 @@ async function forward(
   const { hash, setCookie } = action.hashPolicies.length > 0 ? requestHash(action, req, head.headers, head.target.split('?')[1] ?? '') : NO_HASH;
   const started = Date.now();
   const deadline = action.timeoutMs > 0 ? started + action.timeoutMs : Infinity;
-  const tried = new Set<Host>();
+  // hosts already tried, kept only when the retry policy excludes previous hosts
+  const tried = retry?.previousHosts ? new Set<Host>() : undefined;
   const maxAttempts = 1 + (retry ? retry.numRetries : 0);
   let lastFailure: Failure | undefined;
   let retried = false;
@@ -366,12 +368,12 @@ async function forward(
         await new Promise((r) => setTimeout(r, Math.random() * backoff));
         if (Date.now() >= deadline || signal.aborted) break;
       }
-      const host = pickHost(req, cluster, head, hash, retry?.previousHosts ? tried : undefined, retry?.hostSelectionAttempts);
+      const host = pickHost(req, cluster, head, hash, tried, retry?.hostSelectionAttempts);
       if (!host) {
         await localReply(req, out, 503, ['UH'], 'no_healthy_upstream', undefined, []);
         return;
       }
-      tried.add(host);
+      tried?.add(host);
       out.host = host;
       const remaining = deadline === Infinity ? 0 : Math.max(1, deadline - Date.now());
       const perTry = retry && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : 0;
@@ -412,7 +414,8 @@ async function forward(
       if (retried && retry && retriable(retry, { kind: 'status', status })) out.flags.push('URX');
       out.upstreamServiceTimeMs = Date.now() - attemptStart;
       let headers = applyAll(res.head.headers, respOps, { ...fmt, upstreamHost: host.key });
-      headers = [...withoutHeader(headers, 'x-envoy-upstream-service-time'), { name: 'x-envoy-upstream-service-time', value: String(out.upstreamServiceTimeMs) }];
+      headers = withoutHeader(headers, 'x-envoy-upstream-service-time');
+      headers.push({ name: 'x-envoy-upstream-service-time', value: String(out.upstreamServiceTimeMs) });
       if (setCookie) headers.push({ name: 'set-cookie', value: setCookie });
       out.status = status;
       out.details = 'via_upstream';

@@ -38,6 +38,8 @@ export class IstioMetrics {
   droppedSeries = 0;
   /** Extra text appended to the exposition (proxy-level gauges). */
   private readonly extra: (() => string)[] = [];
+  /** Series keys already built for a label-values object, by label list (label objects are reused). */
+  private readonly keyCache = new WeakMap<LabelValues, Map<readonly string[], string>>();
 
   constructor(maxSeries = 10_000) {
     this.maxSeries = maxSeries;
@@ -57,8 +59,10 @@ export class IstioMetrics {
 
   /** Records one HTTP request under `config` (which metrics, which labels). */
   recordRequest(config: StatsConfig, labels: LabelValues, durationMs: number, requestBytes: number, responseBytes: number): void {
-    // The four metrics usually share one label list: build the series key once.
-    const keys = new Map<readonly string[], string>();
+    // The four metrics usually share one label list, and label objects are reused across
+    // requests: build each series key once per label object and label list.
+    let keys = this.keyCache.get(labels);
+    if (keys === undefined) this.keyCache.set(labels, (keys = new Map()));
     this.observe(config, 'requests_total', labels, 1, keys);
     this.observe(config, 'request_duration_milliseconds', labels, durationMs, keys);
     this.observe(config, 'request_bytes', labels, requestBytes, keys);

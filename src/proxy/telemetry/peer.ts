@@ -51,6 +51,8 @@ export function peerMetadataHeaders(nodeId: string, meta: Readonly<Record<string
 /** Parses peer metadata headers, caching by value with a hard bound. */
 export class PeerCache {
   private readonly cache = new Map<string, WorkloadInfo>();
+  private readonly ids = new WeakMap<WorkloadInfo, number>();
+  private nextId = 1;
   private readonly max: number;
 
   constructor(max = 1024) {
@@ -74,7 +76,13 @@ export class PeerCache {
     }
     if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(value, info);
+    this.ids.set(info, this.nextId++);
     return info;
+  }
+
+  /** A number naming a peer this cache returned, for caches keyed by peer (0: none). */
+  idOf(peer: WorkloadInfo | undefined): number {
+    return peer === undefined ? 0 : (this.ids.get(peer) ?? 0);
   }
 }
 
@@ -90,6 +98,49 @@ export function stripPeerHeaders(headers: RawHeader[]): RawHeader[] {
 }
 
 const UNKNOWN: WorkloadInfo = { workload: 'unknown', namespace: 'unknown', canonicalService: 'unknown', canonicalRevision: 'unknown', app: 'unknown', version: 'unknown', cluster: 'unknown' };
+
+/**
+ * Label values of requests, reused across requests with the same ends and outcome: one
+ * object per cluster, host, reporter, peer, status and flags instead of a new 27-label
+ * object per request. Keyed by the cluster and host objects themselves, so a config update
+ * (which builds new ones) never serves stale labels; each host's entries are bounded.
+ */
+export class RequestLabelCache {
+  private readonly byHost = new WeakMap<object, Map<string, LabelValues>>();
+  private readonly byCluster = new WeakMap<object, WeakMap<object, Map<string, LabelValues>>>();
+  private readonly noCluster = new Map<string, LabelValues>();
+  private readonly maxPerHost: number;
+
+  constructor(maxPerHost = 256) {
+    this.maxPerHost = maxPerHost;
+  }
+
+  get(
+    reporter: 'source' | 'destination', self: WorkloadInfo, peer: WorkloadInfo | undefined, peerId: number,
+    cluster: Cluster | undefined, clusterName: string | undefined, host: Host | undefined,
+    status: number, flags: string,
+  ): LabelValues {
+    let entries: Map<string, LabelValues> | undefined;
+    if (cluster === undefined) entries = this.noCluster;
+    else {
+      let hosts = this.byCluster.get(cluster);
+      if (hosts === undefined) this.byCluster.set(cluster, (hosts = new WeakMap()));
+      const slot: object = host ?? cluster;
+      entries = hosts.get(slot);
+      if (entries === undefined) hosts.set(slot, (entries = new Map()));
+    }
+    // an unidentified peer (not from the PeerCache) is not cached
+    if (peer !== undefined && peerId === 0) return requestLabels(reporter, self, peer, cluster, clusterName, host, status, flags);
+    const key = `${reporter}|${status}|${flags}|${peerId}|${clusterName ?? ''}`;
+    let labels = entries.get(key);
+    if (labels === undefined) {
+      if (entries.size >= this.maxPerHost) entries.clear();
+      labels = requestLabels(reporter, self, peer, cluster, clusterName, host, status, flags);
+      entries.set(key, labels);
+    }
+    return labels;
+  }
+}
 
 /** Label values of one request. */
 export function requestLabels(
