@@ -1,10 +1,15 @@
 // Throughput and added latency of the sidecar against the alternatives a user would pick:
 // wrk through one sextant sidecar and through a client+server sidecar pair, against a direct
 // connection, nginx and HAProxy as equivalent reverse proxies (one worker each), with small
-// and 1 KB responses. Latency and CPU are measured at a steady 1,000 rps (wrk paced by a Lua
-// delay: 32 connections, one request per connection every 32 ms). With --pin (the default)
-// the proxy under test runs alone on CPU 1 and wrk and the origin share CPU 0, so "one
-// worker" means one core; --no-pin lets the scheduler place everything.
+// and 1 KB responses. Latency and CPU are measured at a steady 1,000 rps: wrk paced by a Lua
+// delay, 32 connections each waiting a random 0-64 ms (32 ms on average) after a response
+// before its next request, so arrivals are spread like independent clients' (Poisson-like)
+// rather than in lockstep bursts; the median of three runs is reported. With --pin (the default)
+// the proxy under test runs alone on CPU 1 and wrk and the origin share CPU 0 during the
+// throughput runs, so "one worker" means one core; the paced runs let the scheduler place
+// every process on either core, as on a host where a sidecar shares cores with its app
+// (a proxy alone on an otherwise idle core pays the core's wake-up on every request).
+// --no-pin never pins.
 // Writes bench/results/proxy-throughput.json.
 //
 //   node bench/proxy-throughput.ts [--duration 8] [--connections 64] [--no-pin]
@@ -144,7 +149,7 @@ backend be
 }
 
 /** A sextant proxy process (`sextant proxy`, as users run it) with the given resources from an ADS server. */
-async function startSidecar(name: string, resources: { clusters: object[]; endpoints: object[]; listeners: object[]; routes: object[] }, ip: string, cpu: string | undefined): Promise<{ pid: number; ads: TestAdsServer }> {
+async function startSidecar(name: string, resources: { clusters: object[]; endpoints: object[]; listeners: object[]; routes: object[] }, ip: string, cpu: string | undefined): Promise<{ pid: number; ads: TestAdsServer; readyMs: number }> {
   const ads = new TestAdsServer();
   ads.set(CLUSTER_TYPE, resources.clusters as never);
   ads.set(ENDPOINT_TYPE, resources.endpoints as never);
@@ -152,11 +157,12 @@ async function startSidecar(name: string, resources: { clusters: object[]; endpo
   ads.set(ROUTE_TYPE, resources.routes as never);
   await ads.start();
   const admin = `127.0.0.1:${await freePort()}`;
+  const t0 = performance.now();
   const c = start(process.execPath, [...PROXY_NODE_FLAGS, path.join(root, 'bin/sextant.mjs'), 'proxy', '--xds', ads.address, '--id', `sidecar~${ip}~${name}-1.default~default.svc.cluster.local`, '--label', `app=${name}`, '--admin-address', admin, '--log-level', 'warn'], cpu);
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
-    if (await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false)) return { pid: c.pid!, ads };
-    await new Promise((r) => setTimeout(r, 100));
+    if (await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false)) return { pid: c.pid!, ads, readyMs: Math.round(performance.now() - t0) };
+    await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`sidecar ${name} did not become ready`);
 }
@@ -197,8 +203,14 @@ function rssMb(pids: number[]): { rss: number; private: number } {
   return { rss: Math.round(kb / 102.4) / 10, private: Math.round(anonKb / 102.4) / 10 };
 }
 
-function wrkArgv(argv: string[]): [string, string[]] {
-  return PIN ? ['taskset', ['-c', LOAD_CPU, 'wrk', ...argv]] : ['wrk', argv];
+function wrkArgv(argv: string[], pin = PIN): [string, string[]] {
+  return pin ? ['taskset', ['-c', LOAD_CPU, 'wrk', ...argv]] : ['wrk', argv];
+}
+
+/** Moves every thread of the processes to `cpus` (e.g. '0,1' to unpin, '1' to pin again). */
+function setAffinity(pids: number[], cpus: string): void {
+  if (!PIN) return;
+  for (const pid of pids) spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 function wrk(port: number, urlPath: string, host: string): { rps: number; requests: number } {
@@ -220,17 +232,25 @@ function wrkMs(v: string | undefined): number {
 
 /**
  * Steady load at about 1,000 rps: 32 keep-alive connections, each sending its next request
- * 32 ms after the previous response (wrk's Lua `delay`). Latency is wrk's, from write to
- * the complete response, in a C load generator that adds no jitter of its own.
+ * a random 0-64 ms after the previous response (wrk's Lua `delay`), so the connections do
+ * not fire in lockstep. Latency is wrk's, from write to the complete response, measured by
+ * a C load generator that adds little jitter of its own.
  */
-function paced(port: number, urlPath: string, host: string, seconds: number): { p50: number; p99: number; rps: number } {
+function pacedOnce(port: number, urlPath: string, host: string, seconds: number): { p50: number; p99: number; rps: number } {
   const script = path.join(work, 'paced.lua');
-  writeFileSync(script, `function delay() return ${Math.round((PACED_CONNECTIONS * 1000) / RATE)} end\n`);
-  const r = spawnSync(...wrkArgv(['-t1', `-c${PACED_CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', script, '-H', `Host: ${host}`, `http://127.0.0.1:${port}${urlPath}`]), { encoding: 'utf8' });
+  const meanDelayMs = Math.round((PACED_CONNECTIONS * 1000) / RATE);
+  writeFileSync(script, `math.randomseed(os.time())\nfunction delay() return math.random(0, ${2 * meanDelayMs}) end\n`);
+  const r = spawnSync(...wrkArgv(['-t1', `-c${PACED_CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', script, '-H', `Host: ${host}`, `http://127.0.0.1:${port}${urlPath}`], false), { encoding: 'utf8' });
   const dist = /Latency Distribution[\s\S]*?50%\s+(\S+)[\s\S]*?99%\s+(\S+)/.exec(r.stdout);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? 0);
   if (dist === null || rps === 0) throw new Error(`paced wrk against ${port}${urlPath} failed: ${r.stdout}${r.stderr}`);
   return { p50: wrkMs(dist[1]), p99: wrkMs(dist[2]), rps: Math.round(rps) };
+}
+
+/** Three paced runs of `seconds` each; the median run by p99 (tail latency here moves by milliseconds between runs). */
+function paced(port: number, urlPath: string, host: string, seconds: number): { p50: number; p99: number; rps: number; p99Runs: number[] } {
+  const runs = [0, 1, 2].map(() => pacedOnce(port, urlPath, host, seconds)).sort((a, b) => a.p99 - b.p99);
+  return { ...runs[1]!, p99Runs: runs.map((r) => r.p99) };
 }
 
 interface Target { name: string; port: number; host: string; pids: number[] }
@@ -279,8 +299,12 @@ async function main(): Promise<void> {
       if (t.name === 'nginx') nginxRps = w.rps;
       const rss = rssMb(t.pids);
       const cpu1 = cpuSeconds(t.pids);
+      const originPids = [origin.pid, ...childPids(origin.pid)];
+      setAffinity([...t.pids, ...originPids], '0,1');
       const lat = paced(t.port, urlPath, t.host, DURATION);
-      const cpuAtRate = cpuSeconds(t.pids) - cpu1;
+      setAffinity(t.pids, t.name.startsWith('sextant-sidecar-pair') ? '0,1' : PROXY_CPU);
+      setAffinity(originPids, LOAD_CPU);
+      const cpuAtRate = (cpuSeconds(t.pids) - cpu1) / 3;
       if (t.name === 'direct' || (ONLY !== undefined && !ONLY.includes('direct') && t.name === 'nginx')) directLat = lat;
       results[`${t.name}/${size}`] = {
         target: t.name, response: size, requestsPerSecond: Math.round(w.rps),
@@ -288,7 +312,7 @@ async function main(): Promise<void> {
         vcpuAt1000rps: t.pids.length ? Number((cpuAtRate / DURATION).toFixed(3)) : null,
         rssMb: t.pids.length ? rss.rss : null,
         privateMb: t.pids.length ? rss.private : null,
-        latencyAt1000rps: { p50: lat.p50, p99: lat.p99 },
+        latencyAt1000rps: { p50: lat.p50, p99: lat.p99, p99Runs: lat.p99Runs },
         pacedRps: lat.rps,
         addedLatencyAt1000rps: t.name === 'direct' ? null : { p50: Number((lat.p50 - directLat.p50).toFixed(3)), p99: Number((lat.p99 - directLat.p99).toFixed(3)) },
       };
@@ -301,8 +325,9 @@ async function main(): Promise<void> {
   }
   const out = {
     when: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
-    wrk: { threads: 1, connections: CONNECTIONS, durationSeconds: DURATION }, paced: { rps: RATE, connections: PACED_CONNECTIONS }, pinned: PIN,
-    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 (the sidecar pair is not pinned); added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable); sidecar-pair CPU and memory are the sum of both sidecars',
+    wrk: { threads: 1, connections: CONNECTIONS, durationSeconds: DURATION }, paced: { rps: RATE, connections: PACED_CONNECTIONS, delayMs: [0, 2 * Math.round((PACED_CONNECTIONS * 1000) / RATE)], runs: 3 }, pinned: PIN,
+    sidecarStartToReadyMs: [single.readyMs, server.readyMs, client.readyMs],
+    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable); sidecar-pair CPU and memory are the sum of both sidecars',
     results: Object.values(results),
   };
   mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
