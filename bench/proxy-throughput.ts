@@ -1,7 +1,8 @@
 // Throughput and added latency of the sidecar against the alternatives a user would pick:
 // wrk through one sextant sidecar and through a client+server sidecar pair, against a direct
 // connection, nginx and HAProxy as equivalent reverse proxies (one worker each), with small
-// and 1 KB responses. Latency and CPU are measured at a steady 1,000 rps: wrk paced by a Lua
+// and 1 KB responses. Throughput is the median of five 3-second wrk rounds per target,
+// interleaved across targets. Latency and CPU are measured at a steady 1,000 rps: wrk paced by a Lua
 // delay, 32 connections each waiting a random 0-64 ms (32 ms on average) after a response
 // before its next request, so arrivals are spread like independent clients' (Poisson-like)
 // rather than in lockstep bursts; the median of three runs is reported. With --pin (the default)
@@ -12,7 +13,8 @@
 // --no-pin never pins.
 // Writes bench/results/proxy-throughput.json.
 //
-//   node bench/proxy-throughput.ts [--duration 8] [--connections 64] [--no-pin]
+//   node bench/proxy-throughput.ts [--duration 8] [--rounds 5] [--round-seconds 3]
+//       [--connections 64] [--no-pin]
 //       [--only TARGET,…] [--sizes small,1k] [--paced-only] [--proxy-node-flags "--max-semi-space-size=8"]
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -29,7 +31,11 @@ const arg = (name: string, dflt: number): number => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
+/** Seconds of each paced (1,000 rps) run. */
 const DURATION = arg('duration', 8);
+/** Interleaved throughput rounds per target, and seconds of each. */
+const ROUNDS = arg('rounds', 5);
+const ROUND_SECONDS = arg('round-seconds', 3);
 const CONNECTIONS = arg('connections', 64);
 const RATE = 1000;
 const PACED_CONNECTIONS = 32;
@@ -214,7 +220,7 @@ function setAffinity(pids: number[], cpus: string): void {
 }
 
 function wrk(port: number, urlPath: string, host: string): { rps: number; requests: number } {
-  const r = spawnSync(...wrkArgv(['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '-H', `Host: ${host}`, `http://127.0.0.1:${port}${urlPath}`]), { encoding: 'utf8' });
+  const r = spawnSync(...wrkArgv(['-t1', `-c${CONNECTIONS}`, `-d${ROUND_SECONDS}s`, '-H', `Host: ${host}`, `http://127.0.0.1:${port}${urlPath}`]), { encoding: 'utf8' });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? 0);
   const requests = Number(/(\d+) requests in/.exec(r.stdout)?.[1] ?? 0);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1] ?? 0);
@@ -290,13 +296,26 @@ async function main(): Promise<void> {
     const urlPath = size === 'small' ? '/small' : '/1k';
     // Warm up JIT and connection pools.
     for (const t of targets) spawnSync(...wrkArgv(['-t1', '-c16', '-d2s', '-H', `Host: ${t.host}`, `http://127.0.0.1:${t.port}${urlPath}`]));
-    let nginxRps = 0;
     let directLat = { p50: 0, p99: 0 };
+    // Throughput: ROUNDS short wrk runs per target, interleaved across targets so that a
+    // burst of noise from the shared host hits every target alike; the median round counts.
+    const rounds = new Map<string, { rps: number; requests: number; cpu: number }[]>(targets.map((t) => [t.name, []]));
+    for (let round = 0; round < (PACED_ONLY ? 0 : ROUNDS); round++) {
+      for (const t of targets) {
+        const cpu0 = cpuSeconds(t.pids);
+        const w = wrk(t.port, urlPath, t.host);
+        rounds.get(t.name)!.push({ ...w, cpu: cpuSeconds(t.pids) - cpu0 });
+      }
+    }
+    const medianRps = (name: string): number => {
+      const r = rounds.get(name)!.map((x) => x.rps).sort((a, b) => a - b);
+      return r.length === 0 ? 0 : r[Math.floor(r.length / 2)]!;
+    };
+    const nginxRps = medianRps('nginx');
     for (const t of targets) {
-      const cpu0 = cpuSeconds(t.pids);
-      const w = PACED_ONLY ? { rps: 0, requests: 0 } : wrk(t.port, urlPath, t.host);
-      const cpu = cpuSeconds(t.pids) - cpu0;
-      if (t.name === 'nginx') nginxRps = w.rps;
+      const rs = rounds.get(t.name)!;
+      const requests = rs.reduce((a, r) => a + r.requests, 0);
+      const cpu = rs.reduce((a, r) => a + r.cpu, 0);
       const rss = rssMb(t.pids);
       const cpu1 = cpuSeconds(t.pids);
       const originPids = [origin.pid, ...childPids(origin.pid)];
@@ -307,8 +326,10 @@ async function main(): Promise<void> {
       const cpuAtRate = (cpuSeconds(t.pids) - cpu1) / 3;
       if (t.name === 'direct' || (ONLY !== undefined && !ONLY.includes('direct') && t.name === 'nginx')) directLat = lat;
       results[`${t.name}/${size}`] = {
-        target: t.name, response: size, requestsPerSecond: Math.round(w.rps),
-        cpuSecondsPer1000Requests: t.pids.length ? Number(((cpu / w.requests) * 1000).toFixed(4)) : null,
+        target: t.name, response: size, requestsPerSecond: medianRps(t.name),
+        rpsRounds: rs.map((r) => Math.round(r.rps)),
+        ratioToNginx: nginxRps > 0 ? Number((medianRps(t.name) / nginxRps).toFixed(3)) : null,
+        cpuSecondsPer1000Requests: t.pids.length && requests > 0 ? Number(((cpu / requests) * 1000).toFixed(4)) : null,
         vcpuAt1000rps: t.pids.length ? Number((cpuAtRate / DURATION).toFixed(3)) : null,
         rssMb: t.pids.length ? rss.rss : null,
         privateMb: t.pids.length ? rss.private : null,
@@ -318,14 +339,10 @@ async function main(): Promise<void> {
       };
       console.log(JSON.stringify(results[`${t.name}/${size}`]));
     }
-    for (const t of targets) {
-      const r = results[`${t.name}/${size}`]!;
-      r['ratioToNginx'] = Number(((r['requestsPerSecond'] as number) / nginxRps).toFixed(3));
-    }
   }
   const out = {
     when: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
-    wrk: { threads: 1, connections: CONNECTIONS, durationSeconds: DURATION }, paced: { rps: RATE, connections: PACED_CONNECTIONS, delayMs: [0, 2 * Math.round((PACED_CONNECTIONS * 1000) / RATE)], runs: 3 }, pinned: PIN,
+    wrk: { threads: 1, connections: CONNECTIONS, rounds: ROUNDS, roundSeconds: ROUND_SECONDS }, paced: { rps: RATE, connections: PACED_CONNECTIONS, delayMs: [0, 2 * Math.round((PACED_CONNECTIONS * 1000) / RATE)], runs: 3 }, pinned: PIN,
     sidecarStartToReadyMs: [single.readyMs, server.readyMs, client.readyMs],
     note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable); sidecar-pair CPU and memory are the sum of both sidecars',
     results: Object.values(results),
