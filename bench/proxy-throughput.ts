@@ -347,8 +347,13 @@ async function main(): Promise<void> {
     note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable); sidecar-pair CPU and memory are the sum of both sidecars',
     results: Object.values(results),
   };
-  mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
-  writeFileSync(path.join(root, 'bench', 'results', 'proxy-throughput.json'), JSON.stringify(out, null, 2) + '\n');
+  // only a complete run with the sidecar's own runtime profile is a result
+  if (ONLY === undefined && !PACED_ONLY && PROXY_NODE_FLAGS.length === 0) {
+    mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
+    writeFileSync(path.join(root, 'bench', 'results', 'proxy-throughput.json'), JSON.stringify(out, null, 2) + '\n');
+  } else {
+    console.log('partial run (--only, --paced-only or --proxy-node-flags): bench/results/proxy-throughput.json not written');
+  }
   if (PROXY_NODE_FLAGS.some((f) => f.startsWith('--cpu-prof') || f === '--import')) {
     // let the sidecars drain and exit normally so that Node writes their CPU profiles
     for (const s of [single, server, client]) process.kill(s.pid, 'SIGTERM');
