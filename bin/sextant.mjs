@@ -15,7 +15,7 @@ import process from 'node:process';
  */
 const PROXY_NODE_FLAGS = ['--max-semi-space-size=2'];
 
-if (process.argv[2] === 'proxy' && !process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
+if (process.argv[2] === 'proxy' && typeof process.execve === 'function' && !process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
   process.execve(process.execPath, [process.execPath, ...PROXY_NODE_FLAGS, ...process.execArgv, ...process.argv.slice(1)], {
     ...process.env,
     MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
