@@ -24,4 +24,7 @@ if (process.argv[2] === 'proxy' && typeof process.execve === 'function' && !proc
 }
 
 module.enableCompileCache();
+// Node writes the cache at exit; a long-running process (proxy, pilot) that is later killed
+// would never write it, so flush once start-up has loaded its modules.
+setTimeout(() => module.flushCompileCache(), 5000).unref();
 await import('../src/cli/main.ts');
