@@ -5,6 +5,7 @@
 // sidecar its runtime profile.
 import module from 'node:module';
 import process from 'node:process';
+import { setTimeout } from 'node:timers';
 
 /**
  * The sidecar's V8 and allocator settings: a young generation capped at 2 MB semi-spaces
