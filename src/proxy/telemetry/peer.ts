@@ -104,9 +104,9 @@ const UNKNOWN: WorkloadInfo = { workload: 'unknown', namespace: 'unknown', canon
  * object per cluster, host, reporter, peer, status and flags instead of a new 27-label
  * object per request. Keyed by the cluster and host objects themselves, so a config update
  * (which builds new ones) never serves stale labels; each host's entries are bounded.
+ * One cache serves one proxy: `self` must be the same on every call.
  */
 export class RequestLabelCache {
-  private readonly byHost = new WeakMap<object, Map<string, LabelValues>>();
   private readonly byCluster = new WeakMap<object, WeakMap<object, Map<string, LabelValues>>>();
   private readonly noCluster = new Map<string, LabelValues>();
   private readonly maxPerHost: number;
