@@ -195,18 +195,25 @@ function cpuSeconds(pids: number[]): number {
   return ticks / hz;
 }
 
-/** Resident memory in MB: all of it, and the private (anonymous) part that excludes the shared executable's pages. */
-function rssMb(pids: number[]): { rss: number; private: number } {
+/**
+ * Resident memory in MB: all of it (RSS); the private, anonymous part that excludes the
+ * executable's and libraries' pages; and the proportional share (PSS), where each shared
+ * page counts divided by the number of processes mapping it.
+ */
+function rssMb(pids: number[]): { rss: number; private: number; pss: number } {
   let kb = 0;
   let anonKb = 0;
+  let pssKb = 0;
   for (const pid of pids) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       kb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
       anonKb += Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      pssKb += Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
     } catch { /* exited */ }
   }
-  return { rss: Math.round(kb / 102.4) / 10, private: Math.round(anonKb / 102.4) / 10 };
+  const mb = (k: number): number => Math.round(k / 102.4) / 10;
+  return { rss: mb(kb), private: mb(anonKb), pss: mb(pssKb) };
 }
 
 function wrkArgv(argv: string[], pin = PIN): [string, string[]] {
@@ -333,6 +340,7 @@ async function main(): Promise<void> {
         vcpuAt1000rps: t.pids.length ? Number((cpuAtRate / DURATION).toFixed(3)) : null,
         rssMb: t.pids.length ? rss.rss : null,
         privateMb: t.pids.length ? rss.private : null,
+        pssMb: t.pids.length ? rss.pss : null,
         latencyAt1000rps: { p50: lat.p50, p99: lat.p99, p99Runs: lat.p99Runs },
         pacedRps: lat.rps,
         addedLatencyAt1000rps: t.name === 'direct' ? null : { p50: Number((lat.p50 - directLat.p50).toFixed(3)), p99: Number((lat.p99 - directLat.p99).toFixed(3)) },
@@ -344,7 +352,7 @@ async function main(): Promise<void> {
     when: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
     wrk: { threads: 1, connections: CONNECTIONS, rounds: ROUNDS, roundSeconds: ROUND_SECONDS }, paced: { rps: RATE, connections: PACED_CONNECTIONS, delayMs: [0, 2 * Math.round((PACED_CONNECTIONS * 1000) / RATE)], runs: 3 }, pinned: PIN,
     sidecarStartToReadyMs: [single.readyMs, server.readyMs, client.readyMs],
-    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable); sidecar-pair CPU and memory are the sum of both sidecars',
+    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable), pssMb the proportional set size (four Node processes share the executable in this run: the harness and three sidecars); sidecar-pair CPU and memory are the sum of both sidecars',
     results: Object.values(results),
   };
   // only a complete run with the sidecar's own runtime profile is a result
