@@ -10,6 +10,7 @@ import { RuntimeConfig } from './config/runtime.ts';
 import { ClusterPools } from './cluster/pools.ts';
 import { ListenerManager } from './listener/listener-manager.ts';
 import { AdsClient } from './xds/ads-client.ts';
+import { BurstReclaimer } from './upstream/index.ts';
 import { IstioMetrics } from './telemetry/metrics.ts';
 import { AccessLogWriter } from './telemetry/access-log.ts';
 import { peerMetadataHeaders, selfWorkload } from './telemetry/peer.ts';
@@ -147,6 +148,8 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
   };
   const fetchTimer = setInterval(() => config.checkReady(), 1000);
   fetchTimer.unref();
+  // a burst's garbage goes back to the OS once traffic stops (M9)
+  const reclaimer = new BurstReclaimer({ served: () => listeners.served });
 
   let draining = false;
   let closedResolve: () => void = () => {};
@@ -157,6 +160,7 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
     draining = true;
     logger.info({ drainMs, inFlight: listeners.inFlight }, 'draining: no new connections; finishing in-flight requests');
     clearInterval(fetchTimer);
+    reclaimer.close();
     await listeners.drain(drainMs);
     xds.close();
     pools.close();
@@ -183,6 +187,7 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
     servers.push(stats);
     statsAddress = boundAddress(stats);
   }
+  metrics.addExposition(() => `# HELP sextant_burst_memory_reclaims_total Full collections run after a burst of requests was followed by quiet.\n# TYPE sextant_burst_memory_reclaims_total counter\nsextant_burst_memory_reclaims_total ${reclaimer.reclaims}`);
   metrics.addExposition(() => `# HELP sextant_access_log_dropped_total Access log lines dropped because the log buffer was full.\n# TYPE sextant_access_log_dropped_total counter\nsextant_access_log_dropped_total ${accessLog.dropped}`);
   xds.start();
   logger.info({ xds: o.xds, id: o.id, admin: boundAddress(admin) }, 'proxy started');

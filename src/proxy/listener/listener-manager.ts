@@ -53,6 +53,8 @@ export class ListenerManager {
   private draining = false;
   /** Requests being handled now (for drain). */
   inFlight = 0;
+  /** HTTP requests received so far. */
+  served = 0;
   private idleWaiters: (() => void)[] = [];
   private readonly bindErrors = new Map<string, string>();
 
@@ -215,6 +217,7 @@ export class ListenerManager {
 
   private async onHttpRequest(spec: ListenerSpec, hcm: HttpConnectionManagerSpec, req: DownstreamRequest): Promise<void> {
     this.inFlight++;
+    this.served++;
     const start = Date.now();
     const inbound = spec.direction === 'INBOUND';
     let peer: WorkloadInfo | undefined;

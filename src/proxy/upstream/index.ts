@@ -10,3 +10,5 @@ export { PassthroughPools } from './passthrough.ts';
 export type { PassthroughPoolsOptions } from './passthrough.ts';
 export { ReplayableBody } from './request-body.ts';
 export { isLocalAddress } from './source-address.ts';
+export { BurstReclaimer, reclaimMemory } from './memory.ts';
+export type { BurstReclaimerOptions } from './memory.ts';
