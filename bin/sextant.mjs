@@ -16,6 +16,12 @@ import { setTimeout } from 'node:timers';
  */
 const PROXY_NODE_FLAGS = ['--max-semi-space-size=2'];
 
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 24) {
+  process.stderr.write(`sextant needs Node 24 or later (this is Node ${process.versions.node}); the project pins it: run \`npx sextant …\` or \`npm run sextant -- …\`\n`);
+  process.exit(1);
+}
+
 if (process.argv[2] === 'proxy' && typeof process.execve === 'function' && !process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
   process.execve(process.execPath, [process.execPath, ...PROXY_NODE_FLAGS, ...process.execArgv, ...process.argv.slice(1)], {
     ...process.env,
