@@ -175,6 +175,12 @@ export function serializeRequestHead(head: RequestHead, framing: BodyFraming, co
  */
 export const COALESCE_MAX_BYTES = 16 * 1024;
 
+/** A body whose chunks that have arrived can be taken without waiting. */
+export interface QueuedBody {
+  /** The next chunk if it is here already: a Buffer, null at the end, undefined when not yet. */
+  tryRead(): Buffer | null | undefined;
+}
+
 /**
  * Collects what leaves in one write: a head (text, latin1) and the body bytes (with their
  * chunk framing) available with it, then writes them as one Buffer when small, or corked.
@@ -198,6 +204,21 @@ export class WriteBatch {
     this.add(chunkHeader(b.length));
     this.add(b);
     this.add(CRLF);
+  }
+
+  /**
+   * Adds every chunk `body` has queued already (framed when `chunked`), each passed to
+   * `count` first; true when the body ended (the caller then adds its last chunk).
+   */
+  addQueued(body: QueuedBody, chunked: boolean, count: (b: Buffer) => void): boolean {
+    for (;;) {
+      const b = body.tryRead();
+      if (b === undefined) return false;
+      if (b === null) return true;
+      if (b.length === 0) continue;
+      count(b);
+      this.addChunk(b, chunked);
+    }
   }
 
   /** Writes everything collected; the socket's write() result (false: wait for 'drain'). */

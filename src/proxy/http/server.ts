@@ -583,19 +583,7 @@ export class ServerConnection {
     let ok: boolean;
     try {
       // the head and the body bytes already queued leave in one write
-      if (stream !== null) {
-        for (;;) {
-          const b = stream.tryRead();
-          if (b === undefined) break;
-          if (b === null) {
-            ended = true;
-            break;
-          }
-          if (b.length === 0) continue;
-          count(b);
-          batch.addChunk(b, chunked);
-        }
-      }
+      if (stream !== null) ended = batch.addQueued(stream, chunked, count);
       if (ended && chunked) batch.add(serializeLastChunk(stream!.trailers));
       ok = batch.flush(s);
       while (!ended) {

@@ -296,7 +296,7 @@ export class UpstreamConnection implements BodySource {
     if (known >= 0) {
       // a body given whole (or none): the head and it leave in one write
       for (;;) {
-        const b = cursor.tryNext();
+        const b = cursor.tryRead();
         if (b === null) break;
         if (b === undefined) {
           // not expected for a known-length body; read it the slow way, corked
@@ -329,19 +329,8 @@ export class UpstreamConnection implements BodySource {
       ex.requestBytes += b.length;
     };
     // the head and the body bytes already here leave in one write
-    let ended = false;
     ex.requestBytes += headBytes;
-    for (;;) {
-      const b = cursor.tryNext();
-      if (b === undefined) break;
-      if (b === null) {
-        ended = true;
-        break;
-      }
-      if (b.length === 0) continue;
-      count(b);
-      batch.addChunk(b, chunked);
-    }
+    let ended = batch.addQueued(cursor, chunked, count);
     if (ended && chunked) batch.add(serializeLastChunk(body.trailers));
     let ok = batch.flush(s);
     while (!ended) {

@@ -3,12 +3,11 @@
 // be replayed on another connection while the rest still streams from its source.
 import { BodyStream } from '../http/body.ts';
 import type { RawHeader } from '../http/headers.ts';
+import type { QueuedBody } from '../http/serialize.ts';
 
 /** One read of a ReplayableBody from its start. */
-export interface BodyCursor extends AsyncIterator<Buffer> {
+export interface BodyCursor extends AsyncIterator<Buffer>, QueuedBody {
   next(): Promise<IteratorResult<Buffer>>;
-  /** The next chunk if it is here already: a Buffer, null at the end, undefined when not yet. */
-  tryNext(): Buffer | null | undefined;
 }
 
 const DONE: IteratorResult<Buffer> = Object.freeze({ done: true, value: undefined });
@@ -101,7 +100,7 @@ export class ReplayableBody {
         await this.pull();
       }
     };
-    const tryNext = (): Buffer | null | undefined => {
+    const tryRead = (): Buffer | null | undefined => {
       if (seq < this.count) {
         if (!this.overflow) return this.chunks[seq++]!;
         if (seq === this.count - 1 && this.last !== null) {
@@ -124,7 +123,7 @@ export class ReplayableBody {
       seq++;
       return b;
     };
-    return { next, tryNext };
+    return { next, tryRead };
   }
 
   private record(b: Buffer): void {
