@@ -330,7 +330,7 @@ export class UpstreamConnection implements BodySource {
     };
     // the head and the body bytes already here leave in one write
     ex.requestBytes += headBytes;
-    let ended = batch.addQueued(cursor, chunked, count);
+    const ended = batch.addQueued(cursor, chunked, count);
     if (ended && chunked) batch.add(serializeLastChunk(body.trailers));
     let ok = batch.flush(s);
     while (!ended) {
