@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { startProxy } from '../proxy/index.ts';
+import { parseDurationFlag } from './flags.ts';
 
 interface ProxyFlags {
   xds: string;
@@ -28,13 +29,6 @@ function keyValues(list: string[], flag: string): Record<string, string> {
     out[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   return out;
-}
-
-function durationFlag(value: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(value.trim());
-  if (m === null) throw new Error(`invalid ${flag} "${value}": expected a duration like 500ms, 5s or 1m`);
-  const n = Number(m[1]);
-  return m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -75,8 +69,8 @@ export function registerProxy(program: Command): void {
         metadata: meta,
         adminAddress: flags.adminAddress,
         ...(flags.statsAddress !== undefined ? { statsAddress: flags.statsAddress } : {}),
-        drainMs: durationFlag(flags.drainDuration, '--drain-duration'),
-        passthroughIdleMs: durationFlag(flags.passthroughIdle, '--passthrough-idle'),
+        drainMs: parseDurationFlag(flags.drainDuration, '--drain-duration'),
+        passthroughIdleMs: parseDurationFlag(flags.passthroughIdle, '--passthrough-idle'),
         protocol: flags.xdsProtocol,
         logger,
       });
