@@ -33,4 +33,11 @@ for (const load of loaders) {
   register(program);
 }
 
-await program.parseAsync(process.argv);
+// A command that fails before it can report for itself (e.g. a bad flag value) ends with
+// one line naming the problem, not a stack trace.
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.stderr.write(`sextant: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+}
