@@ -1,7 +1,7 @@
 // A JSON descriptor of the loaded Envoy protos, kept on disk so later processes skip the
 // .proto parser (faster start-up, less parser garbage in a sidecar). Best effort throughout.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -114,28 +114,14 @@ export function writeDescriptor(dirs: readonly string[], key: string, descriptor
   return undefined;
 }
 
+/** The file's text, unless it is missing, empty or larger than any descriptor of ours. */
 function readBounded(file: string): string | undefined {
-  let fd: number;
   try {
-    fd = openSync(file, 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    const size = fstatSync(fd).size;
+    const size = statSync(file).size;
     if (size === 0 || size > MAX_DESCRIPTOR_BYTES) return undefined;
-    const buf = Buffer.allocUnsafe(size);
-    let off = 0;
-    while (off < size) {
-      const n = readSync(fd, buf, off, size - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.toString('utf8', 0, off);
+    return readFileSync(file, 'utf8');
   } catch {
     return undefined;
-  } finally {
-    closeSync(fd);
   }
 }
 
