@@ -2,7 +2,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLUSTER_TYPE, ENDPOINT_TYPE } from '../../src/envoy/index.ts';
-import { assignment, edsCluster, freePort, httpListener, meshWith, routeConfig, send, startBackend } from './helpers/fixtures.ts';
+import { assignment, edsCluster, freePort, httpListener, meshWith, routeConfig, send, startBackend, REFUSED_PORT } from './helpers/fixtures.ts';
 import type { Backend } from './helpers/fixtures.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -40,7 +40,7 @@ test('retries on 5xx recover every request from a flaky upstream', async () => {
 });
 
 test('without a retry policy the 503 reaches the caller; connect failures become 503 UF', async () => {
-  const dead = await freePort();
+  const dead = REFUSED_PORT;
   const { port } = await mesh([{ port: dead } as Backend], {}, {});
   const r = await send(port, '/', { Host: 'svc' });
   assert.equal(r.status, 503);
@@ -50,7 +50,7 @@ test('without a retry policy the 503 reaches the caller; connect failures become
 test('connect-failure retries with previous_hosts move to the healthy host', async () => {
   const ok = await startBackend('ok');
   cleanups.push(ok.close);
-  const dead = await freePort();
+  const dead = REFUSED_PORT;
   const { port } = await mesh([{ port: dead } as Backend, ok], {}, {
     retryPolicy: { retryOn: 'connect-failure', numRetries: 3, retryHostPredicate: [{ name: 'envoy.retry_host_predicates.previous_hosts' }], hostSelectionRetryMaxAttempts: 5, retryBackOff: { baseInterval: '0.001s' } },
   });

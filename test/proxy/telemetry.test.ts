@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { TYPED_STRUCT_TYPE } from '../../src/envoy/index.ts';
 import { DEFAULT_LABELS } from '../../src/proxy/index.ts';
-import { assignment, edsCluster, freePort, httpListener, meshWith, routeConfig, send, startBackend } from './helpers/fixtures.ts';
+import { assignment, edsCluster, freePort, httpListener, meshWith, routeConfig, send, startBackend, REFUSED_PORT } from './helpers/fixtures.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
@@ -116,7 +116,7 @@ test('access log lines are JSON with Envoy fields and exact response flags', asy
   const app = await startBackend('app');
   cleanups.push(app.close);
   const port = await freePort();
-  const dead = await freePort();
+  const dead = REFUSED_PORT;
   const m = await meshWith({
     clusters: [edsCluster('svc'), edsCluster('dead')],
     endpoints: [assignment('svc', [app.port]), assignment('dead', [dead])],

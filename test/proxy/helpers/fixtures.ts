@@ -19,6 +19,12 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   return port;
 }
 
+/**
+ * A loopback port where every connect is refused: port 1 (tcpmux), privileged and unused.
+ * A port from freePort() would do only until a test running alongside binds it.
+ */
+export const REFUSED_PORT = 1;
+
 export interface Backend {
   name: string;
   port: number;
