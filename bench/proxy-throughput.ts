@@ -16,6 +16,10 @@
 //   node bench/proxy-throughput.ts [--duration 8] [--rounds 5] [--round-seconds 3]
 //       [--connections 64] [--no-pin]
 //       [--only TARGET,…] [--sizes small,1k] [--paced-only] [--proxy-node-flags "--max-semi-space-size=8"]
+//       [--alt-root DIR[,DIR…]] [--alt-flags "--no-parallel-scavenge"] [--throughput-only]
+// --alt-root and --alt-flags add targets, sextant-alt (sextant-alt2, …): one more sidecar
+// per checkout given and/or with other Node flags, measured in the same interleaved rounds as
+// sextant-one-sidecar, so that a change is compared under the same noise (A/B).
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,9 +51,15 @@ const strArg = (name: string): string | undefined => {
 const ONLY = strArg('only')?.split(',');
 /** Skip the saturation run (e.g. to profile the steady 1,000 rps alone). */
 const PACED_ONLY = args.includes('--paced-only');
+/** Skip the paced runs (throughput A/B only). */
+const THROUGHPUT_ONLY = args.includes('--throughput-only');
 const SIZES = (strArg('sizes') ?? 'small,1k').split(',') as ('small' | '1k')[];
 /** Node flags for the sidecars instead of the profile `sextant proxy` applies itself. */
 const PROXY_NODE_FLAGS = strArg('proxy-node-flags')?.split(' ').filter(Boolean) ?? [];
+/** A/B: another checkout and/or other Node flags for the sextant-alt sidecar. */
+const ALT_ROOTS = strArg('alt-root')?.split(',');
+const ALT_FLAGS = strArg('alt-flags')?.split(' ').filter(Boolean);
+const ALT = ALT_ROOTS !== undefined || ALT_FLAGS !== undefined;
 /** CPU sets: the proxy under test alone on one core, load generator and origin on the other. */
 const PROXY_CPU = '1';
 const LOAD_CPU = '0';
@@ -155,7 +165,10 @@ backend be
 }
 
 /** A sextant proxy process (`sextant proxy`, as users run it) with the given resources from an ADS server. */
-async function startSidecar(name: string, resources: { clusters: object[]; endpoints: object[]; listeners: object[]; routes: object[] }, ip: string, cpu: string | undefined): Promise<{ pid: number; ads: TestAdsServer; readyMs: number }> {
+async function startSidecar(
+  name: string, resources: { clusters: object[]; endpoints: object[]; listeners: object[]; routes: object[] }, ip: string, cpu: string | undefined,
+  from = root, nodeFlags = PROXY_NODE_FLAGS,
+): Promise<{ pid: number; ads: TestAdsServer; readyMs: number }> {
   const ads = new TestAdsServer();
   ads.set(CLUSTER_TYPE, resources.clusters as never);
   ads.set(ENDPOINT_TYPE, resources.endpoints as never);
@@ -164,7 +177,7 @@ async function startSidecar(name: string, resources: { clusters: object[]; endpo
   await ads.start();
   const admin = `127.0.0.1:${await freePort()}`;
   const t0 = performance.now();
-  const c = start(process.execPath, [...PROXY_NODE_FLAGS, path.join(root, 'bin/sextant.mjs'), 'proxy', '--xds', ads.address, '--id', `sidecar~${ip}~${name}-1.default~default.svc.cluster.local`, '--label', `app=${name}`, '--admin-address', admin, '--log-level', 'warn'], cpu);
+  const c = start(process.execPath, [...nodeFlags, path.join(from, 'bin/sextant.mjs'), 'proxy', '--xds', ads.address, '--id', `sidecar~${ip}~${name}-1.default~default.svc.cluster.local`, '--label', `app=${name}`, '--admin-address', admin, '--log-level', 'warn'], cpu);
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     if (await fetch(`http://${admin}/ready`).then((r) => r.status === 200, () => false)) return { pid: c.pid!, ads, readyMs: Math.round(performance.now() - t0) };
@@ -290,14 +303,25 @@ async function main(): Promise<void> {
     listeners: [httpListener('out', pairPort, 'r')], routes: route('outbound|80||server'),
   }, '127.0.0.1', undefined);
 
+  const alts: { name: string; port: number; pid: number; ads: TestAdsServer }[] = [];
+  for (const [i, from] of (ALT ? ALT_ROOTS ?? [root] : []).entries()) {
+    const port = await freePort();
+    const s = await startSidecar(`alt${i + 1}`, {
+      clusters: [edsCluster('outbound|80||origin')], endpoints: [assignment('outbound|80||origin', [origin.port])],
+      listeners: [httpListener('out', port, 'r')], routes: route('outbound|80||origin'),
+    }, '127.0.0.1', PROXY_CPU, path.resolve(from), ALT_FLAGS ?? PROXY_NODE_FLAGS);
+    alts.push({ name: i === 0 ? 'sextant-alt' : `sextant-alt${i + 1}`, port, ...s });
+  }
+
   const allTargets: Target[] = [
     { name: 'direct', port: origin.port, host: 'origin', pids: [] },
     { name: 'nginx', port: nginxProxy.port, host: 'origin', pids: nginxProxy.pids },
     { name: 'haproxy', port: haproxy.port, host: 'origin', pids: haproxy.pids },
     { name: 'sextant-one-sidecar', port: onePort, host: 'origin', pids: [single.pid] },
     { name: 'sextant-sidecar-pair', port: pairPort, host: 'origin', pids: [client.pid, server.pid] },
+    ...alts.map((a) => ({ name: a.name, port: a.port, host: 'origin', pids: [a.pid] })),
   ];
-  const targets = allTargets.filter((t) => ONLY === undefined || t.name === 'nginx' || ONLY.includes(t.name));
+  const targets = allTargets.filter((t) => ONLY === undefined || t.name === 'nginx' || ONLY.includes(t.name) || t.name.startsWith('sextant-alt'));
   const results: Record<string, Record<string, unknown>> = {};
   for (const size of SIZES) {
     const urlPath = size === 'small' ? '/small' : '/1k';
@@ -327,7 +351,7 @@ async function main(): Promise<void> {
       const cpu1 = cpuSeconds(t.pids);
       const originPids = [origin.pid, ...childPids(origin.pid)];
       setAffinity([...t.pids, ...originPids], '0,1');
-      const lat = paced(t.port, urlPath, t.host, DURATION);
+      const lat = THROUGHPUT_ONLY ? { p50: 0, p99: 0, rps: 0, p99Runs: [] } : paced(t.port, urlPath, t.host, DURATION);
       setAffinity(t.pids, t.name.startsWith('sextant-sidecar-pair') ? '0,1' : PROXY_CPU);
       setAffinity(originPids, LOAD_CPU);
       const cpuAtRate = (cpuSeconds(t.pids) - cpu1) / 3;
@@ -356,18 +380,18 @@ async function main(): Promise<void> {
     results: Object.values(results),
   };
   // only a complete run with the sidecar's own runtime profile is a result
-  if (ONLY === undefined && !PACED_ONLY && PROXY_NODE_FLAGS.length === 0) {
+  if (ONLY === undefined && !PACED_ONLY && !THROUGHPUT_ONLY && PROXY_NODE_FLAGS.length === 0 && !ALT) {
     mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
     writeFileSync(path.join(root, 'bench', 'results', 'proxy-throughput.json'), JSON.stringify(out, null, 2) + '\n');
   } else {
-    console.log('partial run (--only, --paced-only or --proxy-node-flags): bench/results/proxy-throughput.json not written');
+    console.log('partial run (--only, --paced-only, --throughput-only, --proxy-node-flags or --alt-*): bench/results/proxy-throughput.json not written');
   }
   if (PROXY_NODE_FLAGS.some((f) => f.startsWith('--cpu-prof') || f === '--import')) {
     // let the sidecars drain and exit normally so that Node writes their CPU profiles
-    for (const s of [single, server, client]) process.kill(s.pid, 'SIGTERM');
+    for (const s of [single, server, client, ...alts]) process.kill(s.pid, 'SIGTERM');
     await new Promise((r) => setTimeout(r, 8000));
   }
-  for (const s of [single, server, client]) await s.ads.stop();
+  for (const s of [single, server, client, ...alts]) await s.ads.stop();
   process.exit(0);
 }
 
