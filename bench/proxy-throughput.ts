@@ -386,7 +386,7 @@ async function main(): Promise<void> {
   } else {
     console.log('partial run (--only, --paced-only, --throughput-only, --proxy-node-flags or --alt-*): bench/results/proxy-throughput.json not written');
   }
-  if (PROXY_NODE_FLAGS.some((f) => f.startsWith('--cpu-prof') || f === '--import')) {
+  if ([...PROXY_NODE_FLAGS, ...(ALT_FLAGS ?? [])].some((f) => f.startsWith('--cpu-prof') || f === '--import')) {
     // let the sidecars drain and exit normally so that Node writes their CPU profiles
     for (const s of [single, server, client, ...alts]) process.kill(s.pid, 'SIGTERM');
     await new Promise((r) => setTimeout(r, 8000));
