@@ -2,7 +2,6 @@
 // faults, header operations and rewrites, answers redirects and direct responses itself,
 // and otherwise forwards to a cluster host with Envoy's timeout, retry, circuit-breaker and
 // outlier semantics. Every outcome carries Envoy's response flags for logs and metrics.
-import { randomUUID } from 'node:crypto';
 import type { DownstreamRequest, RawHeader, RequestHead, ResponseHead } from '../http/index.ts';
 import { headerValue, reasonPhrase, setHeader, withoutHeader } from '../http/index.ts';
 import { ReplayableBody, UpstreamError } from '../upstream/index.ts';
@@ -11,6 +10,7 @@ import type { Host } from '../cluster/host.ts';
 import { hashString } from '../cluster/balancer.ts';
 import { BLACKHOLE_CLUSTER } from '../../envoy/index.ts';
 import { applyHeaderOps } from './header-ops.ts';
+import { newRequestId } from './request-id.ts';
 import type { HeaderFormatContext, HeaderOps } from './header-ops.ts';
 import type { RetryPolicy, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster } from './route-table.ts';
 
@@ -85,7 +85,7 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
   // Connection manager edits: request id, x-forwarded-for, x-forwarded-proto.
   let requestId = headerValue(headers, 'x-request-id');
   if (!requestId && ctx.generateRequestId) {
-    requestId = randomUUID();
+    requestId = newRequestId();
     headers.push({ name: 'x-request-id', value: requestId });
   }
   out.requestId = requestId;
