@@ -166,7 +166,11 @@ class Request implements DownstreamRequest, BodySource {
       return Promise.reject(e as Error); // nothing sent: the caller can still answer
     }
     this.responded = true;
-    return this.conn.writeResponse(this, head, body ?? null, opts?.close === true);
+    try {
+      return this.conn.writeResponse(this, head, body ?? null, opts?.close === true);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
   }
 
   bytesReceived(): number {
@@ -492,7 +496,12 @@ export class ServerConnection {
     return new Promise((resolve) => this.writeWaiters.push(resolve));
   }
 
-  async writeResponse(req: Request, head: ResponseHead, body: Buffer | AsyncIterable<Buffer> | null, close: boolean): Promise<void> {
+  /**
+   * Writes a response. Whatever can be written now is written before this returns; the
+   * result is settled already unless the body still streams (most responses: one write,
+   * no promise of their own). Throws for an unsendable response before writing anything.
+   */
+  writeResponse(req: Request, head: ResponseHead, body: Buffer | AsyncIterable<Buffer> | null, close: boolean): Promise<void> {
     if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
     const status = head.status;
     if (!Number.isInteger(status) || status < 200 || status > 999) throw new RangeError(`respond(): invalid final status ${status}`);
@@ -529,7 +538,8 @@ export class ServerConnection {
     const s = this.socket;
     if (framing.kind === 'keep' || framing.kind === 'none') {
       batch.flush(s);
-      if (body !== null && !Buffer.isBuffer(body)) await discard(body);
+      if (body instanceof BodyStream) body.abandon();
+      else if (body !== null && !Buffer.isBuffer(body)) return discard(body).then(() => this.responseWritten(req));
     } else if (body === null) {
       batch.flush(s);
     } else if (Buffer.isBuffer(body)) {
@@ -537,8 +547,15 @@ export class ServerConnection {
       batch.flush(s);
       req.sent = body.length;
     } else {
-      await this.writeStreamedBody(req, s, batch, body, framing.kind === 'chunked', declared);
+      const rest = this.writeStreamedBody(req, s, batch, body, framing.kind === 'chunked', declared);
+      if (rest !== null) return rest.then(() => this.responseWritten(req));
     }
+    this.responseWritten(req);
+    return RESOLVED;
+  }
+
+  // Every byte of `req`'s response is handed to the socket: keep-alive or close.
+  private responseWritten(req: Request): void {
     req.complete = true;
     if (this.state === ST_CLOSED) return;
     this.served++;
@@ -559,34 +576,41 @@ export class ServerConnection {
     }
   }
 
-  // Head and body of unknown or declared length from a stream. The bytes already queued
-  // go out with the head in one write; the rest as it comes, with backpressure.
-  private async writeStreamedBody(
+  // Head and body of unknown or declared length from a stream. The head and the bytes
+  // already queued go out in one write; when that was the whole body (a response that
+  // arrived in one read) the result is null, else the promise of the rest, which streams
+  // as it comes, with backpressure.
+  private writeStreamedBody(
     req: Request,
     s: net.Socket,
     batch: WriteBatch,
     body: AsyncIterable<Buffer>,
     chunked: boolean,
     declared: number,
-  ): Promise<void> {
-    let sent = 0;
-    const count = (b: Buffer): void => {
-      if (declared >= 0 && sent + b.length > declared) {
-        throw new Error(`response body longer than its Content-Length ${declared}`);
-      }
-      sent += b.length;
-      req.sent = sent;
-    };
+  ): Promise<void> | null {
+    const w: StreamedWrite = { req, s, chunked, declared, sent: 0 };
     const stream = body instanceof BodyStream ? body : null;
-    const it: AsyncIterator<Buffer> = stream ?? body[Symbol.asyncIterator]();
-    let ended = false;
-    let ok: boolean;
     try {
-      // the head and the body bytes already queued leave in one write
-      if (stream !== null) ended = batch.addQueued(stream, chunked, count);
-      if (ended && chunked) batch.add(serializeLastChunk(stream!.trailers));
-      ok = batch.flush(s);
-      while (!ended) {
+      let ended = false;
+      if (stream !== null) ended = batch.addQueued(stream, chunked, (b) => countSent(w, b));
+      if (ended) {
+        if (chunked) batch.add(serializeLastChunk(stream!.trailers));
+        batch.flush(s);
+        checkDeclared(w);
+        return null;
+      }
+      const ok = batch.flush(s);
+      return this.streamRest(w, stream ?? body[Symbol.asyncIterator](), stream, ok);
+    } catch (e) {
+      this.streamFailed(w);
+      throw e;
+    }
+  }
+
+  private async streamRest(w: StreamedWrite, it: AsyncIterator<Buffer>, stream: BodyStream | null, ok: boolean): Promise<void> {
+    const s = w.s;
+    try {
+      for (;;) {
         const r = await it.next();
         if (r.done === true) break;
         if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
@@ -596,20 +620,22 @@ export class ServerConnection {
           await this.waitDrain();
           if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
         }
-        count(b);
-        ok = chunked ? writeChunk(s, b) : s.write(b);
+        countSent(w, b);
+        ok = w.chunked ? writeChunk(s, b) : s.write(b);
       }
-      if (declared >= 0 && sent !== declared) {
-        throw new Error(`response body of ${sent} bytes is shorter than its Content-Length ${declared}`);
-      }
-      if (chunked && !ended) s.write(serializeLastChunk(stream !== null ? stream.trailers : null));
+      checkDeclared(w);
+      if (w.chunked) s.write(serializeLastChunk(stream !== null ? stream.trailers : null));
     } catch (e) {
-      // the response cannot be completed: the client must see a reset, not a short body
-      req.keepAlive = false;
-      if (!s.destroyed) s.destroy();
-      this.onClose();
+      this.streamFailed(w);
       throw e;
     }
+  }
+
+  // The response cannot be completed: the client must see a reset, not a short body.
+  private streamFailed(w: StreamedWrite): void {
+    w.req.keepAlive = false;
+    if (!w.s.destroyed) w.s.destroy();
+    this.onClose();
   }
 
   // The response is written and the request fully read: on to the next request.
@@ -641,11 +667,33 @@ export class ServerConnection {
   }
 }
 
-async function discard(body: AsyncIterable<Buffer>): Promise<void> {
-  if (body instanceof BodyStream) {
-    body.abandon();
-    return;
+/** A streamed response body being written: what is counted against its declared length. */
+interface StreamedWrite {
+  req: Request;
+  s: net.Socket;
+  chunked: boolean;
+  /** Content-Length from the head, -1 when none. */
+  declared: number;
+  sent: number;
+}
+
+function countSent(w: StreamedWrite, b: Buffer): void {
+  if (w.declared >= 0 && w.sent + b.length > w.declared) {
+    throw new Error(`response body longer than its Content-Length ${w.declared}`);
   }
+  w.sent += b.length;
+  w.req.sent = w.sent;
+}
+
+function checkDeclared(w: StreamedWrite): void {
+  if (w.declared >= 0 && w.sent !== w.declared) {
+    throw new Error(`response body of ${w.sent} bytes is shorter than its Content-Length ${w.declared}`);
+  }
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+async function discard(body: AsyncIterable<Buffer>): Promise<void> {
   for await (const _ of body) {
     // drained so its producer can finish
   }

@@ -267,17 +267,25 @@ export class UpstreamConnection implements BodySource {
         ex.onAbort = onAbort;
         signal.addEventListener('abort', onAbort, { once: true });
       }
-      this.writeRequest(ex, head, body).catch((e: unknown) => {
-        // the request body source failed (e.g. the downstream went away): nothing to salvage
-        if (this.ex === ex && !ex.responseDone) {
-          const err = e instanceof Error ? e : new Error(String(e));
-          this.abortExchange(ex, err);
-        }
-      });
+      try {
+        this.writeRequest(ex, head, body)?.catch((e: unknown) => this.requestBodyFailed(ex, e));
+      } catch (e) {
+        this.requestBodyFailed(ex, e);
+      }
     });
   }
 
-  private async writeRequest(ex: Exchange, head: RequestHead, body: ReplayableBody): Promise<void> {
+  // The request body source failed (e.g. the downstream went away): nothing to salvage.
+  private requestBodyFailed(ex: Exchange, e: unknown): void {
+    if (this.ex === ex && !ex.responseDone) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.abortExchange(ex, err);
+    }
+  }
+
+  // Writes the request. A body given whole (or none) leaves with the head in one write and
+  // the result is null; a streamed body returns the promise of its rest.
+  private writeRequest(ex: Exchange, head: RequestHead, body: ReplayableBody): Promise<void> | null {
     const s = this.socket;
     let framing: BodyFraming;
     const known = body.knownLength;
@@ -298,28 +306,38 @@ export class UpstreamConnection implements BodySource {
       for (;;) {
         const b = cursor.tryRead();
         if (b === null) break;
-        if (b === undefined) {
-          // not expected for a known-length body; read it the slow way, corked
-          s.cork();
-          batch.flush(s);
-          for (;;) {
-            const r = await cursor.next();
-            if (r.done === true) break;
-            s.write(r.value);
-            ex.requestBytes += r.value.length;
-          }
-          s.uncork();
-          ex.requestBytes += headBytes;
-          ex.requestDone = true;
-          return;
-        }
+        if (b === undefined) return this.writeKnownSlowly(ex, batch, cursor, headBytes);
         batch.add(b);
       }
       ex.requestBytes += headBytes + batch.bytes;
       batch.flush(s);
       ex.requestDone = true;
-      return;
+      return null;
     }
+    return this.writeStreamedRequest(ex, batch, cursor, body, chunked, declared, headBytes);
+  }
+
+  // Not expected for a known-length body: its bytes are not all there yet. Read it the slow
+  // way, corked.
+  private async writeKnownSlowly(ex: Exchange, batch: WriteBatch, cursor: BodyCursor, headBytes: number): Promise<void> {
+    const s = this.socket;
+    s.cork();
+    batch.flush(s);
+    for (;;) {
+      const r = await cursor.next();
+      if (r.done === true) break;
+      s.write(r.value);
+      ex.requestBytes += r.value.length;
+    }
+    s.uncork();
+    ex.requestBytes += headBytes;
+    ex.requestDone = true;
+  }
+
+  private async writeStreamedRequest(
+    ex: Exchange, batch: WriteBatch, cursor: BodyCursor, body: ReplayableBody, chunked: boolean, declared: number, headBytes: number,
+  ): Promise<void> {
+    const s = this.socket;
     let sent = 0;
     const count = (b: Buffer): void => {
       if (declared >= 0 && sent + b.length > declared) {

@@ -200,7 +200,8 @@ export class UpstreamPool {
     const timeoutMs = opts.timeoutMs ?? 0;
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : 0;
     const signal = opts.signal;
-    let conn = await this.acquire(ep, false, deadline, signal);
+    // an idle keep-alive connection is taken without waiting for anything
+    let conn = this.takeIdle(this.endpointPool(ep)) ?? (await this.acquire(ep, false, deadline, signal));
     try {
       return await conn.exchange(head, rb, remaining(deadline, ep), signal);
     } catch (e) {
@@ -301,15 +302,23 @@ export class UpstreamPool {
     }
   }
 
+  // The most recently used idle connection still usable, if any (stale ones are closed).
+  private takeIdle(p: EndpointPool): UpstreamConnection | undefined {
+    if (p.idle.length === 0) return undefined;
+    const now = Date.now();
+    while (p.idle.length > 0) {
+      const c = p.idle.pop()!;
+      if (c.usable && now - c.idleSince < c.idleTimerMs) return c;
+      c.close();
+    }
+    return undefined;
+  }
+
   private async acquire(ep: UpstreamEndpoint, fresh: boolean, deadline: number, signal: AbortSignal | undefined): Promise<UpstreamConnection> {
     const p = this.endpointPool(ep);
     if (!fresh) {
-      const now = Date.now();
-      while (p.idle.length > 0) {
-        const c = p.idle.pop()!;
-        if (c.usable && now - c.idleSince < c.idleTimerMs) return c;
-        c.close();
-      }
+      const c = this.takeIdle(p);
+      if (c !== undefined) return c;
     } else if (p.total >= this.maxConnections && p.idle.length > 0) {
       p.idle.shift()!.close(); // make room for the fresh connection
     }
