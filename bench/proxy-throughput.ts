@@ -1,7 +1,9 @@
 // Throughput and added latency of the sidecar against the alternatives a user would pick:
 // wrk through one sextant sidecar and through a client+server sidecar pair, against a direct
 // connection, nginx and HAProxy as equivalent reverse proxies (one worker each), with small
-// and 1 KB responses. Throughput is the median of five 3-second wrk rounds per target,
+// and 1 KB responses. A bare Node.js TCP relay (bench/fixtures/node-tcp-relay.ts: bytes
+// copied between sockets, no HTTP) runs beside them as the floor of any proxy on this
+// runtime. Throughput is the median of five 3-second wrk rounds per target,
 // interleaved across targets. Latency and CPU are measured at a steady 1,000 rps: wrk paced by a Lua
 // delay, 32 connections each waiting a random 0-64 ms (32 ms on average) after a response
 // before its next request, so arrivals are spread like independent clients' (Poisson-like)
@@ -194,18 +196,25 @@ function childPids(pid: number): number[] {
   }
 }
 
-/** utime+stime of the processes, in seconds. */
-function cpuSeconds(pids: number[]): number {
+/** User and system CPU time (utime, stime) of the processes, in seconds. */
+function cpuTimes(pids: number[]): { user: number; system: number } {
   const hz = 100;
-  let ticks = 0;
+  let user = 0;
+  let system = 0;
   for (const pid of pids) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
+      user += Number(f[11]);
+      system += Number(f[12]);
     } catch { /* exited */ }
   }
-  return ticks / hz;
+  return { user: user / hz, system: system / hz };
+}
+
+function cpuSeconds(pids: number[]): number {
+  const t = cpuTimes(pids);
+  return t.user + t.system;
 }
 
 /**
@@ -286,6 +295,9 @@ async function main(): Promise<void> {
   const nginxProxy = await startNginxProxy(origin.port);
   const haproxy = await startHaproxy(origin.port);
 
+  const relayPort = await freePort();
+  const relay = start(process.execPath, [path.join(root, 'bench/fixtures/node-tcp-relay.ts')], PROXY_CPU, { ...process.env, ORIGIN_PORT: String(origin.port), PORT: String(relayPort) });
+  await waitPort(relayPort);
   const onePort = await freePort();
   const route = (cluster: string) => [routeConfig('r', [{ name: 'svc', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }])];
   const single = await startSidecar('client', {
@@ -317,6 +329,7 @@ async function main(): Promise<void> {
     { name: 'direct', port: origin.port, host: 'origin', pids: [] },
     { name: 'nginx', port: nginxProxy.port, host: 'origin', pids: nginxProxy.pids },
     { name: 'haproxy', port: haproxy.port, host: 'origin', pids: haproxy.pids },
+    { name: 'node-tcp-relay', port: relayPort, host: 'origin', pids: [relay.pid!] },
     { name: 'sextant-one-sidecar', port: onePort, host: 'origin', pids: [single.pid] },
     { name: 'sextant-sidecar-pair', port: pairPort, host: 'origin', pids: [client.pid, server.pid] },
     ...alts.map((a) => ({ name: a.name, port: a.port, host: 'origin', pids: [a.pid] })),
@@ -330,12 +343,13 @@ async function main(): Promise<void> {
     let directLat = { p50: 0, p99: 0 };
     // Throughput: ROUNDS short wrk runs per target, interleaved across targets so that a
     // burst of noise from the shared host hits every target alike; the median round counts.
-    const rounds = new Map<string, { rps: number; requests: number; cpu: number }[]>(targets.map((t) => [t.name, []]));
+    const rounds = new Map<string, { rps: number; requests: number; cpu: number; system: number }[]>(targets.map((t) => [t.name, []]));
     for (let round = 0; round < (PACED_ONLY ? 0 : ROUNDS); round++) {
       for (const t of targets) {
-        const cpu0 = cpuSeconds(t.pids);
+        const cpu0 = cpuTimes(t.pids);
         const w = wrk(t.port, urlPath, t.host);
-        rounds.get(t.name)!.push({ ...w, cpu: cpuSeconds(t.pids) - cpu0 });
+        const cpu1 = cpuTimes(t.pids);
+        rounds.get(t.name)!.push({ ...w, cpu: cpu1.user + cpu1.system - cpu0.user - cpu0.system, system: cpu1.system - cpu0.system });
       }
     }
     const medianRps = (name: string): number => {
@@ -347,6 +361,7 @@ async function main(): Promise<void> {
       const rs = rounds.get(t.name)!;
       const requests = rs.reduce((a, r) => a + r.requests, 0);
       const cpu = rs.reduce((a, r) => a + r.cpu, 0);
+      const system = rs.reduce((a, r) => a + r.system, 0);
       const rss = rssMb(t.pids);
       const cpu1 = cpuSeconds(t.pids);
       const originPids = [origin.pid, ...childPids(origin.pid)];
@@ -361,6 +376,8 @@ async function main(): Promise<void> {
         rpsRounds: rs.map((r) => Math.round(r.rps)),
         ratioToNginx: nginxRps > 0 ? Number((medianRps(t.name) / nginxRps).toFixed(3)) : null,
         cpuSecondsPer1000Requests: t.pids.length && requests > 0 ? Number(((cpu / requests) * 1000).toFixed(4)) : null,
+        // the kernel's share: socket reads and writes, and the wake-ups of the processes they serve
+        systemShareOfCpu: t.pids.length && cpu > 0 ? Number((system / cpu).toFixed(2)) : null,
         vcpuAt1000rps: t.pids.length ? Number((cpuAtRate / DURATION).toFixed(3)) : null,
         rssMb: t.pids.length ? rss.rss : null,
         privateMb: t.pids.length ? rss.private : null,
@@ -376,7 +393,7 @@ async function main(): Promise<void> {
     when: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
     wrk: { threads: 1, connections: CONNECTIONS, rounds: ROUNDS, roundSeconds: ROUND_SECONDS }, paced: { rps: RATE, connections: PACED_CONNECTIONS, delayMs: [0, 2 * Math.round((PACED_CONNECTIONS * 1000) / RATE)], runs: 3 }, pinned: PIN,
     sidecarStartToReadyMs: [single.readyMs, server.readyMs, client.readyMs],
-    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable), pssMb the proportional set size (four Node processes share the executable in this run: the harness and three sidecars); sidecar-pair CPU and memory are the sum of both sidecars',
+    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; node-tcp-relay copies bytes between sockets with no HTTP (the runtime floor); systemShareOfCpu is the kernel part of the CPU time at saturation; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable), pssMb the proportional set size (four Node processes share the executable in this run: the harness and three sidecars); sidecar-pair CPU and memory are the sum of both sidecars',
     results: Object.values(results),
   };
   // only a complete run with the sidecar's own runtime profile is a result
