@@ -3,7 +3,8 @@
 // connection, nginx and HAProxy as equivalent reverse proxies (one worker each), with small
 // and 1 KB responses. A bare Node.js TCP relay (bench/fixtures/node-tcp-relay.ts: bytes
 // copied between sockets, no HTTP) runs beside them as the floor of any proxy on this
-// runtime. Throughput is the median of five 3-second wrk rounds per target,
+// runtime, and so does the sidecar's HTTP/1 codec and upstream pool alone
+// (bench/http-relay.ts --serve: no routing, telemetry or xDS). Throughput is the median of five 3-second wrk rounds per target,
 // interleaved across targets. Latency and CPU are measured at a steady 1,000 rps: wrk paced by a Lua
 // delay, 32 connections each waiting a random 0-64 ms (32 ms on average) after a response
 // before its next request, so arrivals are spread like independent clients' (Poisson-like)
@@ -75,6 +76,7 @@ function cleanup(): void {
 }
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
 function start(cmd: string, argv: string[], cpu?: string, env?: NodeJS.ProcessEnv): ChildProcess {
   const [file, full] = PIN && cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...argv]] : [cmd, argv];
@@ -298,6 +300,10 @@ async function main(): Promise<void> {
   const relayPort = await freePort();
   const relay = start(process.execPath, [path.join(root, 'bench/fixtures/node-tcp-relay.ts')], PROXY_CPU, { ...process.env, ORIGIN_PORT: String(origin.port), PORT: String(relayPort) });
   await waitPort(relayPort);
+  // the sidecar's HTTP/1 codec and upstream pool alone (no routing, telemetry or xDS), with its young-generation size
+  const codecPort = await freePort();
+  const codec = start(process.execPath, ['--max-semi-space-size=2', path.join(root, 'bench/http-relay.ts'), '--serve', String(codecPort), String(origin.port)], PROXY_CPU);
+  await waitPort(codecPort);
   const onePort = await freePort();
   const route = (cluster: string) => [routeConfig('r', [{ name: 'svc', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }])];
   const single = await startSidecar('client', {
@@ -330,6 +336,7 @@ async function main(): Promise<void> {
     { name: 'nginx', port: nginxProxy.port, host: 'origin', pids: nginxProxy.pids },
     { name: 'haproxy', port: haproxy.port, host: 'origin', pids: haproxy.pids },
     { name: 'node-tcp-relay', port: relayPort, host: 'origin', pids: [relay.pid!] },
+    { name: 'sextant-codec-relay', port: codecPort, host: 'origin', pids: [codec.pid!] },
     { name: 'sextant-one-sidecar', port: onePort, host: 'origin', pids: [single.pid] },
     { name: 'sextant-sidecar-pair', port: pairPort, host: 'origin', pids: [client.pid, server.pid] },
     ...alts.map((a) => ({ name: a.name, port: a.port, host: 'origin', pids: [a.pid] })),
@@ -393,7 +400,7 @@ async function main(): Promise<void> {
     when: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
     wrk: { threads: 1, connections: CONNECTIONS, rounds: ROUNDS, roundSeconds: ROUND_SECONDS }, paced: { rps: RATE, connections: PACED_CONNECTIONS, delayMs: [0, 2 * Math.round((PACED_CONNECTIONS * 1000) / RATE)], runs: 3 }, pinned: PIN,
     sidecarStartToReadyMs: [single.readyMs, server.readyMs, client.readyMs],
-    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; node-tcp-relay copies bytes between sockets with no HTTP (the runtime floor); systemShareOfCpu is the kernel part of the CPU time at saturation; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable), pssMb the proportional set size (four Node processes share the executable in this run: the harness and three sidecars); sidecar-pair CPU and memory are the sum of both sidecars',
+    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; node-tcp-relay copies bytes between sockets with no HTTP (the runtime floor); sextant-codec-relay is the sidecar codec and pool with no routing or telemetry; systemShareOfCpu is the kernel part of the CPU time at saturation; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable), pssMb the proportional set size (four Node processes share the executable in this run: the harness and three sidecars); sidecar-pair CPU and memory are the sum of both sidecars',
     results: Object.values(results),
   };
   // only a complete run with the sidecar's own runtime profile is a result
