@@ -306,10 +306,12 @@ async function main(): Promise<void> {
   await waitPort(codecPort);
   const onePort = await freePort();
   const route = (cluster: string) => [routeConfig('r', [{ name: 'svc', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }])];
-  const single = await startSidecar('client', {
+  // one outbound listener on `port` routing everything to the origin
+  const toOrigin = (port: number) => ({
     clusters: [edsCluster('outbound|80||origin')], endpoints: [assignment('outbound|80||origin', [origin.port])],
-    listeners: [httpListener('out', onePort, 'r')], routes: route('outbound|80||origin'),
-  }, '127.0.0.1', PROXY_CPU);
+    listeners: [httpListener('out', port, 'r')], routes: route('outbound|80||origin'),
+  });
+  const single = await startSidecar('client', toOrigin(onePort), '127.0.0.1', PROXY_CPU);
   const serverPort = await freePort();
   const server = await startSidecar('server', {
     clusters: [edsCluster('inbound|80||')], endpoints: [assignment('inbound|80||', [origin.port])],
@@ -324,10 +326,7 @@ async function main(): Promise<void> {
   const alts: { name: string; port: number; pid: number; ads: TestAdsServer }[] = [];
   for (const [i, from] of (ALT ? ALT_ROOTS ?? [root] : []).entries()) {
     const port = await freePort();
-    const s = await startSidecar(`alt${i + 1}`, {
-      clusters: [edsCluster('outbound|80||origin')], endpoints: [assignment('outbound|80||origin', [origin.port])],
-      listeners: [httpListener('out', port, 'r')], routes: route('outbound|80||origin'),
-    }, '127.0.0.1', PROXY_CPU, path.resolve(from), ALT_FLAGS ?? PROXY_NODE_FLAGS);
+    const s = await startSidecar(`alt${i + 1}`, toOrigin(port), '127.0.0.1', PROXY_CPU, path.resolve(from), ALT_FLAGS ?? PROXY_NODE_FLAGS);
     alts.push({ name: i === 0 ? 'sextant-alt' : `sextant-alt${i + 1}`, port, ...s });
   }
 
@@ -385,7 +384,7 @@ async function main(): Promise<void> {
         cpuSecondsPer1000Requests: t.pids.length && requests > 0 ? Number(((cpu / requests) * 1000).toFixed(4)) : null,
         // the kernel's share: socket reads and writes, and the wake-ups of the processes they serve
         systemShareOfCpu: t.pids.length && cpu > 0 ? Number((system / cpu).toFixed(2)) : null,
-        vcpuAt1000rps: t.pids.length ? Number((cpuAtRate / DURATION).toFixed(3)) : null,
+        vcpuAt1000rps: t.pids.length && !THROUGHPUT_ONLY ? Number((cpuAtRate / DURATION).toFixed(3)) : null,
         rssMb: t.pids.length ? rss.rss : null,
         privateMb: t.pids.length ? rss.private : null,
         pssMb: t.pids.length ? rss.pss : null,
@@ -400,7 +399,7 @@ async function main(): Promise<void> {
     when: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
     wrk: { threads: 1, connections: CONNECTIONS, rounds: ROUNDS, roundSeconds: ROUND_SECONDS }, paced: { rps: RATE, connections: PACED_CONNECTIONS, delayMs: [0, 2 * Math.round((PACED_CONNECTIONS * 1000) / RATE)], runs: 3 }, pinned: PIN,
     sidecarStartToReadyMs: [single.readyMs, server.readyMs, client.readyMs],
-    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; node-tcp-relay copies bytes between sockets with no HTTP (the runtime floor); sextant-codec-relay is the sidecar codec and pool with no routing or telemetry; systemShareOfCpu is the kernel part of the CPU time at saturation; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable), pssMb the proportional set size (four Node processes share the executable in this run: the harness and three sidecars); sidecar-pair CPU and memory are the sum of both sidecars',
+    note: 'one worker each (nginx worker_processes 1, haproxy nbthread 1, one Node process per sidecar); origin is nginx; node-tcp-relay copies bytes between sockets with no HTTP (the runtime floor); sextant-codec-relay is the sidecar codec and pool with no routing or telemetry; systemShareOfCpu is the kernel part of the CPU time at saturation; with pinning the proxy under test has CPU 1 to itself and wrk and the origin share CPU 0 during the throughput runs (the sidecar pair is not pinned), the paced runs are unpinned; added latency is relative to direct; privateMb is RssAnon (RSS without the shared executable), pssMb the proportional set size (six Node processes share the executable in this run: the harness, the two Node relays and three sidecars); sidecar-pair CPU and memory are the sum of both sidecars',
     results: Object.values(results),
   };
   // only a complete run with the sidecar's own runtime profile is a result
