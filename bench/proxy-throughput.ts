@@ -19,13 +19,16 @@
 //   node bench/proxy-throughput.ts [--duration 8] [--rounds 5] [--round-seconds 3]
 //       [--connections 64] [--no-pin]
 //       [--only TARGET,…] [--sizes small,1k] [--paced-only] [--proxy-node-flags "--max-semi-space-size=8"]
-//       [--alt-root DIR[,DIR…]] [--alt-flags "--no-parallel-scavenge"] [--throughput-only]
+//       [--alt-root DIR[,DIR…]] [--alt-flags "--no-parallel-scavenge"] [--throughput-only] [--gc]
 // --alt-root and --alt-flags add targets, sextant-alt (sextant-alt2, …): one more sidecar
 // per checkout given and/or with other Node flags, measured in the same interleaved rounds as
 // sextant-one-sidecar, so that a change is compared under the same noise (A/B).
+// --gc runs the Node targets with V8's GC trace and adds, per request over the throughput
+// rounds, the bytes they allocated and kept past a scavenge and their GC pause: a measure
+// of a change to the request path that the host's noise does not move.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -63,6 +66,8 @@ const PROXY_NODE_FLAGS = strArg('proxy-node-flags')?.split(' ').filter(Boolean) 
 const ALT_ROOTS = strArg('alt-root')?.split(',');
 const ALT_FLAGS = strArg('alt-flags')?.split(' ').filter(Boolean);
 const ALT = ALT_ROOTS !== undefined || ALT_FLAGS !== undefined;
+/** Trace the Node targets' garbage collections (allocation and GC pause per request). */
+const GC = args.includes('--gc');
 /** CPU sets: the proxy under test alone on one core, load generator and origin on the other. */
 const PROXY_CPU = '1';
 const LOAD_CPU = '0';
@@ -79,10 +84,41 @@ process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 
 function start(cmd: string, argv: string[], cpu?: string, env?: NodeJS.ProcessEnv): ChildProcess {
+  const traced = GC && cmd === process.execPath;
+  if (traced) argv = ['--trace-gc-nvp', ...argv];
   const [file, full] = PIN && cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...argv]] : [cmd, argv];
-  const c = spawn(file, full, { stdio: ['ignore', process.env['BENCH_CHILD_STDOUT'] ? 'inherit' : 'ignore', 'inherit'], detached: true, env: env ?? process.env });
+  // A traced process writes its trace to a file: the harness blocks in wrk while a round runs
+  // and would not drain a pipe, which would then stall the process under test.
+  const trace = traced ? path.join(work, `gc-${children.length}.log`) : undefined;
+  const stdout = trace !== undefined ? openSync(trace, 'w') : process.env['BENCH_CHILD_STDOUT'] ? 'inherit' : 'ignore';
+  const c = spawn(file, full, { stdio: ['ignore', stdout, 'inherit'], detached: true, env: env ?? process.env });
+  if (typeof stdout === 'number') closeSync(stdout);
   children.push(c);
+  // taskset execs the command in place, so the pid is Node's (and sextant proxy re-executes in place too)
+  if (trace !== undefined) gcTraces.set(c.pid!, trace);
   return c;
+}
+
+/** Totals of Node processes' garbage collections, from their `--trace-gc-nvp` lines. */
+interface GcTotals { allocated: number; survived: number; pauseMs: number; scavenges: number; fullGcs: number }
+const gcTraces = new Map<number, string>();
+
+function gcSnapshot(pids: number[]): GcTotals {
+  const sum: GcTotals = { allocated: 0, survived: 0, pauseMs: 0, scavenges: 0, fullGcs: 0 };
+  for (const pid of pids) {
+    const trace = gcTraces.get(pid);
+    if (trace === undefined) continue;
+    for (const line of readFileSync(trace, 'utf8').split('\n')) {
+      const kind = / gc=(\w+)/.exec(line)?.[1];
+      if (kind === undefined) continue;
+      sum.allocated += Number(/ allocated=(\d+)/.exec(line)?.[1] ?? 0);
+      sum.survived += Number(/ new_space_survived=(\d+)/.exec(line)?.[1] ?? 0);
+      sum.pauseMs += Number(/ pause=([\d.]+)/.exec(line)?.[1] ?? 0);
+      if (kind === 's') sum.scavenges++;
+      else sum.fullGcs++;
+    }
+  }
+  return sum;
 }
 
 async function waitPort(port: number, host = '127.0.0.1'): Promise<void> {
@@ -349,13 +385,16 @@ async function main(): Promise<void> {
     let directLat = { p50: 0, p99: 0 };
     // Throughput: ROUNDS short wrk runs per target, interleaved across targets so that a
     // burst of noise from the shared host hits every target alike; the median round counts.
-    const rounds = new Map<string, { rps: number; requests: number; cpu: number; system: number }[]>(targets.map((t) => [t.name, []]));
+    const rounds = new Map<string, { rps: number; requests: number; cpu: number; system: number; gc: GcTotals }[]>(targets.map((t) => [t.name, []]));
     for (let round = 0; round < (PACED_ONLY ? 0 : ROUNDS); round++) {
       for (const t of targets) {
         const cpu0 = cpuTimes(t.pids);
+        const gc0 = gcSnapshot(t.pids);
         const w = wrk(t.port, urlPath, t.host);
         const cpu1 = cpuTimes(t.pids);
-        rounds.get(t.name)!.push({ ...w, cpu: cpu1.user + cpu1.system - cpu0.user - cpu0.system, system: cpu1.system - cpu0.system });
+        const gc1 = gcSnapshot(t.pids);
+        const gc: GcTotals = { allocated: gc1.allocated - gc0.allocated, survived: gc1.survived - gc0.survived, pauseMs: gc1.pauseMs - gc0.pauseMs, scavenges: gc1.scavenges - gc0.scavenges, fullGcs: gc1.fullGcs - gc0.fullGcs };
+        rounds.get(t.name)!.push({ ...w, cpu: cpu1.user + cpu1.system - cpu0.user - cpu0.system, system: cpu1.system - cpu0.system, gc });
       }
     }
     const medianRps = (name: string): number => {
@@ -368,6 +407,7 @@ async function main(): Promise<void> {
       const requests = rs.reduce((a, r) => a + r.requests, 0);
       const cpu = rs.reduce((a, r) => a + r.cpu, 0);
       const system = rs.reduce((a, r) => a + r.system, 0);
+      const gc = rs.reduce((a, r) => ({ allocated: a.allocated + r.gc.allocated, survived: a.survived + r.gc.survived, pauseMs: a.pauseMs + r.gc.pauseMs, scavenges: a.scavenges + r.gc.scavenges, fullGcs: a.fullGcs + r.gc.fullGcs }), { allocated: 0, survived: 0, pauseMs: 0, scavenges: 0, fullGcs: 0 });
       const rss = rssMb(t.pids);
       const cpu1 = cpuSeconds(t.pids);
       const originPids = [origin.pid, ...childPids(origin.pid)];
@@ -388,6 +428,12 @@ async function main(): Promise<void> {
         rssMb: t.pids.length ? rss.rss : null,
         privateMb: t.pids.length ? rss.private : null,
         pssMb: t.pids.length ? rss.pss : null,
+        ...(GC && gcTraces.has(t.pids[0] ?? -1) && requests > 0 ? {
+          gcPerRequest: {
+            allocatedBytes: Math.round(gc.allocated / requests), survivedBytes: Math.round(gc.survived / requests),
+            pauseUs: Number(((gc.pauseMs * 1000) / requests).toFixed(2)), scavengesPer1000: Number(((gc.scavenges * 1000) / requests).toFixed(2)), fullGcs: gc.fullGcs,
+          },
+        } : {}),
         latencyAt1000rps: { p50: lat.p50, p99: lat.p99, p99Runs: lat.p99Runs },
         pacedRps: lat.rps,
         addedLatencyAt1000rps: t.name === 'direct' ? null : { p50: Number((lat.p50 - directLat.p50).toFixed(3)), p99: Number((lat.p99 - directLat.p99).toFixed(3)) },
@@ -403,11 +449,11 @@ async function main(): Promise<void> {
     results: Object.values(results),
   };
   // only a complete run with the sidecar's own runtime profile is a result
-  if (ONLY === undefined && !PACED_ONLY && !THROUGHPUT_ONLY && PROXY_NODE_FLAGS.length === 0 && !ALT) {
+  if (ONLY === undefined && !PACED_ONLY && !THROUGHPUT_ONLY && PROXY_NODE_FLAGS.length === 0 && !ALT && !GC) {
     mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
     writeFileSync(path.join(root, 'bench', 'results', 'proxy-throughput.json'), JSON.stringify(out, null, 2) + '\n');
   } else {
-    console.log('partial run (--only, --paced-only, --throughput-only, --proxy-node-flags or --alt-*): bench/results/proxy-throughput.json not written');
+    console.log('partial or traced run (--only, --paced-only, --throughput-only, --proxy-node-flags, --alt-* or --gc): bench/results/proxy-throughput.json not written');
   }
   if ([...PROXY_NODE_FLAGS, ...(ALT_FLAGS ?? [])].some((f) => f.startsWith('--cpu-prof') || f === '--import')) {
     // let the sidecars drain and exit normally so that Node writes their CPU profiles
