@@ -1,7 +1,7 @@
 // The connection pools behind the clusters: one UpstreamPool per cluster, sized from its
 // circuit breakers and protocol options, and one shared set of idle-expiring passthrough
 // pools for ORIGINAL_DST clusters. Pools of a removed or replaced cluster are closed.
-import type { RequestHead, ResponseHead } from '../http/index.ts';
+import type { AbortSignalLike, RequestHead, ResponseHead } from '../http/index.ts';
 import { isIP } from 'node:net';
 import { isLocalAddress, PassthroughPools, UpstreamPool } from '../upstream/index.ts';
 import type { ReplayableBody } from '../upstream/index.ts';
@@ -25,7 +25,7 @@ export interface ClusterPoolsOptions {
 /** Per-request dispatch options (the router's). */
 export interface DispatchOptions {
   timeoutMs: number;
-  signal: AbortSignal;
+  signal: AbortSignalLike;
   /**
    * The original source to bind to (an inbound request's caller, as Envoy's original_src
    * filter does); used when it is an address of this host, ahead of any bind config.

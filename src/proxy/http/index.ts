@@ -18,6 +18,8 @@ export {
 export type { Http1Limits } from './limits.ts';
 export { DEFAULT_HTTP1_LIMITS, http1Limits } from './limits.ts';
 export { BodyStream, emptyBody } from './body.ts';
+export type { AbortSignalLike } from './abort.ts';
+export { RequestAbort } from './abort.ts';
 export { HttpParseError } from './parser.ts';
 export type { DownstreamRequest, RespondOptions } from './server.ts';
 export { serveHttp1, ServerConnection, DownstreamClosedError } from './server.ts';

@@ -2,6 +2,7 @@
 // (pipelined requests wait their turn), hands each to the listener's handler and writes
 // its response with framing that matches the client's version and keep-alive.
 import type net from 'node:net';
+import { RequestAbort, type AbortSignalLike } from './abort.ts';
 import { BodyStream, emptyBody, type BodySource } from './body.ts';
 import { assertSendable, contentLengthOf, reasonPhrase, type RequestHead, type ResponseHead } from './headers.ts';
 import type { Http1Limits } from './limits.ts';
@@ -43,7 +44,7 @@ export interface DownstreamRequest {
   /** process.hrtime.bigint() when the first byte of the request arrived. */
   receivedAt: bigint;
   /** Aborted when the downstream connection closes before the response completed. */
-  readonly signal: AbortSignal;
+  readonly signal: AbortSignalLike;
   /**
    * Writes the response, framed for this client: Content-Length for a Buffer body, the
    * head's Content-Length or else chunked (close-delimited for HTTP/1.0) for a stream;
@@ -99,7 +100,7 @@ class Request implements DownstreamRequest, BodySource {
   decoder: ChunkedDecoder | null;
   keepAlive: boolean;
   expectContinue: boolean;
-  private controller: AbortController | null = null;
+  private abortSignal: RequestAbort | null = null;
   private readonly conn: ServerConnection;
 
   constructor(conn: ServerConnection, head: RequestHead, framing: MessageFraming, receivedAt: bigint) {
@@ -131,17 +132,17 @@ class Request implements DownstreamRequest, BodySource {
     }
   }
 
-  get signal(): AbortSignal {
-    if (this.controller === null) {
-      this.controller = new AbortController();
-      if (this.conn.state === ST_CLOSED && !this.complete) this.controller.abort(new DownstreamClosedError('downstream connection closed'));
+  get signal(): AbortSignalLike {
+    if (this.abortSignal === null) {
+      this.abortSignal = new RequestAbort();
+      if (this.conn.state === ST_CLOSED && !this.complete) this.abortSignal.abort(new DownstreamClosedError('downstream connection closed'));
     }
-    return this.controller.signal;
+    return this.abortSignal;
   }
 
   abort(err: Error): void {
     this.body.fail(err);
-    if (this.controller !== null && !this.controller.signal.aborted) this.controller.abort(err);
+    this.abortSignal?.abort(err);
   }
 
   // BodySource

@@ -2,7 +2,7 @@
 // faults, header operations and rewrites, answers redirects and direct responses itself,
 // and otherwise forwards to a cluster host with Envoy's timeout, retry, circuit-breaker and
 // outlier semantics. Every outcome carries Envoy's response flags for logs and metrics.
-import type { DownstreamRequest, RawHeader, RequestHead, ResponseHead } from '../http/index.ts';
+import type { AbortSignalLike, DownstreamRequest, RawHeader, RequestHead, ResponseHead } from '../http/index.ts';
 import { headerValue, reasonPhrase, setHeader, withoutHeader } from '../http/index.ts';
 import { ReplayableBody, UpstreamError } from '../upstream/index.ts';
 import type { Cluster } from '../cluster/cluster.ts';
@@ -17,7 +17,7 @@ import type { RetryPolicy, Route, RouteAction, RouteTable, VirtualHost, Weighted
 /** How the router reaches upstream hosts (the cluster's connection pool). */
 export interface UpstreamDispatch {
   /** `sourceAddress`: the original source to bind to (inbound: the caller, M17). */
-  request(cluster: Cluster, host: { address: string; port: number }, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignal; sourceAddress?: string }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }>;
+  request(cluster: Cluster, host: { address: string; port: number }, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignalLike; sourceAddress?: string }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }>;
   /** The source address a raw TCP connection to `cluster` binds to (undefined: the system's choice). */
   sourceFor?(cluster: Cluster, original: string | undefined): string | undefined;
 }

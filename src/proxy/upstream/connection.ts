@@ -2,6 +2,7 @@
 // response (1xx skipped, chunked/length/close-delimited bodies) and says whether the
 // connection may carry another request and for how long.
 import net from 'node:net';
+import type { AbortSignalLike } from '../http/abort.ts';
 import { BodyStream, emptyBody, type BodySource } from '../http/body.ts';
 import { contentLengthOf, type RawHeader, type RequestHead, type ResponseHead } from '../http/headers.ts';
 import { ChunkedDecoder, findHeadEnd, HttpParseError, parseResponseHead, type MessageFraming } from '../http/parser.ts';
@@ -74,7 +75,7 @@ export interface OpenedSocket {
  * the upstream sees the real source, M17); rejects with UpstreamError 'UF' on failure or
  * after `timeoutMs`.
  */
-export function connectTcp(ep: UpstreamEndpoint, timeoutMs: number, signal?: AbortSignal, localAddress?: string): Promise<OpenedSocket> {
+export function connectTcp(ep: UpstreamEndpoint, timeoutMs: number, signal?: AbortSignalLike, localAddress?: string): Promise<OpenedSocket> {
   return new Promise((resolve, reject) => {
     const sink: ReadSink = { target: null, early: false };
     const socket = net.connect({
@@ -144,10 +145,19 @@ interface Exchange {
   remaining: number;
   closeDelimited: boolean;
   responseDone: boolean;
-  timer: NodeJS.Timeout | null;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | null;
+  /** When the response head is due (Date.now() ms), 0 when no longer awaited or no timeout. */
+  deadline: number;
+  timeoutMs: number;
+  /** The signal this exchange listens on (until it is detached). */
+  signal: AbortSignalLike | undefined;
 }
+
+/**
+ * How much longer than the connection's head timer a request's timeout may be and still
+ * reuse it (the timer then fires early and arms again for the rest): the deadline of each
+ * request is computed from its own start, so timeouts differ by a millisecond or two.
+ */
+const HEAD_TIMER_SLACK_MS = 50;
 
 const ST_IDLE = 0;
 const ST_BUSY = 1;
@@ -184,6 +194,10 @@ export class UpstreamConnection implements BodySource {
   idleSince = 0;
   idleTimer: NodeJS.Timeout | null = null;
   idleTimerMs = 0;
+  // The response-head timer, kept across exchanges and re-armed with refresh(): a request
+  // allocates no timer of its own. Exchanges disarm it by clearing their deadline.
+  private headTimer: NodeJS.Timeout | null = null;
+  private headTimerMs = 0;
 
   constructor(opened: OpenedSocket, endpoint: UpstreamEndpoint, limits: ConnectionLimits, owner: ConnectionOwner) {
     const socket = opened.socket;
@@ -224,7 +238,7 @@ export class UpstreamConnection implements BodySource {
    * Sends one request and resolves with the response head once it arrived. A failure
    * before any response byte rejects with UpstreamError; after it, the body stream fails.
    */
-  exchange(head: RequestHead, body: ReplayableBody, timeoutMs: number, signal: AbortSignal | undefined): Promise<UpstreamResponse> {
+  exchange(head: RequestHead, body: ReplayableBody, timeoutMs: number, signal: AbortSignalLike | undefined): Promise<UpstreamResponse> {
     if (this.state !== ST_IDLE) {
       return Promise.reject(new UpstreamError('UC', `upstream ${this.authority}: connection closed before the request was sent`, { retriable: true }));
     }
@@ -245,27 +259,19 @@ export class UpstreamConnection implements BodySource {
         remaining: 0,
         closeDelimited: false,
         responseDone: false,
-        timer: null,
-        signal,
-        onAbort: null,
+        deadline: timeoutMs > 0 ? Date.now() + timeoutMs : 0,
+        timeoutMs,
+        signal: undefined,
       };
       this.ex = ex;
-      if (timeoutMs > 0) {
-        ex.timer = setTimeout(() => {
-          ex.timer = null;
-          this.abortExchange(ex, new UpstreamError('UT', `no response from ${this.authority} within ${timeoutMs} ms`, { requestSent: ex.requestBytes > 0, responseStarted: ex.responseBytes > 0 }));
-        }, timeoutMs);
-      }
+      if (timeoutMs > 0) this.armHeadTimer(timeoutMs);
       if (signal !== undefined) {
-        const onAbort = (): void => {
-          this.abortExchange(ex, new UpstreamError('LR', `request to ${this.authority} aborted`, { retriable: false, requestSent: ex.requestBytes > 0, responseStarted: ex.responseBytes > 0 }));
-        };
         if (signal.aborted) {
-          onAbort();
+          this.onSignalAbort();
           return;
         }
-        ex.onAbort = onAbort;
-        signal.addEventListener('abort', onAbort, { once: true });
+        ex.signal = signal;
+        signal.addEventListener('abort', this.onSignalAbort);
       }
       try {
         this.writeRequest(ex, head, body)?.catch((e: unknown) => this.requestBodyFailed(ex, e));
@@ -274,6 +280,38 @@ export class UpstreamConnection implements BodySource {
       }
     });
   }
+
+  private armHeadTimer(ms: number): void {
+    const t = this.headTimer;
+    if (t !== null && ms >= this.headTimerMs && ms - this.headTimerMs <= HEAD_TIMER_SLACK_MS) {
+      t.refresh();
+      return;
+    }
+    if (t !== null) clearTimeout(t);
+    this.headTimerMs = ms;
+    this.headTimer = setTimeout(this.onHeadTimer, ms);
+    // the socket keeps the process alive while a request is in flight
+    this.headTimer.unref();
+  }
+
+  private readonly onHeadTimer = (): void => {
+    const ex = this.ex;
+    if (ex === null || ex.deadline === 0) return; // disarmed: the head arrived, or no timeout
+    const left = ex.deadline - Date.now();
+    if (left > 0) {
+      this.armHeadTimer(left); // armed for a shorter timeout: wait for the rest
+      return;
+    }
+    ex.deadline = 0;
+    this.abortExchange(ex, new UpstreamError('UT', `no response from ${this.authority} within ${ex.timeoutMs} ms`, { requestSent: ex.requestBytes > 0, responseStarted: ex.responseBytes > 0 }));
+  };
+
+  // The downstream's signal aborted the exchange in flight.
+  private readonly onSignalAbort = (): void => {
+    const ex = this.ex;
+    if (ex === null) return;
+    this.abortExchange(ex, new UpstreamError('LR', `request to ${this.authority} aborted`, { retriable: false, requestSent: ex.requestBytes > 0, responseStarted: ex.responseBytes > 0 }));
+  };
 
   // The request body source failed (e.g. the downstream went away): nothing to salvage.
   private requestBodyFailed(ex: Exchange, e: unknown): void {
@@ -428,10 +466,7 @@ export class UpstreamConnection implements BodySource {
         }
         continue; // 100 Continue, 102, 103: informational, the final response follows
       }
-      if (ex.timer !== null) {
-        clearTimeout(ex.timer);
-        ex.timer = null;
-      }
+      ex.deadline = 0;
       ex.framing = framing;
       if (framing.keepAliveTimeoutMs >= 0) this.keepAliveHintMs = framing.keepAliveTimeoutMs;
       if (framing.keepAliveMax >= 0) this.keepAliveMax = framing.keepAliveMax;
@@ -550,13 +585,10 @@ export class UpstreamConnection implements BodySource {
   }
 
   private detach(ex: Exchange): void {
-    if (ex.timer !== null) {
-      clearTimeout(ex.timer);
-      ex.timer = null;
-    }
-    if (ex.onAbort !== null) {
-      ex.signal?.removeEventListener('abort', ex.onAbort);
-      ex.onAbort = null;
+    ex.deadline = 0;
+    if (ex.signal !== undefined) {
+      ex.signal.removeEventListener('abort', this.onSignalAbort);
+      ex.signal = undefined;
     }
   }
 
@@ -614,6 +646,10 @@ export class UpstreamConnection implements BodySource {
     if (this.idleTimer !== null) {
       clearTimeout(this.idleTimer);
       this.idleTimer = null;
+    }
+    if (this.headTimer !== null) {
+      clearTimeout(this.headTimer);
+      this.headTimer = null;
     }
     this.wakeWriters();
     if (!this.socket.destroyed) this.socket.destroy();

@@ -3,6 +3,7 @@
 // upstream would (Keep-Alive: timeout=), and resend a request that died unanswered on a
 // reused connection once on a fresh one (M16).
 import { assertSendable, isToken, type RequestHead } from '../http/headers.ts';
+import type { AbortSignalLike } from '../http/abort.ts';
 import { DEFAULT_HTTP1_LIMITS } from '../http/limits.ts';
 import {
   authorityOf,
@@ -55,7 +56,7 @@ export interface UpstreamRequestOptions {
   /** Until the response head arrived, connect included; on expiry 'UT'. 0 or absent: none. */
   timeoutMs?: number;
   /** Aborting destroys the connection; the request (or its response body) fails with 'LR'. */
-  signal?: AbortSignal;
+  signal?: AbortSignalLike;
 }
 
 /** Counters in Envoy's cluster stat vocabulary (upstream_cx_*, upstream_rq_*). */
@@ -77,7 +78,7 @@ interface Waiter {
   reject: (e: Error) => void;
   fresh: boolean;
   done: boolean;
-  signal: AbortSignal | undefined;
+  signal: AbortSignalLike | undefined;
   timeoutMs: number;
 }
 
@@ -314,7 +315,7 @@ export class UpstreamPool {
     return undefined;
   }
 
-  private async acquire(ep: UpstreamEndpoint, fresh: boolean, deadline: number, signal: AbortSignal | undefined): Promise<UpstreamConnection> {
+  private async acquire(ep: UpstreamEndpoint, fresh: boolean, deadline: number, signal: AbortSignalLike | undefined): Promise<UpstreamConnection> {
     const p = this.endpointPool(ep);
     if (!fresh) {
       const c = this.takeIdle(p);
@@ -389,7 +390,7 @@ export class UpstreamPool {
     return w;
   }
 
-  private async connect(p: EndpointPool, deadline: number, signal: AbortSignal | undefined): Promise<UpstreamConnection> {
+  private async connect(p: EndpointPool, deadline: number, signal: AbortSignalLike | undefined): Promise<UpstreamConnection> {
     p.connecting++;
     this.totalConnections++;
     const left = remaining(deadline, p.endpoint);

@@ -226,6 +226,25 @@ test('no response within timeoutMs is UT', async () => {
   assert.equal(e.requestSent, true);
 });
 
+test('each request on a reused connection gets its own response timeout: never before it, UT after it', async () => {
+  // answers /fast at once and never answers /slow
+  const a = await app({ respond: (r) => (r.head.startsWith('GET /fast') ? ok('done') : null) });
+  const p = pool();
+  const ep = { host: '127.0.0.1', port: a.port };
+  // on one connection: a timeout, then a shorter one; on the next: a timeout, then a slightly longer one
+  for (const [first, timeoutMs] of [[1000, 100], [100, 130]] as const) {
+    const r = await p.request(ep, get('/fast'), null, { timeoutMs: first });
+    for await (const _ of r.body) { /* drain */ }
+    const started = Date.now();
+    const e = await rejection(p.request(ep, get('/slow'), null, { timeoutMs }));
+    assert.equal(e.flag, 'UT');
+    assert.ok(Date.now() - started >= timeoutMs - 1, `UT after ${Date.now() - started} ms, before the ${timeoutMs} ms timeout`);
+    const [fast, slow] = a.requests.slice(-2);
+    assert.equal(slow!.connection, fast!.connection, 'both requests went on one connection');
+    assert.match(e.message, new RegExp(`within ${timeoutMs} ms`));
+  }
+});
+
 test('a connection reset or closed mid-body fails the body stream with UR or UC', async () => {
   const a = await app({
     respond: (r, s) => {
