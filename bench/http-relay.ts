@@ -39,6 +39,8 @@ async function serve(port: number, upstreamPort: number): Promise<void> {
     serveHttp1(s, limits, (req) => void handle(req));
   });
   server.listen(port, '127.0.0.1');
+  // exit normally on SIGTERM, so that Node writes a profile asked for with --cpu-prof
+  process.once('SIGTERM', () => process.exit(0));
 }
 
 async function freePort(): Promise<number> {

@@ -338,7 +338,7 @@ async function main(): Promise<void> {
   await waitPort(relayPort);
   // the sidecar's HTTP/1 codec and upstream pool alone (no routing, telemetry or xDS), with its young-generation size
   const codecPort = await freePort();
-  const codec = start(process.execPath, ['--max-semi-space-size=2', path.join(root, 'bench/http-relay.ts'), '--serve', String(codecPort), String(origin.port)], PROXY_CPU);
+  const codec = start(process.execPath, ['--max-semi-space-size=2', ...PROXY_NODE_FLAGS.filter((f) => f.startsWith('--cpu-prof')), path.join(root, 'bench/http-relay.ts'), '--serve', String(codecPort), String(origin.port)], PROXY_CPU);
   await waitPort(codecPort);
   const onePort = await freePort();
   const route = (cluster: string) => [routeConfig('r', [{ name: 'svc', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }])];
@@ -458,6 +458,7 @@ async function main(): Promise<void> {
   if ([...PROXY_NODE_FLAGS, ...(ALT_FLAGS ?? [])].some((f) => f.startsWith('--cpu-prof') || f === '--import')) {
     // let the sidecars drain and exit normally so that Node writes their CPU profiles
     for (const s of [single, server, client, ...alts]) process.kill(s.pid, 'SIGTERM');
+    process.kill(codec.pid!, 'SIGTERM');
     await new Promise((r) => setTimeout(r, 8000));
   }
   for (const s of [single, server, client, ...alts]) await s.ads.stop();

@@ -9,7 +9,7 @@ import type { DownstreamRequest, Http1Limits, ServerConnection } from '../http/i
 import type { RuntimeConfig } from '../config/runtime.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import { routeRequest } from '../router/router.ts';
-import type { RouteOutcome, UpstreamDispatch } from '../router/router.ts';
+import type { RouteOutcome, RouterContext, UpstreamDispatch } from '../router/router.ts';
 import type { AccessLogWriter } from '../telemetry/access-log.ts';
 import type { IstioMetrics } from '../telemetry/metrics.ts';
 import { defaultStatsConfig } from '../telemetry/stats-config.ts';
@@ -50,6 +50,7 @@ export class ListenerManager {
   private readonly httpConnections = new Set<ServerConnection>();
   private readonly peers = new PeerCache();
   private readonly labels = new RequestLabelCache();
+  private readonly routerContexts = new WeakMap<HttpConnectionManagerSpec, RouterContext>();
   private draining = false;
   /** Requests being handled now (for drain). */
   inFlight = 0;
@@ -225,21 +226,9 @@ export class ListenerManager {
       peer = this.peers.fromHeaders(req.head.headers);
       if (peer) req.head.headers = stripPeerHeaders(req.head.headers);
     }
-    const cfg = this.opts.config;
     let out: RouteOutcome | undefined;
     try {
-      out = await routeRequest(req, {
-        routes: hcm.inlineRoutes ?? (hcm.rdsName ? cfg.routes.get(hcm.rdsName) : undefined),
-        clusters: cfg.clusters,
-        upstream: this.opts.upstream,
-        inbound,
-        useRemoteAddress: hcm.useRemoteAddress,
-        skipXffAppend: hcm.skipXffAppend,
-        generateRequestId: hcm.generateRequestId,
-        faultFilter: hcm.faultFilter,
-        peerHeaders: inbound ? [] : this.opts.peerHeaders,
-        retryBufferBytes: this.opts.retryBufferBytes,
-      });
+      out = await routeRequest(req, this.routerContext(hcm, inbound));
     } catch (err) {
       this.opts.logger.error({ listener: spec.name, err: (err as Error).message }, 'request handling failed');
       if (!req.responded) {
@@ -252,6 +241,29 @@ export class ListenerManager {
       if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
     if (out) this.report(spec, hcm, req, out, start, peer);
+  }
+
+  // The router's view of a connection manager under the config in force: one object for
+  // every request until the routes or clusters change (they are replaced, never edited).
+  private routerContext(hcm: HttpConnectionManagerSpec, inbound: boolean): RouterContext {
+    const cfg = this.opts.config;
+    const routes = hcm.inlineRoutes ?? (hcm.rdsName ? cfg.routes.get(hcm.rdsName) : undefined);
+    const cached = this.routerContexts.get(hcm);
+    if (cached !== undefined && cached.routes === routes && cached.clusters === cfg.clusters && cached.inbound === inbound) return cached;
+    const ctx: RouterContext = {
+      routes,
+      clusters: cfg.clusters,
+      upstream: this.opts.upstream,
+      inbound,
+      useRemoteAddress: hcm.useRemoteAddress,
+      skipXffAppend: hcm.skipXffAppend,
+      generateRequestId: hcm.generateRequestId,
+      faultFilter: hcm.faultFilter,
+      peerHeaders: inbound ? [] : this.opts.peerHeaders,
+      retryBufferBytes: this.opts.retryBufferBytes,
+    };
+    this.routerContexts.set(hcm, ctx);
+    return ctx;
   }
 
   private report(spec: ListenerSpec, hcm: HttpConnectionManagerSpec, req: DownstreamRequest, out: RouteOutcome, start: number, peer: WorkloadInfo | undefined): void {

@@ -3,7 +3,7 @@
 // and otherwise forwards to a cluster host with Envoy's timeout, retry, circuit-breaker and
 // outlier semantics. Every outcome carries Envoy's response flags for logs and metrics.
 import type { AbortSignalLike, DownstreamRequest, RawHeader, RequestHead, ResponseHead } from '../http/index.ts';
-import { headerValue, reasonPhrase, setHeader, withoutHeader } from '../http/index.ts';
+import { hasHeader, headerValue, reasonPhrase, setHeader, withoutHeader } from '../http/index.ts';
 import { ReplayableBody, UpstreamError } from '../upstream/index.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Host } from '../cluster/host.ts';
@@ -100,12 +100,6 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
   if (!headerValue(headers, 'x-forwarded-proto')) headers.push({ name: 'x-forwarded-proto', value: 'http' });
   out.requestHeaders = headers;
 
-  const fmt: HeaderFormatContext = {
-    downstreamRemoteAddress: req.remoteAddress, downstreamRemotePort: req.remotePort,
-    downstreamLocalAddress: req.localAddress, downstreamLocalPort: req.localPort,
-    requestHeaders: headers,
-  };
-
   const table = ctx.routes;
   const vh = table?.virtualHost(authority);
   let route: Route | undefined;
@@ -170,10 +164,13 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
   out.cluster = cluster;
 
   // Request header operations, most specific last (Envoy's default order), and rewrites.
-  headers = applyHeaderOps(headers, weighted?.requestHeaders, fmt);
-  headers = applyHeaderOps(headers, route.requestHeaders, fmt);
-  headers = applyHeaderOps(headers, vh.requestHeaders, fmt);
-  headers = applyHeaderOps(headers, table.requestHeaders, fmt);
+  if (weighted?.requestHeaders || route.requestHeaders || vh.requestHeaders || table.requestHeaders) {
+    const fmt = formatContext(req, headers);
+    headers = applyHeaderOps(headers, weighted?.requestHeaders, fmt);
+    headers = applyHeaderOps(headers, route.requestHeaders, fmt);
+    headers = applyHeaderOps(headers, vh.requestHeaders, fmt);
+    headers = applyHeaderOps(headers, table.requestHeaders, fmt);
+  }
   let upstreamTarget = target;
   if (action.prefixRewrite !== undefined && route.prefix !== undefined) {
     upstreamTarget = action.prefixRewrite + target.slice(route.prefix.length);
@@ -190,14 +187,27 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
   const upstreamHead: RequestHead = { method: head.method, target: upstreamTarget, version: head.version, headers };
   const retry = action.retry ?? vh.retry;
   const respOps = responseOps(table, vh, route, weighted);
-  await forward(req, ctx, out, cluster, upstreamHead, action, retry, respOps, fmt);
+  await forward(req, ctx, out, cluster, upstreamHead, action, retry, respOps);
   return out;
 }
 
-function responseOps(table: RouteTable, vh: VirtualHost, route: Route, weighted: WeightedCluster | undefined): HeaderOps[] {
+const NO_OPS: readonly HeaderOps[] = [];
+
+function responseOps(table: RouteTable, vh: VirtualHost, route: Route, weighted: WeightedCluster | undefined): readonly HeaderOps[] {
+  const w = weighted?.responseHeaders;
+  if (!w && !route.responseHeaders && !vh.responseHeaders && !table.responseHeaders) return NO_OPS;
   const ops: HeaderOps[] = [];
-  for (const o of [weighted?.responseHeaders, route.responseHeaders, vh.responseHeaders, table.responseHeaders]) if (o) ops.push(o);
+  for (const o of [w, route.responseHeaders, vh.responseHeaders, table.responseHeaders]) if (o) ops.push(o);
   return ops;
+}
+
+/** What header values may refer to (%DOWNSTREAM_REMOTE_ADDRESS%, %REQ(x)%, …). */
+function formatContext(req: DownstreamRequest, requestHeaders: readonly RawHeader[]): HeaderFormatContext {
+  return {
+    downstreamRemoteAddress: req.remoteAddress, downstreamRemotePort: req.remotePort,
+    downstreamLocalAddress: req.localAddress, downstreamLocalPort: req.localPort,
+    requestHeaders,
+  };
 }
 
 function applyAll(headers: RawHeader[], ops: readonly (HeaderOps | RawHeader)[], fmt: HeaderFormatContext): RawHeader[] {
@@ -214,7 +224,7 @@ async function localReply(req: DownstreamRequest, out: RouteOutcome, status: num
   const text = body ?? (direct ? undefined : LOCAL_BODIES[details]);
   let headers: RawHeader[] = [];
   if (text !== undefined && text !== '') headers.push({ name: 'content-type', value: 'text/plain' });
-  headers = applyAll(headers, extra, fmtOf(req));
+  if (extra.length > 0) headers = applyAll(headers, extra, formatContext(req, req.head.headers));
   headers.push({ name: 'date', value: new Date().toUTCString() }, { name: 'server', value: 'envoy' });
   await safeRespond(req, { status, reason: reasonPhrase(status), version: '1.1', headers }, text === undefined ? null : Buffer.from(text, 'latin1'));
 }
@@ -231,10 +241,6 @@ const LOCAL_BODIES: Record<string, string> = {
   upstream_response_timeout: 'upstream request timeout',
   route_to_blackhole: '',
 };
-
-function fmtOf(req: DownstreamRequest): HeaderFormatContext {
-  return { downstreamRemoteAddress: req.remoteAddress, downstreamRemotePort: req.remotePort, downstreamLocalAddress: req.localAddress, downstreamLocalPort: req.localPort, requestHeaders: req.head.headers };
-}
 
 async function safeRespond(req: DownstreamRequest, head: ResponseHead, body: Buffer | AsyncIterable<Buffer> | null): Promise<void> {
   if (req.responded) return;
@@ -329,7 +335,7 @@ const OVERLOADED: RawHeader = { name: 'x-envoy-overloaded', value: 'true' };
 
 async function forward(
   req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, cluster: Cluster, head: RequestHead,
-  action: RouteAction, retry: RetryPolicy | undefined, respOps: HeaderOps[], fmt: HeaderFormatContext,
+  action: RouteAction, retry: RetryPolicy | undefined, respOps: readonly HeaderOps[],
 ): Promise<void> {
   const cb = cluster.circuitBreaker;
   if (!cb.tryAcquireRequest()) {
@@ -346,13 +352,8 @@ async function forward(
   let lastFailure: Failure | undefined;
   let retried = false;
   let haveRetrySlot = false;
+  // a retry slot taken for the attempt in flight, released when it ends
   let slotHeld = false;
-  const endAttempt = (): void => {
-    if (slotHeld) {
-      cb.releaseRetry();
-      slotHeld = false;
-    }
-  };
   // The downstream's own signal aborts the upstream exchange when the caller goes away.
   const signal = req.signal;
   try {
@@ -385,7 +386,10 @@ async function forward(
       try {
         res = await ctx.upstream.request(cluster, host, head, body, ctx.inbound ? { timeoutMs, signal, sourceAddress: req.remoteAddress } : { timeoutMs, signal });
       } catch (e) {
-        endAttempt();
+        if (slotHeld) {
+          cb.releaseRetry();
+          slotHeld = false;
+        }
         host.active--;
         host.totalErrors++;
         const err = e instanceof UpstreamError ? e : new UpstreamError('UC', (e as Error).message);
@@ -395,7 +399,10 @@ async function forward(
         if (!globalTimeout && retry && retriable(retry, lastFailure) && !req.signal.aborted) continue;
         break;
       }
-      endAttempt();
+      if (slotHeld) {
+        cb.releaseRetry();
+        slotHeld = false;
+      }
       host.active--;
       const status = res.head.status;
       if (cluster.outlier) {
@@ -413,8 +420,10 @@ async function forward(
       }
       if (retried && retry && retriable(retry, { kind: 'status', status })) out.flags.push('URX');
       out.upstreamServiceTimeMs = Date.now() - attemptStart;
-      let headers = applyAll(res.head.headers, respOps, { ...fmt, upstreamHost: host.key });
-      headers = withoutHeader(headers, 'x-envoy-upstream-service-time');
+      // the response's own header list (parsed for this exchange alone) takes the edits
+      let headers = res.head.headers;
+      if (respOps.length > 0) headers = applyAll(headers, respOps, { ...formatContext(req, out.requestHeaders), upstreamHost: host.key });
+      if (hasHeader(headers, 'x-envoy-upstream-service-time')) headers = withoutHeader(headers, 'x-envoy-upstream-service-time');
       headers.push({ name: 'x-envoy-upstream-service-time', value: String(out.upstreamServiceTimeMs) });
       if (setCookie) headers.push({ name: 'set-cookie', value: setCookie });
       out.status = status;
@@ -444,7 +453,7 @@ async function forward(
     }
     await localReply(req, out, status, [flag], details, undefined, flag === 'UO' ? [OVERLOADED] : []);
   } finally {
-    endAttempt();
+    if (slotHeld) cb.releaseRetry();
     if (haveRetrySlot) cb.releaseRetry();
     cb.releaseRequest();
   }
