@@ -12,7 +12,7 @@ import { BLACKHOLE_CLUSTER } from '../../envoy/index.ts';
 import { applyHeaderOps } from './header-ops.ts';
 import { newRequestId } from './request-id.ts';
 import type { HeaderFormatContext, HeaderOps } from './header-ops.ts';
-import type { RetryPolicy, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster } from './route-table.ts';
+import type { FaultPolicy, RetryPolicy, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster } from './route-table.ts';
 
 /** How the router reaches upstream hosts (the cluster's connection pool). */
 export interface UpstreamDispatch {
@@ -57,8 +57,12 @@ export interface RouteOutcome {
   requestHeaders: readonly RawHeader[];
 }
 
-/** Routes and answers one request; resolves with what happened once the response is written. */
-export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promise<RouteOutcome> {
+/**
+ * Routes and answers one request; resolves with what happened once the response is written.
+ * Not an async function: the common path hands back forward()'s promise and keeps no
+ * suspended frame of its own while the upstream answers.
+ */
+export function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promise<RouteOutcome> {
   const head = req.head;
   // One copy of the downstream's header lines for this request's edits (appended in place).
   let headers: RawHeader[] = head.headers.slice();
@@ -106,35 +110,45 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
   if (vh) {
     for (const r of vh.routes) if (r.match(path, query, headers, head.method, authority)) { route = r; break; }
   }
-  if (!table || !vh || !route) {
-    await localReply(req, out, 404, ['NR'], 'route_not_found', undefined, []);
-    return out;
-  }
+  if (!table || !vh || !route) return localReply(req, out, 404, ['NR'], 'route_not_found', undefined, []);
   out.routeName = route.name || undefined;
+  if (ctx.faultFilter && route.fault) return withFault(req, ctx, out, table, vh, route, route.fault, path, query);
+  return afterFaults(req, ctx, out, table, vh, route, path, query);
+}
 
-  if (ctx.faultFilter && route.fault) {
-    const f = route.fault;
-    if (f.delayMs > 0 && Math.random() < f.delayFraction) {
-      out.flags.push('DI');
-      await new Promise((r) => setTimeout(r, f.delayMs));
-    }
-    if (f.abortStatus > 0 && Math.random() < f.abortFraction) {
-      await localReply(req, out, f.abortStatus, ['FI'], 'fault_filter_abort', 'fault filter abort', responseOps(table, vh, route, undefined));
-      return out;
-    }
+/** The fault filter (delay, then abort), ahead of the rest of the route. */
+async function withFault(
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, table: RouteTable, vh: VirtualHost, route: Route,
+  f: FaultPolicy, path: string, query: string,
+): Promise<RouteOutcome> {
+  if (f.delayMs > 0 && Math.random() < f.delayFraction) {
+    out.flags.push('DI');
+    await new Promise((r) => setTimeout(r, f.delayMs));
   }
+  if (f.abortStatus > 0 && Math.random() < f.abortFraction) {
+    return localReply(req, out, f.abortStatus, ['FI'], 'fault_filter_abort', 'fault filter abort', responseOps(table, vh, route, undefined));
+  }
+  return afterFaults(req, ctx, out, table, vh, route, path, query);
+}
 
+/** The route's action: a local answer (direct response, redirect), or a cluster upstream. */
+function afterFaults(
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, table: RouteTable, vh: VirtualHost, route: Route,
+  path: string, query: string,
+): Promise<RouteOutcome> {
+  const authority = out.authority;
+  const target = out.path;
+  const q = target.indexOf('?');
+  let headers = out.requestHeaders as RawHeader[];
   const action = route.action;
   if (action.kind === 'direct') {
     // Istio's REGISTRY_ONLY catch-all answers 502 from a virtual host named block_all.
     const flags = vh.name === 'block_all' ? ['NR'] : [];
-    await localReply(req, out, action.status, flags, 'direct_response', action.body, responseOps(table, vh, route, undefined), true);
-    return out;
+    return localReply(req, out, action.status, flags, 'direct_response', action.body, responseOps(table, vh, route, undefined), true);
   }
   if (action.kind === 'redirect') {
     const location = redirectLocation(action, authority, path, query, route.prefix);
-    await localReply(req, out, action.status, [], 'via_upstream', undefined, [...responseOps(table, vh, route, undefined), { name: 'location', value: location }]);
-    return out;
+    return localReply(req, out, action.status, [], 'via_upstream', undefined, [...responseOps(table, vh, route, undefined), { name: 'location', value: location }]);
   }
 
   // Cluster selection.
@@ -152,15 +166,9 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
     clusterName = headerValue(headers, action.clusterHeader);
   }
   out.clusterName = clusterName;
-  if (clusterName === BLACKHOLE_CLUSTER) {
-    await localReply(req, out, 502, ['NR'], 'route_to_blackhole', undefined, []);
-    return out;
-  }
+  if (clusterName === BLACKHOLE_CLUSTER) return localReply(req, out, 502, ['NR'], 'route_to_blackhole', undefined, []);
   const cluster = clusterName ? ctx.clusters.get(clusterName) : undefined;
-  if (!cluster) {
-    await localReply(req, out, 503, ['NC'], 'cluster_not_found', undefined, []);
-    return out;
-  }
+  if (!cluster) return localReply(req, out, 503, ['NC'], 'cluster_not_found', undefined, []);
   out.cluster = cluster;
 
   // Request header operations, most specific last (Envoy's default order), and rewrites.
@@ -184,11 +192,9 @@ export async function routeRequest(req: DownstreamRequest, ctx: RouterContext): 
   if (action.hostRewrite) headers = setHeader(headers, 'Host', action.hostRewrite);
   if (ctx.peerHeaders.length > 0 && cluster.service) headers = headers.concat(ctx.peerHeaders);
 
+  const head = req.head;
   const upstreamHead: RequestHead = { method: head.method, target: upstreamTarget, version: head.version, headers };
-  const retry = action.retry ?? vh.retry;
-  const respOps = responseOps(table, vh, route, weighted);
-  await forward(req, ctx, out, cluster, upstreamHead, action, retry, respOps);
-  return out;
+  return forward(req, ctx, out, cluster, upstreamHead, action, action.retry ?? vh.retry, responseOps(table, vh, route, weighted));
 }
 
 const NO_OPS: readonly HeaderOps[] = [];
@@ -217,7 +223,7 @@ function applyAll(headers: RawHeader[], ops: readonly (HeaderOps | RawHeader)[],
 }
 
 /** Answers locally (no upstream): Envoy's plain-text bodies for its own errors. */
-async function localReply(req: DownstreamRequest, out: RouteOutcome, status: number, flags: string[], details: string, body: string | undefined, extra: readonly (HeaderOps | RawHeader)[], direct = false): Promise<void> {
+async function localReply(req: DownstreamRequest, out: RouteOutcome, status: number, flags: string[], details: string, body: string | undefined, extra: readonly (HeaderOps | RawHeader)[], direct = false): Promise<RouteOutcome> {
   out.status = status;
   out.flags.push(...flags);
   out.details = details;
@@ -227,6 +233,7 @@ async function localReply(req: DownstreamRequest, out: RouteOutcome, status: num
   if (extra.length > 0) headers = applyAll(headers, extra, formatContext(req, req.head.headers));
   headers.push({ name: 'date', value: new Date().toUTCString() }, { name: 'server', value: 'envoy' });
   await safeRespond(req, { status, reason: reasonPhrase(status), version: '1.1', headers }, text === undefined ? null : Buffer.from(text, 'latin1'));
+  return out;
 }
 
 const LOCAL_BODIES: Record<string, string> = {
@@ -336,11 +343,10 @@ const OVERLOADED: RawHeader = { name: 'x-envoy-overloaded', value: 'true' };
 async function forward(
   req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, cluster: Cluster, head: RequestHead,
   action: RouteAction, retry: RetryPolicy | undefined, respOps: readonly HeaderOps[],
-): Promise<void> {
+): Promise<RouteOutcome> {
   const cb = cluster.circuitBreaker;
   if (!cb.tryAcquireRequest()) {
-    await localReply(req, out, 503, ['UO'], 'upstream_overflow', undefined, [OVERLOADED]);
-    return;
+    return localReply(req, out, 503, ['UO'], 'upstream_overflow', undefined, [OVERLOADED]);
   }
   const body = new ReplayableBody(req.bodyLength === 0 ? null : req.body, ctx.retryBufferBytes);
   const { hash, setCookie } = action.hashPolicies.length > 0 ? requestHash(action, req, head.headers, head.target.split('?')[1] ?? '') : NO_HASH;
@@ -371,8 +377,7 @@ async function forward(
       }
       const host = pickHost(req, cluster, head, hash, tried, retry?.hostSelectionAttempts);
       if (!host) {
-        await localReply(req, out, 503, ['UH'], 'no_healthy_upstream', undefined, []);
-        return;
+        return await localReply(req, out, 503, ['UH'], 'no_healthy_upstream', undefined, []);
       }
       tried?.add(host);
       out.host = host;
@@ -390,12 +395,8 @@ async function forward(
           cb.releaseRetry();
           slotHeld = false;
         }
-        host.active--;
-        host.totalErrors++;
-        const err = e instanceof UpstreamError ? e : new UpstreamError('UC', (e as Error).message);
-        if (err.flag !== 'UO' && err.flag !== 'LR') cluster.outlier?.report(host, 'localOriginFailure');
-        lastFailure = { kind: 'error', err };
-        const globalTimeout = err.flag === 'UT' && Date.now() >= deadline;
+        lastFailure = attemptFailed(cluster, host, e);
+        const globalTimeout = lastFailure.err.flag === 'UT' && Date.now() >= deadline;
         if (!globalTimeout && retry && retriable(retry, lastFailure) && !req.signal.aborted) continue;
         break;
       }
@@ -415,48 +416,72 @@ async function forward(
         haveRetrySlot = true;
         lastFailure = { kind: 'status', status };
         // Discard this attempt's body (bounded by the pool's own limits) and try again.
-        for await (const _ of res.body) { /* drain */ }
+        await discard(res.body);
         continue;
       }
       if (retried && retry && retriable(retry, { kind: 'status', status })) out.flags.push('URX');
-      out.upstreamServiceTimeMs = Date.now() - attemptStart;
-      // the response's own header list (parsed for this exchange alone) takes the edits
-      let headers = res.head.headers;
-      if (respOps.length > 0) headers = applyAll(headers, respOps, { ...formatContext(req, out.requestHeaders), upstreamHost: host.key });
-      if (hasHeader(headers, 'x-envoy-upstream-service-time')) headers = withoutHeader(headers, 'x-envoy-upstream-service-time');
-      headers.push({ name: 'x-envoy-upstream-service-time', value: String(out.upstreamServiceTimeMs) });
-      if (setCookie) headers.push({ name: 'set-cookie', value: setCookie });
-      out.status = status;
-      out.details = 'via_upstream';
       try {
-        await req.respond({ status, reason: res.head.reason, version: res.head.version, headers }, res.body);
+        await deliver(req, out, host, res, respOps, setCookie, attemptStart);
       } catch (e) {
         if (e instanceof UpstreamError) out.flags.push(e.flag === 'UT' ? 'UT' : 'UC');
         else out.flags.push('DC');
       }
       mirror(ctx, action, head, body);
-      return;
+      return out;
     }
     // Attempts exhausted or not retriable.
     if (retried) out.flags.push('URX');
-    if (!lastFailure || lastFailure.kind === 'status') {
-      await localReply(req, out, 503, ['UH'], 'no_healthy_upstream', undefined, []);
-      return;
-    }
-    const flag = lastFailure.err.flag;
-    const [status, details] = ERROR_DETAILS[flag] ?? [503, 'upstream_reset'];
-    if (req.signal.aborted) {
-      out.status = 0;
-      out.flags.push('DC');
-      out.details = 'downstream_remote_disconnect';
-      return;
-    }
-    await localReply(req, out, status, [flag], details, undefined, flag === 'UO' ? [OVERLOADED] : []);
+    return await failed(req, out, lastFailure);
   } finally {
     if (slotHeld) cb.releaseRetry();
     if (haveRetrySlot) cb.releaseRetry();
     cb.releaseRequest();
   }
+}
+
+// The bookkeeping of an attempt that got no response; its failure for the retry policy.
+function attemptFailed(cluster: Cluster, host: Host, e: unknown): { kind: 'error'; err: UpstreamError } {
+  host.active--;
+  host.totalErrors++;
+  const err = e instanceof UpstreamError ? e : new UpstreamError('UC', (e as Error).message);
+  if (err.flag !== 'UO' && err.flag !== 'LR') cluster.outlier?.report(host, 'localOriginFailure');
+  return { kind: 'error', err };
+}
+
+async function discard(body: AsyncIterable<Buffer>): Promise<void> {
+  for await (const _ of body) { /* drain */ }
+}
+
+/** Answers with the upstream's response, the route's response header operations applied. */
+function deliver(
+  req: DownstreamRequest, out: RouteOutcome, host: Host, res: { head: ResponseHead; body: AsyncIterable<Buffer> },
+  respOps: readonly HeaderOps[], setCookie: string | undefined, attemptStart: number,
+): Promise<void> {
+  const status = res.head.status;
+  out.upstreamServiceTimeMs = Date.now() - attemptStart;
+  // the response's own header list (parsed for this exchange alone) takes the edits
+  let headers = res.head.headers;
+  if (respOps.length > 0) headers = applyAll(headers, respOps, { ...formatContext(req, out.requestHeaders), upstreamHost: host.key });
+  if (hasHeader(headers, 'x-envoy-upstream-service-time')) headers = withoutHeader(headers, 'x-envoy-upstream-service-time');
+  headers.push({ name: 'x-envoy-upstream-service-time', value: String(out.upstreamServiceTimeMs) });
+  if (setCookie) headers.push({ name: 'set-cookie', value: setCookie });
+  out.status = status;
+  out.details = 'via_upstream';
+  return req.respond({ status, reason: res.head.reason, version: res.head.version, headers }, res.body);
+}
+
+/** The local answer once every attempt failed (or none could be made). */
+function failed(req: DownstreamRequest, out: RouteOutcome, lastFailure: Failure | undefined): Promise<RouteOutcome> {
+  if (!lastFailure || lastFailure.kind === 'status') return localReply(req, out, 503, ['UH'], 'no_healthy_upstream', undefined, []);
+  const flag = lastFailure.err.flag;
+  if (req.signal.aborted) {
+    out.status = 0;
+    out.flags.push('DC');
+    out.details = 'downstream_remote_disconnect';
+    return Promise.resolve(out);
+  }
+  const [status, details] = ERROR_DETAILS[flag] ?? [503, 'upstream_reset'];
+  return localReply(req, out, status, [flag], details, undefined, flag === 'UO' ? [OVERLOADED] : []);
 }
 
 function pickHost(req: DownstreamRequest, cluster: Cluster, head: RequestHead, hash: number | undefined, exclude: Set<Host> | undefined, attempts: number | undefined): Host | undefined {
