@@ -4,8 +4,10 @@
 // and 1 KB responses. A bare Node.js TCP relay (bench/fixtures/node-tcp-relay.ts: bytes
 // copied between sockets, no HTTP) runs beside them as the floor of any proxy on this
 // runtime, and so does the sidecar's HTTP/1 codec and upstream pool alone
-// (bench/http-relay.ts --serve: no routing, telemetry or xDS). Throughput is the median of five 3-second wrk rounds per target,
-// interleaved across targets. Latency and CPU are measured at a steady 1,000 rps: wrk paced by a Lua
+// (bench/http-relay.ts --serve: no routing, telemetry or xDS). Throughput is the median of
+// five 3-second wrk rounds per target, interleaved across targets, each after one unmeasured
+// second of load (firstSecondRps: a sidecar idle for 2 s reclaims memory and recompiles its
+// request path, so that second shows the cost of coming back from quiet). Latency and CPU are measured at a steady 1,000 rps: wrk paced by a Lua
 // delay, 32 connections each waiting a random 0-64 ms (32 ms on average) after a response
 // before its next request, so arrivals are spread like independent clients' (Poisson-like)
 // rather than in lockstep bursts; the median of three runs is reported. With --pin (the default)
@@ -23,6 +25,7 @@
 // --alt-root and --alt-flags add targets, sextant-alt (sextant-alt2, …): one more sidecar
 // per checkout given and/or with other Node flags, measured in the same interleaved rounds as
 // sextant-one-sidecar, so that a change is compared under the same noise (A/B).
+// --cpu-prof flags among --proxy-node-flags also profile the codec relay, for side-by-side profiles.
 // --gc runs the Node targets with V8's GC trace and adds, per request over the throughput
 // rounds, the bytes they allocated and kept past a scavenge and their GC pause: a measure
 // of a change to the request path that the host's noise does not move.
@@ -386,8 +389,16 @@ async function main(): Promise<void> {
     // Throughput: ROUNDS short wrk runs per target, interleaved across targets so that a
     // burst of noise from the shared host hits every target alike; the median round counts.
     const rounds = new Map<string, { rps: number; requests: number; cpu: number; system: number; gc: GcTotals }[]>(targets.map((t) => [t.name, []]));
+    // requests/s of each round's unmeasured first second (after the other targets' rounds)
+    const firstSeconds = new Map<string, number[]>(targets.map((t) => [t.name, []]));
     for (let round = 0; round < (PACED_ONLY ? 0 : ROUNDS); round++) {
       for (const t of targets) {
+        // Each round starts warm. A sidecar idle for 2 s (while the other targets run) has
+        // given its memory back with a full collection, and V8 drops the optimized code of
+        // the request path in a collection that finds it idle: the first ~0.2 s after quiet
+        // run while it compiles again. One unmeasured second of load first.
+        const warm = spawnSync(...wrkArgv(['-t1', `-c${CONNECTIONS}`, '-d1s', '-H', `Host: ${t.host}`, `http://127.0.0.1:${t.port}${urlPath}`]), { encoding: 'utf8' });
+        firstSeconds.get(t.name)!.push(Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(warm.stdout)?.[1] ?? 0)));
         const cpu0 = cpuTimes(t.pids);
         const gc0 = gcSnapshot(t.pids);
         const w = wrk(t.port, urlPath, t.host);
@@ -420,6 +431,7 @@ async function main(): Promise<void> {
       results[`${t.name}/${size}`] = {
         target: t.name, response: size, requestsPerSecond: medianRps(t.name),
         rpsRounds: rs.map((r) => Math.round(r.rps)),
+        firstSecondRps: firstSeconds.get(t.name)!,
         ratioToNginx: nginxRps > 0 ? Number((medianRps(t.name) / nginxRps).toFixed(3)) : null,
         cpuSecondsPer1000Requests: t.pids.length && requests > 0 ? Number(((cpu / requests) * 1000).toFixed(4)) : null,
         // the kernel's share: socket reads and writes, and the wake-ups of the processes they serve
