@@ -18,6 +18,11 @@ function collect(dir: string): string[] {
 }
 
 const files = collect(root).filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
+if (files.length === 0) {
+  // with no files, node --test would fall back to its own discovery and run helpers as tests
+  console.error(`no test file under test/ matches ${only.map((o) => JSON.stringify(o)).join(' or ')}`);
+  process.exit(1);
+}
 const result = spawnSync(
   process.execPath,
   ['--test', '--test-concurrency=2', '--test-timeout=600000', '--test-reporter=spec', ...files],
