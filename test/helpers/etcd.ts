@@ -2,9 +2,9 @@
 // a temporary data directory, health-checked start, and a kill on stop or on process exit.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from './ports.ts';
 
 export const ETCD_BINARY = process.env.SEXTANT_ETCD_BINARY ?? '/usr/bin/etcd';
 
@@ -61,18 +61,6 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-async function freePort(): Promise<number> {
-  return await new Promise<number>((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const addr = server.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const STDERR_TAIL_BYTES = 16 * 1024;
 const HEALTH_TIMEOUT_MS = 30_000;

@@ -1,9 +1,9 @@
 // Starts the bookinfo mesh of examples/bookinfo for an end-to-end test, on addresses and
 // ports of its own (so test files can run side by side), and stops it after the test.
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './ports.ts';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BOOKINFO_EXAMPLES, seedConfig, startLocalMesh, startPilot, type LocalMesh } from '../../src/demo/mesh.ts';
@@ -21,16 +21,7 @@ export interface TestMesh extends LocalMesh {
   restartPilot(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** `octet` picks the addresses: workloads on 127.0.OCTET.N, egress on 127.0.OCTET+1.N. */
 export async function startTestMesh(octet: number): Promise<TestMesh> {

@@ -11,13 +11,7 @@ import { TestAdsServer } from './ads-server.ts';
 
 export const silent = pino({ level: 'silent' });
 
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, host, () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { freePort } from '../../helpers/ports.ts';
 
 /**
  * A loopback port where every connect is refused: port 1 (tcpmux), privileged and unused.
