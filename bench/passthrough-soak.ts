@@ -6,7 +6,11 @@
 // allocator settings the sidecar is deployed with (MALLOC_ARENA_MAX=2,
 // MALLOC_TRIM_THRESHOLD_=131072: freed native memory goes back to the OS).
 //
-//   node bench/passthrough-soak.ts [--destinations 20000] [--batch 1000] [--idle-ms 5000] [--settle-ms 3000]
+//   node bench/passthrough-soak.ts [--destinations 20000] [--batch 1000] [--idle-ms 5000] [--settle-ms 3000] [--max-live 8000]
+//
+// At most --max-live destinations are live at once: a batch waits until idle expiry has
+// freed enough. Each live destination holds a socket in this process and one in the child,
+// so without the bound a fast run would reach the descriptor limit and count failures.
 //
 // Writes bench/results/passthrough-soak.json; exits 1 when the tuned run misses the goal.
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
@@ -118,6 +122,7 @@ async function main(): Promise<void> {
   const total = Number(arg('destinations', '20000'));
   const batch = Number(arg('batch', '1000'));
   const idleMs = Number(arg('idle-ms', '5000'));
+  const maxLive = Number(arg('max-live', '8000'));
   const child = fork(import.meta.filename, ['--destinations-child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   process.on('exit', () => child.kill('SIGKILL'));
   const pools = new PassthroughPools({ idleTimeoutMs: idleMs, maxDestinations: total });
@@ -128,6 +133,7 @@ async function main(): Promise<void> {
   let peakRss = 0;
   let batchNo = 0;
   async function round(count: number): Promise<void> {
+    while (pools.destinations + count > maxLive) await new Promise((r) => setTimeout(r, 100));
     const b = batchNo++;
     const { dests = [] } = await ask(child, { op: 'open', batch: b, count });
     let i = 0;
@@ -161,6 +167,7 @@ async function main(): Promise<void> {
   const result = {
     destinations: total,
     idleTimeoutMs: idleMs,
+    maxLive,
     failures,
     soakSeconds: soakSecs,
     totalSeconds: (Date.now() - started) / 1000,
