@@ -112,14 +112,14 @@ export function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promis
   }
   if (!table || !vh || !route) return localReply(req, out, 404, ['NR'], 'route_not_found', undefined, []);
   out.routeName = route.name || undefined;
-  if (ctx.faultFilter && route.fault) return withFault(req, ctx, out, table, vh, route, route.fault, path, query);
-  return afterFaults(req, ctx, out, table, vh, route, path, query);
+  if (ctx.faultFilter && route.fault) return withFault(req, ctx, out, headers, table, vh, route, route.fault, path, query);
+  return afterFaults(req, ctx, out, headers, table, vh, route, path, query);
 }
 
 /** The fault filter (delay, then abort), ahead of the rest of the route. */
 async function withFault(
-  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, table: RouteTable, vh: VirtualHost, route: Route,
-  f: FaultPolicy, path: string, query: string,
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, headers: RawHeader[], table: RouteTable, vh: VirtualHost,
+  route: Route, f: FaultPolicy, path: string, query: string,
 ): Promise<RouteOutcome> {
   if (f.delayMs > 0 && Math.random() < f.delayFraction) {
     out.flags.push('DI');
@@ -128,18 +128,16 @@ async function withFault(
   if (f.abortStatus > 0 && Math.random() < f.abortFraction) {
     return localReply(req, out, f.abortStatus, ['FI'], 'fault_filter_abort', 'fault filter abort', responseOps(table, vh, route, undefined));
   }
-  return afterFaults(req, ctx, out, table, vh, route, path, query);
+  return afterFaults(req, ctx, out, headers, table, vh, route, path, query);
 }
 
 /** The route's action: a local answer (direct response, redirect), or a cluster upstream. */
 function afterFaults(
-  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, table: RouteTable, vh: VirtualHost, route: Route,
-  path: string, query: string,
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, headers: RawHeader[], table: RouteTable, vh: VirtualHost,
+  route: Route, path: string, query: string,
 ): Promise<RouteOutcome> {
   const authority = out.authority;
   const target = out.path;
-  const q = target.indexOf('?');
-  let headers = out.requestHeaders as RawHeader[];
   const action = route.action;
   if (action.kind === 'direct') {
     // Istio's REGISTRY_ONLY catch-all answers 502 from a virtual host named block_all.
@@ -183,7 +181,7 @@ function afterFaults(
   if (action.prefixRewrite !== undefined && route.prefix !== undefined) {
     upstreamTarget = action.prefixRewrite + target.slice(route.prefix.length);
   } else if (action.regexRewrite) {
-    upstreamTarget = path.replace(new RegExp(action.regexRewrite.re.source, 'g'), action.regexRewrite.substitution) + (q < 0 ? '' : target.slice(q));
+    upstreamTarget = path.replace(new RegExp(action.regexRewrite.re.source, 'g'), action.regexRewrite.substitution) + target.slice(path.length);
   }
   if (upstreamTarget !== target) {
     out.originalPath = target;
@@ -387,22 +385,23 @@ async function forward(
       const attemptStart = Date.now();
       host.active++;
       host.totalRequests++;
-      let res: { head: ResponseHead; body: AsyncIterable<Buffer> };
+      let res: { head: ResponseHead; body: AsyncIterable<Buffer> } | undefined;
+      let error: unknown;
       try {
         res = await ctx.upstream.request(cluster, host, head, body, ctx.inbound ? { timeoutMs, signal, sourceAddress: req.remoteAddress } : { timeoutMs, signal });
       } catch (e) {
-        if (slotHeld) {
-          cb.releaseRetry();
-          slotHeld = false;
-        }
-        lastFailure = attemptFailed(cluster, host, e);
-        const globalTimeout = lastFailure.err.flag === 'UT' && Date.now() >= deadline;
-        if (!globalTimeout && retry && retriable(retry, lastFailure) && !req.signal.aborted) continue;
-        break;
+        error = e;
       }
+      // the attempt has ended, answered or not
       if (slotHeld) {
         cb.releaseRetry();
         slotHeld = false;
+      }
+      if (res === undefined) {
+        lastFailure = attemptFailed(cluster, host, error);
+        const globalTimeout = lastFailure.err.flag === 'UT' && Date.now() >= deadline;
+        if (!globalTimeout && retry && retriable(retry, lastFailure) && !req.signal.aborted) continue;
+        break;
       }
       host.active--;
       const status = res.head.status;

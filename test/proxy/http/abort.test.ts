@@ -3,11 +3,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RequestAbort } from '../../../src/proxy/http/abort.ts';
 
+// two listeners that record their calls, in order
+function recorder(): { calls: string[]; a: () => void; b: () => void } {
+  const calls: string[] = [];
+  return { calls, a: () => { calls.push('a'); }, b: () => { calls.push('b'); } };
+}
+
 test('abort runs each listener once, in the order added, and records the reason', () => {
   const s = new RequestAbort();
-  const calls: string[] = [];
-  const a = (): void => { calls.push('a'); };
-  const b = (): void => { calls.push('b'); };
+  const { calls, a, b } = recorder();
   s.addEventListener('abort', a);
   s.addEventListener('abort', b, { once: true });
   s.addEventListener('abort', a); // a listener added twice is one listener, as with EventTarget
@@ -22,9 +26,7 @@ test('abort runs each listener once, in the order added, and records the reason'
 
 test('a removed listener does not run; one added after abort never runs', () => {
   const s = new RequestAbort();
-  const calls: string[] = [];
-  const a = (): void => { calls.push('a'); };
-  const b = (): void => { calls.push('b'); };
+  const { calls, a, b } = recorder();
   s.addEventListener('abort', a);
   s.addEventListener('abort', b);
   s.removeEventListener('abort', a);
