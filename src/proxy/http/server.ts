@@ -4,6 +4,7 @@
 import type net from 'node:net';
 import { RequestAbort, type AbortSignalLike } from './abort.ts';
 import { BodyStream, emptyBody, type BodySource } from './body.ts';
+import { DeadlineTimer } from './deadline-timer.ts';
 import { assertSendable, contentLengthOf, reasonPhrase, type RequestHead, type ResponseHead } from './headers.ts';
 import type { Http1Limits } from './limits.ts';
 import { ChunkedDecoder, findHeadEnd, HttpParseError, parseRequestHead, type MessageFraming } from './parser.ts';
@@ -194,10 +195,8 @@ export class ServerConnection {
   private headStartedAt = 0n;
   private current: Request | null = null;
   private served = 0;
-  private idleTimer: NodeJS.Timeout | null = null;
-  private headersTimer: NodeJS.Timeout | null = null;
-  private idleArmed = false;
-  private headersArmed = false;
+  private readonly idleTimer = new DeadlineTimer(() => this.onIdleTimer());
+  private readonly headersTimer = new DeadlineTimer(() => this.onHeadersTimer());
   private paused = false;
   private draining = false;
   private drainBudget = -1;
@@ -228,52 +227,39 @@ export class ServerConnection {
     if (this.current === null && this.state === ST_HEAD && !this.headStarted) this.closeNow();
   }
 
-  // Two long-lived timers, refreshed rather than re-created per request: keep-alive idle
-  // and head read. "Disarmed" timers may still fire once; their callbacks check a flag.
+  // Two deadlines moved with every request rather than timers re-created or re-linked:
+  // keep-alive idle and head read.
   private armIdle(): void {
-    this.headersArmed = false;
+    this.headersTimer.disarm();
     const ms = this.limits.idleTimeoutMs;
     if (ms <= 0 || this.state === ST_CLOSED) return;
-    this.idleArmed = true;
-    if (this.idleTimer !== null) this.idleTimer.refresh();
-    else {
-      this.idleTimer = setTimeout(() => this.onIdleTimer(), ms);
-      this.idleTimer.unref();
-    }
+    this.idleTimer.arm(ms);
   }
 
   private armHeaders(): void {
-    this.idleArmed = false;
+    this.idleTimer.disarm();
     const ms = this.limits.headersTimeoutMs;
     if (ms <= 0 || this.state === ST_CLOSED) return;
-    this.headersArmed = true;
-    if (this.headersTimer !== null) this.headersTimer.refresh();
-    else {
-      this.headersTimer = setTimeout(() => this.onHeadersTimer(), ms);
-      this.headersTimer.unref();
-    }
+    this.headersTimer.arm(ms);
   }
 
   private disarm(): void {
-    this.idleArmed = false;
-    this.headersArmed = false;
+    this.idleTimer.disarm();
+    this.headersTimer.disarm();
   }
 
   private clearTimers(): void {
-    this.disarm();
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    if (this.headersTimer !== null) clearTimeout(this.headersTimer);
-    this.idleTimer = null;
-    this.headersTimer = null;
+    this.idleTimer.stop();
+    this.headersTimer.stop();
   }
 
   private onIdleTimer(): void {
-    if (!this.idleArmed || this.state !== ST_HEAD || this.current !== null || this.headStarted) return;
+    if (this.state !== ST_HEAD || this.current !== null || this.headStarted) return;
     this.closeNow();
   }
 
   private onHeadersTimer(): void {
-    if (!this.headersArmed || this.state !== ST_HEAD || this.current !== null) return;
+    if (this.state !== ST_HEAD || this.current !== null) return;
     this.fail(new HttpParseError(408, 'request headers not received in time'));
   }
 

@@ -3,6 +3,7 @@
 // connection may carry another request and for how long.
 import net from 'node:net';
 import type { AbortSignalLike } from '../http/abort.ts';
+import { DeadlineTimer } from '../http/deadline-timer.ts';
 import { BodyStream, emptyBody, type BodySource } from '../http/body.ts';
 import { contentLengthOf, type RawHeader, type RequestHead, type ResponseHead } from '../http/headers.ts';
 import { ChunkedDecoder, findHeadEnd, HttpParseError, parseResponseHead, type MessageFraming } from '../http/parser.ts';
@@ -145,19 +146,12 @@ interface Exchange {
   remaining: number;
   closeDelimited: boolean;
   responseDone: boolean;
-  /** When the response head is due (Date.now() ms), 0 when no longer awaited or no timeout. */
-  deadline: number;
+  /** The response head is awaited under a timeout (the connection's head timer is armed for it). */
+  deadline: boolean;
   timeoutMs: number;
   /** The signal this exchange listens on (until it is detached). */
   signal: AbortSignalLike | undefined;
 }
-
-/**
- * How much longer than the connection's head timer a request's timeout may be and still
- * reuse it (the timer then fires early and arms again for the rest): the deadline of each
- * request is computed from its own start, so timeouts differ by a millisecond or two.
- */
-const HEAD_TIMER_SLACK_MS = 50;
 
 const ST_IDLE = 0;
 const ST_BUSY = 1;
@@ -192,12 +186,11 @@ export class UpstreamConnection implements BodySource {
   keepAliveMax = -1;
   /** Set by the pool: when the connection went idle (ms since epoch, Date.now()). */
   idleSince = 0;
-  idleTimer: NodeJS.Timeout | null = null;
-  idleTimerMs = 0;
-  // The response-head timer, kept across exchanges and re-armed with refresh(): a request
-  // allocates no timer of its own. Exchanges disarm it by clearing their deadline.
-  private headTimer: NodeJS.Timeout | null = null;
-  private headTimerMs = 0;
+  /** Set by the pool: how long the connection may stay idle, and its timer. */
+  idleTimeoutMs = 0;
+  idleTimer: DeadlineTimer | null = null;
+  // The response-head deadline, kept across exchanges: a request allocates no timer of its own.
+  private readonly headTimer = new DeadlineTimer(() => this.onHeadTimeout());
 
   constructor(opened: OpenedSocket, endpoint: UpstreamEndpoint, limits: ConnectionLimits, owner: ConnectionOwner) {
     const socket = opened.socket;
@@ -259,12 +252,12 @@ export class UpstreamConnection implements BodySource {
         remaining: 0,
         closeDelimited: false,
         responseDone: false,
-        deadline: timeoutMs > 0 ? Date.now() + timeoutMs : 0,
+        deadline: timeoutMs > 0,
         timeoutMs,
         signal: undefined,
       };
       this.ex = ex;
-      if (timeoutMs > 0) this.armHeadTimer(timeoutMs);
+      if (timeoutMs > 0) this.headTimer.arm(timeoutMs);
       if (signal !== undefined) {
         if (signal.aborted) {
           this.onSignalAbort();
@@ -281,30 +274,12 @@ export class UpstreamConnection implements BodySource {
     });
   }
 
-  private armHeadTimer(ms: number): void {
-    const t = this.headTimer;
-    if (t !== null && ms >= this.headTimerMs && ms - this.headTimerMs <= HEAD_TIMER_SLACK_MS) {
-      t.refresh();
-      return;
-    }
-    if (t !== null) clearTimeout(t);
-    this.headTimerMs = ms;
-    this.headTimer = setTimeout(this.onHeadTimer, ms);
-    // the socket keeps the process alive while a request is in flight
-    this.headTimer.unref();
-  }
-
-  private readonly onHeadTimer = (): void => {
+  private onHeadTimeout(): void {
     const ex = this.ex;
-    if (ex === null || ex.deadline === 0) return; // disarmed: the head arrived, or no timeout
-    const left = ex.deadline - Date.now();
-    if (left > 0) {
-      this.armHeadTimer(left); // armed for a shorter timeout: wait for the rest
-      return;
-    }
-    ex.deadline = 0;
+    if (ex === null || !ex.deadline) return; // the head arrived, or no timeout
+    ex.deadline = false;
     this.abortExchange(ex, new UpstreamError('UT', `no response from ${this.authority} within ${ex.timeoutMs} ms`, { requestSent: ex.requestBytes > 0, responseStarted: ex.responseBytes > 0 }));
-  };
+  }
 
   // The downstream's signal aborted the exchange in flight.
   private readonly onSignalAbort = (): void => {
@@ -466,7 +441,8 @@ export class UpstreamConnection implements BodySource {
         }
         continue; // 100 Continue, 102, 103: informational, the final response follows
       }
-      ex.deadline = 0;
+      ex.deadline = false;
+      this.headTimer.disarm();
       ex.framing = framing;
       if (framing.keepAliveTimeoutMs >= 0) this.keepAliveHintMs = framing.keepAliveTimeoutMs;
       if (framing.keepAliveMax >= 0) this.keepAliveMax = framing.keepAliveMax;
@@ -585,7 +561,10 @@ export class UpstreamConnection implements BodySource {
   }
 
   private detach(ex: Exchange): void {
-    ex.deadline = 0;
+    if (ex.deadline) {
+      ex.deadline = false;
+      this.headTimer.disarm();
+    }
     if (ex.signal !== undefined) {
       ex.signal.removeEventListener('abort', this.onSignalAbort);
       ex.signal = undefined;
@@ -643,14 +622,8 @@ export class UpstreamConnection implements BodySource {
       } else if (ex.body !== null && !ex.responseDone) ex.body.fail(e);
     }
     this.buf = null;
-    if (this.idleTimer !== null) {
-      clearTimeout(this.idleTimer);
-      this.idleTimer = null;
-    }
-    if (this.headTimer !== null) {
-      clearTimeout(this.headTimer);
-      this.headTimer = null;
-    }
+    this.idleTimer?.stop();
+    this.headTimer.stop();
     this.wakeWriters();
     if (!this.socket.destroyed) this.socket.destroy();
     this.owner.closed(this);

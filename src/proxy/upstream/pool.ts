@@ -4,6 +4,7 @@
 // reused connection once on a fresh one (M16).
 import { assertSendable, isToken, type RequestHead } from '../http/headers.ts';
 import type { AbortSignalLike } from '../http/abort.ts';
+import { DeadlineTimer } from '../http/deadline-timer.ts';
 import { DEFAULT_HTTP1_LIMITS } from '../http/limits.ts';
 import {
   authorityOf,
@@ -309,7 +310,7 @@ export class UpstreamPool {
     const now = Date.now();
     while (p.idle.length > 0) {
       const c = p.idle.pop()!;
-      if (c.usable && now - c.idleSince < c.idleTimerMs) return c;
+      if (c.usable && now - c.idleSince < c.idleTimeoutMs) return c;
       c.close();
     }
     return undefined;
@@ -411,7 +412,7 @@ export class UpstreamPool {
     p.connecting--;
     this.stats.cxTotal++;
     const conn = new UpstreamConnection(opened, p.endpoint, this.limits, p);
-    conn.idleTimerMs = this.idleTimeoutMs;
+    conn.idleTimeoutMs = this.idleTimeoutMs;
     p.all.add(conn);
     if (this.isClosed) conn.close();
     return conn;
@@ -446,14 +447,10 @@ export class UpstreamPool {
         return;
       }
     }
-    conn.idleSince = Date.now();
-    if (conn.idleTimer !== null && conn.idleTimerMs === ms) conn.idleTimer.refresh();
-    else {
-      if (conn.idleTimer !== null) clearTimeout(conn.idleTimer);
-      conn.idleTimerMs = ms;
-      conn.idleTimer = setTimeout(() => this.onIdleTimer(p, conn), ms);
-      conn.idleTimer.unref();
-    }
+    const now = Date.now();
+    conn.idleSince = now;
+    conn.idleTimeoutMs = ms;
+    (conn.idleTimer ??= new DeadlineTimer(() => this.onIdleTimer(p, conn))).arm(ms, now);
     p.idle.push(conn);
   }
 
