@@ -63,3 +63,24 @@ test('metrics count reused label objects once per request, in one series', () =>
   assert.equal(lines.length, 1);
   assert.match(lines[0]!, /destination_service="reviews\.default\.svc\.cluster\.local".* 3$/);
 });
+
+test('alternating outcomes on one host each get their own labels, again and again', () => {
+  const cache = new RequestLabelCache();
+  const c = cluster('reviews.default.svc.cluster.local');
+  const h = endpoint('reviews-v1');
+  const outcomes: [number, string][] = [[200, '-'], [503, 'UO'], [503, 'UF'], [200, '-'], [404, 'NR'], [200, '-']];
+  const seen = new Map<string, object>();
+  for (let round = 0; round < 3; round++) {
+    for (const [status, flags] of outcomes) {
+      const l = cache.get('source', self, undefined, 0, c, c.name, h, status, flags);
+      assert.equal(l.response_code, String(status));
+      assert.equal(l.response_flags, flags);
+      const k = `${status}${flags}`;
+      if (!seen.has(k)) seen.set(k, l);
+      assert.equal(l, seen.get(k));
+    }
+    // the same host seen by the other reporter, and under another cluster name
+    assert.equal(cache.get('destination', self, undefined, 0, c, c.name, h, 200, '-').reporter, 'destination');
+    assert.equal(cache.get('source', self, undefined, 0, c, 'other', h, 200, '-').destination_service, 'reviews.default.svc.cluster.local');
+  }
+});

@@ -12,8 +12,34 @@ const BYTES_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 10000
 interface Series {
   labels: string;
   value: number;
+  bucketBounds: readonly number[] | undefined;
   buckets: Float64Array | undefined;
   sum: number;
+}
+
+/** The metrics recordRequest() counts, in the order of its series. */
+const REQUEST_METRICS: readonly StandardMetric[] = ['requests_total', 'request_duration_milliseconds', 'request_bytes', 'response_bytes'];
+
+/** Adds one observation to a series (a histogram's count, sum and bucket; a counter's value). */
+function count(m: { droppedSeries: number }, s: Series | null | 'full', value: number): void {
+  if (s === null) return;
+  if (s === 'full') {
+    m.droppedSeries++;
+    return;
+  }
+  const b = s.bucketBounds;
+  if (b === undefined) {
+    s.value += value;
+    return;
+  }
+  s.value++;
+  s.sum += value;
+  for (let i = 0; i < b.length; i++) {
+    if (value <= b[i]!) {
+      s.buckets![i]!++;
+      break;
+    }
+  }
 }
 
 class Family {
@@ -38,8 +64,8 @@ export class IstioMetrics {
   droppedSeries = 0;
   /** Extra text appended to the exposition (proxy-level gauges). */
   private readonly extra: (() => string)[] = [];
-  /** Series keys already built for a label-values object, by label list (label objects are reused). */
-  private readonly keyCache = new WeakMap<LabelValues, Map<readonly string[], string>>();
+  /** The request series of a label-values object under a stats config (label objects are reused). */
+  private readonly requestSeries = new WeakMap<LabelValues, { config: StatsConfig; series: (Series | null | 'full')[] }>();
 
   constructor(maxSeries = 10_000) {
     this.maxSeries = maxSeries;
@@ -59,43 +85,38 @@ export class IstioMetrics {
 
   /** Records one HTTP request under `config` (which metrics, which labels). */
   recordRequest(config: StatsConfig, labels: LabelValues, durationMs: number, requestBytes: number, responseBytes: number): void {
-    // The four metrics usually share one label list, and label objects are reused across
-    // requests: build each series key once per label object and label list.
-    let keys = this.keyCache.get(labels);
-    if (keys === undefined) this.keyCache.set(labels, (keys = new Map()));
-    this.observe(config, 'requests_total', labels, 1, keys);
-    this.observe(config, 'request_duration_milliseconds', labels, durationMs, keys);
-    this.observe(config, 'request_bytes', labels, requestBytes, keys);
-    this.observe(config, 'response_bytes', labels, responseBytes, keys);
+    // Label objects are reused across requests and series are never removed: each label
+    // object keeps its four series under the config in force, found once.
+    let series = this.requestSeries.get(labels);
+    if (series === undefined || series.config !== config) {
+      series = { config, series: REQUEST_METRICS.map((m) => this.seriesOf(config, m, labels)) };
+      this.requestSeries.set(labels, series);
+    }
+    const s = series.series;
+    count(this, s[0]!, 1);
+    count(this, s[1]!, durationMs);
+    count(this, s[2]!, requestBytes);
+    count(this, s[3]!, responseBytes);
   }
 
-  observe(config: StatsConfig, metric: StandardMetric, labels: LabelValues, value: number, keys?: Map<readonly string[], string>): void {
+  observe(config: StatsConfig, metric: StandardMetric, labels: LabelValues, value: number): void {
+    count(this, this.seriesOf(config, metric, labels), value);
+  }
+
+  /** The series of `labels` in `metric` under `config`: null when disabled, 'full' when it could not be added. */
+  private seriesOf(config: StatsConfig, metric: StandardMetric, labels: LabelValues): Series | null | 'full' {
     const settings = config.get(metric);
-    if (!settings || !settings.enabled) return;
+    if (!settings || !settings.enabled) return null;
     const fam = this.families.get(metric)!;
-    let key = keys?.get(settings.labels);
-    if (key === undefined) {
-      key = '';
-      for (const l of settings.labels) key += `${l}="${escapeLabel(labels[l])}",`;
-      keys?.set(settings.labels, key);
-    }
+    let key = '';
+    for (const l of settings.labels) key += `${l}="${escapeLabel(labels[l])}",`;
     let s = fam.series.get(key);
     if (!s) {
-      if (fam.series.size >= this.maxSeries) {
-        this.droppedSeries++;
-        return;
-      }
-      s = { labels: key.slice(0, -1), value: 0, buckets: fam.kind === 'histogram' ? new Float64Array(fam.bucketBounds.length) : undefined, sum: 0 };
+      if (fam.series.size >= this.maxSeries) return 'full';
+      s = { labels: key.slice(0, -1), value: 0, bucketBounds: fam.kind === 'histogram' ? fam.bucketBounds : undefined, buckets: fam.kind === 'histogram' ? new Float64Array(fam.bucketBounds.length) : undefined, sum: 0 };
       fam.series.set(key, s);
     }
-    if (s.buckets) {
-      s.value++;
-      s.sum += value;
-      const b = fam.bucketBounds;
-      for (let i = 0; i < b.length; i++) if (value <= b[i]!) { s.buckets[i]!++; break; }
-    } else {
-      s.value += value;
-    }
+    return s;
   }
 
   seriesCount(): number {

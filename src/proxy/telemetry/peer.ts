@@ -107,8 +107,8 @@ const UNKNOWN: WorkloadInfo = { workload: 'unknown', namespace: 'unknown', canon
  * One cache serves one proxy: `self` must be the same on every call.
  */
 export class RequestLabelCache {
-  private readonly byCluster = new WeakMap<object, WeakMap<object, Map<string, LabelValues>>>();
-  private readonly noCluster = new Map<string, LabelValues>();
+  private readonly byCluster = new WeakMap<object, WeakMap<object, LabelSlot>>();
+  private readonly noCluster = new LabelSlot();
   private readonly maxPerHost: number;
 
   constructor(maxPerHost = 256) {
@@ -120,26 +120,46 @@ export class RequestLabelCache {
     cluster: Cluster | undefined, clusterName: string | undefined, host: Host | undefined,
     status: number, flags: string,
   ): LabelValues {
-    let entries: Map<string, LabelValues> | undefined;
-    if (cluster === undefined) entries = this.noCluster;
+    let slot: LabelSlot | undefined;
+    if (cluster === undefined) slot = this.noCluster;
     else {
       let hosts = this.byCluster.get(cluster);
       if (hosts === undefined) this.byCluster.set(cluster, (hosts = new WeakMap()));
-      const slot: object = host ?? cluster;
-      entries = hosts.get(slot);
-      if (entries === undefined) hosts.set(slot, (entries = new Map()));
+      const key: object = host ?? cluster;
+      slot = hosts.get(key);
+      if (slot === undefined) hosts.set(key, (slot = new LabelSlot()));
     }
     // an unidentified peer (not from the PeerCache) is not cached
     if (peer !== undefined && peerId === 0) return requestLabels(reporter, self, peer, cluster, clusterName, host, status, flags);
+    // steady traffic repeats the last outcome: compared field by field, no key is built
+    const last = slot.last;
+    if (last !== null && slot.status === status && slot.flags === flags && slot.peerId === peerId && slot.reporter === reporter && slot.clusterName === clusterName) return last;
     const key = `${reporter}|${status}|${flags}|${peerId}|${clusterName ?? ''}`;
-    let labels = entries.get(key);
+    let labels = slot.entries.get(key);
     if (labels === undefined) {
-      if (entries.size >= this.maxPerHost) entries.clear();
+      if (slot.entries.size >= this.maxPerHost) slot.entries.clear();
       labels = requestLabels(reporter, self, peer, cluster, clusterName, host, status, flags);
-      entries.set(key, labels);
+      slot.entries.set(key, labels);
     }
+    slot.last = labels;
+    slot.reporter = reporter;
+    slot.status = status;
+    slot.flags = flags;
+    slot.peerId = peerId;
+    slot.clusterName = clusterName;
     return labels;
   }
+}
+
+/** The label values of one cluster host, by outcome, and the last one served. */
+class LabelSlot {
+  readonly entries = new Map<string, LabelValues>();
+  last: LabelValues | null = null;
+  reporter = '';
+  status = 0;
+  flags = '';
+  peerId = 0;
+  clusterName: string | undefined = undefined;
 }
 
 /** Label values of one request. */
