@@ -85,20 +85,33 @@ export function contentLengthOf(headers: readonly RawHeader[]): number {
   for (let i = 0; i < headers.length; i++) {
     const h = headers[i]!;
     if (h.name.length !== 14 || h.name.toLowerCase() !== 'content-length') continue;
-    for (const part of h.value.split(',')) {
-      const t = part.trim();
-      if (t.length === 0 || t.length > 15) return -1;
-      let n = 0;
-      for (let k = 0; k < t.length; k++) {
-        const d = t.charCodeAt(k) - 0x30;
-        if (d < 0 || d > 9) return -1;
-        n = n * 10 + d;
-      }
-      if (v !== -1 && v !== n) return -1;
+    const value = h.value;
+    // one value is the rule; a list (RFC 9110 §8.6) must repeat the same number
+    let from = 0;
+    for (;;) {
+      const comma = value.indexOf(',', from);
+      const n = decimal(value, from, comma < 0 ? value.length : comma);
+      if (n < 0 || (v !== -1 && v !== n)) return -1;
       v = n;
+      if (comma < 0) break;
+      from = comma + 1;
     }
   }
   return v;
+}
+
+// The decimal number in s[from, to), optional whitespace around it; -1 when not one (or longer than 15 digits).
+function decimal(s: string, from: number, to: number): number {
+  while (from < to && (s.charCodeAt(from) === 32 || s.charCodeAt(from) === 9)) from++;
+  while (to > from && (s.charCodeAt(to - 1) === 32 || s.charCodeAt(to - 1) === 9)) to--;
+  if (to === from || to - from > 15) return -1;
+  let n = 0;
+  for (let k = from; k < to; k++) {
+    const d = s.charCodeAt(k) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 // RFC 9110 tchar: the bytes allowed in a header name and a method.
