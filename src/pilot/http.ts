@@ -1,12 +1,16 @@
 // The pilot's monitoring port: readiness, Prometheus metrics, and JSON debug pages
 // (sync status per proxy, the last push, the config being served).
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { DiscoveryServer } from './xds/index.ts';
 import { proxyStatus } from './xds/index.ts';
 import type { PilotMetrics } from './metrics.ts';
 import type { Resource } from '../api/resource.ts';
+
+// node:http without an ESM import: the ESM facade of node:http reads every export, which
+// loads Node's bundled fetch (undici), 14 MB of RSS and 3 MB of heap for nothing.
+const { createServer } = process.getBuiltinModule('node:http');
 
 export interface DebugSources {
   server: DiscoveryServer;
@@ -39,7 +43,7 @@ export function pushStatus(src: DebugSources): unknown {
 }
 
 export function createMonitoringServer(src: DebugSources): http.Server {
-  const server = http.createServer((req, res) => {
+  const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://pilot');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: `method ${req.method ?? ''} not allowed on ${url.pathname}: only GET` });

@@ -1,7 +1,7 @@
 // The proxy's admin endpoints (Envoy's paths, meant for loopback): /ready, /stats/prometheus,
 // /stats, /config_dump, /clusters, /listeners, /quitquitquit. A plain node:http server is
 // fine here: this is the operator's side door, not the data path.
-import http from 'node:http';
+import type http from 'node:http';
 import type net from 'node:net';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
@@ -9,6 +9,10 @@ import type { RuntimeConfig } from '../config/runtime.ts';
 import type { AdsClient } from '../xds/ads-client.ts';
 import type { IstioMetrics } from '../telemetry/metrics.ts';
 import type { ListenerManager } from '../listener/listener-manager.ts';
+
+// node:http without an ESM import: the ESM facade of node:http reads every export, which
+// loads Node's bundled fetch (undici), 14 MB of RSS and 3 MB of heap for nothing.
+const { createServer } = process.getBuiltinModule('node:http');
 
 export interface AdminState {
   config: RuntimeConfig;
@@ -26,7 +30,7 @@ const DUMP = 'type.googleapis.com/envoy.admin.v3.';
 /** Serves admin on `address` (`host:port`); resolves with the bound server. */
 export async function startAdmin(address: string, s: AdminState, paths: 'admin' | 'stats' = 'admin'): Promise<http.Server> {
   const [host, portStr] = splitHostPort(address);
-  const server = http.createServer((req, res) => {
+  const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
     const send = (status: number, body: string, type = 'text/plain; charset=UTF-8'): void => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
