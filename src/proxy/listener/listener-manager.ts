@@ -211,12 +211,14 @@ export class ListenerManager {
       this.runTcpProxy(spec, net_, socket);
       return;
     }
-    const conn = serveHttp1(socket, this.opts.limits, (req) => void this.onHttpRequest(spec, net_, req));
+    const conn = serveHttp1(socket, this.opts.limits, (req) => this.onHttpRequest(spec, net_, req));
     this.httpConnections.add(conn);
     socket.once('close', () => this.httpConnections.delete(conn));
   }
 
-  private async onHttpRequest(spec: ListenerSpec, hcm: HttpConnectionManagerSpec, req: DownstreamRequest): Promise<void> {
+  // Not an async function: while the upstream answers, a request holds two small closures
+  // here rather than a suspended frame (fewer bytes to copy at each young-generation GC).
+  private onHttpRequest(spec: ListenerSpec, hcm: HttpConnectionManagerSpec, req: DownstreamRequest): void {
     this.inFlight++;
     this.served++;
     const start = Date.now();
@@ -226,21 +228,35 @@ export class ListenerManager {
       peer = this.peers.fromHeaders(req.head.headers);
       if (peer) req.head.headers = stripPeerHeaders(req.head.headers);
     }
-    let out: RouteOutcome | undefined;
+    let routed: Promise<RouteOutcome>;
     try {
-      out = await routeRequest(req, this.routerContext(hcm, inbound));
+      routed = routeRequest(req, this.routerContext(hcm, inbound));
     } catch (err) {
-      this.opts.logger.error({ listener: spec.name, err: (err as Error).message }, 'request handling failed');
-      if (!req.responded) {
-        try {
-          await req.respond({ status: 500, reason: 'Internal Server Error', version: '1.1', headers: [] }, null);
-        } catch { /* downstream gone */ }
-      }
-    } finally {
-      this.inFlight--;
-      if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      routed = Promise.reject(err as Error);
     }
-    if (out) this.report(spec, hcm, req, out, start, peer);
+    routed.then(
+      (out) => {
+        this.requestEnded();
+        this.report(spec, hcm, req, out, start, peer);
+      },
+      (err: unknown) => this.requestFailed(spec, req, err),
+    );
+  }
+
+  private requestEnded(): void {
+    this.inFlight--;
+    if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  // A bug, not a peer's fault: logged, answered 500 if nothing was sent yet, not reported.
+  private async requestFailed(spec: ListenerSpec, req: DownstreamRequest, err: unknown): Promise<void> {
+    this.opts.logger.error({ listener: spec.name, err: (err as Error).message }, 'request handling failed');
+    if (!req.responded) {
+      try {
+        await req.respond({ status: 500, reason: 'Internal Server Error', version: '1.1', headers: [] }, null);
+      } catch { /* downstream gone */ }
+    }
+    this.requestEnded();
   }
 
   // The router's view of a connection manager under the config in force: one object for

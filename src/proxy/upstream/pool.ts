@@ -185,44 +185,63 @@ export class UpstreamPool {
    * with UpstreamError. A request that failed on a reused connection before any response
    * byte is resent once on a fresh connection when its body is replayable.
    */
-  async request(
+  request(
     ep: UpstreamEndpoint,
     head: RequestHead,
     body: AsyncIterable<Buffer> | Buffer | null | ReplayableBody,
     opts: UpstreamRequestOptions = {},
   ): Promise<UpstreamResponse> {
-    if (this.isClosed) throw new UpstreamError('UO', 'upstream pool is closed', { retriable: false });
-    assertSendable(head.headers, head.target, 'request target');
-    if (!isToken(head.method)) throw new TypeError(`invalid method ${JSON.stringify(head.method)}`);
-    this.stats.rqTotal++;
-    const rb = body instanceof ReplayableBody ? body : new ReplayableBody(body, this.retryBufferBytes);
-    if (!rb.canReplay) {
-      throw new UpstreamError('UO', 'request body exceeded the retry buffer: it cannot be sent again', { retriable: false });
+    let rb: ReplayableBody;
+    let conn: UpstreamConnection | undefined;
+    let deadline: number;
+    try {
+      if (this.isClosed) throw new UpstreamError('UO', 'upstream pool is closed', { retriable: false });
+      assertSendable(head.headers, head.target, 'request target');
+      if (!isToken(head.method)) throw new TypeError(`invalid method ${JSON.stringify(head.method)}`);
+      this.stats.rqTotal++;
+      rb = body instanceof ReplayableBody ? body : new ReplayableBody(body, this.retryBufferBytes);
+      if (!rb.canReplay) {
+        throw new UpstreamError('UO', 'request body exceeded the retry buffer: it cannot be sent again', { retriable: false });
+      }
+      const timeoutMs = opts.timeoutMs ?? 0;
+      deadline = timeoutMs > 0 ? Date.now() + timeoutMs : 0;
+      // an idle keep-alive connection is taken without waiting for anything
+      conn = this.takeIdle(this.endpointPool(ep));
+      if (conn === undefined) return this.requestOnNew(ep, head, rb, deadline, opts.signal);
+      const sent = conn.exchange(head, rb, remaining(deadline, ep), opts.signal);
+      // Not an async function: a request in flight holds one small closure, not a suspended frame.
+      return sent.catch((e: unknown) => this.resendStale(e, ep, head, rb, deadline, opts.signal));
+    } catch (e) {
+      return Promise.reject(e as Error);
     }
-    const timeoutMs = opts.timeoutMs ?? 0;
-    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : 0;
-    const signal = opts.signal;
-    // an idle keep-alive connection is taken without waiting for anything
-    let conn = this.takeIdle(this.endpointPool(ep)) ?? (await this.acquire(ep, false, deadline, signal));
+  }
+
+  // No idle connection: a new one, or one a waiter hands over.
+  private async requestOnNew(ep: UpstreamEndpoint, head: RequestHead, rb: ReplayableBody, deadline: number, signal: AbortSignalLike | undefined): Promise<UpstreamResponse> {
+    const conn = await this.acquire(ep, false, deadline, signal);
     try {
       return await conn.exchange(head, rb, remaining(deadline, ep), signal);
     } catch (e) {
-      if (
-        !(e instanceof UpstreamError) ||
-        !e.reusedConnection ||
-        e.responseStarted ||
-        (e.flag !== 'UC' && e.flag !== 'UR') ||
-        !rb.replayable ||
-        signal?.aborted === true
-      ) {
-        throw e;
-      }
-      // The upstream closed a keep-alive connection as this request went out: it never
-      // answered it, so send it again on a connection opened for it.
-      this.stats.rqStaleRetry++;
-      conn = await this.acquire(ep, true, deadline, signal);
-      return await conn.exchange(head, rb, remaining(deadline, ep), signal);
+      return await this.resendStale(e, ep, head, rb, deadline, signal);
     }
+  }
+
+  // The upstream closed a reused keep-alive connection as the request went out: it never
+  // answered it, so the request goes again on a connection opened for it. Other failures stand.
+  private async resendStale(e: unknown, ep: UpstreamEndpoint, head: RequestHead, rb: ReplayableBody, deadline: number, signal: AbortSignalLike | undefined): Promise<UpstreamResponse> {
+    if (
+      !(e instanceof UpstreamError) ||
+      !e.reusedConnection ||
+      e.responseStarted ||
+      (e.flag !== 'UC' && e.flag !== 'UR') ||
+      !rb.replayable ||
+      signal?.aborted === true
+    ) {
+      throw e;
+    }
+    this.stats.rqStaleRetry++;
+    const conn = await this.acquire(ep, true, deadline, signal);
+    return await conn.exchange(head, rb, remaining(deadline, ep), signal);
   }
 
   /** Connections carrying a request or connecting (for `ep`, or all endpoints). */
