@@ -1,5 +1,6 @@
 // An upstream host as the load balancer and outlier detector see it: address, weight,
 // priority and locality from EDS, and the mutable health the proxy itself observes.
+import { endpointOf, type UpstreamEndpoint } from '../upstream/index.ts';
 
 /** Istio's workload identity for an endpoint (from EDS metadata `istio.workload`). */
 export interface WorkloadIdentity {
@@ -15,6 +16,8 @@ export class Host {
   readonly port: number;
   /** `address:port`, the identity kept across EDS updates (so ejections survive them). */
   readonly key: string;
+  /** Where its pool connects (made once, so a request builds no endpoint or pool key). */
+  readonly endpoint: UpstreamEndpoint;
   weight = 1;
   priority = 0;
   locality = '';
@@ -40,6 +43,7 @@ export class Host {
     this.address = address;
     this.port = port;
     this.key = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+    this.endpoint = endpointOf(address, port);
   }
 
   get ejected(): boolean {

@@ -7,6 +7,7 @@ import { isLocalAddress, PassthroughPools, UpstreamPool } from '../upstream/inde
 import type { ReplayableBody } from '../upstream/index.ts';
 import type { UpstreamDispatch } from '../router/router.ts';
 import type { Cluster } from './cluster.ts';
+import type { Host } from './host.ts';
 
 /** How long requests in flight on a removed cluster's pool may take before it closes. */
 const REMOVED_POOL_GRACE_MS = 30_000;
@@ -58,17 +59,16 @@ export class ClusterPools implements UpstreamDispatch {
     });
   }
 
-  request(cluster: Cluster, host: { address: string; port: number }, head: RequestHead, body: ReplayableBody, opts: DispatchOptions): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }> {
+  request(cluster: Cluster, host: Host, head: RequestHead, body: ReplayableBody, opts: DispatchOptions): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }> {
     const original = bindable(opts.sourceAddress);
-    const reqOpts = { timeoutMs: opts.timeoutMs, signal: opts.signal };
     if (cluster.type === 'ORIGINAL_DST') {
       // one shared pool for every ORIGINAL_DST cluster: the source travels with the request
       const source = original ?? bindable(cluster.bindAddress);
       const ep = source === undefined ? { host: host.address, port: host.port } : { host: host.address, port: host.port, localAddress: source };
-      return this.passthrough.request(ep, head, body, reqOpts);
+      return this.passthrough.request(ep, head, body, opts);
     }
-    const ep = original === undefined ? { host: host.address, port: host.port } : { host: host.address, port: host.port, localAddress: original };
-    return this.poolFor(cluster).request(ep, head, body, reqOpts);
+    const ep = original === undefined ? host.endpoint : { host: host.address, port: host.port, localAddress: original };
+    return this.poolFor(cluster).request(ep, head, body, opts);
   }
 
   /** Source to bind to: the original source (inbound), else the cluster's bind config, else the workload IP. */

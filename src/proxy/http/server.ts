@@ -54,6 +54,8 @@ export interface DownstreamRequest {
   respond(head: ResponseHead, body?: Buffer | AsyncIterable<Buffer> | null, opts?: RespondOptions): Promise<void>;
   /** True once respond() was called. */
   readonly responded: boolean;
+  /** True once every byte of the response is handed to the socket; respond()'s promise is then fulfilled. */
+  readonly complete: boolean;
   /** Request body bytes received (de-framed), as Envoy's %BYTES_RECEIVED%. */
   bytesReceived(): number;
   /** Response body bytes sent (de-framed), as Envoy's %BYTES_SENT%. */

@@ -17,7 +17,7 @@ import type { FaultPolicy, RetryPolicy, Route, RouteAction, RouteTable, VirtualH
 /** How the router reaches upstream hosts (the cluster's connection pool). */
 export interface UpstreamDispatch {
   /** `sourceAddress`: the original source to bind to (inbound: the caller, M17). */
-  request(cluster: Cluster, host: { address: string; port: number }, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignalLike; sourceAddress?: string }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }>;
+  request(cluster: Cluster, host: Host, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignalLike; sourceAddress?: string }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }>;
   /** The source address a raw TCP connection to `cluster` binds to (undefined: the system's choice). */
   sourceFor?(cluster: Cluster, original: string | undefined): string | undefined;
 }
@@ -420,7 +420,9 @@ async function forward(
       }
       if (retried && retry && retriable(retry, { kind: 'status', status })) out.flags.push('URX');
       try {
-        await deliver(req, out, host, res, respOps, setCookie, attemptStart);
+        const written = deliver(req, out, host, res, respOps, setCookie, attemptStart);
+        // a response that arrived whole is written whole at once: nothing to wait for
+        if (!req.complete) await written;
       } catch (e) {
         if (e instanceof UpstreamError) out.flags.push(e.flag === 'UT' ? 'UT' : 'UC');
         else out.flags.push('DC');

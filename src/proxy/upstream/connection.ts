@@ -28,6 +28,13 @@ export interface UpstreamEndpoint {
    * default, else the system's choice.
    */
   localAddress?: string;
+  /** Its pool key, `host:port[@localAddress]`, when made once by endpointOf() and kept (else computed per request). */
+  readonly key?: string;
+}
+
+/** An endpoint kept across requests (a cluster host's), its pool key computed once. */
+export function endpointOf(host: string, port: number): UpstreamEndpoint {
+  return { host, port, key: host + ':' + port };
 }
 
 export interface UpstreamResponse {

@@ -526,6 +526,7 @@ function settle(w: Waiter, err: Error): void {
 }
 
 function keyOf(ep: UpstreamEndpoint): string {
+  if (ep.key !== undefined) return ep.key;
   const k = ep.host + ':' + ep.port;
   return ep.localAddress === undefined ? k : k + '@' + ep.localAddress;
 }
