@@ -192,7 +192,10 @@ function afterFaults(
 
   const head = req.head;
   const upstreamHead: RequestHead = { method: head.method, target: upstreamTarget, version: head.version, headers };
-  return forward(req, ctx, out, cluster, upstreamHead, action, action.retry ?? vh.retry, responseOps(table, vh, route, weighted));
+  if (!cluster.circuitBreaker.tryAcquireRequest()) {
+    return localReply(req, out, 503, ['UO'], 'upstream_overflow', undefined, [OVERLOADED]);
+  }
+  return forward(new Forwarding(req, ctx, out, cluster, upstreamHead, action, action.retry ?? vh.retry, responseOps(table, vh, route, weighted)));
 }
 
 const NO_OPS: readonly HeaderOps[] = [];
@@ -338,105 +341,194 @@ const ERROR_DETAILS: Record<string, [number, string]> = {
 // Envoy's router marks a local reply caused by a circuit breaker overflow.
 const OVERLOADED: RawHeader = { name: 'x-envoy-overloaded', value: 'true' };
 
-async function forward(
-  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, cluster: Cluster, head: RequestHead,
-  action: RouteAction, retry: RetryPolicy | undefined, respOps: readonly HeaderOps[],
-): Promise<RouteOutcome> {
-  const cb = cluster.circuitBreaker;
-  if (!cb.tryAcquireRequest()) {
-    return localReply(req, out, 503, ['UO'], 'upstream_overflow', undefined, [OVERLOADED]);
+/**
+ * One request on its way upstream: its attempts, retry slots, hosts tried and last failure
+ * (Envoy's timeout, retry, circuit-breaker and outlier semantics). The state of the attempt
+ * loop lives here rather than in forward()'s frame, so that a request waiting on its upstream
+ * holds one small object and a short suspended frame.
+ */
+class Forwarding {
+  readonly req: DownstreamRequest;
+  readonly ctx: RouterContext;
+  readonly out: RouteOutcome;
+  readonly cluster: Cluster;
+  readonly head: RequestHead;
+  readonly action: RouteAction;
+  readonly retry: RetryPolicy | undefined;
+  readonly respOps: readonly HeaderOps[];
+  readonly body: ReplayableBody;
+  readonly hash: number | undefined;
+  readonly setCookie: string | undefined;
+  readonly deadline: number;
+  /** Hosts already tried, kept only when the retry policy excludes previous hosts. */
+  readonly tried: Set<Host> | undefined;
+  readonly maxAttempts: number;
+  lastFailure: Failure | undefined = undefined;
+  retried = false;
+  /** A retry slot taken for a retriable status, before its attempt starts. */
+  haveRetrySlot = false;
+  /** A retry slot taken for the attempt in flight, released when it ends. */
+  slotHeld = false;
+  host: Host | undefined = undefined;
+  attemptStart = 0;
+
+  constructor(
+    req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, cluster: Cluster, head: RequestHead,
+    action: RouteAction, retry: RetryPolicy | undefined, respOps: readonly HeaderOps[],
+  ) {
+    this.req = req;
+    this.ctx = ctx;
+    this.out = out;
+    this.cluster = cluster;
+    this.head = head;
+    this.action = action;
+    this.retry = retry;
+    this.respOps = respOps;
+    this.body = new ReplayableBody(req.bodyLength === 0 ? null : req.body, ctx.retryBufferBytes);
+    const { hash, setCookie } = action.hashPolicies.length > 0 ? requestHash(action, req, head.headers, head.target.split('?')[1] ?? '') : NO_HASH;
+    this.hash = hash;
+    this.setCookie = setCookie;
+    this.deadline = action.timeoutMs > 0 ? Date.now() + action.timeoutMs : Infinity;
+    this.tried = retry?.previousHosts ? new Set<Host>() : undefined;
+    this.maxAttempts = 1 + (retry ? retry.numRetries : 0);
   }
-  const body = new ReplayableBody(req.bodyLength === 0 ? null : req.body, ctx.retryBufferBytes);
-  const { hash, setCookie } = action.hashPolicies.length > 0 ? requestHash(action, req, head.headers, head.target.split('?')[1] ?? '') : NO_HASH;
-  const started = Date.now();
-  const deadline = action.timeoutMs > 0 ? started + action.timeoutMs : Infinity;
-  // hosts already tried, kept only when the retry policy excludes previous hosts
-  const tried = retry?.previousHosts ? new Set<Host>() : undefined;
-  const maxAttempts = 1 + (retry ? retry.numRetries : 0);
-  let lastFailure: Failure | undefined;
-  let retried = false;
-  let haveRetrySlot = false;
-  // a retry slot taken for the attempt in flight, released when it ends
-  let slotHeld = false;
-  // The downstream's own signal aborts the upstream exchange when the caller goes away.
-  const signal = req.signal;
+
+  /** Before attempt N > 0: a retry slot, then the backoff; false when no retry may be made. */
+  async backOff(attempt: number): Promise<boolean> {
+    const cb = this.cluster.circuitBreaker;
+    if (!this.haveRetrySlot && (!this.body.replayable || !cb.tryAcquireRetry())) return false;
+    this.haveRetrySlot = false;
+    // The slot stays taken through the backoff and the retried attempt (Envoy's
+    // max_retries bounds retries in flight).
+    this.slotHeld = true;
+    this.retried = true;
+    const retry = this.retry!;
+    const backoff = Math.min(retry.maxIntervalMs, retry.baseIntervalMs * 2 ** (attempt - 1));
+    await new Promise((r) => setTimeout(r, Math.random() * backoff));
+    return Date.now() < this.deadline && !this.req.signal.aborted;
+  }
+
+  /** Sends an attempt to the next host; undefined when no healthy host is left. */
+  send(): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }> | undefined {
+    const { req, retry } = this;
+    const host = pickHost(req, this.cluster, this.head, this.hash, this.tried, retry?.hostSelectionAttempts);
+    if (!host) return undefined;
+    this.tried?.add(host);
+    this.host = host;
+    this.out.host = host;
+    const now = Date.now();
+    const remaining = this.deadline === Infinity ? 0 : Math.max(1, this.deadline - now);
+    const perTry = retry && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : 0;
+    const timeoutMs = perTry > 0 && (remaining === 0 || perTry < remaining) ? perTry : remaining;
+    this.attemptStart = now;
+    host.active++;
+    host.totalRequests++;
+    // The downstream's own signal aborts the upstream exchange when the caller goes away.
+    const signal = req.signal;
+    return this.ctx.upstream.request(this.cluster, host, this.head, this.body, this.ctx.inbound ? { timeoutMs, signal, sourceAddress: req.remoteAddress } : { timeoutMs, signal });
+  }
+
+  /** The attempt got no response; true to try again. */
+  noResponse(e: unknown): boolean {
+    this.attemptEnded();
+    const failure = attemptFailed(this.cluster, this.host!, e);
+    this.lastFailure = failure;
+    const globalTimeout = failure.err.flag === 'UT' && Date.now() >= this.deadline;
+    return !globalTimeout && this.retry !== undefined && retriable(this.retry, failure) && !this.req.signal.aborted;
+  }
+
+  /** The attempt was answered; true to discard this answer and try again. */
+  answered(status: number, attempt: number): boolean {
+    this.attemptEnded();
+    const { cluster, retry } = this;
+    const host = this.host!;
+    host.active--;
+    if (cluster.outlier) {
+      cluster.outlier.report(host, status >= 500 ? (status === 502 || status === 503 || status === 504 ? 'gateway' : 'error5xx') : 'success');
+    }
+    if (status >= 500) host.totalErrors++;
+    if (retry === undefined) return false;
+    const failure: Failure = { kind: 'status', status };
+    // Retry a retriable status only when a retry slot is free; otherwise this response
+    // is the answer (Envoy passes the upstream's 5xx through on retry overflow).
+    if (attempt + 1 < this.maxAttempts && retriable(retry, failure) && this.body.replayable && cluster.circuitBreaker.tryAcquireRetry()) {
+      this.haveRetrySlot = true;
+      this.lastFailure = failure;
+      return true;
+    }
+    if (this.retried && retriable(retry, failure)) this.out.flags.push('URX');
+    return false;
+  }
+
+  /** Writes the answer; a promise only while its body still streams. */
+  deliver(res: { head: ResponseHead; body: AsyncIterable<Buffer> }): Promise<void> | undefined {
+    try {
+      const written = deliver(this.req, this.out, this.host!, res, this.respOps, this.setCookie, this.attemptStart);
+      // a response that arrived whole is written whole at once: nothing to wait for
+      if (this.req.complete) return undefined;
+      return written.catch((e: unknown) => this.deliveryFailed(e));
+    } catch (e) {
+      this.deliveryFailed(e);
+      return undefined;
+    }
+  }
+
+  private deliveryFailed(e: unknown): void {
+    if (e instanceof UpstreamError) this.out.flags.push(e.flag === 'UT' ? 'UT' : 'UC');
+    else this.out.flags.push('DC');
+  }
+
+  // the attempt in flight has ended, answered or not
+  private attemptEnded(): void {
+    if (this.slotHeld) {
+      this.cluster.circuitBreaker.releaseRetry();
+      this.slotHeld = false;
+    }
+  }
+
+  /** The local answer once every attempt failed (or none could be made). */
+  failed(): Promise<RouteOutcome> {
+    if (this.retried) this.out.flags.push('URX');
+    return failed(this.req, this.out, this.lastFailure);
+  }
+
+  /** Gives back the circuit breaker's request slot and any retry slot still held. */
+  release(): void {
+    const cb = this.cluster.circuitBreaker;
+    if (this.slotHeld) cb.releaseRetry();
+    if (this.haveRetrySlot) cb.releaseRetry();
+    cb.releaseRequest();
+  }
+}
+
+/** The attempt loop; the circuit breaker's request slot is taken, and given back here. */
+async function forward(f: Forwarding): Promise<RouteOutcome> {
   try {
-    for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      if (attempt > 0) {
-        if (!haveRetrySlot && (!body.replayable || !cb.tryAcquireRetry())) break;
-        haveRetrySlot = false;
-        // The slot stays taken through the backoff and the retried attempt (Envoy's
-        // max_retries bounds retries in flight).
-        slotHeld = true;
-        retried = true;
-        const backoff = Math.min(retry!.maxIntervalMs, retry!.baseIntervalMs * 2 ** (attempt - 1));
-        await new Promise((r) => setTimeout(r, Math.random() * backoff));
-        if (Date.now() >= deadline || signal.aborted) break;
-      }
-      const host = pickHost(req, cluster, head, hash, tried, retry?.hostSelectionAttempts);
-      if (!host) {
-        return await localReply(req, out, 503, ['UH'], 'no_healthy_upstream', undefined, []);
-      }
-      tried?.add(host);
-      out.host = host;
-      const remaining = deadline === Infinity ? 0 : Math.max(1, deadline - Date.now());
-      const perTry = retry && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : 0;
-      const timeoutMs = perTry > 0 && (remaining === 0 || perTry < remaining) ? perTry : remaining;
-      const attemptStart = Date.now();
-      host.active++;
-      host.totalRequests++;
-      let res: { head: ResponseHead; body: AsyncIterable<Buffer> } | undefined;
-      let error: unknown;
+    for (let attempt = 0; attempt < f.maxAttempts; attempt++) {
+      if (attempt > 0 && !(await f.backOff(attempt))) break;
+      const sent = f.send();
+      if (sent === undefined) return await localReply(f.req, f.out, 503, ['UH'], 'no_healthy_upstream', undefined, []);
+      let res: { head: ResponseHead; body: AsyncIterable<Buffer> };
       try {
-        res = await ctx.upstream.request(cluster, host, head, body, ctx.inbound ? { timeoutMs, signal, sourceAddress: req.remoteAddress } : { timeoutMs, signal });
+        res = await sent;
       } catch (e) {
-        error = e;
-      }
-      // the attempt has ended, answered or not
-      if (slotHeld) {
-        cb.releaseRetry();
-        slotHeld = false;
-      }
-      if (res === undefined) {
-        lastFailure = attemptFailed(cluster, host, error);
-        const globalTimeout = lastFailure.err.flag === 'UT' && Date.now() >= deadline;
-        if (!globalTimeout && retry && retriable(retry, lastFailure) && !req.signal.aborted) continue;
+        if (f.noResponse(e)) continue;
         break;
       }
-      host.active--;
-      const status = res.head.status;
-      if (cluster.outlier) {
-        cluster.outlier.report(host, status >= 500 ? (status === 502 || status === 503 || status === 504 ? 'gateway' : 'error5xx') : 'success');
-      }
-      if (status >= 500) host.totalErrors++;
-      // Retry a retriable status only when a retry slot is free; otherwise this response
-      // is the answer (Envoy passes the upstream's 5xx through on retry overflow).
-      if (retry && attempt + 1 < maxAttempts && retriable(retry, { kind: 'status', status }) && body.replayable && cb.tryAcquireRetry()) {
-        haveRetrySlot = true;
-        lastFailure = { kind: 'status', status };
+      if (f.answered(res.head.status, attempt)) {
         // Discard this attempt's body (bounded by the pool's own limits) and try again.
         await discard(res.body);
         continue;
       }
-      if (retried && retry && retriable(retry, { kind: 'status', status })) out.flags.push('URX');
-      try {
-        const written = deliver(req, out, host, res, respOps, setCookie, attemptStart);
-        // a response that arrived whole is written whole at once: nothing to wait for
-        if (!req.complete) await written;
-      } catch (e) {
-        if (e instanceof UpstreamError) out.flags.push(e.flag === 'UT' ? 'UT' : 'UC');
-        else out.flags.push('DC');
-      }
-      mirror(ctx, action, head, body);
-      return out;
+      const writing = f.deliver(res);
+      if (writing !== undefined) await writing;
+      mirror(f.ctx, f.action, f.head, f.body);
+      return f.out;
     }
     // Attempts exhausted or not retriable.
-    if (retried) out.flags.push('URX');
-    return await failed(req, out, lastFailure);
+    return await f.failed();
   } finally {
-    if (slotHeld) cb.releaseRetry();
-    if (haveRetrySlot) cb.releaseRetry();
-    cb.releaseRequest();
+    f.release();
   }
 }
 
