@@ -34,7 +34,13 @@ export interface UpstreamEndpoint {
 
 /** An endpoint kept across requests (a cluster host's), its pool key computed once. */
 export function endpointOf(host: string, port: number): UpstreamEndpoint {
-  return { host, port, key: host + ':' + port };
+  return { host, port, key: endpointKey(host, port, undefined) };
+}
+
+/** The key connections to an endpoint are pooled under: `host:port[@localAddress]`. */
+export function endpointKey(host: string, port: number, localAddress: string | undefined): string {
+  const k = host + ':' + port;
+  return localAddress === undefined ? k : k + '@' + localAddress;
 }
 
 export interface UpstreamResponse {
@@ -153,8 +159,6 @@ interface Exchange {
   remaining: number;
   closeDelimited: boolean;
   responseDone: boolean;
-  /** The response head is awaited under a timeout (the connection's head timer is armed for it). */
-  deadline: boolean;
   timeoutMs: number;
   /** The signal this exchange listens on (until it is detached). */
   signal: AbortSignalLike | undefined;
@@ -259,7 +263,6 @@ export class UpstreamConnection implements BodySource {
         remaining: 0,
         closeDelimited: false,
         responseDone: false,
-        deadline: timeoutMs > 0,
         timeoutMs,
         signal: undefined,
       };
@@ -283,8 +286,7 @@ export class UpstreamConnection implements BodySource {
 
   private onHeadTimeout(): void {
     const ex = this.ex;
-    if (ex === null || !ex.deadline) return; // the head arrived, or no timeout
-    ex.deadline = false;
+    if (ex === null) return;
     this.abortExchange(ex, new UpstreamError('UT', `no response from ${this.authority} within ${ex.timeoutMs} ms`, { requestSent: ex.requestBytes > 0, responseStarted: ex.responseBytes > 0 }));
   }
 
@@ -448,7 +450,6 @@ export class UpstreamConnection implements BodySource {
         }
         continue; // 100 Continue, 102, 103: informational, the final response follows
       }
-      ex.deadline = false;
       this.headTimer.disarm();
       ex.framing = framing;
       if (framing.keepAliveTimeoutMs >= 0) this.keepAliveHintMs = framing.keepAliveTimeoutMs;
@@ -568,10 +569,7 @@ export class UpstreamConnection implements BodySource {
   }
 
   private detach(ex: Exchange): void {
-    if (ex.deadline) {
-      ex.deadline = false;
-      this.headTimer.disarm();
-    }
+    this.headTimer.disarm();
     if (ex.signal !== undefined) {
       ex.signal.removeEventListener('abort', this.onSignalAbort);
       ex.signal = undefined;

@@ -8,6 +8,7 @@ import { DeadlineTimer } from '../http/deadline-timer.ts';
 import { DEFAULT_HTTP1_LIMITS } from '../http/limits.ts';
 import {
   authorityOf,
+  endpointKey,
   connectTcp,
   UpstreamConnection,
   type ConnectionLimits,
@@ -191,22 +192,19 @@ export class UpstreamPool {
     body: AsyncIterable<Buffer> | Buffer | null | ReplayableBody,
     opts: UpstreamRequestOptions = {},
   ): Promise<UpstreamResponse> {
-    let rb: ReplayableBody;
-    let conn: UpstreamConnection | undefined;
-    let deadline: number;
     try {
       if (this.isClosed) throw new UpstreamError('UO', 'upstream pool is closed', { retriable: false });
       assertSendable(head.headers, head.target, 'request target');
       if (!isToken(head.method)) throw new TypeError(`invalid method ${JSON.stringify(head.method)}`);
       this.stats.rqTotal++;
-      rb = body instanceof ReplayableBody ? body : new ReplayableBody(body, this.retryBufferBytes);
+      const rb = body instanceof ReplayableBody ? body : new ReplayableBody(body, this.retryBufferBytes);
       if (!rb.canReplay) {
         throw new UpstreamError('UO', 'request body exceeded the retry buffer: it cannot be sent again', { retriable: false });
       }
       const timeoutMs = opts.timeoutMs ?? 0;
-      deadline = timeoutMs > 0 ? Date.now() + timeoutMs : 0;
+      const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : 0;
       // an idle keep-alive connection is taken without waiting for anything
-      conn = this.takeIdle(this.endpointPool(ep));
+      const conn = this.takeIdle(this.endpointPool(ep));
       if (conn === undefined) return this.requestOnNew(ep, head, rb, deadline, opts.signal);
       const sent = conn.exchange(head, rb, remaining(deadline, ep), opts.signal);
       // Not an async function: a request in flight holds one small closure, not a suspended frame.
@@ -526,9 +524,7 @@ function settle(w: Waiter, err: Error): void {
 }
 
 function keyOf(ep: UpstreamEndpoint): string {
-  if (ep.key !== undefined) return ep.key;
-  const k = ep.host + ':' + ep.port;
-  return ep.localAddress === undefined ? k : k + '@' + ep.localAddress;
+  return ep.key ?? endpointKey(ep.host, ep.port, ep.localAddress);
 }
 
 // Milliseconds left before `deadline` (0: no deadline); throws 'UT' when it passed.
