@@ -153,3 +153,16 @@ test('a scan of every port 1024-65535 finds only the declared listener; after 10
   assert.equal(end.series, 2, 'one series for 200 via svc, one for 404 NR');
   assert.ok(end.rss - base.rss < 20 * 1024 * 1024, `RSS grew by ${((end.rss - base.rss) / 1048576).toFixed(1)} MB`);
 });
+
+test('the sidecar and the pilot modules load no Node bundled fetch (undici): 4 MB private memory per sidecar', async () => {
+  // The ESM facade of node:http reads every export, and one of them loads undici.
+  const probe = `await import(${JSON.stringify(path.join(import.meta.dirname, '..', '..', 'src', 'proxy', 'index.ts'))});
+await import(${JSON.stringify(path.join(import.meta.dirname, '..', '..', 'src', 'pilot', 'http.ts'))});
+process.stdout.write(JSON.stringify(process.moduleLoadList.filter((m) => m.includes('undici'))));`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', probe], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  assert.equal(code, 0);
+  assert.deepEqual(JSON.parse(out), []);
+});
