@@ -33,10 +33,13 @@ export function encodeMessage(typeUrl: string, json: ProtoJson): Uint8Array {
   return type.encode(type.fromObject(obj)).finish();
 }
 
-/** Decodes protobuf bytes into JSON form (Any expanded with `@type`). */
-export function decodeMessage(typeUrl: string, bytes: Uint8Array): ProtoJson {
+/**
+ * Decodes protobuf bytes into JSON form (Any expanded with `@type`). `lookup` resolves the
+ * types Anys name (messageType by default, which throws for a type the protos lack).
+ */
+export function decodeMessage(typeUrl: string, bytes: Uint8Array, lookup: (url: string) => protobuf.Type = messageType): ProtoJson {
   const type = messageType(typeUrl);
-  return toJson(type, type.decode(bytes), messageType) as ProtoJson;
+  return toJson(type, type.decode(bytes), lookup) as ProtoJson;
 }
 
 /** Wraps a JSON-form message as an Any (`{typeUrl, value}`) for a DiscoveryResponse. */

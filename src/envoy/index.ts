@@ -4,3 +4,4 @@ export * from './types.ts';
 export { encodeMessage, decodeMessage, toAny, messageType } from './codec.ts';
 export type { ProtoJson } from './codec.ts';
 export { formatDuration, parseDuration, protoJsonName } from './json.ts';
+export { checkResource, checkEncoded, checkDecoded, ruleType, formatRuleViolation, type RuleReport, type RuleViolation } from './validate-rules.ts';

@@ -66,6 +66,9 @@ export function protoDuration(d: string | undefined): string | undefined {
 
 export const DEFAULT_CONNECT_TIMEOUT = '10s';
 
+/** The largest ring Envoy builds (RingHashLbConfig.minimum_ring_size: `lte: 8388608`). */
+const MAX_RING_SIZE = 8_388_608;
+
 /**
  * Writes the policy into `cluster` (already named and typed). `grpc` restricts the result
  * to what proxyless gRPC clients accept (ROUND_ROBIN or RING_HASH, no least-request).
@@ -81,7 +84,8 @@ export function applyTrafficPolicy(cluster: ProtoJson, policy: PolicyFields, pro
       } else {
         cluster['lbPolicy'] = 'RING_HASH';
         const min = ch.ringHash?.minimumRingSize ?? ch.minimumRingSize;
-        cluster['ringHashLbConfig'] = { minimumRingSize: min ?? 1024 };
+        // Istio accepts any size; Envoy refuses a ring above 8M entries (its validation rule).
+        cluster['ringHashLbConfig'] = { minimumRingSize: Math.min(min ?? 1024, MAX_RING_SIZE) };
       }
     } else {
       switch (lb?.simple) {
