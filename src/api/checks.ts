@@ -157,15 +157,27 @@ export function checkProtocol(p: string): string | undefined {
 
 const QUALIFIED_NAME = /^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)$/;
 
-/** A Kubernetes label key: [prefix/]name, prefix a DNS subdomain, name up to 63 characters. */
+/** Kubernetes' limits on names: a qualified name's name part and a label value; a DNS subdomain. */
+export const QUALIFIED_NAME_MAX = 63;
+export const LABEL_VALUE_MAX = 63;
+export const DNS1123_SUBDOMAIN_MAX = 253;
+/** Kubernetes' TotalAnnotationSizeLimitB: keys and values of one object's annotations together. */
+export const ANNOTATIONS_MAX_BYTES = 256 * 1024;
+
+/**
+ * A Kubernetes qualified name, the form of label and annotation keys: [prefix/]name, the
+ * prefix a DNS subdomain of up to 253 characters, the name up to 63 characters.
+ */
 export function checkLabelKey(key: string): string | undefined {
   const slash = key.indexOf('/');
   const name = slash < 0 ? key : key.slice(slash + 1);
   if (slash >= 0) {
     const prefix = key.slice(0, slash);
+    if (prefix.length > DNS1123_SUBDOMAIN_MAX) return `label key ${JSON.stringify(key)}: prefix part must be no more than ${DNS1123_SUBDOMAIN_MAX} characters`;
     if (!isDNS1123Subdomain(prefix)) return `label key ${JSON.stringify(key)}: prefix must be a DNS-1123 subdomain`;
   }
-  if (name.length === 0 || name.length > 63 || !QUALIFIED_NAME.test(name)) {
+  if (name.length > QUALIFIED_NAME_MAX) return `label key ${JSON.stringify(key)} is invalid: name part must be no more than ${QUALIFIED_NAME_MAX} characters`;
+  if (name.length === 0 || !QUALIFIED_NAME.test(name)) {
     return `label key ${JSON.stringify(key)} is invalid: a name of up to 63 characters: alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric`;
   }
   return undefined;
@@ -173,7 +185,8 @@ export function checkLabelKey(key: string): string | undefined {
 
 export function checkLabelValue(value: string): string | undefined {
   if (value === '') return undefined;
-  if (value.length > 63 || !QUALIFIED_NAME.test(value)) {
+  if (value.length > LABEL_VALUE_MAX) return `label value ${JSON.stringify(value)} is invalid: must be no more than ${LABEL_VALUE_MAX} characters`;
+  if (!QUALIFIED_NAME.test(value)) {
     return `label value ${JSON.stringify(value)} is invalid: up to 63 characters: alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric`;
   }
   return undefined;

@@ -1,7 +1,7 @@
 // validateResource: checks one resource the way Istio does: the envelope and metadata as the
 // Kubernetes API server would, the spec against the CRD's structural schema and CEL rules,
 // then Istio's own semantic rules (its validation webhook).
-import { checkLabelKey, checkLabelValue, isDNS1123Label, isDNS1123Subdomain } from './checks.ts';
+import { ANNOTATIONS_MAX_BYTES, DNS1123_SUBDOMAIN_MAX, checkLabelKey, checkLabelValue, isDNS1123Label, isDNS1123Subdomain } from './checks.ts';
 import { describeUnknownKind } from './codec.ts';
 import { ConfigError } from './errors.ts';
 import { lookupKind, type SupportedKind } from './kinds.ts';
@@ -120,11 +120,13 @@ function validateMetadata(m: unknown, issues: Issues): void {
   for (const k in m) if (!OBJECT_META.has(k)) issues.add(`metadata.${k}`, `unknown field "${k}"`);
   const name = m['name'];
   if (typeof name !== 'string' || name === '') issues.add('metadata.name', 'Required value: a non-empty string');
+  else if (name.length > DNS1123_SUBDOMAIN_MAX) issues.add('metadata.name', `Invalid value: ${JSON.stringify(name)}: must be no more than ${DNS1123_SUBDOMAIN_MAX} characters`);
   else if (!isDNS1123Subdomain(name)) {
     issues.add('metadata.name', `Invalid value: ${JSON.stringify(name)}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character`);
   }
   const ns = m['namespace'];
-  if (ns !== undefined && ns !== null && (typeof ns !== 'string' || (ns !== '' && !isDNS1123Label(ns)))) {
+  if (typeof ns === 'string' && ns.length > 63) issues.add('metadata.namespace', `Invalid value: ${JSON.stringify(ns)}: must be no more than 63 characters`);
+  else if (ns !== undefined && ns !== null && (typeof ns !== 'string' || (ns !== '' && !isDNS1123Label(ns)))) {
     issues.add('metadata.namespace', `Invalid value: ${JSON.stringify(ns)}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character`);
   }
   const labels = m['labels'];
@@ -147,10 +149,18 @@ function validateMetadata(m: unknown, issues: Issues): void {
   if (annotations !== undefined && annotations !== null) {
     if (!isObject(annotations)) issues.add('metadata.annotations', 'Invalid value: expected a mapping of strings');
     else {
+      // As Kubernetes' ValidateAnnotations: keys are qualified names (checked in lower case),
+      // and keys and values together are at most 256 KiB.
+      let bytes = 0;
       for (const k in annotations) {
-        const ke = checkLabelKey(k);
-        if (ke !== undefined) issues.add(`metadata.annotations[${k}]`, ke.replace('label key', 'annotation key'));
-        if (typeof annotations[k] !== 'string') issues.add(`metadata.annotations[${k}]`, 'Invalid value: annotation values must be strings');
+        const v = annotations[k];
+        const ke = checkLabelKey(k.toLowerCase());
+        if (ke !== undefined) issues.add(`metadata.annotations[${k}]`, ke.replace('label key', 'annotation key').replace(JSON.stringify(k.toLowerCase()), JSON.stringify(k)));
+        if (typeof v !== 'string') issues.add(`metadata.annotations[${k}]`, 'Invalid value: annotation values must be strings');
+        else bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+      }
+      if (bytes > ANNOTATIONS_MAX_BYTES) {
+        issues.add('metadata.annotations', `Too long: may not be more than ${ANNOTATIONS_MAX_BYTES} bytes (keys and values are ${bytes} bytes)`);
       }
     }
   }

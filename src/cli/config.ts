@@ -6,7 +6,8 @@ import { stringify } from 'yaml';
 import pino from 'pino';
 import { KINDS, loadPaths, resourceKey, validateResource, type ConfigError, type Resource } from '../api/index.ts';
 import { openConfigStore, ConfigStoreError, NotFoundError, ConflictError, type ConfigStore } from '../config/index.ts';
-import { addStoreOptions, storeTarget, UsageError, type StoreFlags, type StoreTarget } from './store-options.ts';
+import { UsageError } from './flags.ts';
+import { addStoreOptions, storeTarget, type StoreFlags, type StoreTarget } from './store-options.ts';
 import { table } from './table.ts';
 
 const SHORT_NAMES: Record<string, string[]> = {

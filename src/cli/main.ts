@@ -2,6 +2,7 @@
 // Each subcommand lives in its own file and registers itself on the program. Only the
 // invoked command's module is loaded, so `sextant proxy` carries no control-plane code.
 import { Command } from 'commander';
+import { runProgram } from './flags.ts';
 
 type Register = (program: Command) => void;
 
@@ -20,8 +21,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 
 const program = new Command('sextant')
   .description('Sextant service mesh: an xDS control plane for Istio config, and its sidecar proxy')
-  .version('0.1.0')
-  .showHelpAfterError();
+  .version('0.1.0');
 
 const invoked = process.argv[2];
 const loaders = invoked !== undefined && invoked in COMMANDS ? [COMMANDS[invoked]!] : Object.values(COMMANDS);
@@ -33,11 +33,4 @@ for (const load of loaders) {
   register(program);
 }
 
-// A command that fails before it can report for itself (e.g. a bad flag value) ends with
-// one line naming the problem, not a stack trace.
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  process.stderr.write(`sextant: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
-}
+await runProgram(program, process.argv);

@@ -3,17 +3,19 @@
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { table } from './table.ts';
-import { UsageError } from './store-options.ts';
+import { UsageError } from './flags.ts';
+import { fetchJson, isRecord, notExpected, RemoteError } from './remote-json.ts';
 
 type Json = Record<string, unknown>;
 const SECTIONS = ['listeners', 'routes', 'clusters', 'endpoints'] as const;
 type Section = (typeof SECTIONS)[number];
 
+const DUMP_PREFIX = 'type.googleapis.com/envoy.admin.v3.';
 const DUMP_TYPES: Record<Section, string> = {
-  listeners: 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
-  routes: 'type.googleapis.com/envoy.admin.v3.RoutesConfigDump',
-  clusters: 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
-  endpoints: 'type.googleapis.com/envoy.admin.v3.EndpointsConfigDump',
+  listeners: `${DUMP_PREFIX}ListenersConfigDump`,
+  routes: `${DUMP_PREFIX}RoutesConfigDump`,
+  clusters: `${DUMP_PREFIX}ClustersConfigDump`,
+  endpoints: `${DUMP_PREFIX}EndpointsConfigDump`,
 };
 
 export function registerProxyConfig(program: Command): void {
@@ -27,26 +29,34 @@ export function registerProxyConfig(program: Command): void {
       try {
         process.exitCode = await proxyConfig(section, proxy, o.output);
       } catch (err) {
-        process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
-        process.exitCode = err instanceof UsageError ? 2 : 1;
+        if (!(err instanceof RemoteError)) throw err;
+        process.stderr.write(`error: ${err.message}\n`);
+        process.exitCode = 1;
       }
     });
 }
+
+const SIDECAR_ADMIN = "a sidecar's admin endpoint (Sextant or Envoy)";
 
 async function proxyConfig(sectionName: string, proxy: string, output: string): Promise<number> {
   const section = SECTIONS.find((s) => s === sectionName || `${s.slice(0, -1)}` === sectionName);
   if (!section) throw new UsageError(`unknown section "${sectionName}"; expected ${SECTIONS.join(', ')}`);
   if (!['table', 'json', 'yaml'].includes(output)) throw new UsageError(`--output ${output}: expected table, json or yaml`);
-  const admin = proxy.includes(':') ? proxy : `${proxy}:15000`;
-  let dump: { configs?: Json[] };
+  const admin = /:\d+$/.test(proxy) ? proxy : `${proxy}:15000`;
+  let url: URL;
   try {
-    const res = await fetch(`http://${admin}/config_dump`, { signal: AbortSignal.timeout(5000) });
-    if (res.status !== 200) throw new Error(`${admin}/config_dump answered ${res.status}`);
-    dump = (await res.json()) as { configs?: Json[] };
-  } catch (err) {
-    throw new Error(`cannot read the config of the proxy at ${admin}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    // Envoy leaves endpoints out of /config_dump unless asked; Sextant's admin always has them.
+    url = new URL(`http://${admin}/config_dump${section === 'endpoints' ? '?include_eds' : ''}`);
+  } catch {
+    throw new UsageError(`invalid proxy "${proxy}": expected the sidecar's admin address HOST[:PORT]`);
   }
-  const part = (dump.configs ?? []).find((c) => c['@type'] === DUMP_TYPES[section]) ?? {};
+  const answer = await fetchJson(url, SIDECAR_ADMIN);
+  const configs = isRecord(answer.body) ? answer.body['configs'] : undefined;
+  // Envoy's ConfigDump: {configs: [{"@type": "type.googleapis.com/envoy.admin.v3.…ConfigDump", …}]}.
+  if (!Array.isArray(configs) || !configs.every((c) => isRecord(c) && typeof c['@type'] === 'string' && c['@type'].startsWith(DUMP_PREFIX))) {
+    throw notExpected(answer, SIDECAR_ADMIN, 'not a config dump');
+  }
+  const part = (configs as Json[]).find((c) => c['@type'] === DUMP_TYPES[section]) ?? {};
   const resources = extract(section, part);
   if (output === 'json') process.stdout.write(JSON.stringify(resources, null, 2) + '\n');
   else if (output === 'yaml') process.stdout.write(stringify(resources));

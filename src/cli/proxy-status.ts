@@ -2,6 +2,8 @@
 // type, read from the pilot's /debug/syncz (as `istioctl proxy-status` reads istiod's).
 import type { Command } from 'commander';
 import type { ProxySyncStatus } from '../pilot/xds/index.ts';
+import { UsageError } from './flags.ts';
+import { fetchJson, isRecord, notExpected, RemoteError } from './remote-json.ts';
 
 const TYPES = ['CDS', 'LDS', 'EDS', 'RDS'] as const;
 
@@ -38,25 +40,37 @@ export function registerProxyStatus(program: Command): void {
       try {
         process.stdout.write(await proxyStatusText(proxy, flags));
       } catch (err) {
-        process.stderr.write(`sextant proxy-status: ${err instanceof Error ? err.message : String(err)}\n`);
+        if (!(err instanceof RemoteError)) throw err;
+        process.stderr.write(`error: ${err.message}\n`);
         process.exitCode = 1;
       }
     });
 }
 
-/** Fetches the pilot's /debug/syncz and renders it as a table or JSON. */
+const PILOT = 'a Sextant pilot';
+
+/**
+ * Fetches the pilot's /debug/syncz and renders it as a table or JSON. Throws a UsageError
+ * for bad flags, a RemoteError naming the URL when no pilot answers there.
+ */
 export async function proxyStatusText(proxy: string | undefined, flags: { pilot: string; output: string }): Promise<string> {
-  if (flags.output !== 'table' && flags.output !== 'json') throw new Error(`invalid --output "${flags.output}": expected table or json`);
-  const base = /^https?:\/\//.test(flags.pilot) ? flags.pilot : `http://${flags.pilot}`;
-  const url = new URL('/debug/syncz', base);
-  if (proxy !== undefined) url.searchParams.set('proxy', proxy);
-  let res: Response;
+  if (flags.output !== 'table' && flags.output !== 'json') throw new UsageError(`invalid --output "${flags.output}": expected table or json`);
+  let url: URL;
   try {
-    res = await fetch(url);
-  } catch (err) {
-    throw new Error(`cannot reach the pilot at ${base}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`, { cause: err });
+    url = new URL('/debug/syncz', /^[a-z][a-z0-9+.-]*:\/\//i.test(flags.pilot) ? flags.pilot : `http://${flags.pilot}`);
+  } catch {
+    throw new UsageError(`invalid --pilot "${flags.pilot}": expected the pilot's monitoring address, e.g. http://127.0.0.1:15014`);
   }
-  if (!res.ok) throw new Error(`pilot at ${base} answered ${res.status} for /debug/syncz`);
-  const statuses = (await res.json()) as ProxySyncStatus[];
-  return flags.output === 'json' ? JSON.stringify(statuses, null, 2) + '\n' : formatProxyStatus(statuses);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`invalid --pilot "${flags.pilot}": expected an http:// or https:// address`);
+  if (proxy !== undefined) url.searchParams.set('proxy', proxy);
+  const answer = await fetchJson(url, PILOT);
+  if (!isStatusList(answer.body)) throw notExpected(answer, PILOT, 'not a list of proxy statuses');
+  return flags.output === 'json' ? JSON.stringify(answer.body, null, 2) + '\n' : formatProxyStatus(answer.body);
+}
+
+/** The shape formatProxyStatus reads: [{proxy, protocol, types: [{type, state}]}]. */
+function isStatusList(body: unknown): body is ProxySyncStatus[] {
+  return Array.isArray(body) && body.every((s) =>
+    isRecord(s) && typeof s['proxy'] === 'string' && typeof s['protocol'] === 'string' && Array.isArray(s['types']) &&
+    s['types'].every((t) => isRecord(t) && typeof t['type'] === 'string' && typeof t['state'] === 'string'));
 }

@@ -3,8 +3,8 @@
 // POST /quitquitquit on the admin port.
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { startProxy } from '../proxy/index.ts';
-import { parseDurationFlag } from './flags.ts';
+import { parseNodeId, startProxy } from '../proxy/index.ts';
+import { parseDurationFlag, UsageError } from './flags.ts';
 
 interface ProxyFlags {
   xds: string;
@@ -17,7 +17,8 @@ interface ProxyFlags {
   statsAddress?: string;
   drainDuration: string;
   passthroughIdle: string;
-  xdsProtocol: string;
+  /** delta or sotw: checked as commander reads it (flags.ts). */
+  xdsProtocol: 'delta' | 'sotw';
   logLevel: string;
 }
 
@@ -25,7 +26,7 @@ function keyValues(list: string[], flag: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const kv of list) {
     const eq = kv.indexOf('=');
-    if (eq <= 0) throw new Error(`invalid ${flag} "${kv}": expected KEY=VALUE`);
+    if (eq <= 0) throw new UsageError(`invalid ${flag} "${kv}": expected KEY=VALUE`);
     out[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   return out;
@@ -50,8 +51,16 @@ export function registerProxy(program: Command): void {
     .option('--xds-protocol <delta|sotw>', 'ADS flavour to try first (delta falls back to sotw)', 'delta')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug', 'info')
     .action(async (flags: ProxyFlags) => {
+      // Flag values are checked before anything starts: a bad one is a usage error (exit 2).
+      try {
+        parseNodeId(flags.id);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      const labels = keyValues(flags.label, '--label');
+      const drainMs = parseDurationFlag(flags.drainDuration, '--drain-duration');
+      const passthroughIdleMs = parseDurationFlag(flags.passthroughIdle, '--passthrough-idle');
       const logger = pino({ name: 'proxy', level: flags.logLevel });
-      if (flags.xdsProtocol !== 'delta' && flags.xdsProtocol !== 'sotw') throw new Error(`invalid --xds-protocol "${flags.xdsProtocol}": expected delta or sotw`);
       const meta: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(keyValues(flags.meta, '--meta'))) {
         try {
@@ -65,12 +74,12 @@ export function registerProxy(program: Command): void {
         id: flags.id,
         ...(flags.ip !== undefined ? { ip: flags.ip } : {}),
         ...(flags.namespace !== undefined ? { namespace: flags.namespace } : {}),
-        labels: keyValues(flags.label, '--label'),
+        labels,
         metadata: meta,
         adminAddress: flags.adminAddress,
         ...(flags.statsAddress !== undefined ? { statsAddress: flags.statsAddress } : {}),
-        drainMs: parseDurationFlag(flags.drainDuration, '--drain-duration'),
-        passthroughIdleMs: parseDurationFlag(flags.passthroughIdle, '--passthrough-idle'),
+        drainMs,
+        passthroughIdleMs,
         protocol: flags.xdsProtocol,
         logger,
       });

@@ -4,6 +4,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { UsageError } from './flags.ts';
+
+export { UsageError };
 
 export interface StoreFlags {
   configDir?: string;
@@ -36,7 +39,3 @@ export function storeTarget(flags: StoreFlags): StoreTarget {
   return { configDir: path.resolve(dir) };
 }
 
-/** An error in how the command was called (exit code 2). */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}

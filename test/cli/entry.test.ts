@@ -16,10 +16,10 @@ test('on the pinned Node the entry runs the CLI', () => {
   assert.equal(r.stdout.trim(), '0.1.0');
 });
 
-test('a bad flag value ends the command with one line naming the flag, exit 1', () => {
+test('a bad flag value ends the command with one line naming the flag, exit 2 (a usage error)', () => {
   const r = spawnSync(process.execPath, [ENTRY, 'proxy', '--xds', '127.0.0.1:1', '--id', 'sidecar~127.0.0.1~a-1.default~default.svc.cluster.local', '--drain-duration', '5'], { encoding: 'utf8' });
-  assert.equal(r.status, 1);
-  assert.equal(r.stderr, 'sextant: invalid --drain-duration "5": expected a duration like 100ms, 10s or 1m\n');
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr, 'error: invalid --drain-duration "5": expected a duration like 100ms, 10s or 1m\n');
 });
 
 const SYSTEM_NODE = ['/usr/bin/node', '/usr/local/bin/node'].find((p) => {

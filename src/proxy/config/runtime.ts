@@ -30,6 +30,8 @@ export class RuntimeConfig implements ResourceSink {
   private readonly logger: pino.Logger;
   /** Envoy's initial_fetch_timeout: after it, missing EDS/RDS no longer hold readiness. */
   private readonly initialFetchDeadline: number;
+  /** Optional filters already reported as skipped (by name and type), so each is logged once. */
+  private readonly skippedReported = new Set<string>();
 
   constructor(logger: pino.Logger, initialFetchTimeoutMs = 15_000) {
     this.logger = logger;
@@ -146,7 +148,22 @@ export class RuntimeConfig implements ResourceSink {
       next.set(name, spec);
     }
     this.listeners = next;
+    this.reportSkippedFilters(next);
     this.hooks.listenersChanged?.();
+  }
+
+  private reportSkippedFilters(listeners: ReadonlyMap<string, ListenerSpec>): void {
+    for (const [name, l] of listeners) {
+      for (const fc of [...l.filterChains, ...(l.defaultChain ? [l.defaultChain] : [])]) {
+        if (fc.network.kind !== 'http') continue;
+        for (const f of fc.network.skippedFilters) {
+          const key = `${f.name}\u0000${f.implementation}`;
+          if (this.skippedReported.has(key)) continue;
+          this.skippedReported.add(key);
+          this.logger.warn({ listener: name, filter: f.name, type: f.implementation, at: f.at }, 'optional HTTP filter not supported by this proxy; running without it');
+        }
+      }
+    }
   }
 
   private applyRoutes(resources: ReadonlyMap<string, XdsResource>): void {

@@ -18,6 +18,8 @@ import type { WorkloadInfo } from '../telemetry/peer.ts';
 import type { RawHeader } from '../http/index.ts';
 import type { FilterChainSpec, HttpConnectionManagerSpec, ListenerSpec, PrefixRange, TcpProxySpec } from './listener-spec.ts';
 import { BLACKHOLE_CLUSTER } from '../../envoy/index.ts';
+import { OriginalDstResolver, reachesListener } from './original-dst.ts';
+import type { LocalListeners } from './original-dst.ts';
 
 export interface ListenerManagerOptions {
   config: RuntimeConfig;
@@ -43,9 +45,13 @@ interface BoundListener {
 const SNIFF_TIMEOUT_MS = 5000;
 const HTTP_METHOD_RE = /^[A-Z]{3,10} \S+ HTTP\/1\.([01])\r?\n/;
 
-export class ListenerManager {
+export class ListenerManager implements LocalListeners {
   private readonly opts: ListenerManagerOptions;
   private readonly bound = new Map<string, BoundListener>();
+  /** Connections accepted per listener name (Envoy's downstream_cx_total). */
+  private readonly accepted = new Map<string, number>();
+  /** Passthrough destinations, never one of these listeners. */
+  readonly originalDst: OriginalDstResolver = new OriginalDstResolver(this);
   private readonly connections = new Set<net.Socket>();
   private readonly httpConnections = new Set<ServerConnection>();
   private readonly peers = new PeerCache();
@@ -75,6 +81,16 @@ export class ListenerManager {
     return this.bindErrors;
   }
 
+  /** Listener name → connections accepted since the proxy started. */
+  acceptedConnections(): ReadonlyMap<string, number> {
+    return this.accepted;
+  }
+
+  /** The loop guard: true when a connection to `address:port` would reach one of these listeners. */
+  listensOn(address: string, port: number): boolean {
+    return reachesListener(this.bound.values(), address, port);
+  }
+
   /** Brings the bound sockets in line with the config's listeners. Resolves once all are bound. */
   async reconcile(): Promise<void> {
     if (this.draining) return;
@@ -85,6 +101,7 @@ export class ListenerManager {
       if (!spec || spec.address !== b.address || spec.port !== b.port) {
         b.server.close();
         this.bound.delete(name);
+        if (!spec) this.accepted.delete(name); // a removed listener's stats go with it, as Envoy's do
       }
     }
     const pending: Promise<void>[] = [];
@@ -126,6 +143,7 @@ export class ListenerManager {
   }
 
   private onConnection(listenerName: string, socket: net.Socket): void {
+    this.accepted.set(listenerName, (this.accepted.get(listenerName) ?? 0) + 1);
     if (this.draining) {
       socket.destroy();
       return;
@@ -270,9 +288,11 @@ export class ListenerManager {
       routes,
       clusters: cfg.clusters,
       upstream: this.opts.upstream,
+      originalDst: this.originalDst,
       inbound,
       useRemoteAddress: hcm.useRemoteAddress,
       skipXffAppend: hcm.skipXffAppend,
+      pathNormalization: hcm.pathNormalization,
       generateRequestId: hcm.generateRequestId,
       faultFilter: hcm.faultFilter,
       peerHeaders: inbound ? [] : this.opts.peerHeaders,
@@ -351,6 +371,13 @@ export class ListenerManager {
     if (!cluster || clusterName === BLACKHOLE_CLUSTER) {
       socket.destroy();
       finish(cluster ? 'NR' : 'NC', undefined, 0, 0);
+      return;
+    }
+    // A connection made to this proxy's own listener (captureMode NONE) names no destination:
+    // its local address is the proxy itself, and connecting there would loop.
+    if (cluster.type === 'ORIGINAL_DST' && this.listensOn(socket.localAddress ?? '', socket.localPort ?? 0)) {
+      socket.destroy();
+      finish('NR', undefined, 0, 0);
       return;
     }
     const host = cluster.type === 'ORIGINAL_DST'

@@ -2,13 +2,16 @@
 // each chain ends in (HTTP connection manager with RDS or inline routes, or tcp_proxy),
 // with access logs and Istio stats config. Unsupported essentials fail with the field.
 import { isIP } from 'node:net';
-import { HCM_TYPE, TCP_PROXY_TYPE } from '../../envoy/index.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
 import { ConfigError, durationMs } from '../config/fields.ts';
 import { RouteTable } from '../router/route-table.ts';
+import { ESCAPED_SLASHES_ACTIONS } from '../router/path-normalize.ts';
+import type { EscapedSlashesAction, PathNormalization } from '../router/path-normalize.ts';
 import { compileAccessLogs } from '../telemetry/access-log.ts';
 import type { AccessLogSpec } from '../telemetry/access-log.ts';
 import { compileStatsConfig } from '../telemetry/stats-config.ts';
+import { describeFilter, filterIdentity, httpFilterKind, networkFilterKind } from './filter-support.ts';
+import type { FilterIdentity } from './filter-support.ts';
 import type { StatsConfig } from '../telemetry/stats-config.ts';
 
 export type TrafficDirection = 'INBOUND' | 'OUTBOUND' | 'UNSPECIFIED';
@@ -22,16 +25,25 @@ export interface HttpConnectionManagerSpec {
   accessLogs: AccessLogSpec[];
   useRemoteAddress: boolean;
   skipXffAppend: boolean;
+  /** `normalizePath`, `mergeSlashes`, `pathWithEscapedSlashesAction`. */
+  pathNormalization: PathNormalization;
   generateRequestId: boolean;
   preserveExternalRequestId: boolean;
   /** Istio's `istio.stats` filter config, when present; undefined disables Istio metrics. */
   stats: StatsConfig | undefined;
   /** `envoy.filters.http.fault` is in the chain (per-route faults apply). */
   faultFilter: boolean;
+  /** HTTP filters marked `is_optional` that this proxy does not implement, skipped. */
+  skippedFilters: readonly SkippedFilter[];
   streamIdleTimeoutMs: number;
   requestTimeoutMs: number;
   maxRequestsPerConnection: number;
   serverName: string | undefined;
+}
+
+/** An optional filter left out of the chain, and where it was (`Listener l.filterChains[0]…`). */
+export interface SkippedFilter extends FilterIdentity {
+  at: string;
 }
 
 export interface TcpProxySpec {
@@ -118,13 +130,14 @@ function compileChain(c: ProtoJson, at: string): FilterChainSpec {
   let tcpStats: StatsConfig | undefined;
   filters.forEach((f, i) => {
     const tc = f['typedConfig'] as ProtoJson | undefined;
-    const type = tc?.['@type'];
     const where = `${at}.filters[${i}]`;
-    if (type === HCM_TYPE) network = compileHcm(tc!, `${where}.typedConfig`);
-    else if (type === TCP_PROXY_TYPE) network = compileTcpProxy(tc!, `${where}.typedConfig`);
+    const kind = networkFilterKind(f);
+    if (kind === 'http_connection_manager') network = compileHcm(tc!, `${where}.typedConfig`);
+    else if (kind === 'tcp_proxy') network = compileTcpProxy(tc!, `${where}.typedConfig`);
     // Istio's TCP metrics config is a network filter of the same name before tcp_proxy.
-    else if (f['name'] === 'istio.stats') tcpStats = compileStatsConfig(tc, `${where}.typedConfig`);
-    // Other network filters (RBAC, metadata exchange, …) do not terminate the chain.
+    else if (kind === 'stats') tcpStats = compileStatsConfig(tc, `${where}.typedConfig`);
+    // Envoy refuses a network filter it has no implementation of (they cannot be optional).
+    else throw new ConfigError(`${where}: ${describeFilter('network', filterIdentity(f))} is not supported by this proxy`);
   });
   if (network && network.kind === 'tcp' && tcpStats) network = { ...network, stats: tcpStats };
   if (!network) throw new ConfigError(`${at}.filters: needs a terminal http_connection_manager or tcp_proxy filter`);
@@ -149,11 +162,29 @@ function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
   const httpFilters = (h['httpFilters'] as ProtoJson[] | undefined) ?? [];
   let stats: StatsConfig | undefined;
   let faultFilter = false;
+  const skippedFilters: SkippedFilter[] = [];
+  let running = 0;
+  let router = false;
   httpFilters.forEach((f, i) => {
-    const name = String(f['name'] ?? '');
-    if (name === 'istio.stats') stats = compileStatsConfig(f['typedConfig'] as ProtoJson | undefined, `${at}.httpFilters[${i}].typedConfig`);
-    if (name === 'envoy.filters.http.fault') faultFilter = true;
+    const where = `${at}.httpFilters[${i}]`;
+    const id = filterIdentity(f);
+    const kind = httpFilterKind(f, id);
+    if (kind === undefined) {
+      // As Envoy: a filter this proxy lacks is refused, unless the config says it may be left out.
+      if (f['isOptional'] === true) {
+        skippedFilters.push({ ...id, at: where });
+        return;
+      }
+      throw new ConfigError(`${where}: ${describeFilter('HTTP', id)} is not supported by this proxy; set is_optional: true to run without it`);
+    }
+    if (router) throw new ConfigError(`${where}: ${describeFilter('HTTP', id)} comes after the router, which must be the last HTTP filter`);
+    running++;
+    if (kind === 'router') router = true;
+    else if (kind === 'stats') stats = compileStatsConfig(f['typedConfig'] as ProtoJson | undefined, `${where}.typedConfig`);
+    else if (kind === 'fault') faultFilter = true;
   });
+  // An empty chain is the router alone (Envoy's default); any other chain ends in it.
+  if (running > 0 && !router) throw new ConfigError(`${at}.httpFilters: the last HTTP filter must be the router (envoy.filters.http.router)`);
   const common = (h['commonHttpProtocolOptions'] ?? {}) as ProtoJson;
   return {
     kind: 'http',
@@ -163,15 +194,31 @@ function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
     accessLogs: compileAccessLogs(h['accessLog'], `${at}.accessLog`),
     useRemoteAddress: h['useRemoteAddress'] === true,
     skipXffAppend: h['skipXffAppend'] === true,
+    pathNormalization: compilePathNormalization(h, at),
     generateRequestId: h['generateRequestId'] !== false,
     preserveExternalRequestId: h['preserveExternalRequestId'] === true,
     stats,
     faultFilter,
+    skippedFilters,
     streamIdleTimeoutMs: durationMs(h['streamIdleTimeout'], `${at}.streamIdleTimeout`) ?? 300_000,
     requestTimeoutMs: durationMs(h['requestTimeout'], `${at}.requestTimeout`) ?? 0,
     maxRequestsPerConnection: Number(common['maxRequestsPerConnection'] ?? 0),
     serverName: h['serverName'] as string | undefined,
   };
+}
+
+// Absent fields take Envoy's defaults (its runtime keys unset): no normalization, slashes
+// kept, escaped slashes kept.
+function compilePathNormalization(h: ProtoJson, at: string): PathNormalization {
+  const action = h['pathWithEscapedSlashesAction'] ?? 'IMPLEMENTATION_SPECIFIC_DEFAULT';
+  let escapedSlashes: EscapedSlashesAction = 'KEEP_UNCHANGED';
+  if (action !== 'IMPLEMENTATION_SPECIFIC_DEFAULT') {
+    if (!ESCAPED_SLASHES_ACTIONS.includes(action as EscapedSlashesAction)) {
+      throw new ConfigError(`${at}.pathWithEscapedSlashesAction: unsupported action ${JSON.stringify(action)}`);
+    }
+    escapedSlashes = action as EscapedSlashesAction;
+  }
+  return { normalizePath: h['normalizePath'] === true, mergeSlashes: h['mergeSlashes'] === true, escapedSlashes };
 }
 
 function compileTcpProxy(t: ProtoJson, at: string): TcpProxySpec {

@@ -2,7 +2,7 @@
 // faults, header operations and rewrites, answers redirects and direct responses itself,
 // and otherwise forwards to a cluster host with Envoy's timeout, retry, circuit-breaker and
 // outlier semantics. Every outcome carries Envoy's response flags for logs and metrics.
-import type { AbortSignalLike, DownstreamRequest, RawHeader, RequestHead, ResponseHead } from '../http/index.ts';
+import type { AbortSignalLike, DownstreamRequest, RawHeader, RequestHead, RespondOptions, ResponseHead } from '../http/index.ts';
 import { hasHeader, headerValue, reasonPhrase, setHeader, withoutHeader } from '../http/index.ts';
 import { ReplayableBody, UpstreamError } from '../upstream/index.ts';
 import type { Cluster } from '../cluster/cluster.ts';
@@ -11,6 +11,8 @@ import { hashString } from '../cluster/balancer.ts';
 import { BLACKHOLE_CLUSTER } from '../../envoy/index.ts';
 import { applyHeaderOps } from './header-ops.ts';
 import { newRequestId } from './request-id.ts';
+import { normalizeTarget } from './path-normalize.ts';
+import type { PathNormalization, PathRedirect, PathRejected } from './path-normalize.ts';
 import type { HeaderFormatContext, HeaderOps } from './header-ops.ts';
 import type { FaultPolicy, RetryPolicy, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster } from './route-table.ts';
 
@@ -22,15 +24,32 @@ export interface UpstreamDispatch {
   sourceFor?(cluster: Cluster, original: string | undefined): string | undefined;
 }
 
+/**
+ * Where an ORIGINAL_DST (passthrough) request goes: a host and the hop marker it carries
+ * upstream, or the local answer when there is nowhere it may go.
+ */
+export type OriginalDestination =
+  | { host: Host; marker: RawHeader | undefined }
+  | { host: undefined; status: number; flag: string; details: string };
+
+/** Picks passthrough destinations with the loop guard (listener/original-dst.ts). */
+export interface OriginalDestinations {
+  /** `head` is the request as it goes upstream. A promise only while a name resolves. */
+  destination(req: DownstreamRequest, cluster: Cluster, head: RequestHead, inbound: boolean): OriginalDestination | Promise<OriginalDestination>;
+}
+
 /** What the connection manager tells the router about where a request came from. */
 export interface RouterContext {
   routes: RouteTable | undefined;
   clusters: ReadonlyMap<string, Cluster>;
   upstream: UpstreamDispatch;
+  originalDst: OriginalDestinations;
   /** INBOUND listeners append the peer to x-forwarded-for so the app sees the client (M17). */
   inbound: boolean;
   useRemoteAddress: boolean;
   skipXffAppend: boolean;
+  /** Applied to the path before routing (Envoy's normalize_path, merge_slashes, escaped slashes). */
+  pathNormalization: PathNormalization;
   generateRequestId: boolean;
   faultFilter: boolean;
   /** Extra request headers for upstream calls of mesh clusters (Istio peer metadata). */
@@ -77,14 +96,24 @@ export function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promis
       headers = setHeader(headers, 'Host', authority);
     }
   }
-  const q = target.indexOf('?');
-  const path = q < 0 ? target : target.slice(0, q);
-  const query = q < 0 ? '' : target.slice(q + 1);
   const out: RouteOutcome = {
     status: 0, flags: [], details: '', authority, path: target, originalPath: undefined,
     requestId: undefined, xForwardedFor: undefined, routeName: undefined, cluster: undefined,
     clusterName: undefined, host: undefined, upstreamServiceTimeMs: undefined, requestHeaders: headers,
   };
+
+  // The path is checked and normalized before anything reads it; the upstream gets the
+  // normalized path, and the original bytes when normalization changed nothing.
+  if (target.charCodeAt(0) !== 47 /* '/' */) return notOriginForm(req, out);
+  const normal = normalizeTarget(target, ctx.pathNormalization);
+  if (normal !== target) {
+    if (typeof normal !== 'string') return pathNormalizationFailed(req, out, normal);
+    target = normal;
+    out.path = normal;
+  }
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  const query = q < 0 ? '' : target.slice(q + 1);
 
   // Connection manager edits: request id, x-forwarded-for, x-forwarded-proto.
   let requestId = headerValue(headers, 'x-request-id');
@@ -114,6 +143,32 @@ export function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promis
   out.routeName = route.name || undefined;
   if (ctx.faultFilter && route.fault) return withFault(req, ctx, out, headers, table, vh, route, route.fault, path, query);
   return afterFaults(req, ctx, out, headers, table, vh, route, path, query);
+}
+
+/**
+ * A target neither origin-form nor absolute-form: Envoy's HTTP/1 codec rejects it (400,
+ * `http1.invalid_url`) except `OPTIONS *`, which its connection manager answers 404 as a
+ * non-relative path.
+ */
+function notOriginForm(req: DownstreamRequest, out: RouteOutcome): Promise<RouteOutcome> {
+  if (out.path === '*' && req.head.method === 'OPTIONS') return localReply(req, out, 404, [], 'absolute_path_rejected', undefined, []);
+  return localReply(req, out, 400, ['DPE'], 'http1.invalid_url', 'Bad Request', []);
+}
+
+/** Envoy's answers when normalization refuses a path (400) or redirects to its unescaped form (307). */
+function pathNormalizationFailed(req: DownstreamRequest, out: RouteOutcome, r: PathRejected | PathRedirect): Promise<RouteOutcome> {
+  // gRPC clients do not follow redirects: Envoy rejects instead.
+  if (r.kind === 'reject' || isGrpc(out.requestHeaders)) return localReply(req, out, 400, [], 'path_normalization_failed', undefined, []);
+  out.path = r.location;
+  return localReply(req, out, 307, [], 'path_normalization_failed', undefined, [{ name: 'location', value: r.location }]);
+}
+
+// Envoy's Grpc::Common::hasGrpcContentType.
+function isGrpc(headers: readonly RawHeader[]): boolean {
+  const ct = headerValue(headers, 'content-type');
+  if (ct === undefined || !ct.startsWith('application/grpc')) return false;
+  const next = ct.charCodeAt(16);
+  return ct.length === 16 || next === 0x2b /* + */ || next === 0x3b /* ; */;
 }
 
 /** The fault filter (delay, then abort), ahead of the rest of the route. */
@@ -192,10 +247,35 @@ function afterFaults(
 
   const head = req.head;
   const upstreamHead: RequestHead = { method: head.method, target: upstreamTarget, version: head.version, headers };
+  const retry = action.retry ?? vh.retry;
+  const respOps = responseOps(table, vh, route, weighted);
+  if (cluster.type === 'ORIGINAL_DST') {
+    // Passthrough: the destination is settled once, before any attempt (a name resolves first).
+    const dst = ctx.originalDst.destination(req, cluster, upstreamHead, ctx.inbound);
+    if (dst instanceof Promise) return dst.then((d) => toOriginalDst(req, ctx, out, cluster, upstreamHead, action, retry, respOps, d));
+    return toOriginalDst(req, ctx, out, cluster, upstreamHead, action, retry, respOps, dst);
+  }
+  return dispatch(req, ctx, out, cluster, upstreamHead, action, retry, respOps, undefined);
+}
+
+function toOriginalDst(
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, cluster: Cluster, head: RequestHead, action: RouteAction,
+  retry: RetryPolicy | undefined, respOps: readonly HeaderOps[], dst: OriginalDestination,
+): Promise<RouteOutcome> {
+  if (dst.host === undefined) return localReply(req, out, dst.status, [dst.flag], dst.details, undefined, []);
+  if (dst.marker) head.headers.push(dst.marker);
+  return dispatch(req, ctx, out, cluster, head, action, retry, respOps, dst.host);
+}
+
+/** Takes the circuit breaker's request slot and starts the attempts (to `pinned` when given). */
+function dispatch(
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, cluster: Cluster, head: RequestHead, action: RouteAction,
+  retry: RetryPolicy | undefined, respOps: readonly HeaderOps[], pinned: Host | undefined,
+): Promise<RouteOutcome> {
   if (!cluster.circuitBreaker.tryAcquireRequest()) {
     return localReply(req, out, 503, ['UO'], 'upstream_overflow', undefined, [OVERLOADED]);
   }
-  return forward(new Forwarding(req, ctx, out, cluster, upstreamHead, action, action.retry ?? vh.retry, responseOps(table, vh, route, weighted)));
+  return forward(new Forwarding(req, ctx, out, cluster, head, action, retry, respOps, pinned));
 }
 
 const NO_OPS: readonly HeaderOps[] = [];
@@ -223,7 +303,10 @@ function applyAll(headers: RawHeader[], ops: readonly (HeaderOps | RawHeader)[],
   return out;
 }
 
-/** Answers locally (no upstream): Envoy's plain-text bodies for its own errors. */
+/**
+ * Answers locally (no upstream): Envoy's plain-text bodies for its own errors. A 400 closes
+ * the connection after it, as Envoy's HTTP/1 connection manager does for any local 400.
+ */
 async function localReply(req: DownstreamRequest, out: RouteOutcome, status: number, flags: string[], details: string, body: string | undefined, extra: readonly (HeaderOps | RawHeader)[], direct = false): Promise<RouteOutcome> {
   out.status = status;
   out.flags.push(...flags);
@@ -233,7 +316,7 @@ async function localReply(req: DownstreamRequest, out: RouteOutcome, status: num
   if (text !== undefined && text !== '') headers.push({ name: 'content-type', value: 'text/plain' });
   if (extra.length > 0) headers = applyAll(headers, extra, formatContext(req, req.head.headers));
   headers.push({ name: 'date', value: new Date().toUTCString() }, { name: 'server', value: 'envoy' });
-  await safeRespond(req, { status, reason: reasonPhrase(status), version: '1.1', headers }, text === undefined ? null : Buffer.from(text, 'latin1'));
+  await safeRespond(req, { status, reason: reasonPhrase(status), version: '1.1', headers }, text === undefined ? null : Buffer.from(text, 'latin1'), status === 400 ? CLOSE : undefined);
   return out;
 }
 
@@ -248,12 +331,17 @@ const LOCAL_BODIES: Record<string, string> = {
   upstream_protocol_error: 'upstream connect error or disconnect/reset before headers. reset reason: protocol error',
   upstream_response_timeout: 'upstream request timeout',
   route_to_blackhole: '',
+  no_original_destination: '',
+  dns_resolution_failure: '',
+  passthrough_loop_detected: '',
 };
 
-async function safeRespond(req: DownstreamRequest, head: ResponseHead, body: Buffer | AsyncIterable<Buffer> | null): Promise<void> {
+const CLOSE: RespondOptions = { close: true };
+
+async function safeRespond(req: DownstreamRequest, head: ResponseHead, body: Buffer | AsyncIterable<Buffer> | null, opts?: RespondOptions): Promise<void> {
   if (req.responded) return;
   try {
-    await req.respond(head, body);
+    await req.respond(head, body, opts);
   } catch {
     // The downstream went away (DC); the outcome is logged by the caller.
   }
@@ -363,6 +451,8 @@ class Forwarding {
   /** Hosts already tried, kept only when the retry policy excludes previous hosts. */
   readonly tried: Set<Host> | undefined;
   readonly maxAttempts: number;
+  /** ORIGINAL_DST: the one destination every attempt goes to. */
+  readonly pinned: Host | undefined;
   lastFailure: Failure | undefined = undefined;
   retried = false;
   /** A retry slot taken for a retriable status, before its attempt starts. */
@@ -374,7 +464,7 @@ class Forwarding {
 
   constructor(
     req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, cluster: Cluster, head: RequestHead,
-    action: RouteAction, retry: RetryPolicy | undefined, respOps: readonly HeaderOps[],
+    action: RouteAction, retry: RetryPolicy | undefined, respOps: readonly HeaderOps[], pinned: Host | undefined,
   ) {
     this.req = req;
     this.ctx = ctx;
@@ -391,6 +481,7 @@ class Forwarding {
     this.deadline = action.timeoutMs > 0 ? Date.now() + action.timeoutMs : Infinity;
     this.tried = retry?.previousHosts ? new Set<Host>() : undefined;
     this.maxAttempts = 1 + (retry ? retry.numRetries : 0);
+    this.pinned = pinned;
   }
 
   /** Before attempt N > 0: a retry slot, then the backoff; false when no retry may be made. */
@@ -411,7 +502,7 @@ class Forwarding {
   /** Sends an attempt to the next host; undefined when no healthy host is left. */
   send(): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }> | undefined {
     const { req, retry } = this;
-    const host = pickHost(req, this.cluster, this.head, this.hash, this.tried, retry?.hostSelectionAttempts);
+    const host = this.pinned ?? this.cluster.pick({ hash: this.hash, exclude: this.tried, excludeAttempts: retry?.hostSelectionAttempts });
     if (!host) return undefined;
     this.tried?.add(host);
     this.host = host;
@@ -575,25 +666,6 @@ function failed(req: DownstreamRequest, out: RouteOutcome, lastFailure: Failure 
   }
   const [status, details] = ERROR_DETAILS[flag] ?? [503, 'upstream_reset'];
   return localReply(req, out, status, [flag], details, undefined, flag === 'UO' ? [OVERLOADED] : []);
-}
-
-function pickHost(req: DownstreamRequest, cluster: Cluster, head: RequestHead, hash: number | undefined, exclude: Set<Host> | undefined, attempts: number | undefined): Host | undefined {
-  if (cluster.type === 'ORIGINAL_DST') return originalDestination(req, cluster, head);
-  return cluster.pick({ hash, exclude, excludeAttempts: attempts });
-}
-
-/** ORIGINAL_DST: the configured header, else the downstream's original destination. */
-function originalDestination(req: DownstreamRequest, cluster: Cluster, head: RequestHead): Host | undefined {
-  let hostPort: string | undefined;
-  if (cluster.originalDstHeader) hostPort = headerValue(head.headers, cluster.originalDstHeader);
-  // An http_proxy client names its destination in the absolute-form target.
-  if (!hostPort && req.head.target.charCodeAt(0) !== 47) hostPort = /^https?:\/\/([^/?#]*)/i.exec(req.head.target)?.[1];
-  if (hostPort) {
-    const m = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(hostPort);
-    if (!m || !m[1]) return undefined;
-    return cluster.originalDstHost(m[1], m[2] ? Number(m[2]) : 80);
-  }
-  return cluster.originalDstHost(req.localAddress, req.localPort);
 }
 
 /** Fire-and-forget shadow copies (Host suffixed with -shadow, as Envoy does). */

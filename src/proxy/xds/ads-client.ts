@@ -3,6 +3,7 @@
 // validates and compiles it; the client ACKs what compiled and NACKs (with the reason) what
 // did not, so the last good config keeps serving. Reconnects with capped, jittered backoff.
 import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
 import type pino from 'pino';
 import {
   CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SHORT_TYPE_NAMES,
@@ -272,7 +273,7 @@ export class AdsClient {
         continue;
       }
       try {
-        const body = decodeAny(typeUrl, any);
+        const body = decodeResource(typeUrl, any);
         next.set(name || String(body['name'] ?? ''), { name: name || String(body['name'] ?? ''), version: String(r['version'] ?? ''), resource: body });
       } catch (err) {
         error = `${SHORT_TYPE_NAMES[typeUrl]} resource ${name}: ${(err as Error).message}`;
@@ -309,7 +310,7 @@ export class AdsClient {
     let error: string | undefined;
     for (const any of (msg['resources'] as { typeUrl?: string; value?: Uint8Array }[] | undefined) ?? []) {
       try {
-        const body = decodeAny(typeUrl, any);
+        const body = decodeResource(typeUrl, any);
         const name = resourceName(typeUrl, body);
         next.set(name, { name, version: versionInfo, resource: body });
       } catch (err) {
@@ -358,11 +359,30 @@ export class AdsClient {
   }
 }
 
-function decodeAny(expected: XdsTypeUrl, any: { typeUrl?: string; type_url?: string; value?: Uint8Array }): ProtoJson {
+/**
+ * Decodes one resource of the `expected` type. Inside a Listener, an Any whose type the
+ * protos lack (a filter this proxy has never heard of) decodes to just its `@type`: the
+ * listener compiler refuses a filter it does not implement, by that type, or skips it when
+ * it is marked optional, as Envoy finds a filter's implementation by its type. Elsewhere an
+ * unknown type fails the decode, naming the type.
+ */
+export function decodeResource(expected: XdsTypeUrl, any: { typeUrl?: string; type_url?: string; value?: Uint8Array }): ProtoJson {
   // protobufjs's built-in Any keeps the proto field name (type_url).
   const url = any.typeUrl ?? any.type_url ?? '';
   if (url !== expected) throw new Error(`resource has type ${url}, expected ${expected}`);
-  return decodeMessage(url, any.value ?? new Uint8Array());
+  return decodeMessage(url, any.value ?? new Uint8Array(), expected === LISTENER_TYPE ? typeOrOpaque : messageType);
+}
+
+/** A message type with no fields: what an Any of an unknown type decodes as (its fields dropped). */
+const OPAQUE = new protobuf.Type('Opaque');
+new protobuf.Root().add(OPAQUE);
+
+function typeOrOpaque(url: string): protobuf.Type {
+  try {
+    return messageType(url);
+  } catch {
+    return OPAQUE;
+  }
 }
 
 function resourceName(typeUrl: XdsTypeUrl, body: ProtoJson): string {

@@ -1,0 +1,73 @@
+// Which network and HTTP filters this proxy runs. Envoy finds a filter's implementation by
+// its typed_config type (a TypedStruct's inner type), by name only when it has no config,
+// and refuses a listener naming a filter it does not have unless the HTTP filter is marked
+// `is_optional`; the listener compiler does the same with these tables, so a filter an
+// EnvoyFilter adds is either run or NACKed (or, optional, skipped), never silently ignored.
+import { CORS_TYPE, FAULT_TYPE, HCM_TYPE, ROUTER_TYPE, TCP_PROXY_TYPE, TYPED_STRUCT_TYPE, XDS_TYPED_STRUCT_TYPE } from '../../envoy/index.ts';
+import type { ProtoJson } from '../../envoy/index.ts';
+
+export type HttpFilterKind = 'router' | 'fault' | 'cors' | 'stats';
+export type NetworkFilterKind = 'http_connection_manager' | 'tcp_proxy' | 'stats';
+
+/** Istio's stats filter config, as istiod sends it inside a TypedStruct. */
+const ISTIO_STATS_TYPE = 'type.googleapis.com/stats.PluginConfig';
+const STRUCT_TYPE = 'type.googleapis.com/google.protobuf.Struct';
+
+/**
+ * HTTP filters by implementation (type URL, or name when there is no typed_config). CORS is
+ * recognised so the sidecars' standard chain (fault, cors, router) runs; per-route CORS
+ * policies are not enforced yet.
+ */
+const HTTP_FILTERS: ReadonlyMap<string, HttpFilterKind> = new Map([
+  [ROUTER_TYPE, 'router'], ['envoy.filters.http.router', 'router'],
+  [FAULT_TYPE, 'fault'], ['envoy.filters.http.fault', 'fault'],
+  [CORS_TYPE, 'cors'], ['envoy.filters.http.cors', 'cors'],
+  [ISTIO_STATS_TYPE, 'stats'],
+]);
+
+const NETWORK_FILTERS: ReadonlyMap<string, NetworkFilterKind> = new Map([
+  [HCM_TYPE, 'http_connection_manager'],
+  [TCP_PROXY_TYPE, 'tcp_proxy'],
+  [ISTIO_STATS_TYPE, 'stats'],
+]);
+
+/** A filter as Envoy resolves it: its name and the type (or name) its implementation is found by. */
+export interface FilterIdentity {
+  name: string;
+  implementation: string;
+}
+
+/** What a filter asks for: `{name, typedConfig}` → the name and the type its implementation is found by. */
+export function filterIdentity(f: ProtoJson): FilterIdentity {
+  const name = String(f['name'] ?? '');
+  const tc = f['typedConfig'] as ProtoJson | undefined;
+  if (tc === undefined) return { name, implementation: f['configDiscovery'] !== undefined ? 'config_discovery (ECDS)' : name };
+  const type = String(tc['@type'] ?? '');
+  if (type === TYPED_STRUCT_TYPE || type === XDS_TYPED_STRUCT_TYPE) return { name, implementation: String(tc['typeUrl'] ?? type) };
+  return { name, implementation: type };
+}
+
+/**
+ * The HTTP filter this proxy runs for `f`, or undefined when it has none. `istio.stats` is
+ * also known by name with a TypedStruct or Struct config, as tests and older Istio send it.
+ */
+export function httpFilterKind(f: ProtoJson, id: FilterIdentity = filterIdentity(f)): HttpFilterKind | undefined {
+  if (id.name === 'istio.stats' && isStructConfig(f)) return 'stats';
+  return HTTP_FILTERS.get(id.implementation);
+}
+
+/** The network filter this proxy runs for `f`, or undefined when it has none. */
+export function networkFilterKind(f: ProtoJson, id: FilterIdentity = filterIdentity(f)): NetworkFilterKind | undefined {
+  if (id.name === 'istio.stats' && isStructConfig(f)) return 'stats';
+  return NETWORK_FILTERS.get(id.implementation);
+}
+
+function isStructConfig(f: ProtoJson): boolean {
+  const type = (f['typedConfig'] as ProtoJson | undefined)?.['@type'];
+  return type === undefined || type === TYPED_STRUCT_TYPE || type === XDS_TYPED_STRUCT_TYPE || type === STRUCT_TYPE;
+}
+
+/** "HTTP filter "NAME" (TYPE)", as NACK reasons and logs name a filter. */
+export function describeFilter(what: 'HTTP' | 'network', id: FilterIdentity): string {
+  return id.implementation === id.name ? `${what} filter ${JSON.stringify(id.name)}` : `${what} filter ${JSON.stringify(id.name)} (${id.implementation})`;
+}
