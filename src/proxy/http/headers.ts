@@ -140,6 +140,27 @@ export function isFieldValue(s: string): boolean {
   return true;
 }
 
+// Fields a trailer section may not carry (RFC 9110 §6.5.1): a recipient must have them
+// before the content, so one that arrives late is either ignored or, worse, merged into
+// the header section by an application that trusts it. Framing and hop-by-hop fields,
+// routing, request modifiers (controls and conditionals), authentication and cookies,
+// response control data, and content format and processing.
+const NOT_IN_TRAILERS = new Set([
+  'transfer-encoding', 'content-length', 'trailer', 'te',
+  'connection', 'keep-alive', 'proxy-connection', 'upgrade',
+  'host',
+  'cache-control', 'expect', 'max-forwards', 'pragma', 'range',
+  'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'if-range',
+  'authorization', 'proxy-authorization', 'www-authenticate', 'proxy-authenticate', 'cookie', 'set-cookie',
+  'age', 'expires', 'date', 'location', 'retry-after', 'vary', 'warning',
+  'content-encoding', 'content-type', 'content-range',
+]);
+
+/** True when a field called `name` may be sent in a trailer section (see NOT_IN_TRAILERS). */
+export function allowedInTrailers(name: string): boolean {
+  return !NOT_IN_TRAILERS.has(name.toLowerCase());
+}
+
 /** Comma-separated tokens of every line of `name`, lower-cased and trimmed, empties dropped. */
 export function headerTokens(h: readonly RawHeader[], name: string): string[] {
   const out: string[] = [];

@@ -7,6 +7,12 @@ export interface Http1Limits {
   maxHeaders: number;
   /** From the first byte of a request head to its end; on expiry 408 and close. 0 disables. */
   headersTimeoutMs: number;
+  /**
+   * A request body that is still arriving may go this long without a byte (reading paused
+   * for backpressure does not count); on expiry 408 (or a reset once a response began) and
+   * close, and its upstream exchange is aborted. Envoy's stream_idle_timeout. 0 disables.
+   */
+  bodyIdleTimeoutMs: number;
   /** A keep-alive connection with no request in flight is closed after this. 0 disables. */
   idleTimeoutMs: number;
   /** Requests served per downstream connection before it is closed; 0 is unlimited. */
@@ -24,6 +30,7 @@ export const DEFAULT_HTTP1_LIMITS: Readonly<Http1Limits> = Object.freeze({
   maxHeaderBytes: 60 * 1024,
   maxHeaders: 100,
   headersTimeoutMs: 30_000,
+  bodyIdleTimeoutMs: 300_000,
   idleTimeoutMs: 3_600_000,
   maxRequestsPerConnection: 0,
   bodyHighWaterMark: 64 * 1024,

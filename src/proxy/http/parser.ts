@@ -72,10 +72,29 @@ export function findHeadEnd(buf: Buffer, start: number, from: number): number {
 const LF_CRLF = Buffer.from('\n\r\n', 'latin1');
 const LF_LF = Buffer.from('\n\n', 'latin1');
 
+/**
+ * Index of a CR in buf[from, to) followed by something other than LF, or -1. A CR as the
+ * last byte is not bare yet (its LF may come with the next read). An incomplete head is
+ * scanned with it so that a bare CR line ending is refused at once, not after the head
+ * timeout: no empty line would ever be found.
+ */
+export function findBareCr(buf: Buffer, from: number, to: number): number {
+  let i = buf.indexOf(CR, from);
+  while (i >= 0 && i < to - 1) {
+    if (buf[i + 1] !== LF) return i;
+    i = buf.indexOf(CR, i + 2);
+  }
+  return -1;
+}
+
 interface HeadState {
   framing: MessageFraming;
   hostCount: number;
+  /** A Host value that is not uri-host [":" port] (requests only). */
+  hostInvalid: boolean;
   clValue: number; // -1 none; -2 invalid; -3 conflicting
+  /** Content-Length values seen (lines, and list members within a line). */
+  clCount: number;
   chunkedCount: number;
   lastChunked: boolean;
 }
@@ -95,7 +114,7 @@ function newFraming(): MessageFraming {
 }
 
 function newState(): HeadState {
-  return { framing: newFraming(), hostCount: 0, clValue: -1, chunkedCount: 0, lastChunked: false };
+  return { framing: newFraming(), hostCount: 0, hostInvalid: false, clValue: -1, clCount: 0, chunkedCount: 0, lastChunked: false };
 }
 
 // Names are compared as lower-case ASCII with `| 0x20` on their char codes; safe because
@@ -107,6 +126,59 @@ function nameIs(str: string, s: number, lit: string): boolean {
 
 function isWs(c: number): boolean {
   return c === SP || c === HTAB;
+}
+
+// Hex digit values; -1 for any other byte.
+const HEX = new Int8Array(256).fill(-1);
+for (let i = 0; i < 10; i++) HEX[0x30 + i] = i;
+for (let i = 0; i < 6; i++) {
+  HEX[0x41 + i] = 10 + i;
+  HEX[0x61 + i] = 10 + i;
+}
+
+// RFC 3986 reg-name bytes: unreserved and sub-delims (1), '%' of pct-encoded (2, its two
+// hex digits checked apart). ',' is left out although it is a sub-delim: it separates list
+// values, and a server that reads `Host: a,b` as two values would route differently.
+const REG_NAME = new Uint8Array(256);
+for (const c of "-._~!$&'()*+;=") REG_NAME[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) REG_NAME[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) REG_NAME[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) REG_NAME[c] = 1;
+REG_NAME[0x25] = 2;
+// inside an IP-literal's brackets: IPv6 (hex, ':', '.') and IPvFuture, and a "%25" zone id
+const IP_LITERAL = REG_NAME.slice();
+IP_LITERAL[COLON] = 1;
+IP_LITERAL[0x25] = 1;
+
+/**
+ * True when str[a, b) is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a
+ * reg-name, IPv4 address or IP-literal, then optional digits. No userinfo ('@'), path
+ * ('/'), whitespace, controls or an empty value.
+ */
+function isHostValue(str: string, a: number, b: number): boolean {
+  let i = a;
+  if (i >= b) return false;
+  if (str.charCodeAt(i) === 0x5b) {
+    i++;
+    while (i < b && IP_LITERAL[str.charCodeAt(i)] === 1) i++;
+    if (i === a + 1 || i >= b || str.charCodeAt(i) !== 0x5d) return false;
+    i++;
+  } else {
+    for (; i < b; i++) {
+      const t = REG_NAME[str.charCodeAt(i)];
+      if (t === 1) continue;
+      if (t !== 2) break;
+      if (!(i + 2 < b && HEX[str.charCodeAt(i + 1)]! >= 0 && HEX[str.charCodeAt(i + 2)]! >= 0)) return false;
+    }
+    if (i === a) return false;
+  }
+  if (i === b) return true;
+  if (str.charCodeAt(i) !== COLON) return false;
+  for (i++; i < b; i++) {
+    const c = str.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
 }
 
 // Content-Length: 1*DIGIT, possibly a comma list of identical values (RFC 9110 §8.6).
@@ -132,6 +204,7 @@ function noteContentLength(st: HeadState, str: string, s: number, e: number): vo
       }
       v = v * 10 + d;
     }
+    st.clCount++;
     if (st.clValue === -1) st.clValue = v;
     else if (st.clValue >= 0 && st.clValue !== v) st.clValue = -3;
     if (j >= e) return;
@@ -242,7 +315,10 @@ function parseHeaderLines(
     if (st !== null) {
       switch (nlen) {
         case 4:
-          if (nameIs(str, pos, 'host')) st.hostCount++;
+          if (nameIs(str, pos, 'host')) {
+            st.hostCount++;
+            if (strict && !isHostValue(str, a, b)) st.hostInvalid = true;
+          }
           break;
         case 6:
           if (nameIs(str, pos, 'expect') && str.slice(a, b).toLowerCase() === '100-continue') st.framing.expectContinue = true;
@@ -310,15 +386,18 @@ function parseVersion(str: string, s: number, e: number, errStatus: number): Htt
   throw new HttpParseError(errStatus, 'invalid HTTP version');
 }
 
-/**
- * Parses a request head from buf[start, end) (`end` from findHeadEnd); `parsed.end` is the
- * index just past the head. Throws HttpParseError (400/431/501/505).
- */
-export function parseRequestHead(buf: Buffer, start: number, end: number, maxHeaders: number): ParsedRequest {
-  const str = buf.toString('latin1', start, end);
-  const [lineEnd, next] = startLine(str, 400);
+// Method bytes: tchar without lower-case letters. Methods are case-sensitive (RFC 9110
+// §9.1) and every registered one is upper-case; `get` is refused by Node's parser and
+// nginx, and an app that upper-cases methods would read `post` as POST where a route or
+// an authorization policy matching "POST" did not.
+const METHOD = TOKEN.slice();
+METHOD.fill(0, 0x61, 0x7b);
+
+// `method SP request-target SP HTTP-version` at str[0, lineEnd): the two spaces and the
+// version. The method is an upper-case token, the target has no whitespace or controls.
+function parseRequestLine(str: string, lineEnd: number): [number, number, HttpVersion] {
   let i = 0;
-  while (i < lineEnd && TOKEN[str.charCodeAt(i)] === 1) i++;
+  while (i < lineEnd && METHOD[str.charCodeAt(i)] === 1) i++;
   if (i === 0 || i >= lineEnd || str.charCodeAt(i) !== SP) throw new HttpParseError(400, i === 0 || str.charCodeAt(i) !== SP ? 'invalid method' : 'malformed request line');
   const sp1 = i;
   i++;
@@ -331,12 +410,41 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, maxHea
   if (sp2 === sp1 + 1 || sp2 >= lineEnd) throw new HttpParseError(400, 'malformed request line');
   const version = parseVersion(str, sp2 + 1, lineEnd, 400);
   if (version === null) throw new HttpParseError(505, 'HTTP version not supported');
+  return [sp1, sp2, version];
+}
+
+/**
+ * Checks the request line of a head still arriving, once its line ending is in
+ * buf[start, end): a line that is not `method SP target SP HTTP/x.y` (an HTTP/0.9 request,
+ * another protocol) is refused at once rather than after the head timeout, as its empty
+ * line may never come. False when the line has not ended yet; throws HttpParseError.
+ */
+export function checkRequestLine(buf: Buffer, start: number, end: number): boolean {
+  const lf = buf.indexOf(LF, start);
+  if (lf < 0 || lf >= end) return false;
+  const str = buf.toString('latin1', start, lf + 1);
+  parseRequestLine(str, startLine(str, 400)[0]);
+  return true;
+}
+
+/**
+ * Parses a request head from buf[start, end) (`end` from findHeadEnd); `parsed.end` is the
+ * index just past the head. Throws HttpParseError (400/431/501/505).
+ */
+export function parseRequestHead(buf: Buffer, start: number, end: number, maxHeaders: number): ParsedRequest {
+  const str = buf.toString('latin1', start, end);
+  const [lineEnd, next] = startLine(str, 400);
+  const [sp1, sp2, version] = parseRequestLine(str, lineEnd);
   const headers: RawHeader[] = [];
   const st = newState();
   const used = parseHeaderLines(str, next, headers, maxHeaders, true, st, 400);
   const f = st.framing;
   if (st.clValue === -2) throw new HttpParseError(400, 'invalid Content-Length');
   if (st.clValue === -3) throw new HttpParseError(400, 'conflicting Content-Length values');
+  // RFC 9110 §8.6 lets a recipient take identical repeated values as one; Node's parser
+  // and nginx refuse them, and a request that one hop takes and another refuses is the
+  // start of a desync, so the sidecar refuses them too (responses stay lenient)
+  if (st.clCount > 1) throw new HttpParseError(400, 'more than one Content-Length');
   if (f.transferEncoding) {
     if (st.clValue !== -1) throw new HttpParseError(400, 'both Content-Length and Transfer-Encoding');
     if (version === '1.0') throw new HttpParseError(400, 'Transfer-Encoding in an HTTP/1.0 request');
@@ -347,6 +455,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, maxHea
   } else f.contentLength = st.clValue;
   if (st.hostCount > 1) throw new HttpParseError(400, 'more than one Host header');
   if (st.hostCount === 0 && version === '1.1') throw new HttpParseError(400, 'missing Host header');
+  if (st.hostInvalid) throw new HttpParseError(400, 'invalid Host header');
   const method = str.slice(0, sp1);
   if (method === 'CONNECT') throw new HttpParseError(501, 'CONNECT is not supported');
   return { head: { method, target: str.slice(sp1 + 1, sp2), version, headers }, framing: f, end: start + used };
@@ -420,13 +529,6 @@ const S_DATA_LF = 6;
 const S_TRAILER = 7;
 const S_DONE = 8;
 
-const HEX = new Int8Array(256).fill(-1);
-for (let i = 0; i < 10; i++) HEX[0x30 + i] = i;
-for (let i = 0; i < 6; i++) {
-  HEX[0x41 + i] = 10 + i;
-  HEX[0x61 + i] = 10 + i;
-}
-
 const MAX_CHUNK_LINE = 4096;
 
 /**
@@ -455,6 +557,12 @@ export class ChunkedDecoder {
 
   get done(): boolean {
     return this.state === S_DONE;
+  }
+
+  /** Inside a chunk-size line: some of it read, its line ending not yet. */
+  get inSizeLine(): boolean {
+    const st = this.state;
+    return (st === S_SIZE && this.lineBytes > 0) || st === S_SIZE_WS || st === S_EXT || st === S_SIZE_LF;
   }
 
   /** Consumes from buf[off..]; returns the index after the last byte consumed. */
@@ -559,6 +667,8 @@ export class ChunkedDecoder {
     }
     if (end < 0) {
       if (this.trailerBytes > this.maxTrailerBytes) throw new HttpParseError(this.errStatus === 400 ? 431 : 502, 'trailers too large');
+      // the section can never end: refuse now rather than wait for more
+      if (findBareCr(all, 0, all.length) >= 0) throw new HttpParseError(this.errStatus, 'bare CR in trailer section');
       // kept across reads: a copy, as `buf` may be a reused read buffer
       this.trailerParts = [parts.length === 1 ? Buffer.from(all) : all];
       return buf.length;

@@ -2,7 +2,7 @@
 // the ones the codec owns: framing (Content-Length, Transfer-Encoding) is made to match the
 // body actually sent, and hop-by-hop connection headers are replaced by the codec's own.
 import type { Writable } from 'node:stream';
-import type { RawHeader, RequestHead } from './headers.ts';
+import { allowedInTrailers, type RawHeader, type RequestHead } from './headers.ts';
 
 /** How the body that follows a head is delimited. */
 export type BodyFraming =
@@ -265,12 +265,16 @@ export function writeChunk(s: Writable, b: Buffer): boolean {
   return s.write(out);
 }
 
-/** Trailer section after the last chunk: "0\r\n", trailer lines, "\r\n". */
+/**
+ * Trailer section after the last chunk: "0\r\n", trailer lines, "\r\n". Fields not allowed
+ * in trailers (Content-Length, Host, Authorization, …, see allowedInTrailers) are dropped
+ * here, at the hop, in both directions; the others go as they came, in their order.
+ */
 export function serializeLastChunk(trailers: readonly RawHeader[] | null): Buffer {
   if (trailers === null || trailers.length === 0) return LAST_CHUNK;
   let s = '0\r\n';
-  for (const t of trailers) s += t.name + ': ' + t.value + '\r\n';
-  return Buffer.from(s + '\r\n', 'latin1');
+  for (const t of trailers) if (allowedInTrailers(t.name)) s += t.name + ': ' + t.value + '\r\n';
+  return s.length === 3 ? LAST_CHUNK : Buffer.from(s + '\r\n', 'latin1');
 }
 
 export const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');

@@ -7,7 +7,7 @@ import { BodyStream, emptyBody, type BodySource } from './body.ts';
 import { DeadlineTimer } from './deadline-timer.ts';
 import { assertSendable, contentLengthOf, reasonPhrase, type RequestHead, type ResponseHead } from './headers.ts';
 import type { Http1Limits } from './limits.ts';
-import { ChunkedDecoder, findHeadEnd, HttpParseError, parseRequestHead, type MessageFraming } from './parser.ts';
+import { checkRequestLine, ChunkedDecoder, findBareCr, findHeadEnd, HttpParseError, parseRequestHead, type MessageFraming } from './parser.ts';
 import {
   FRAMING_CHUNKED,
   FRAMING_CLOSE,
@@ -194,11 +194,19 @@ export class ServerConnection {
   private buf: Buffer | null = null;
   private scanFrom = 0;
   private headStarted = false;
+  /** The request line of the head being read was checked (its line ending arrived). */
+  private lineChecked = false;
   private headStartedAt = 0n;
   private current: Request | null = null;
+  /**
+   * A chunked request whose head is complete but not handed out yet: its first chunk-size
+   * line began in the bytes that came with the head and has not ended (see parseHead).
+   */
+  private held: Request | null = null;
   private served = 0;
   private readonly idleTimer = new DeadlineTimer(() => this.onIdleTimer());
   private readonly headersTimer = new DeadlineTimer(() => this.onHeadersTimer());
+  private readonly bodyTimer = new DeadlineTimer(() => this.onBodyTimer());
   private paused = false;
   private draining = false;
   private drainBudget = -1;
@@ -250,9 +258,17 @@ export class ServerConnection {
     this.headersTimer.disarm();
   }
 
+  // The request body deadline: moved by every read while the body is incomplete, off while
+  // reading is paused for backpressure (then the silence is the reader's, not the client's).
+  private armBody(): void {
+    const ms = this.limits.bodyIdleTimeoutMs;
+    if (ms > 0) this.bodyTimer.arm(ms);
+  }
+
   private clearTimers(): void {
     this.idleTimer.stop();
     this.headersTimer.stop();
+    this.bodyTimer.stop();
   }
 
   private onIdleTimer(): void {
@@ -261,13 +277,19 @@ export class ServerConnection {
   }
 
   private onHeadersTimer(): void {
-    if (this.state !== ST_HEAD || this.current !== null) return;
+    if (this.held === null && (this.state !== ST_HEAD || this.current !== null)) return;
     this.fail(new HttpParseError(408, 'request headers not received in time'));
+  }
+
+  private onBodyTimer(): void {
+    if (this.state !== ST_BODY || this.current === null || this.paused) return;
+    this.fail(new HttpParseError(408, 'request body not received in time'));
   }
 
   private onData(chunk: Buffer): void {
     if (this.state === ST_CLOSED) return;
     if (this.state === ST_BODY && this.buf === null) {
+      this.armBody();
       this.feedBody(chunk, 0);
       return;
     }
@@ -316,6 +338,20 @@ export class ServerConnection {
         this.fail(new HttpParseError(431, `request head larger than ${this.limits.maxHeaderBytes} bytes`));
         return false;
       }
+      // a line ended by a bare CR, or a request line that is not HTTP/1: no empty line
+      // may ever end this head, so it is refused now rather than at the head timeout
+      if (findBareCr(buf, Math.max(off, this.scanFrom), buf.length) >= 0) {
+        this.fail(new HttpParseError(400, 'bare CR in request head'));
+        return false;
+      }
+      if (!this.lineChecked) {
+        try {
+          this.lineChecked = checkRequestLine(buf, off, buf.length);
+        } catch (e) {
+          this.fail(e instanceof HttpParseError ? e : new HttpParseError(400, String(e)));
+          return false;
+        }
+      }
       this.buf = off === 0 ? buf : buf.subarray(off);
       this.scanFrom = Math.max(0, this.buf.length - 3);
       return false;
@@ -334,12 +370,34 @@ export class ServerConnection {
     }
     end = parsed.end;
     this.headStarted = false;
+    this.lineChecked = false;
     this.scanFrom = 0;
-    this.disarm();
     const req = new Request(this, parsed.head, parsed.framing, this.headStartedAt);
     this.current = req;
     this.buf = end < buf.length ? buf.subarray(end) : null;
-    this.state = req.bodyLength === 0 ? ST_WAIT : ST_BODY;
+    if (req.bodyLength === 0) {
+      this.state = ST_WAIT;
+      return this.handOut(req);
+    }
+    this.state = ST_BODY;
+    this.armBody();
+    if (this.buf === null) return this.handOut(req);
+    // The body bytes that came with the head are read before the head is handed out: they
+    // leave with it in one write, and a chunked body's errors among them (a bad first
+    // chunk size, a bare LF, an overlong extension) are refused before anything reaches
+    // the application. A first chunk-size line begun but not ended is waited for (bounded
+    // by the chunk line limit and the head timeout).
+    this.held = req;
+    const b = this.buf;
+    this.buf = null;
+    this.feedBody(b, 0);
+    return this.held === null && this.state !== ST_CLOSED;
+  }
+
+  // Gives a request to the handler; false when the connection failed with it.
+  private handOut(req: Request): boolean {
+    this.held = null;
+    this.disarm();
     try {
       this.onRequest(req);
     } catch (e) {
@@ -348,7 +406,7 @@ export class ServerConnection {
         return false;
       }
     }
-    return true;
+    return this.state !== ST_CLOSED;
   }
 
   private feedBody(buf: Buffer, off: number): void {
@@ -374,7 +432,16 @@ export class ServerConnection {
       done = req.remaining === 0;
     }
     if (this.state === ST_CLOSED) return;
+    if (this.held === req) {
+      // the first chunk-size line is complete (or data flowed): the head may go now
+      if (!done && req.received === 0 && req.decoder !== null && req.decoder.inSizeLine) {
+        if (end < buf.length) this.buf = buf.subarray(end);
+        return;
+      }
+      if (!this.handOut(req)) return;
+    }
     if (done) {
+      this.bodyTimer.disarm();
       body.end(req.decoder?.trailers ?? null);
       this.state = ST_WAIT;
       this.buf = end < buf.length ? buf.subarray(end) : null;
@@ -409,6 +476,7 @@ export class ServerConnection {
   resumeBody(): void {
     if (this.paused && this.state === ST_BODY) {
       this.paused = false;
+      this.armBody();
       this.socket.resume();
     }
   }
@@ -560,6 +628,7 @@ export class ServerConnection {
       this.drainBudget = this.limits.maxDrainBytes;
       if (this.paused) {
         this.paused = false;
+        if (this.state === ST_BODY) this.armBody();
         this.socket.resume();
       }
     }
@@ -588,15 +657,15 @@ export class ServerConnection {
         checkDeclared(w);
         return null;
       }
-      const ok = batch.flush(s);
-      return this.streamRest(w, stream ?? body[Symbol.asyncIterator](), stream, ok);
+      batch.flush(s);
+      return this.streamRest(w, stream ?? body[Symbol.asyncIterator](), stream);
     } catch (e) {
       this.streamFailed(w);
       throw e;
     }
   }
 
-  private async streamRest(w: StreamedWrite, it: AsyncIterator<Buffer>, stream: BodyStream | null, ok: boolean): Promise<void> {
+  private async streamRest(w: StreamedWrite, it: AsyncIterator<Buffer>, stream: BodyStream | null): Promise<void> {
     const s = w.s;
     try {
       for (;;) {
@@ -605,12 +674,15 @@ export class ServerConnection {
         if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
         const b = r.value;
         if (b.length === 0) continue;
-        if (!ok) {
+        // Asked now, not remembered from the last write(): the socket may have drained while
+        // the next chunk was awaited, and its one 'drain' event then went by unheard.
+        if (s.writableNeedDrain) {
           await this.waitDrain();
           if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
         }
         countSent(w, b);
-        ok = w.chunked ? writeChunk(s, b) : s.write(b);
+        if (w.chunked) writeChunk(s, b);
+        else s.write(b);
       }
       checkDeclared(w);
       if (w.chunked) s.write(serializeLastChunk(stream !== null ? stream.trailers : null));

@@ -6,7 +6,7 @@ import type { AbortSignalLike } from '../http/abort.ts';
 import { DeadlineTimer } from '../http/deadline-timer.ts';
 import { BodyStream, emptyBody, type BodySource } from '../http/body.ts';
 import { contentLengthOf, type RawHeader, type RequestHead, type ResponseHead } from '../http/headers.ts';
-import { ChunkedDecoder, findHeadEnd, HttpParseError, parseResponseHead, type MessageFraming } from '../http/parser.ts';
+import { ChunkedDecoder, findBareCr, findHeadEnd, HttpParseError, parseResponseHead, type MessageFraming } from '../http/parser.ts';
 import {
   FRAMING_CHUNKED,
   FRAMING_NONE,
@@ -372,19 +372,22 @@ export class UpstreamConnection implements BodySource {
     ex.requestBytes += headBytes;
     const ended = batch.addQueued(cursor, chunked, count);
     if (ended && chunked) batch.add(serializeLastChunk(body.trailers));
-    let ok = batch.flush(s);
+    batch.flush(s);
     while (!ended) {
       const r = await cursor.next();
       if (this.ex !== ex || this.state === ST_CLOSED) return; // the exchange ended meanwhile
       if (r.done === true) break;
       const b = r.value;
       if (b.length === 0) continue;
-      if (!ok) {
+      // Asked now, not remembered from the last write(): the socket may have drained while
+      // the next chunk was awaited, and its one 'drain' event then went by unheard.
+      if (s.writableNeedDrain) {
         await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
         if (this.ex !== ex || this.state === ST_CLOSED) return;
       }
       count(b);
-      ok = chunked ? writeChunk(s, b) : s.write(b);
+      if (chunked) writeChunk(s, b);
+      else s.write(b);
     }
     if (declared >= 0 && sent !== declared) {
       throw new Error(`request body of ${sent} bytes is shorter than its Content-Length ${declared}`);
@@ -424,6 +427,9 @@ export class UpstreamConnection implements BodySource {
       if (end < 0) {
         if (buf.length > this.limits.maxHeaderBytes) {
           this.protocolError(ex, `response head from ${this.authority} larger than ${this.limits.maxHeaderBytes} bytes`);
+        } else if (findBareCr(buf, this.scanFrom, buf.length) >= 0) {
+          // a bare CR line ending: no empty line will ever end this head
+          this.protocolError(ex, `malformed response from ${this.authority}: bare CR in response head`);
         } else {
           this.scanFrom = Math.max(0, buf.length - 3);
           if (isShared(buf)) this.buf = Buffer.from(buf);

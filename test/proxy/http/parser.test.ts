@@ -63,10 +63,11 @@ test('HTTP/1.0 requests need no Host; LF-only line endings are accepted', () => 
   assert.equal(framing.connectionKeepAlive, true);
 });
 
-test('framing: Content-Length, chunked, and identical repeated Content-Length', () => {
+test('framing: Content-Length, chunked; a repeated Content-Length is refused even with the same value', () => {
   assert.equal(req('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n').framing.contentLength, 12);
-  assert.equal(req('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n').framing.contentLength, 5);
-  assert.equal(req('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n').framing.contentLength, 5);
+  refused('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n');
+  refused('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n');
+  assert.equal(res('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n').framing.contentLength, 5);
   const c = req('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n').framing;
   assert.equal(c.chunked, true);
   assert.equal(c.contentLength, -1);
