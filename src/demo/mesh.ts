@@ -1,10 +1,12 @@
 // A local mesh on loopback: the pilot on a directory store, and for each workload of the
-// topology its app and its sidecar, all supervised. Used by `sextant demo` and by the
-// end-to-end tests, which give each mesh its own addresses and ports.
+// topology its app and its sidecar, all supervised. Used by `sextant demo` (which restarts
+// whatever exits) and by the end-to-end tests (which give each mesh its own addresses and
+// ports, and treat an exit as a failure).
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ProcessGroup } from './processes.ts';
+import type { RestartPolicy } from './backoff.ts';
+import { ProcessGroup, type Supervised } from './processes.ts';
 import { readTopology, type DemoWorkload } from './topology.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
@@ -20,12 +22,17 @@ export interface MeshOptions {
   httpAddress: string;
   /** Called when the mesh gives up waiting, to stop early (e.g. on Ctrl-C). */
   aborted?: () => string | undefined;
+  /**
+   * Start a process that exits on its own again, with this backoff (on the same command line,
+   * so on the same addresses and ports). Without it, the first exit is the mesh's failure().
+   */
+  restartPolicy?: RestartPolicy;
 }
 
 export interface LocalMesh {
   workloads: DemoWorkload[];
   group: ProcessGroup;
-  /** First unexpected exit of a child, if any. */
+  /** First unexpected exit of a child, if any (only without a restart policy). */
   failure(): string | undefined;
   stop(): Promise<void>;
 }
@@ -64,11 +71,13 @@ export function seedConfig(examplesDir: string, configDir: string, reset: boolea
 export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
   mkdirSync(opts.logDir, { recursive: true });
   const workloads = readTopology(opts.configDir);
-  const group = new ProcessGroup(opts.logDir);
+  const group = new ProcessGroup(opts.logDir, opts.restartPolicy);
   let failed: string | undefined;
-  group.onUnexpectedExit = (s, code) => {
-    failed ??= `${s.name} exited unexpectedly (code ${code}); see ${s.logFile}`;
-  };
+  if (!opts.restartPolicy) {
+    group.onUnexpectedExit = (s, code) => {
+      failed ??= `${s.name} exited unexpectedly (code ${code}); see ${s.logFile}`;
+    };
+  }
   const abort = (): string | undefined => failed ?? opts.aborted?.();
   try {
     startPilot(group, opts);
@@ -76,25 +85,34 @@ export async function startLocalMesh(opts: MeshOptions): Promise<LocalMesh> {
     for (const w of workloads) startWorkload(group, w, opts);
     for (const w of workloads) await waitForReady(`http://${w.adminAddress}/ready`, 30_000, abort);
   } catch (err) {
+    // With restarts, a process that keeps exiting shows as a timeout: say which it was.
+    const why = group.children.filter((c) => c.lastExit !== undefined)
+      .map((c) => `${c.name} exited (last: ${c.lastExit?.signal ?? `code ${c.lastExit?.code}`}) and was restarted ${c.restarts} times, see ${c.logFile}`);
     await group.stopAll();
-    throw err;
+    if (why.length === 0 || !(err instanceof Error)) throw err;
+    throw new Error(`${err.message}; ${why.join('; ')}`, { cause: err });
   }
   return { workloads, group, failure: () => failed, stop: () => group.stopAll() };
 }
 
+/** The process names of the mesh's group. */
+export const PILOT_PROCESS = 'pilot';
+export const sidecarProcess = (w: DemoWorkload): string => `proxy-${w.name}`;
+export const appProcess = (w: DemoWorkload): string => `app-${w.name}`;
+
 /** Starts (or restarts) the pilot of a mesh. */
-export function startPilot(group: ProcessGroup, opts: Pick<MeshOptions, 'configDir' | 'xdsAddress' | 'httpAddress'>): void {
-  group.start('pilot', process.execPath, [CLI, 'pilot', '--config-dir', opts.configDir, '--xds-address', opts.xdsAddress, '--http-address', opts.httpAddress]);
+export function startPilot(group: ProcessGroup, opts: Pick<MeshOptions, 'configDir' | 'xdsAddress' | 'httpAddress'>): Supervised {
+  return group.start(PILOT_PROCESS, process.execPath, [CLI, 'pilot', '--config-dir', opts.configDir, '--xds-address', opts.xdsAddress, '--http-address', opts.httpAddress]);
 }
 
 function startWorkload(group: ProcessGroup, w: DemoWorkload, opts: MeshOptions): void {
-  group.start(`app-${w.name}`, process.execPath, [
+  group.start(appProcess(w), process.execPath, [
     path.join(opts.examplesDir, 'app.ts'),
     '--service', w.service, '--version', w.version,
     '--host', w.appEndpoint.host, '--port', String(w.appEndpoint.port),
     '--egress', `${w.egress.host}:${w.egress.port}`,
   ]);
-  group.start(`proxy-${w.name}`, process.execPath, [
+  group.start(sidecarProcess(w), process.execPath, [
     CLI, 'proxy', '--xds', opts.xdsAddress, '--id', w.nodeId, '--ip', w.address, '--namespace', w.namespace,
     ...Object.entries(w.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
     '--meta', 'INTERCEPTION_MODE=NONE', '--meta', `WORKLOAD_NAME=${w.name}`,

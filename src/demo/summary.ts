@@ -1,6 +1,8 @@
 // The demo's live per-workload summary: scrapes each sidecar's Prometheus endpoint
 // (Istio's istio_requests_total and istio_request_duration_milliseconds, reporter
-// "destination") and turns counter deltas into requests/s, success rate and p99.
+// "destination") and turns counter increases into requests/s, success rate and p99. A
+// sidecar that restarted starts its counters from zero; that is a reset, never a negative rate.
+import { CounterReads, perSecond } from './counters.ts';
 import { parsePrometheusText, type Sample } from './prometheus-text.ts';
 import type { DemoWorkload } from './topology.ts';
 
@@ -8,70 +10,109 @@ export interface WorkloadRow {
   workload: string;
   service: string;
   version: string;
+  /** NaN when unknown: on the first read, or when the sidecar did not answer. */
   rps: number;
   successRate: number;
   p99Ms: number;
+  /** Requests the sidecar served since the demo started, across its restarts. */
   total: number;
+  /** Whether the sidecar answered this scrape. */
+  scraped: boolean;
 }
 
-interface Snapshot {
-  at: number;
-  requests: number;
-  ok: number;
-  buckets: Map<number, number>;
+export interface SummaryOptions {
+  /** How many times the workload's sidecar was restarted: each restart resets its counters. */
+  sidecarRestarts?: (w: DemoWorkload) => number;
+  /** The clock rates are computed with (epoch milliseconds). */
+  now?: () => number;
+}
+
+interface WorkloadCounters {
+  reads: CounterReads;
+  total: number;
+  /** The sidecar's restart count at the last read. */
+  sidecarRestarts: number;
 }
 
 export class LiveSummary {
   readonly #workloads: readonly DemoWorkload[];
-  readonly #previous = new Map<string, Snapshot>();
+  readonly #sidecarRestarts: (w: DemoWorkload) => number;
+  readonly #now: () => number;
+  readonly #counters = new Map<string, WorkloadCounters>();
 
-  constructor(workloads: readonly DemoWorkload[]) {
+  constructor(workloads: readonly DemoWorkload[], opts: SummaryOptions = {}) {
     this.#workloads = workloads;
+    this.#sidecarRestarts = opts.sidecarRestarts ?? (() => 0);
+    this.#now = opts.now ?? Date.now;
   }
 
   async scrape(): Promise<WorkloadRow[]> {
-    return Promise.all(this.#workloads.map(async (w) => this.#row(w, await fetchSamples(`http://${w.adminAddress}/stats/prometheus`))));
+    return Promise.all(this.#workloads.map(async (w) => {
+      const samples = await fetchSamples(`http://${w.adminAddress}/stats/prometheus`);
+      return this.#row(w, samples, this.#now(), this.#sidecarRestarts(w));
+    }));
   }
 
-  #row(w: DemoWorkload, samples: Sample[]): WorkloadRow {
-    const inbound = samples.filter((s) => s.labels['reporter'] === 'destination');
+  #row(w: DemoWorkload, samples: Sample[] | undefined, atMs: number, sidecarRestarts: number): WorkloadRow {
+    const row: WorkloadRow = { workload: w.name, service: w.service, version: w.version, rps: NaN, successRate: NaN, p99Ms: NaN, total: 0, scraped: samples !== undefined };
+    const known = this.#counters.get(w.name);
+    row.total = known?.total ?? 0;
+    // A sidecar that did not answer keeps its last read, so the next answer is compared with it.
+    if (samples === undefined) return row;
+    const inbound = samples.filter((s) => s.labels['reporter'] === 'destination' &&
+      (s.name === 'istio_requests_total' || s.name === 'istio_request_duration_milliseconds_bucket'));
+    const values = new Map(inbound.map((s) => [seriesKey(s), s.value]));
+    if (!known) {
+      const counters: WorkloadCounters = { reads: new CounterReads(), total: 0, sidecarRestarts };
+      counters.reads.read(values, atMs);
+      counters.total = sum(inbound.filter((s) => s.name === 'istio_requests_total').map((s) => s.value));
+      this.#counters.set(w.name, counters);
+      row.total = counters.total;
+      return row;
+    }
+    const delta = known.reads.read(values, atMs, sidecarRestarts !== known.sidecarRestarts);
+    known.sidecarRestarts = sidecarRestarts;
+    if (!delta) return row;
     let requests = 0;
     let ok = 0;
     const buckets = new Map<number, number>();
     for (const s of inbound) {
+      const inc = delta.increase.get(seriesKey(s)) ?? 0;
       if (s.name === 'istio_requests_total') {
-        requests += s.value;
-        if (!(s.labels['response_code'] ?? '').startsWith('5') && s.labels['response_code'] !== '0') ok += s.value;
-      } else if (s.name === 'istio_request_duration_milliseconds_bucket') {
+        requests += inc;
+        if (!(s.labels['response_code'] ?? '').startsWith('5') && s.labels['response_code'] !== '0') ok += inc;
+      } else {
         const le = s.labels['le'] === '+Inf' ? Infinity : Number(s.labels['le']);
-        buckets.set(le, (buckets.get(le) ?? 0) + s.value);
+        buckets.set(le, (buckets.get(le) ?? 0) + inc);
       }
     }
-    const now: Snapshot = { at: Date.now(), requests, ok, buckets };
-    const before = this.#previous.get(w.name);
-    this.#previous.set(w.name, now);
-    const row: WorkloadRow = { workload: w.name, service: w.service, version: w.version, rps: 0, successRate: NaN, p99Ms: NaN, total: requests };
-    if (!before) return row;
-    const seconds = (now.at - before.at) / 1000;
-    const dReq = requests - before.requests;
-    row.rps = seconds > 0 ? dReq / seconds : 0;
-    row.successRate = dReq > 0 ? (ok - before.ok) / dReq : NaN;
-    row.p99Ms = histogramQuantile(0.99, diffBuckets(buckets, before.buckets));
+    known.total += requests;
+    row.total = known.total;
+    row.rps = perSecond(requests, delta.seconds);
+    row.successRate = requests > 0 ? ok / requests : NaN;
+    row.p99Ms = histogramQuantile(0.99, [...buckets.entries()].sort((a, b) => a[0] - b[0]));
     return row;
   }
 }
 
-async function fetchSamples(url: string): Promise<Sample[]> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(800) });
-    return parsePrometheusText(await res.text());
-  } catch {
-    return [];
-  }
+/** The series' identity: its name and labels in a fixed order. */
+function seriesKey(s: Sample): string {
+  return `${s.name}{${Object.keys(s.labels).sort().map((k) => `${k}=${JSON.stringify(s.labels[k])}`).join(',')}}`;
 }
 
-function diffBuckets(now: Map<number, number>, before: Map<number, number>): Array<[number, number]> {
-  return [...now.entries()].map(([le, v]) => [le, v - (before.get(le) ?? 0)] as [number, number]).sort((a, b) => a[0] - b[0]);
+function sum(xs: readonly number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
+}
+
+/** The page's samples, or undefined when the sidecar did not answer (down or restarting). */
+async function fetchSamples(url: string): Promise<Sample[] | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(800) });
+    const text = await res.text();
+    return res.status === 200 ? parsePrometheusText(text) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Prometheus' histogram_quantile over cumulative buckets (linear within a bucket). */
