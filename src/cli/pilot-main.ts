@@ -1,16 +1,12 @@
 #!/usr/bin/env node
 // A command with only the pilot's subcommands (pilot, proxy-status), for processes that run
-// just the control plane.
+// just the control plane. Usage errors exit 2 and runtime failures 1, as in `sextant`.
 import { Command } from 'commander';
+import { runProgram } from './flags.ts';
 import { registerPilot } from './pilot.ts';
 import { registerProxyStatus } from './proxy-status.ts';
 
 const program = new Command('sextant').showHelpAfterError();
 registerPilot(program);
 registerProxyStatus(program);
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  process.stderr.write(`sextant: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-}
+await runProgram(program, process.argv);
