@@ -13,21 +13,23 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
-const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
-const services = Number(args.get('services') ?? '10000');
-const endpointsPerService = Number(args.get('endpoints') ?? '5');
-const proxies = Number(args.get('proxies') ?? '1000');
-const namespaces = Number(args.get('namespaces') ?? '100');
-// `namespace`: only ns-1 has a Sidecar (`./*`), every other proxy sees the whole mesh.
-// `mesh-default`: a root-namespace Sidecar scopes every namespace to itself, except ns-0,
-// whose own Sidecar imports everything (`*/*`): the usual production set-up.
-const scope = args.get('scope') ?? 'namespace';
-if (scope !== 'namespace' && scope !== 'mesh-default') throw new Error(`invalid --scope "${scope}": expected namespace or mesh-default`);
-const scopedNamespace = 'ns-1';
 const repo = path.resolve(import.meta.dirname, '..');
 const nodeBin = path.join(repo, 'node_modules/.bin/node');
 const CLOCK_TICKS_PER_SECOND = 100; // Linux's USER_HZ
+
+/**
+ * The benchmark's mesh. `namespace` scope: only ns-1 has a Sidecar (hosts `./*`), every other
+ * proxy sees the whole mesh. `mesh-default`: a root-namespace Sidecar scopes every namespace to
+ * itself, except ns-0, whose own Sidecar imports every namespace: the usual production set-up.
+ */
+export interface ScaleMesh {
+  services: number;
+  endpointsPerService: number;
+  namespaces: number;
+  scope: 'namespace' | 'mesh-default';
+}
+
+const SCOPED_NAMESPACE = 'ns-1';
 
 /** User + system CPU of a process so far, in ms (Linux /proc); undefined elsewhere. */
 function cpuMs(pid: number | undefined): number | undefined {
@@ -41,12 +43,9 @@ function cpuMs(pid: number | undefined): number | undefined {
     return undefined;
   }
 }
-const dir = mkdtempSync(path.join(tmpdir(), 'sextant-pilot-scale-'));
-const children: ChildProcess[] = [];
-
-function serviceEntry(ns: number, i: number, endpointShift = 0): string {
-  const eps = Array.from({ length: endpointsPerService }, (_, e) => {
-    const n = i * endpointsPerService + e + endpointShift;
+function serviceEntry(mesh: ScaleMesh, ns: number, i: number, endpointShift = 0): string {
+  const eps = Array.from({ length: mesh.endpointsPerService }, (_, e) => {
+    const n = i * mesh.endpointsPerService + e + endpointShift;
     return `  - {address: 10.${(ns % 200) + 10}.${Math.floor(n / 250) % 250}.${(n % 250) + 1}}`;
   }).join('\n');
   return `apiVersion: networking.istio.io/v1
@@ -62,10 +61,11 @@ ${eps}
 `;
 }
 
-function namespaceFile(ns: number, changed?: { index: number }): string {
-  const perNs = Math.ceil(services / namespaces);
+/** The ServiceEntries of namespace `ns`; `changed` moves one service's endpoints (the endpoint change). */
+function namespaceFile(mesh: ScaleMesh, ns: number, changed?: { index: number }): string {
+  const perNs = Math.ceil(mesh.services / mesh.namespaces);
   const docs: string[] = [];
-  for (let i = 0; i < perNs && ns * perNs + i < services; i++) docs.push(serviceEntry(ns, i, changed?.index === i ? 100_000 : 0));
+  for (let i = 0; i < perNs && ns * perNs + i < mesh.services; i++) docs.push(serviceEntry(mesh, ns, i, changed?.index === i ? 100_000 : 0));
   return docs.join('---\n');
 }
 
@@ -82,8 +82,29 @@ spec:
 `;
 }
 
-function write(file: string, text: string): void {
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp`);
+function sidecarFile(mesh: ScaleMesh): string {
+  const sidecar = (namespace: string, hosts: string): string => `apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: ${namespace}}
+spec:
+  egress:
+  - hosts: ["${hosts}"]
+`;
+  return mesh.scope === 'namespace' ? sidecar(SCOPED_NAMESPACE, './*') : `${sidecar('istio-system', './*')}---\n${sidecar('ns-0', '*/*')}`;
+}
+
+/** The mesh's config directory as the pilot starts on it: file name → YAML. */
+export function meshFiles(mesh: ScaleMesh): Map<string, string> {
+  const files = new Map<string, string>();
+  for (let ns = 0; ns < mesh.namespaces; ns++) files.set(`ns-${ns}.yaml`, namespaceFile(mesh, ns));
+  files.set('vs.yaml', virtualService('5s'));
+  files.set('sidecar.yaml', sidecarFile(mesh));
+  return files;
+}
+
+/** Replaces `file` atomically, by a rename from `scratch` (outside the watched config directory). */
+function write(scratch: string, file: string, text: string): void {
+  const tmp = path.join(scratch, `.${path.basename(file)}.tmp`);
   writeFileSync(tmp, text);
   renameSync(tmp, file);
 }
@@ -130,19 +151,23 @@ function peakRssMb(pid: number): number {
   return m ? Math.round(Number(m[1]) / 1024) : NaN;
 }
 
-async function main(): Promise<void> {
-  const configDir = path.join(dir, 'config');
+interface Run {
+  mesh: ScaleMesh;
+  proxies: number;
+  /** Result file name under bench/results. */
+  out: string;
+  /** Scratch directory (the pilot's config directory goes in it). */
+  dir: string;
+  /** Processes started, killed on exit. */
+  children: ChildProcess[];
+}
+
+async function main(run: Run): Promise<void> {
+  const { mesh, proxies, children } = run;
+  const { services, endpointsPerService, namespaces, scope } = mesh;
+  const configDir = path.join(run.dir, 'config');
   mkdirSync(configDir);
-  for (let ns = 0; ns < namespaces; ns++) writeFileSync(path.join(configDir, `ns-${ns}.yaml`), namespaceFile(ns));
-  writeFileSync(path.join(configDir, 'vs.yaml'), virtualService('5s'));
-  const sidecar = (namespace: string, hosts: string): string => `apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: default, namespace: ${namespace}}
-spec:
-  egress:
-  - hosts: ["${hosts}"]
-`;
-  writeFileSync(path.join(configDir, 'sidecar.yaml'), scope === 'namespace' ? sidecar(scopedNamespace, './*') : `${sidecar('istio-system', './*')}---\n${sidecar('ns-0', '*/*')}`);
+  for (const [file, text] of meshFiles(mesh)) writeFileSync(path.join(configDir, file), text);
   const [xdsPort, httpPort] = [await freePort(), await freePort()];
   const httpAddress = `127.0.0.1:${httpPort}`;
 
@@ -207,7 +232,7 @@ spec:
     const list = synced.filter((s) => filter(s.proxy));
     return Math.round(list.reduce((n, s) => n + s.bytes, 0) / Math.max(1, list.length));
   };
-  const isScoped = (p: number): boolean => (scope === 'namespace' ? `ns-${p % namespaces}` === scopedNamespace : p % namespaces !== 0);
+  const isScoped = (p: number): boolean => (scope === 'namespace' ? `ns-${p % namespaces}` === SCOPED_NAMESPACE : p % namespaces !== 0);
 
   async function pushSettled(since: number): Promise<void> {
     for (;;) {
@@ -235,8 +260,8 @@ spec:
     return { proxiesPushed: times.length, p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), maxMs: times[times.length - 1] ?? NaN };
   }
 
-  const endpointChange = await measure('endpoint', 'ClusterLoadAssignment', () => write(path.join(configDir, 'ns-5.yaml'), namespaceFile(5, { index: 3 })));
-  const virtualServiceChange = await measure('virtualservice', 'RouteConfiguration', () => write(path.join(configDir, 'vs.yaml'), virtualService('6s')));
+  const endpointChange = await measure('endpoint', 'ClusterLoadAssignment', () => write(run.dir, path.join(configDir, 'ns-5.yaml'), namespaceFile(mesh, 5, { index: 3 })));
+  const virtualServiceChange = await measure('virtualservice', 'RouteConfiguration', () => write(run.dir, path.join(configDir, 'vs.yaml'), virtualService('6s')));
   const rssMb = peakRssMb(pilot.pid!);
   const metrics = await fetch(`http://${httpAddress}/metrics`).then((r) => r.text(), () => '');
   const pushStatus = await getJson<{ encodedResources: number }>(`http://${httpAddress}/debug/push_status`);
@@ -263,7 +288,7 @@ spec:
     goals: { allAckedUnderMs: 10_000, endpointP99UnderMs: 500, rssUnderMb: 1536 },
   };
   mkdirSync(path.join(repo, 'bench/results'), { recursive: true });
-  const out = path.join(repo, 'bench/results', args.get('out') ?? 'pilot-scale.json');
+  const out = path.join(repo, 'bench/results', run.out);
   writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   // A clean stop lets the pilot write profiles when BENCH_PILOT_NODE_ARGS asks for them.
@@ -272,7 +297,7 @@ spec:
   await Promise.all([new Promise((r) => pilot.once('exit', r)), new Promise((r) => clients.once('exit', r))]);
 }
 
-function killChildren(): void {
+function killChildren(children: readonly ChildProcess[]): void {
   for (const c of children) {
     try {
       process.kill(-c.pid!, 'SIGKILL');
@@ -281,16 +306,41 @@ function killChildren(): void {
     }
   }
 }
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killChildren();
-    rmSync(dir, { recursive: true, force: true });
-    process.exit(1);
-  });
-}
-try {
-  await main();
-} finally {
-  killChildren();
-  rmSync(dir, { recursive: true, force: true });
+
+// Run, not imported: the PGV conformance test imports meshFiles() for this mesh.
+if (import.meta.main) {
+  const args = new Map<string, string>();
+  for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
+  const scope = args.get('scope') ?? 'namespace';
+  if (scope !== 'namespace' && scope !== 'mesh-default') throw new Error(`invalid --scope "${scope}": expected namespace or mesh-default`);
+  const mesh: ScaleMesh = {
+    services: Number(args.get('services') ?? '10000'),
+    endpointsPerService: Number(args.get('endpoints') ?? '5'),
+    namespaces: Number(args.get('namespaces') ?? '100'),
+    scope,
+  };
+  // The endpoint change moves svc-3 of ns-5: without it no push would come and the run would wait forever.
+  if (5 * Math.ceil(mesh.services / mesh.namespaces) + 3 >= mesh.services) {
+    throw new Error('--services and --namespaces: the endpoint change needs ns-5 to hold at least 4 services');
+  }
+  const run: Run = {
+    mesh,
+    proxies: Number(args.get('proxies') ?? '1000'),
+    out: args.get('out') ?? 'pilot-scale.json',
+    dir: mkdtempSync(path.join(tmpdir(), 'sextant-pilot-scale-')),
+    children: [],
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killChildren(run.children);
+      rmSync(run.dir, { recursive: true, force: true });
+      process.exit(1);
+    });
+  }
+  try {
+    await main(run);
+  } finally {
+    killChildren(run.children);
+    rmSync(run.dir, { recursive: true, force: true });
+  }
 }

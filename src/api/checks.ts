@@ -1,6 +1,7 @@
 // Istio's value checks as small pure functions: durations, DNS names and wildcards, IPs and
-// CIDRs, ports, label selectors, header names, RE2-compatible regexes. Each returns an
-// error message (what is expected) or undefined when the value is valid.
+// CIDRs, ports, label selectors, header names, RE2-compatible regexes, and the few limits of
+// Envoy's that Istio does not check. Each returns an error message (what is expected) or
+// undefined when the value is valid.
 import { isIP } from 'node:net';
 
 // ---------------------------------------------------------------- durations
@@ -256,6 +257,51 @@ export const RETRY_ON: ReadonlySet<string> = new Set([
   'refused-stream', 'retriable-status-codes', 'retriable-headers', 'http3-post-connect-failure',
   'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
 ]);
+
+// ---------------------------------------------------------------- Envoy's limits
+// Values Istio accepts and Envoy's protos refuse (their protoc-gen-validate rules). Envoy
+// rejects the whole resource that carries one (a route configuration, a cluster), not just
+// the one route, so these are refused here: Sextant is stricter than Istio on them.
+
+/** HTTP statuses Envoy sends (DirectResponseAction.status, FaultAbort.http_status): `gte: 200, lt: 600`. */
+export const ENVOY_HTTP_STATUS_MIN = 200;
+export const ENVOY_HTTP_STATUS_MAX = 599;
+/** HeaderValue key and value (config/core/v3/base.proto): `max_bytes: 16384`. */
+export const ENVOY_HEADER_MAX_BYTES = 16384;
+/** request/response_headers_to_add of a route or weighted cluster: `max_items: 1000`. */
+export const ENVOY_HEADERS_TO_ADD_MAX = 1000;
+/** UpstreamTlsContext.sni: `max_bytes: 255` (the DNS name limit). */
+export const ENVOY_SNI_MAX_BYTES = 255;
+
+/** A status Envoy can send: 200 to 599. Istio accepts 600 too (it checks `> 600`). */
+export function checkEnvoyHTTPStatus(status: number): string | undefined {
+  return status >= ENVOY_HTTP_STATUS_MIN && status <= ENVOY_HTTP_STATUS_MAX ? undefined
+    : `HTTP status ${status} is not in range ${ENVOY_HTTP_STATUS_MIN}-${ENVOY_HTTP_STATUS_MAX}`;
+}
+
+/** UTF-8 size of `s`, counted only when it could exceed `max` (most values are short). */
+function bytesOver(s: string, max: number): number | undefined {
+  if (s.length * 3 <= max) return undefined;
+  const bytes = Buffer.byteLength(s);
+  return bytes > max ? bytes : undefined;
+}
+
+/** A header name or value to set or add: at most 16384 bytes. */
+export function checkHeaderBytes(what: 'name' | 'value', s: string): string | undefined {
+  const bytes = bytesOver(s, ENVOY_HEADER_MAX_BYTES);
+  return bytes === undefined ? undefined : `header ${what} is ${bytes} bytes: Envoy accepts at most ${ENVOY_HEADER_MAX_BYTES}`;
+}
+
+/** Headers one `set` and `add` pair puts on a request or response: at most 1000 together. */
+export function checkHeadersToAddCount(count: number): string | undefined {
+  return count <= ENVOY_HEADERS_TO_ADD_MAX ? undefined : `${count} headers to set and add: Envoy accepts at most ${ENVOY_HEADERS_TO_ADD_MAX}`;
+}
+
+/** The SNI a client TLS setting sends: at most 255 bytes. */
+export function checkSNIBytes(sni: string): string | undefined {
+  const bytes = bytesOver(sni, ENVOY_SNI_MAX_BYTES);
+  return bytes === undefined ? undefined : `SNI is ${bytes} bytes: Envoy accepts at most ${ENVOY_SNI_MAX_BYTES}`;
+}
 
 // ---------------------------------------------------------------- regexes
 

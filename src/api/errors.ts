@@ -67,8 +67,17 @@ export const MAX_QUOTED_CHARS = 128;
 
 /** `value` whole when short; else its first MAX_QUOTED_CHARS characters, "…" and its size in bytes. */
 export function abbreviate(value: string): string {
-  if (value.length <= MAX_QUOTED_CHARS) return value;
-  return `${cut(value)}… (${Buffer.byteLength(value)} bytes)`;
+  return abbreviateTo(value, MAX_QUOTED_CHARS);
+}
+
+/**
+ * abbreviate() with another bound: `value` whole when at most `maxChars` characters, else its
+ * first `maxChars` characters, "…" and its size in bytes. For text kept whole where it can be,
+ * such as a proxy's NACK message.
+ */
+export function abbreviateTo(value: string, maxChars: number): string {
+  if (value.length <= maxChars) return value;
+  return `${cut(value, maxChars)}… (${Buffer.byteLength(value)} bytes)`;
 }
 
 /** `value` JSON-quoted as errors quote values, cut like abbreviate() when long: `"aaa…"… (N bytes)`. */
@@ -77,8 +86,8 @@ export function quote(value: string): string {
   return `${JSON.stringify(cut(value))}… (${Buffer.byteLength(value)} bytes)`;
 }
 
-function cut(value: string): string {
-  const head = value.slice(0, MAX_QUOTED_CHARS);
+function cut(value: string, max = MAX_QUOTED_CHARS): string {
+  const head = value.slice(0, max);
   // Never split a surrogate pair.
   const last = head.charCodeAt(head.length - 1);
   return last >= 0xd800 && last <= 0xdbff ? head.slice(0, -1) : head;

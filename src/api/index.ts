@@ -24,5 +24,5 @@ export type { LoadResult, LoadedDocument } from './codec.ts';
 export { parseDocuments, loadPaths, toYaml } from './codec.ts';
 export { validateResource, ConfigError } from './validate.ts';
 export type { ConfigErrorInit } from './errors.ts';
-export { abbreviate, quote, MAX_QUOTED_CHARS } from './errors.ts';
+export { abbreviate, abbreviateTo, quote, MAX_QUOTED_CHARS } from './errors.ts';
 export { parseDurationMs } from './checks.ts';

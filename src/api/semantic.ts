@@ -1,12 +1,13 @@
 // Istio's semantic rules beyond the CRD schema (what its validation webhook checks): host
 // names and wildcards, route weights, regexes, ports, resolution vs endpoints, TLS settings,
 // EnvoyFilter patch combinations. Each rule runs on a spec the structural schema accepted.
-// Messages follow Istio's own wording, so users can search for them.
+// Messages follow Istio's own wording, so users can search for them. A few of Envoy's limits
+// that Istio leaves unchecked are checked too (checks.ts, "Envoy's limits").
 import {
-  checkCORSHeaderName, checkExportTo, checkFQDN, checkHeaderName, checkHeaderOperationName, checkHeaderValue,
-  checkIPOrCIDR, checkLabelKey, checkLabelValue, checkPort, checkProtocol, checkRE2, checkRequestHeaderSetName,
-  checkUnixAddress, checkWildcardDomain, GRPC_STATUS, HTTP_METHODS, isAuthorityHeader, isDNS1123Label, isIPAddress,
-  parseDurationMs, RETRY_ON,
+  checkCORSHeaderName, checkEnvoyHTTPStatus, checkExportTo, checkFQDN, checkHeaderBytes, checkHeaderName,
+  checkHeaderOperationName, checkHeadersToAddCount, checkHeaderValue, checkIPOrCIDR, checkLabelKey, checkLabelValue,
+  checkPort, checkProtocol, checkRE2, checkRequestHeaderSetName, checkSNIBytes, checkUnixAddress, checkWildcardDomain,
+  GRPC_STATUS, HTTP_METHODS, isAuthorityHeader, isDNS1123Label, isIPAddress, parseDurationMs, RETRY_ON,
 } from './checks.ts';
 import type {
   ClientTLSSettings, ConnectionPoolSettings, CorsPolicy, Destination, DestinationRuleSpec, EnvoyFilterSpec,
@@ -250,20 +251,37 @@ function checkHeaders(h: Headers | undefined, path: string, issues: Issues): voi
   const rp = child(path, 'request');
   for (const op of ['set', 'add'] as const) {
     for (const k in req?.[op] ?? {}) {
-      report(issues, `${rp}.${op}[${k}]`, checkRequestHeaderSetName(k));
-      report(issues, `${rp}.${op}[${k}]`, checkHeaderValue(req![op]![k]!));
+      const p = `${rp}.${op}[${k}]`;
+      report(issues, p, checkRequestHeaderSetName(k));
+      checkHeaderToAdd(k, req![op]![k]!, p, issues);
     }
   }
+  if (req !== undefined) checkHeadersToAdd(req, rp, issues);
   req?.remove?.forEach((k, i) => report(issues, `${rp}.remove[${i}]`, checkHeaderOperationName(k)));
   const res = h.response;
   const sp = child(path, 'response');
   for (const op of ['set', 'add'] as const) {
     for (const k in res?.[op] ?? {}) {
-      report(issues, `${sp}.${op}[${k}]`, checkHeaderOperationName(k));
-      report(issues, `${sp}.${op}[${k}]`, checkHeaderValue(res![op]![k]!));
+      const p = `${sp}.${op}[${k}]`;
+      report(issues, p, checkHeaderOperationName(k));
+      checkHeaderToAdd(k, res![op]![k]!, p, issues);
     }
   }
+  if (res !== undefined) checkHeadersToAdd(res, sp, issues);
   res?.remove?.forEach((k, i) => report(issues, `${sp}.remove[${i}]`, checkHeaderOperationName(k)));
+}
+
+/** One header set or added: Istio's value rule, then Envoy's size limits. */
+function checkHeaderToAdd(name: string, value: string, path: string, issues: Issues): void {
+  report(issues, path, checkHeaderValue(value));
+  report(issues, path, checkHeaderBytes('name', name));
+  report(issues, path, checkHeaderBytes('value', value));
+}
+
+/** Envoy's limit on one route's (or weighted cluster's) headers to add: `set` and `add` together. */
+function checkHeadersToAdd(ops: { set?: Record<string, string>; add?: Record<string, string> }, path: string, issues: Issues): void {
+  const count = Object.keys(ops.set ?? {}).length + Object.keys(ops.add ?? {}).length;
+  report(issues, path, checkHeadersToAddCount(count));
 }
 
 function checkWeights(routes: ReadonlyArray<RouteDestination | HTTPRouteDestination>, path: string, issues: Issues): void {
@@ -335,8 +353,8 @@ function httpRoute(r: HTTPRoute, path: string, isDelegateVS: boolean, appliesToG
   }
   checkDuration(r.timeout, child(path, 'timeout'), issues);
   if (r.directResponse !== undefined) {
-    const s = r.directResponse.status;
-    if (s < 200 || s > 600) issues.add(`${path}.directResponse.status`, `HTTP status ${s} is not in range 200-599`);
+    // Istio accepts 600 (it checks `> 600`); Envoy does not.
+    report(issues, `${path}.directResponse.status`, checkEnvoyHTTPStatus(r.directResponse.status));
     const body = r.directResponse.body;
     const size = body?.string !== undefined ? Buffer.byteLength(body.string) : Math.floor(((body?.bytes?.length ?? 0) * 3) / 4);
     if (size > 1024 * 1024) issues.add(`${path}.directResponse.body`, 'large direct_responses may impact control plane performance, must be less than 1MB');
@@ -412,8 +430,8 @@ function fault(f: HTTPFaultInjection, path: string, issues: Issues): void {
       issues.add(child(p, 'grpcStatus'), `gRPC status ${JSON.stringify(f.abort.grpcStatus)} is not supported: expected a code such as NOT_FOUND (${[...GRPC_STATUS].join(', ')})`);
     } else if (f.abort.http2Error !== undefined) {
       issues.add(child(p, 'http2Error'), 'HTTP/2 abort fault injection not supported yet');
-    } else if (f.abort.httpStatus !== undefined && (f.abort.httpStatus < 200 || f.abort.httpStatus > 600)) {
-      issues.add(child(p, 'httpStatus'), `HTTP status ${f.abort.httpStatus} is not in range 200-599`);
+    } else if (f.abort.httpStatus !== undefined) {
+      report(issues, child(p, 'httpStatus'), checkEnvoyHTTPStatus(f.abort.httpStatus));
     }
   }
   if (f.delay !== undefined) {
@@ -704,6 +722,7 @@ function localityLb(l: LocalityLoadBalancerSetting, path: string, issues: Issues
 }
 
 function clientTLS(t: ClientTLSSettings, path: string, issues: Issues): void {
+  if (t.sni !== undefined) report(issues, child(path, 'sni'), checkSNIBytes(t.sni));
   if (t.insecureSkipVerify === true) {
     if (t.mode === 'SIMPLE' && (t.caCertificates || t.credentialName || t.subjectAltNames !== undefined)) {
       issues.add(path, 'cannot specify CaCertificates or CredentialName or SubjectAltNames when InsecureSkipVerify is set true');

@@ -3,6 +3,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { abbreviateTo } from '../../api/index.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
 import type { ConfigChange, Generators, Proxy, PushContext, PushPlan } from '../model.ts';
@@ -21,6 +22,11 @@ import { handleDeltaRequest } from './delta.ts';
 const KNOWN_TYPES: ReadonlySet<string> = new Set(PUSH_ORDER);
 /** Proxies planned between yields to the event loop. */
 const PLAN_BATCH = 16;
+/**
+ * The most characters of a NACK's error_detail kept (in status and CSDS) and logged: Envoy's
+ * messages name every resource it refused and can run to megabytes, and a proxy may send anything.
+ */
+export const NACK_MESSAGE_MAX_CHARS = 4096;
 
 /** LDS and CDS: the types whose empty first request means "everything" (legacy wildcard). */
 export function isWildcardType(typeUrl: string): boolean {
@@ -412,8 +418,10 @@ export class DiscoveryServer {
   /** Records an ACK or NACK of `nonce` (the caller checked it is the latest nonce sent). */
   recordAck(con: Connection, w: WatchedResource, nonce: string, versionInfo: string, error: { code?: number; message?: string } | null | undefined): void {
     const now = Date.now();
-    if (error !== null && error !== undefined && (error.message !== undefined || (error.code ?? 0) !== 0)) {
-      const message = error.message ?? `code ${error.code ?? 0}`;
+    // proto3 decodes an absent message as '': a NACK has a message or a non-zero code.
+    const text = error?.message ?? '';
+    if (text !== '' || (error?.code ?? 0) !== 0) {
+      const message = abbreviateTo(text !== '' ? text : `code ${error?.code ?? 0}`, NACK_MESSAGE_MAX_CHARS);
       w.nack = { message, nonce, version: w.versionSent ?? versionInfo, at: now };
       this.metrics.xdsRejects.inc({ type: typeLabel(w.typeUrl) });
       this.logger.warn({ proxy: con.proxy.id, connection: con.id, type: typeLabel(w.typeUrl), nonce, version: w.versionSent, error: message }, 'xDS response rejected (NACK)');
