@@ -102,3 +102,12 @@ export class StoreClosedError extends ConfigStoreError {
     super('config store is closed');
   }
 }
+
+/**
+ * The store cannot follow its source, so it keeps serving the last good state and refuses
+ * writes: the config directory does not exist or is not a directory (at open), has vanished
+ * or been replaced, or a mass deletion is held waiting for an operator's confirmation.
+ */
+export class SourceUnavailableError extends ConfigStoreError {
+  override name = 'SourceUnavailableError';
+}

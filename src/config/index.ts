@@ -1,11 +1,15 @@
 // Config stores: where Istio config lives and how the pilot and the CLI read, write and watch it.
 // The directory store is the embedded default; etcd is the HA, multi-replica store.
 export type {
-  ConfigStore, ConfigWatch, DeleteOptions, ListOptions, Revision, WatchEvent, WatchEventType, WatchHandler, WatchOptions,
+  ConfigStore, ConfigStoreStatus, ConfigWatch, DeleteOptions, ListOptions, Revision, StoreProblem, WatchEvent, WatchEventType, WatchHandler, WatchOptions,
 } from './store.ts';
+export { MAX_APPLY_OPS, type ApplyOp, type ApplyOpResult, type ApplyResult } from './store.ts';
+export {
+  CONFIRM_DELETE_MARKER, DEFAULT_DELETE_GUARD, deleteGuard, judgeDeletion, type DeleteGuard, type DeleteGuardOptions, type DeletionVerdict, type HeldChange,
+} from './delete-guard.ts';
 export {
   AlreadyExistsError, ConfigStoreError, ConflictError, InvalidArgumentError, InvalidSelectorError, NotFoundError,
-  RevisionCompactedError, StoreClosedError, ValidationFailedError,
+  RevisionCompactedError, SourceUnavailableError, StoreClosedError, ValidationFailedError,
 } from './errors.ts';
 export { parseLabelSelector, toLabelSelector, type LabelSelector, type Requirement } from './selector.ts';
 export { DirectoryConfigStore, openDirectoryStore, type DirectoryStoreOptions } from './file/store.ts';
@@ -24,7 +28,8 @@ export type OpenConfigStoreOptions =
 
 /**
  * Opens the store the options name: `{configDir}` for a directory of YAML files (loaded before
- * this resolves), `{etcdEndpoints, etcdPrefix?}` for etcd (reachable before this resolves).
+ * this resolves; it must exist unless `create: true`), `{etcdEndpoints, etcdPrefix?}` for etcd
+ * (reachable before this resolves).
  */
 export async function openConfigStore(options: OpenConfigStoreOptions): Promise<ConfigStore> {
   if ('configDir' in options && 'etcdEndpoints' in options) {

@@ -1,6 +1,7 @@
 // The ConfigStore interface: how the pilot and the CLI read, write and watch Istio config,
 // whatever holds it (a directory of YAML files, or etcd).
 import type { ConfigError, Resource } from '../api/index.ts';
+import type { HeldChange } from './delete-guard.ts';
 import type { LabelSelector } from './selector.ts';
 
 /**
@@ -21,6 +22,35 @@ export interface DeleteOptions {
   /** When given, the delete is refused with ConflictError unless this is the current version. */
   resourceVersion?: string;
 }
+
+/**
+ * One write of an atomic batch (`ConfigStore.apply`). `put` creates the resource or replaces it
+ * (an unchanged put is a no-op); `delete` removes it (deleting an absent resource is a no-op).
+ * With `ifMatch`, the op applies only if the resource exists at exactly that resourceVersion.
+ */
+export type ApplyOp =
+  | { op: 'put'; resource: Resource; ifMatch?: string | undefined }
+  | { op: 'delete'; kind: string; namespace: string; name: string; ifMatch?: string | undefined };
+
+/** The outcome of one op of a batch, in the order of the ops. */
+export interface ApplyOpResult {
+  op: 'put' | 'delete';
+  /** Kind/namespace/name. */
+  key: string;
+  /** put: the resource as stored; delete: its last state (undefined when it was absent). */
+  resource: Resource | undefined;
+  /** False when the op changed nothing (an unchanged put, a delete of an absent resource). */
+  changed: boolean;
+}
+
+export interface ApplyResult {
+  /** The revision of the batch's writes (the store's revision when nothing changed). */
+  revision: Revision;
+  results: ApplyOpResult[];
+}
+
+/** Most ops in one batch: etcd's default `--max-txn-ops`. */
+export const MAX_APPLY_OPS = 128;
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -88,6 +118,14 @@ export interface ConfigStore {
   update(resource: Resource): Promise<Resource>;
   /** Removes a resource and returns its last state. NotFoundError if absent. */
   delete(kind: string, namespace: string, name: string, options?: DeleteOptions): Promise<Resource>;
+  /**
+   * Writes a batch all-or-nothing: every op is validated first (ValidationFailedError,
+   * InvalidArgumentError for a key named twice or more than MAX_APPLY_OPS ops), every `ifMatch`
+   * checked (ConflictError), then all changes land at once: one transaction on etcd (every
+   * event at one revision), one step on the directory store (consecutive revisions, delivered
+   * together). A batch that fails changes nothing.
+   */
+  apply(ops: readonly ApplyOp[]): Promise<ApplyResult>;
   watch(fromRevision: Revision | undefined, handler: WatchHandler, options?: WatchOptions): ConfigWatch;
   /** The store's current revision (the highest revision of any write it has seen). */
   revision(): Promise<Revision>;
@@ -97,6 +135,43 @@ export interface ConfigStore {
    * Empty when everything is served.
    */
   errors(): ConfigError[];
+  /**
+   * Whether the store is following its source, for status pages, metrics and alerts. Optional
+   * so that wrappers and test doubles of a store need not implement it.
+   */
+  status?(): ConfigStoreStatus;
   /** Stops watches and releases files, sockets and timers. */
   close(): Promise<void>;
+}
+
+/** Why a store is not following its source (it keeps serving its last good state meanwhile). */
+export interface StoreProblem {
+  /**
+   * `root-missing`: the config directory vanished (moved, deleted); `walk-limit`: the tree has more
+   * directories, files or depth than the store reads; `deletion-held`: a mass deletion waits for
+   * confirmation.
+   */
+  code: 'root-missing' | 'walk-limit' | 'deletion-held';
+  message: string;
+  /** When the problem started (ISO 8601). */
+  since: string;
+}
+
+export interface ConfigStoreStatus {
+  backend: 'directory' | 'etcd';
+  /**
+   * False while the store serves a last good state it cannot reconcile with its source: see
+   * `problems`. Invalid files and duplicates alone do not make a store unhealthy (they are
+   * `errors`, served as before), nor does a lost etcd connection (the watch resumes by itself).
+   */
+  healthy: boolean;
+  problems: StoreProblem[];
+  /** The change held by the mass-deletion guard, if any. */
+  heldChange: HeldChange | null;
+  /** Resources being served. */
+  resources: number;
+  /** `errors().length`: config the store holds but does not serve. */
+  errors: number;
+  /** Things skipped on purpose, one line each (symbolic-link loops); at most 100. */
+  warnings: string[];
 }

@@ -18,7 +18,7 @@ conformanceSuite('directory', async () => {
   const dir = path.join(root, 'config');
   const peers: ConfigStore[] = [];
   const openAt = async (): Promise<ConfigStore> => {
-    const s = await openDirectoryStore({ dir, logger, debounceMs: 20 });
+    const s = await openDirectoryStore({ dir, logger, debounceMs: 20, create: true });
     peers.push(s);
     return s;
   };

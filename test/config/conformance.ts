@@ -463,27 +463,55 @@ export function conformanceSuite(name: string, makeHarness: () => Promise<Harnes
       assert.deepEqual(w.events.map(describeEvent), ['MODIFIED ServiceEntry/default/gw-a']);
     });
 
-    it('refuses a resource defined in two files, naming both', async (t) => {
+    it('serves a resource defined in two files from the first in path order, reports the other, and refuses nothing else', async (t) => {
       if (h.dir === undefined) return t.skip('only the directory store reads files');
       const dir = h.dir;
       await store?.close();
       rmSync(dir, { recursive: true, force: true });
       await mkdir(path.join(dir, 'a'), { recursive: true });
-      await writeFile(path.join(dir, 'a', 'first.yaml'), toYaml(serviceEntry('dup', { host: 'first.example.com' })));
-      await writeFile(path.join(dir, 'b.yaml'), [toYaml(serviceEntry('other')), toYaml(serviceEntry('dup', { host: 'second.example.com' }))].join('---\n'));
+      const first = path.join(dir, 'a', 'first.yaml');
+      const second = path.join(dir, 'b.yaml');
+      await writeFile(first, [toYaml(serviceEntry('dup', { host: 'first.example.com' })), toYaml(serviceEntry('keep-a'))].join('---\n'));
+      await writeFile(second, [toYaml(serviceEntry('other')), toYaml(serviceEntry('dup', { host: 'second.example.com' }))].join('---\n'));
       store = await h.openPeer();
       const s = store;
+      const names = async (): Promise<string[]> => (await s.list('ServiceEntry')).map((r) => r.metadata.name);
+      const duplicateError = `${second}:1 ServiceEntry/default/dup: metadata.name: duplicate resource: already defined in ${first}:0; this definition is not served`;
       assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'dup')), ['first.example.com']);
-      assert.equal(await s.get('ServiceEntry', 'default', 'other'), undefined); // the whole second file is refused
-      assert.deepEqual(s.errors().map(String), [
-        `${path.join(dir, 'b.yaml')}:1 ServiceEntry/default/dup: metadata.name: duplicate resource: already defined in ${path.join(dir, 'a', 'first.yaml')}:0`,
-      ]);
-      // Removing the first definition lets the second file apply.
-      await unlink(path.join(dir, 'a', 'first.yaml'));
-      await h.settle(s);
+      assert.deepEqual(await names(), ['dup', 'keep-a', 'other']); // the rest of the second file is served
+      assert.deepEqual(s.errors().map(String), [duplicateError]);
+      const w = record(s, await s.revision());
+      await w.synced;
+
+      // Moving the first file out of the tree serves the second definition.
+      const away = path.join(dir, '..', 'first.yaml.away');
+      await rename(first, away);
       await h.settle(s);
       assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'dup')), ['second.example.com']);
-      assert.ok(await s.get('ServiceEntry', 'default', 'other'));
+      assert.deepEqual(await names(), ['dup', 'other']);
+      assert.deepEqual(s.errors(), []);
+
+      // Moving it back: the first in path order is served again, and nothing of either file is refused.
+      await rename(away, first);
+      await h.settle(s);
+      assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'dup')), ['first.example.com']);
+      assert.deepEqual(await names(), ['dup', 'keep-a', 'other']);
+      assert.deepEqual(s.errors().map(String), [duplicateError]);
+      await w.waitFor(4);
+      await new Promise((r) => setTimeout(r, 200));
+      w.cancel();
+      assert.deepEqual(w.events.map(describeEvent), [
+        'MODIFIED ServiceEntry/default/dup', 'DELETED ServiceEntry/default/keep-a',
+        'MODIFIED ServiceEntry/default/dup', 'ADDED ServiceEntry/default/keep-a',
+      ]);
+
+      // Deleting it through the store would only serve the other definition: refused, naming both.
+      const del = await s.delete('ServiceEntry', 'default', 'dup').catch((e: unknown) => e);
+      assert.ok(del instanceof ConflictError, String(del));
+      assert.match(del.message, /is defined in 2 places/);
+      await unlink(first);
+      await h.settle(s);
+      assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'dup')), ['second.example.com']);
       assert.deepEqual(s.errors(), []);
     });
 
@@ -568,6 +596,90 @@ export function conformanceSuite(name: string, makeHarness: () => Promise<Harnes
       await new Promise((r) => setTimeout(r, 200));
       tail.cancel();
       assert.deepEqual(tail.events.map(describeEvent), ['MODIFIED ServiceEntry/ns-0/svc-00000', 'DELETED ServiceEntry/ns-9/svc-09999']);
+    });
+
+    it('applies a batch all at once: puts and deletes land together, watchers see them together', async () => {
+      const s = await fresh();
+      const a = await s.create(serviceEntry('a'));
+      await s.create(serviceEntry('gone'));
+      const w = record(s, await s.revision());
+      await w.synced;
+      const result = await s.apply([
+        { op: 'put', resource: { ...a, spec: { ...(a.spec as object), hosts: ['a2.example.com'] } }, ifMatch: a.metadata.resourceVersion },
+        { op: 'put', resource: workloadEntry('w1', 'default', '10.0.0.1', { app: 'a' }) },
+        { op: 'delete', kind: 'ServiceEntry', namespace: 'default', name: 'gone' },
+        { op: 'delete', kind: 'ServiceEntry', namespace: 'default', name: 'never-was' },
+      ]);
+      assert.deepEqual(result.results.map((r) => [r.op, r.key, r.changed]), [
+        ['put', 'ServiceEntry/default/a', true], ['put', 'WorkloadEntry/default/w1', true],
+        ['delete', 'ServiceEntry/default/gone', true], ['delete', 'ServiceEntry/default/never-was', false],
+      ]);
+      assert.equal(result.results[0]!.resource?.metadata.generation, 2);
+      assert.equal(result.results[1]!.resource?.metadata.generation, 1);
+      assert.equal(result.results[3]!.resource, undefined);
+      await w.waitFor(3);
+      await new Promise((r) => setTimeout(r, 200));
+      w.cancel();
+      assert.deepEqual(w.events.map(describeEvent).sort(), ['ADDED WorkloadEntry/default/w1', 'DELETED ServiceEntry/default/gone', 'MODIFIED ServiceEntry/default/a']);
+      // One revision on etcd (one transaction); consecutive revisions on the directory store.
+      const revs = w.events.map((e) => e.revision);
+      assert.ok(revs.every((r, i) => i === 0 || r === revs[i - 1] || r === revs[i - 1]! + 1), revs.join(','));
+      assert.equal(result.revision, Math.max(...revs));
+      const revOf = new Map(w.events.map((e) => [`${e.resource.kind}/${e.resource.metadata.namespace}/${e.resource.metadata.name}`, e.revision]));
+      assert.deepEqual(result.results.slice(0, 3).map((r) => Number(r.resource?.metadata.resourceVersion)), result.results.slice(0, 3).map((r) => revOf.get(r.key)));
+      assert.equal(await s.revision(), result.revision);
+      assert.deepEqual(hosts(await s.get('ServiceEntry', 'default', 'a')), ['a2.example.com']);
+      assert.equal(await s.get('ServiceEntry', 'default', 'gone'), undefined);
+
+      // The same batch again changes nothing and writes nothing.
+      const again = await s.apply([
+        { op: 'put', resource: result.results[0]!.resource! },
+        { op: 'put', resource: workloadEntry('w1', 'default', '10.0.0.1', { app: 'a' }) },
+        { op: 'delete', kind: 'ServiceEntry', namespace: 'default', name: 'gone' },
+      ]);
+      assert.deepEqual(again.results.map((r) => r.changed), [false, false, false]);
+      assert.equal(again.revision, result.revision);
+      assert.equal(await s.revision(), result.revision);
+    });
+
+    it('refuses a whole batch when one op is invalid, stale or repeated, and writes nothing', async () => {
+      const s = await fresh();
+      const a = await s.create(serviceEntry('a'));
+      const revision = await s.revision();
+      const bad = serviceEntry('bad');
+      (bad.spec as { ports: Array<{ number: number }> }).ports[0]!.number = 70_000;
+      const fresh1 = serviceEntry('fresh');
+      const invalid = await s.apply([{ op: 'put', resource: fresh1 }, { op: 'put', resource: bad }]).catch((e: unknown) => e);
+      assert.ok(invalid instanceof ValidationFailedError, String(invalid));
+      assert.match(invalid.errors[0]!.toString(), /^ServiceEntry\/default\/bad: spec\.ports\[0\]\.number: /);
+      const stale = await s.apply([{ op: 'put', resource: fresh1 }, { op: 'delete', kind: 'ServiceEntry', namespace: 'default', name: 'a', ifMatch: '1' }]).catch((e: unknown) => e);
+      assert.ok(stale instanceof ConflictError, String(stale));
+      assert.equal(stale.actual, a.metadata.resourceVersion);
+      const absent = await s.apply([{ op: 'put', resource: fresh1, ifMatch: a.metadata.resourceVersion }]).catch((e: unknown) => e);
+      assert.ok(absent instanceof ConflictError, String(absent));
+      assert.equal(absent.actual, undefined);
+      await assert.rejects(s.apply([{ op: 'put', resource: fresh1 }, { op: 'delete', kind: 'ServiceEntry', namespace: 'default', name: 'fresh' }]), /ServiceEntry\/default\/fresh is named twice in one batch/);
+      await assert.rejects(s.apply(Array.from({ length: 129 }, (_, i) => ({ op: 'delete' as const, kind: 'ServiceEntry', namespace: 'default', name: `x${i}` }))), /at most 128 ops/);
+      assert.equal(await s.revision(), revision);
+      assert.deepEqual((await s.list('ServiceEntry')).map((r) => r.metadata.name), ['a']);
+    });
+
+    it('serializes concurrent batches on the same resources: each applies whole', async () => {
+      const s = await fresh();
+      const peer = h.multiWriter ? await h.openPeer() : s;
+      try {
+        const writers = [s, peer, s, peer].map((st, i) => st.apply([
+          { op: 'put', resource: serviceEntry('x', { labels: { writer: String(i) } }) },
+          { op: 'put', resource: serviceEntry('y', { labels: { writer: String(i) } }) },
+        ]));
+        await Promise.all(writers);
+        // Whoever wrote last wrote both: the two never hold different writers' labels.
+        const x = await s.get('ServiceEntry', 'default', 'x');
+        const y = await s.get('ServiceEntry', 'default', 'y');
+        assert.equal(x?.metadata.labels?.['writer'], y?.metadata.labels?.['writer']);
+      } finally {
+        if (peer !== s) await peer.close();
+      }
     });
   });
 }

@@ -1,21 +1,30 @@
 // openConfigStore: one entry point that picks the backend from its options.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import pino from 'pino';
-import { InvalidArgumentError, openConfigStore } from '../../src/config/index.ts';
+import { InvalidArgumentError, SourceUnavailableError, openConfigStore } from '../../src/config/index.ts';
 import { etcdUnavailableReason, startEtcd } from '../helpers/etcd.ts';
 
 const logger = pino({ level: 'silent' });
 
 describe('openConfigStore', () => {
-  it('opens a directory store from configDir, creating the directory', async (t) => {
+  it('opens a directory store from configDir, creating the directory only when asked to', async (t) => {
     const root = mkdtempSync(path.join(tmpdir(), 'sextant-open-'));
     t.after(() => rmSync(root, { recursive: true, force: true }));
-    const store = await openConfigStore({ configDir: path.join(root, 'new'), logger });
+    const dir = path.join(root, 'new');
+    await assert.rejects(
+      openConfigStore({ configDir: dir, logger }),
+      (e: unknown) => e instanceof SourceUnavailableError && e.message === `config directory ${dir} does not exist: create it, or name the right one`,
+    );
+    assert.equal(existsSync(dir), false);
+    writeFileSync(path.join(root, 'file'), '');
+    await assert.rejects(openConfigStore({ configDir: path.join(root, 'file'), logger }), /is not a directory/);
+    const store = await openConfigStore({ configDir: dir, logger, create: true });
     assert.equal(store.backend, 'directory');
+    assert.equal(existsSync(dir), true);
     assert.deepEqual(await store.list('VirtualService'), []);
     await store.close();
   });

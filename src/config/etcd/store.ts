@@ -3,10 +3,12 @@
 import { Etcd3, type IKeyValue, type IRangeResponse } from 'etcd3';
 import pino, { type Logger } from 'pino';
 import type { ConfigError, Resource } from '../../api/index.ts';
+import { CONFIRM_DELETE_MARKER, deleteGuard, type DeleteGuardOptions, type HeldChange } from '../delete-guard.ts';
 import { AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, StoreClosedError } from '../errors.ts';
 import { checkSegments, compareByNamespaceName, keyOf, prepareWrite, sameContent, sameSpec, withVersion } from '../object.ts';
 import { toLabelSelector } from '../selector.ts';
-import type { ConfigStore, ConfigWatch, DeleteOptions, ListOptions, Revision, WatchHandler, WatchOptions } from '../store.ts';
+import type { ApplyOp, ApplyResult, ConfigStore, ConfigStoreStatus, ConfigWatch, DeleteOptions, ListOptions, Revision, WatchHandler, WatchOptions } from '../store.ts';
+import { checkIfMatch, prepareBatch, putEffect } from '../batch.ts';
 import { normalizePrefix, prefixRange, resourceEtcdKey } from './keys.ts';
 import { decodeValue, encodeValue, type Decoded } from './value.ts';
 import { EtcdWatch, type EtcdWatchSource } from './watch.ts';
@@ -26,6 +28,11 @@ export interface EtcdStoreOptions {
   maxBackoffMs?: number;
   /** Invalid values remembered for errors(). Default 1000. */
   maxRecordedErrors?: number;
+  /**
+   * The mass-deletion guard of watches: a watch batch (or a relist) deleting more than half of
+   * the resources it delivered, and more than 10, is held until PREFIX/.sextant-confirm-delete is put.
+   */
+  deleteGuard?: DeleteGuardOptions;
 }
 
 /** Connects and checks that etcd answers; throws when it does not within the call timeout. */
@@ -54,6 +61,9 @@ export class EtcdConfigStore implements ConfigStore {
   private readonly maxRecordedErrors: number;
   private readonly watches = new Set<EtcdWatch>();
   private readonly watchSource: EtcdWatchSource;
+  /** The key an operator puts to confirm a held deletion. */
+  readonly confirmKey: string;
+  private readonly holds = new Map<EtcdWatch, HeldChange>();
   private closed = false;
 
   constructor(options: EtcdStoreOptions) {
@@ -72,6 +82,8 @@ export class EtcdConfigStore implements ConfigStore {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     });
     const keyPrefix = `${this.prefix}/`;
+    this.confirmKey = `${keyPrefix}${CONFIRM_DELETE_MARKER}`;
+    const guard = deleteGuard(options.deleteGuard);
     this.watchSource = {
       client: this.client,
       keyPrefix,
@@ -81,6 +93,16 @@ export class EtcdConfigStore implements ConfigStore {
       noteInvalid: (key, d) => this.noteInvalid(key, d),
       initialBackoffMs: options.initialBackoffMs ?? 100,
       maxBackoffMs: options.maxBackoffMs ?? 5000,
+      guard,
+      markerKey: this.confirmKey,
+      reportHold: (w, held) => {
+        if (held === undefined) this.holds.delete(w);
+        else this.holds.set(w, held);
+      },
+      removeMarker: () => {
+        if (this.closed) return;
+        this.client.delete().key(this.confirmKey).catch((err: unknown) => this.log.warn({ err: String(err), key: this.confirmKey }, 'could not remove the confirmation key'));
+      },
     };
   }
 
@@ -109,7 +131,7 @@ export class EtcdConfigStore implements ConfigStore {
     for (;;) {
       const res: IRangeResponse = await this.client.kv.range({ key: start, range_end, limit: this.pageSize, ...(at !== undefined ? { revision: at } : {}) });
       if (at === undefined) at = Number(res.header.revision);
-      for (const kv of res.kvs) items.push(decodeValue(this.prefix, kv));
+      for (const kv of res.kvs) if (kv.key.toString() !== this.confirmKey) items.push(decodeValue(this.prefix, kv));
       const last = res.kvs.at(-1);
       if (!res.more || last === undefined) break;
       start = Buffer.concat([last.key, Buffer.from([0])]);
@@ -157,6 +179,22 @@ export class EtcdConfigStore implements ConfigStore {
 
   errors(): ConfigError[] {
     return [...this.invalid.keys()].sort().flatMap((k) => this.invalid.get(k)!);
+  }
+
+  status(): ConfigStoreStatus {
+    // With several watches (one per consumer), report the largest held deletion.
+    let held: HeldChange | undefined;
+    for (const h of this.holds.values()) if (held === undefined || h.deletions > held.deletions) held = h;
+    const problems = held === undefined ? [] : [{
+      code: 'deletion-held' as const, since: held.since,
+      message: `a change deleting ${held.deletions} of ${held.total} resources is held; ${held.confirm}`,
+    }];
+    let resources = 0;
+    for (const w of this.watches) resources = Math.max(resources, w.delivered);
+    return {
+      backend: 'etcd', healthy: held === undefined, problems, heldChange: held === undefined ? null : { ...held, sample: [...held.sample] },
+      resources, errors: this.errors().length, warnings: [],
+    };
   }
 
   async create(resource: Resource): Promise<Resource> {
@@ -242,6 +280,66 @@ export class EtcdConfigStore implements ConfigStore {
     return { apiVersion: '', kind, metadata: { name, namespace, resourceVersion: String(revision) }, spec: {} };
   }
 
+  async apply(ops: readonly ApplyOp[]): Promise<ApplyResult> {
+    this.checkOpen();
+    const batch = prepareBatch(ops);
+    if (batch.length === 0) return { revision: await this.revision(), results: [] };
+    const keys = batch.map((op) => Buffer.from(resourceEtcdKey(this.prefix, op.kind, op.namespace, op.name)));
+    // Read every key at one revision, plan, then write in one transaction that holds only if
+    // none of the keys changed since the read; a concurrent writer makes it plan again.
+    for (let attempt = 1; ; attempt++) {
+      const read = await this.client.kv.txn({ compare: [], success: keys.map((key) => ({ request_range: { key } })), failure: [] });
+      const compare: NonNullable<Parameters<Etcd3['kv']['txn']>[0]['compare']> = [];
+      const success: NonNullable<Parameters<Etcd3['kv']['txn']>[0]['success']> = [];
+      const planned: Array<{ stored: Resource | undefined; current: Resource | undefined; changed: boolean }> = [];
+      const now = new Date().toISOString();
+      batch.forEach((op, i) => {
+        const kv = read.responses[i]?.response_range.kvs[0];
+        const d = kv === undefined ? undefined : decodeValue(this.prefix, kv);
+        const current = d?.ok === true ? d.resource : undefined;
+        checkIfMatch(op, kv?.mod_revision);
+        const key = keys[i]!;
+        compare.push(kv === undefined
+          ? { key, target: 'Create', result: 'Equal', create_revision: 0 }
+          : { key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision });
+        if (op.op === 'delete') {
+          if (kv !== undefined) success.push({ request_delete_range: { key } });
+          planned.push({ stored: undefined, current, changed: kv !== undefined });
+          return;
+        }
+        const effect = kv === undefined ? 'create' : current === undefined ? 'update' : putEffect(op, current);
+        if (effect === 'none') {
+          planned.push({ stored: current, current, changed: false });
+          return;
+        }
+        const creationTimestamp = current?.metadata.creationTimestamp ?? now;
+        const generation = current === undefined ? 1 : (current.metadata.generation ?? 1) + (sameSpec(current, op.resource!) ? 0 : 1);
+        const stored: Resource = { ...op.resource!, metadata: { ...op.resource!.metadata, creationTimestamp, generation } };
+        success.push({ request_put: { key, value: encodeValue(stored) } });
+        planned.push({ stored, current, changed: true });
+      });
+      if (success.length === 0) {
+        return { revision: Number(read.header.revision), results: batch.map((op, i) => ({ op: op.op, key: op.key, resource: planned[i]!.stored, changed: false })) };
+      }
+      const res = await this.client.kv.txn({ compare, success, failure: [] });
+      if (!res.succeeded) {
+        if (attempt >= 5) throw new ConflictError(batch[0]!.key, undefined, undefined, `${batch.map((op) => op.key).join(', ')}: kept changing under the batch (${attempt} attempts); retry`);
+        continue;
+      }
+      const revision = Number(res.header.revision);
+      const results = batch.map((op, i) => {
+        const p = planned[i]!;
+        if (!p.changed) return { op: op.op, key: op.key, resource: p.stored, changed: false };
+        if (op.op === 'put') return { op: op.op, key: op.key, resource: withVersion(p.stored!, revision), changed: true };
+        this.invalid.delete(keys[i]!.toString());
+        const last = p.current ?? { apiVersion: '', kind: op.kind, metadata: { name: op.name, namespace: op.namespace }, spec: {} };
+        return { op: op.op, key: op.key, resource: withVersion(last, revision), changed: true };
+      });
+      this.log.info({ resources: results.filter((r) => r.changed).map((r) => `${r.op} ${r.key}`), revision }, 'applied batch');
+      return { revision, results };
+    }
+  }
+
   watch(fromRevision: Revision | undefined, handler: WatchHandler, options: WatchOptions = {}): ConfigWatch {
     this.checkOpen();
     if (fromRevision !== undefined && (!Number.isSafeInteger(fromRevision) || fromRevision < 0)) {
@@ -254,6 +352,7 @@ export class EtcdConfigStore implements ConfigStore {
       cancel: () => {
         w.cancel();
         this.watches.delete(w);
+        this.holds.delete(w);
       },
     };
   }

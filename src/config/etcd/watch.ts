@@ -4,6 +4,7 @@
 import type { Etcd3, IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from 'etcd3';
 import type { Logger } from 'pino';
 import type { Resource } from '../../api/index.ts';
+import { judgeDeletion, sampleKeys, type DeleteGuard, type HeldChange } from '../delete-guard.ts';
 import { RevisionCompactedError } from '../errors.ts';
 import { withVersion } from '../object.ts';
 import type { ConfigWatch, Revision, WatchEvent, WatchHandler, WatchOptions } from '../store.ts';
@@ -23,6 +24,14 @@ export interface EtcdWatchSource {
   noteInvalid(key: string, decoded: Decoded | undefined): void;
   initialBackoffMs: number;
   maxBackoffMs: number;
+  /** The mass-deletion guard: a batch deleting most of what the watch delivered is held. */
+  guard: DeleteGuard;
+  /** The key whose put confirms a held deletion (PREFIX/.sextant-confirm-delete). */
+  markerKey: string;
+  /** Records (or clears, with undefined) the change a watch holds, for status(). */
+  reportHold(watch: EtcdWatch, held: HeldChange | undefined): void;
+  /** Deletes the confirmation key once it has been acted on. */
+  removeMarker(): void;
 }
 
 function isCompacted(err: unknown): boolean {
@@ -49,6 +58,9 @@ export class EtcdWatch implements ConfigWatch {
 
   /** What the handler has been told: etcd key → last delivered resource. */
   private readonly known = new Map<string, Resource>();
+  /** Keys deleted in etcd whose DELETED the guard holds back (they stay in `known`). */
+  private readonly held = new Set<string>();
+  private heldSince: string | undefined;
   /** The highest revision whose events have all been delivered. */
   private lastRev = 0;
   private cancelled = false;
@@ -72,6 +84,11 @@ export class EtcdWatch implements ConfigWatch {
     });
     this.synced.catch(() => undefined); // callers that never await it must not crash the process
     void this.begin(fromRevision);
+  }
+
+  /** Resources the handler holds (delivered and not deleted). */
+  get delivered(): number {
+    return this.known.size;
   }
 
   cancel(): void {
@@ -184,9 +201,87 @@ export class EtcdWatch implements ConfigWatch {
       // A progress notification: every event up to header.revision has been sent.
       this.lastRev = Math.max(this.lastRev, Number(res.header.revision));
     } else {
-      for (const ev of res.events) this.onEvent(ev);
+      this.onEvents(res.events);
     }
     this.checkSynced();
+  }
+
+  /**
+   * One watch response. Deletions in it that would remove most of what was delivered (a wiped
+   * prefix) are held, as are any deletions while something is held; a put of the marker key
+   * confirms them, and restoring the keys withdraws them.
+   */
+  private onEvents(events: readonly IEvent[]): void {
+    const marker = this.source.markerKey;
+    const deletedAtEnd = new Map<string, boolean>();
+    for (const ev of events) {
+      const key = ev.kv.key.toString();
+      if (key !== marker) deletedAtEnd.set(key, ev.type !== 'Put');
+    }
+    let deletions = 0;
+    for (const [key, deleted] of deletedAtEnd) if (deleted && this.known.has(key) && !this.held.has(key)) deletions++;
+    const holding = this.held.size > 0 || judgeDeletion(this.source.guard, deletions, this.known.size).hold;
+    let confirmed = false;
+    for (const ev of events) {
+      const key = ev.kv.key.toString();
+      const rev = Number(ev.kv.mod_revision);
+      if (key === marker) {
+        if (ev.type === 'Put') confirmed = true;
+        this.lastRev = Math.max(this.lastRev, rev);
+        continue;
+      }
+      if (ev.type !== 'Put' && holding && this.known.has(key)) {
+        this.source.noteInvalid(key, undefined);
+        this.held.add(key);
+        this.lastRev = Math.max(this.lastRev, rev);
+        continue;
+      }
+      if (ev.type === 'Put') this.held.delete(key);
+      this.onEvent(ev);
+    }
+    this.settleHeld(confirmed);
+  }
+
+  /** After a batch: applies held deletions when confirmed or no longer a mass deletion, and reports what is held. */
+  private settleHeld(confirmed: boolean): void {
+    const marker = this.source.markerKey;
+    if (confirmed) {
+      this.source.removeMarker();
+      if (this.held.size === 0) {
+        this.source.log.warn({ marker }, 'confirmation key found but no deletion is held; removed it (put it again after a deletion is held)');
+      } else {
+        this.source.log.warn({ deletions: this.held.size, total: this.known.size, sample: sampleKeys(this.held) }, 'mass deletion confirmed; applied');
+        this.releaseHeld();
+      }
+    } else if (this.held.size > 0 && !judgeDeletion(this.source.guard, this.held.size, this.known.size).hold) {
+      this.source.log.info({ deletions: this.held.size, heldSince: this.heldSince }, 'held deletion withdrawn (most keys were restored); applied what remains');
+      this.releaseHeld();
+    }
+    if (this.held.size === 0) {
+      if (this.heldSince !== undefined) this.source.reportHold(this, undefined);
+      this.heldSince = undefined;
+      return;
+    }
+    const first = this.heldSince === undefined;
+    this.heldSince ??= new Date().toISOString();
+    const change: HeldChange = {
+      since: this.heldSince, deletions: this.held.size, total: this.known.size, additions: 0, modifications: 0,
+      sample: sampleKeys([...this.held].map((k) => k.slice(this.source.keyPrefix.length))),
+      confirm: `to apply it, put the key ${marker} (etcdctl put ${marker} yes); to withdraw it, restore the keys`,
+    };
+    if (first) this.source.log.error({ deletions: change.deletions, total: change.total, sample: change.sample, confirm: `etcdctl put ${marker} yes` }, 'mass deletion held: the change would delete most of the mesh; serving the last good state until it is confirmed');
+    this.source.reportHold(this, change);
+  }
+
+  /** Emits the held deletions, at the latest revision seen (as a relist does). */
+  private releaseHeld(): void {
+    const rev = this.lastRev;
+    for (const key of [...this.held].sort()) {
+      const last = this.known.get(key);
+      this.known.delete(key);
+      if (last !== undefined) this.emit({ type: 'DELETED', resource: withVersion(last, rev), revision: rev });
+    }
+    this.held.clear();
   }
 
   private requestProgress(): void {
@@ -248,14 +343,24 @@ export class EtcdWatch implements ConfigWatch {
         }
       }
       changed.sort((a, b) => a.revision - b.revision);
+      const keyOfResource = (r: Resource): string => `${this.source.keyPrefix}${r.kind}/${r.metadata.namespace}/${r.metadata.name}`;
+      for (const e of changed) this.held.delete(keyOfResource(e.resource));
+      const gone: string[] = [];
+      for (const key of this.known.keys()) if (!seen.has(key) && !this.held.has(key)) gone.push(key);
+      // A relist that finds most keys gone is a mass deletion too.
+      const hold = this.held.size > 0 || judgeDeletion(this.source.guard, gone.length, this.known.size).hold;
       const deleted: WatchEvent[] = [];
-      for (const [key, r] of this.known) if (!seen.has(key)) deleted.push({ type: 'DELETED', resource: withVersion(r, revision), revision });
-      for (const e of changed) this.known.set(`${this.source.keyPrefix}${e.resource.kind}/${e.resource.metadata.namespace}/${e.resource.metadata.name}`, e.resource);
-      for (const e of deleted) this.known.delete(`${this.source.keyPrefix}${e.resource.kind}/${e.resource.metadata.namespace}/${e.resource.metadata.name}`);
+      for (const key of gone) {
+        if (hold) this.held.add(key);
+        else deleted.push({ type: 'DELETED', resource: withVersion(this.known.get(key)!, revision), revision });
+      }
+      for (const e of changed) this.known.set(keyOfResource(e.resource), e.resource);
+      for (const e of deleted) this.known.delete(keyOfResource(e.resource));
+      this.lastRev = revision;
       for (const e of changed) this.emit(e);
       for (const e of deleted) this.emit(e);
-      this.source.log.info({ revision, modified: changed.length, deleted: deleted.length }, 'relisted after compaction');
-      this.lastRev = revision;
+      this.source.log.info({ revision, modified: changed.length, deleted: deleted.length, held: this.held.size }, 'relisted after compaction');
+      this.settleHeld(false);
       this.checkSynced();
       this.attempt = 0;
       await this.connect();

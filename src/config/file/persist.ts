@@ -16,9 +16,15 @@ export function isConfigFileName(base: string): boolean {
   return !base.startsWith('.') && /\.(ya?ml|json)$/i.test(base);
 }
 
+/**
+ * Writes `text` to `file` atomically. The file's folder is created if missing, but not its
+ * parent: a write never recreates a config directory that was moved or deleted.
+ */
 export async function writeFileAtomic(file: string, text: string): Promise<void> {
   const dir = path.dirname(file);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  });
   const tmp = path.join(dir, `.${path.basename(file)}.sextant-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', 0o644);
   try {
