@@ -1,4 +1,5 @@
 // The service registry: services and endpoints from ServiceEntry and WorkloadEntry.
-export { buildRegistry, updateRegistryEndpoints, byAge, portProtocol, isHttpProtocol, isHttp2Protocol, parseLocality, labelsMatch } from './services.ts';
+export { TRAFFIC_ANNOTATION, buildRegistry, updateRegistryEndpoints, byAge, portProtocol, isHttpProtocol, isHttp2Protocol, parseLocality, labelsMatch, CLUSTER_LABEL, NETWORK_LABEL, DEFAULT_CLUSTER_ID } from './services.ts';
+export { OverlayMap } from './overlay.ts';
 export type { Registry, EndpointUpdate, Service, ServicePort, ServiceEndpoint, Locality, Protocol, Resolution } from './services.ts';
 export type * from './istio.ts';

@@ -3,6 +3,7 @@
 // workloadSelector), the way istiod's serviceentry controller does it, without Kubernetes.
 import type { Resource } from '../api/resource.ts';
 import type { ServiceEntrySpec, WorkloadEntrySpec, PortSpec } from './istio.ts';
+import { OverlayMap } from './overlay.ts';
 
 export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'GRPC-WEB' | 'HTTPS' | 'TLS' | 'TCP' | 'MONGO' | 'REDIS' | 'MYSQL' | 'UDP' | 'UNKNOWN';
 
@@ -49,10 +50,24 @@ export interface ServiceEndpoint {
   locality?: Locality;
   weight?: number;
   network?: string;
+  /** The cluster the workload runs in (label `topology.istio.io/cluster`); absent: DEFAULT_CLUSTER_ID. */
+  cluster?: string;
   healthy: boolean;
+  /**
+   * Pulled out of traffic (WorkloadEntry annotation `sextant.io/traffic: out`): served as
+   * DRAINING, so proxies send it no new requests while those in flight finish.
+   */
+  draining?: true;
   /** `WorkloadEntry/ns/name`, or `ServiceEntry/ns/name#i` for inline endpoints. */
   source: string;
 }
+
+/** Istio's label for a workload's cluster; Sextant reads it from a WorkloadEntry's (or inline endpoint's) labels. */
+export const CLUSTER_LABEL = 'topology.istio.io/cluster';
+/** Istio's label for a workload's network, read when the WorkloadEntry's `network` field is not set. */
+export const NETWORK_LABEL = 'topology.istio.io/network';
+/** Istio's default cluster id (istiod's CLUSTER_ID): proxies and endpoints that name none are in it. */
+export const DEFAULT_CLUSTER_ID = 'Kubernetes';
 
 export interface Registry {
   readonly services: readonly Service[];
@@ -116,13 +131,23 @@ export function labelsMatch(selector: Readonly<Record<string, string>> | undefin
   return true;
 }
 
+/**
+ * The WorkloadEntry annotation that takes a workload out of traffic (`out`) or puts it back
+ * (`in`, the default), as the registration API's pull-out and pull-in do.
+ */
+export const TRAFFIC_ANNOTATION = 'sextant.io/traffic';
+
+function workloadDraining(r: Resource): boolean {
+  return r.metadata.annotations?.[TRAFFIC_ANNOTATION] === 'out';
+}
+
 function workloadHealthy(r: Resource): boolean {
   const status = (r as { status?: { conditions?: { type?: string; status?: string }[] } }).status;
   const cond = status?.conditions?.find((c) => c.type === 'Healthy');
   return cond?.status !== 'False';
 }
 
-function endpointFrom(we: WorkloadEntrySpec, port: ServicePort, source: string, healthy: boolean, weLabels: Readonly<Record<string, string>>): ServiceEndpoint | undefined {
+function endpointFrom(we: WorkloadEntrySpec, port: ServicePort, source: string, healthy: boolean, weLabels: Readonly<Record<string, string>>, draining = false): ServiceEndpoint | undefined {
   if (!we.address) return undefined;
   const mapped = we.ports?.[port.name];
   const ep: ServiceEndpoint = {
@@ -136,7 +161,11 @@ function endpointFrom(we: WorkloadEntrySpec, port: ServicePort, source: string, 
   const loc = parseLocality(we.locality);
   if (loc) ep.locality = loc;
   if (we.weight !== undefined && we.weight > 0) ep.weight = we.weight;
-  if (we.network) ep.network = we.network;
+  const network = we.network || weLabels[NETWORK_LABEL];
+  if (network) ep.network = network;
+  const cluster = weLabels[CLUSTER_LABEL];
+  if (cluster) ep.cluster = cluster;
+  if (draining) ep.draining = true;
   return ep;
 }
 
@@ -260,8 +289,9 @@ export function buildRegistry(serviceEntries: readonly Resource<ServiceEntrySpec
           feeds(weKey, key);
           const labels = weLabels.get(we) ?? {};
           const healthy = workloadHealthy(we);
+          const draining = workloadDraining(we);
           for (const port of ports) {
-            const ep = endpointFrom(we.spec ?? {}, port, weKey, healthy, labels);
+            const ep = endpointFrom(we.spec ?? {}, port, weKey, healthy, labels, draining);
             if (ep) addEndpoint(svc, ep);
           }
         }
@@ -302,8 +332,9 @@ function serviceEndpoints(svc: Service, se: Resource<ServiceEntrySpec>, workload
       const weKey = `WorkloadEntry/${we.metadata.namespace}/${we.metadata.name}`;
       fed.push(weKey);
       const healthy = workloadHealthy(we);
+      const draining = workloadDraining(we);
       for (const port of svc.ports) {
-        const ep = endpointFrom(we.spec ?? {}, port, weKey, healthy, labels);
+        const ep = endpointFrom(we.spec ?? {}, port, weKey, healthy, labels, draining);
         if (ep) out.push(ep);
       }
     }
@@ -325,9 +356,10 @@ function serviceEndpoints(svc: Service, se: Resource<ServiceEntrySpec>, workload
  * The caller guarantees that no Service changed (only inline endpoints or WorkloadEntries).
  */
 export function updateRegistryEndpoints(before: Registry, update: EndpointUpdate): Registry {
-  const endpoints = new Map(before.endpoints);
-  const servicesOf = new Map(before.servicesOf);
-  const byAddress = new Map(before.byAddress);
+  // Derived, not copied: a pull-out changes a few entries of maps with one per workload.
+  const endpoints = OverlayMap.derive(before.endpoints);
+  const servicesOf = OverlayMap.derive(before.servicesOf);
+  const byAddress = OverlayMap.derive(before.byAddress);
   let endpointCount = before.endpointCount;
   const touchedAddresses = new Set<string>();
   const fresh = new Map<string, { service: Service; endpoint: ServiceEndpoint }[]>();
@@ -379,5 +411,5 @@ export function updateRegistryEndpoints(before: Registry, update: EndpointUpdate
     const rank = order;
     byAddress.set(addr, [...kept, ...added].sort((a, b) => (rank.get(a.service.key) ?? 0) - (rank.get(b.service.key) ?? 0)));
   }
-  return { services: before.services, byHost: before.byHost, byKey: before.byKey, endpoints, servicesOf, byAddress, bySource: before.bySource, endpointCount };
+  return { services: before.services, byHost: before.byHost, byKey: before.byKey, endpoints: endpoints.done(), servicesOf: servicesOf.done(), byAddress: byAddress.done(), bySource: before.bySource, endpointCount };
 }

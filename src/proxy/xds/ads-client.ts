@@ -1,12 +1,14 @@
 // The proxy's ADS client: one gRPC stream to any Envoy v3 xDS server, delta by default with
 // state-of-the-world as fallback. Each response is handed whole to a ResourceSink that
 // validates and compiles it; the client ACKs what compiled and NACKs (with the reason) what
-// did not, so the last good config keeps serving. Reconnects with capped, jittered backoff.
+// did not, so the last good config keeps serving. Given several servers (pilot replicas), it
+// uses one at a time and, when that stream is lost, moves to the next, telling the new server
+// what it holds; a round of servers that all fail is followed by a capped, jittered backoff.
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import type pino from 'pino';
 import {
-  CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SHORT_TYPE_NAMES,
+  CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, ROUTE_TYPE, SHORT_TYPE_NAMES,
   decodeMessage, encodeMessage, messageType,
 } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
@@ -45,17 +47,33 @@ export interface ResourceSink {
 }
 
 export interface AdsClientOptions {
-  /** `host:port` of the xDS server. */
-  server: string;
+  /**
+   * The xDS servers, `host:port` each, in order of preference; a string may list several,
+   * comma-separated. All must serve the same config (replicas of one control plane).
+   */
+  server: string | readonly string[];
   /** The xDS node (id, cluster, metadata, …) in JSON form. */
   node: ProtoJson;
   sink: ResourceSink;
   logger: pino.Logger;
   /** 'delta' (default) or 'sotw'; delta falls back to sotw when the server lacks it. */
   protocol?: 'delta' | 'sotw';
-  /** First reconnect delay; doubles up to maxBackoffMs. */
+  /** Further types subscribed as wildcards after the four (NDS, when the DNS proxy runs). */
+  extraTypes?: readonly XdsTypeUrl[];
+  /**
+   * Backoff after a round in which every server failed: the first delay, doubling up to
+   * maxBackoffMs, jittered (50-100 %). A stream that was working and is lost moves to the next
+   * server after a jitter of up to half the first delay; a server that cannot be reached moves
+   * to the next at once, until the round is done.
+   */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * With several servers: a stream that has had no answer this long (a server that cannot be
+   * connected to, e.g. a host that drops packets, or one that does not answer) is given up for
+   * the next server. Default 10 s.
+   */
+  establishTimeoutMs?: number;
 }
 
 /** The outcome of one response, as kept for config_dump and tests. */
@@ -82,36 +100,65 @@ interface TypeState {
 
 type Stream = grpc.ClientDuplexStream<ProtoJson, ProtoJson>;
 
+/** The servers a `server` option names, each `host:port`. */
+export function xdsServerList(server: string | readonly string[]): string[] {
+  const list = (typeof server === 'string' ? server.split(',') : [...server]).map((s) => s.trim()).filter((s) => s !== '');
+  if (list.length === 0) throw new Error('no xDS server given: expected HOST:PORT[,HOST:PORT…]');
+  return list;
+}
+
 export class AdsClient {
-  private readonly opts: Required<Omit<AdsClientOptions, 'protocol'>> & { protocol: 'delta' | 'sotw' };
-  private readonly client: grpc.Client;
+  private readonly opts: Required<Omit<AdsClientOptions, 'protocol' | 'server' | 'extraTypes'>> & { protocol: 'delta' | 'sotw' };
+  private readonly wildcardTypes: readonly XdsTypeUrl[];
+  private readonly subscribeOrder: readonly XdsTypeUrl[];
+  /** The servers in order of preference. */
+  readonly servers: readonly string[];
+  /** Index in `servers` of the one in use (or tried next). */
+  private serverIndex = 0;
+  /** Servers that failed in a row since the last working stream. */
+  private failuresInRound = 0;
+  /** A channel per server, kept while its connection may still complete (see openStream). */
+  private readonly channels = new Map<string, grpc.Client>();
   private readonly state = new Map<XdsTypeUrl, TypeState>();
   private stream: Stream | undefined;
   private mode: 'delta' | 'sotw';
   private backoffMs: number;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  private connectedOnce = false;
+  /** True once the current stream has received a response. */
+  private established = false;
+  private lostStreams = 0;
   /** The last few outcomes (bounded), newest last. */
   readonly history: XdsUpdateStatus[] = [];
   private static readonly HISTORY_LIMIT = 64;
 
   constructor(options: AdsClientOptions) {
+    const { server, extraTypes = [], ...rest } = options;
+    this.wildcardTypes = [...WILDCARD_TYPES, ...extraTypes];
+    this.subscribeOrder = [...SUBSCRIBE_ORDER, ...extraTypes];
+    this.servers = xdsServerList(server);
     this.opts = {
+      ...rest,
       protocol: options.protocol ?? 'delta',
       initialBackoffMs: options.initialBackoffMs ?? 500,
       maxBackoffMs: options.maxBackoffMs ?? 30_000,
-      ...options,
-    } as AdsClient['opts'];
+      establishTimeoutMs: options.establishTimeoutMs ?? 10_000,
+    };
     this.mode = this.opts.protocol;
     this.backoffMs = this.opts.initialBackoffMs;
-    for (const t of SUBSCRIBE_ORDER) {
+    for (const t of this.subscribeOrder) {
       this.state.set(t, { accepted: new Map(), versionInfo: '', lastNonce: '', subscribed: new Set(), received: false });
     }
-    this.client = new grpc.Client(this.opts.server, grpc.credentials.createInsecure(), {
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.max_receive_message_length': 256 * 1024 * 1024,
-    });
+  }
+
+  /** The server in use, or the one being tried. */
+  get server(): string {
+    return this.servers[this.serverIndex]!;
+  }
+
+  /** Working streams lost so far (each followed by a move to the next server). */
+  get failovers(): number {
+    return this.lostStreams;
   }
 
   /** The protocol in use now (delta, or sotw after a fallback). */
@@ -121,7 +168,7 @@ export class AdsClient {
 
   /** True while a stream is open and has received at least one response. */
   get connected(): boolean {
-    return this.stream !== undefined && this.connectedOnce;
+    return this.stream !== undefined && this.established;
   }
 
   /** Resources currently accepted for a type (for config_dump). */
@@ -142,7 +189,8 @@ export class AdsClient {
     clearTimeout(this.reconnectTimer);
     this.stream?.cancel();
     this.stream = undefined;
-    this.client.close();
+    for (const c of this.channels.values()) c.close();
+    this.channels.clear();
   }
 
   /**
@@ -173,12 +221,35 @@ export class AdsClient {
     return st;
   }
 
+  private channel(server: string): grpc.Client {
+    let c = this.channels.get(server);
+    if (c === undefined) {
+      c = new grpc.Client(server, grpc.credentials.createInsecure(), {
+        'grpc.keepalive_time_ms': 30_000,
+        'grpc.keepalive_timeout_ms': 10_000,
+        'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      });
+      this.channels.set(server, c);
+    }
+    return c;
+  }
+
+  /**
+   * Closes a server's channel after its stream failed, so the next attempt connects afresh
+   * instead of waiting out grpc-js's own reconnect backoff (up to 2 minutes).
+   */
+  private dropChannel(server: string): void {
+    this.channels.get(server)?.close();
+    this.channels.delete(server);
+  }
+
   private openStream(): void {
     if (this.closed) return;
     const delta = this.mode === 'delta';
+    const server = this.server;
     const reqType = messageType(delta ? DELTA_REQUEST : DISCOVERY_REQUEST);
     const resType = messageType(delta ? DELTA_RESPONSE : DISCOVERY_RESPONSE);
-    const stream = this.client.makeBidiStreamRequest<ProtoJson, ProtoJson>(
+    const stream = this.channel(server).makeBidiStreamRequest<ProtoJson, ProtoJson>(
       delta ? DELTA_METHOD : SOTW_METHOD,
       (msg) => Buffer.from(encodeMessage(reqType.fullName.slice(1), msg)),
       // Resources stay as raw Any here; each is decoded on its own so one unknown type
@@ -186,13 +257,27 @@ export class AdsClient {
       (buf) => resType.toObject(resType.decode(buf), { longs: Number, defaults: false }) as ProtoJson,
     );
     this.stream = stream;
+    this.established = false;
     let gotResponse = false;
+    // grpc-js has no connect timeout: without this, a server whose host drops packets would hold
+    // the proxy until TCP gives up (minutes) while the other replicas are fine. The channel is
+    // kept: closing it would not abort its pending connection (grpc-js 1.14), and the next try
+    // of this server waits on that same connection instead of opening another.
+    const establishTimer = this.servers.length === 1 ? undefined : setTimeout(() => {
+      if (this.stream !== stream || gotResponse) return;
+      this.scheduleReconnect(`no answer within ${this.opts.establishTimeoutMs} ms`, false);
+      stream.cancel();
+    }, this.opts.establishTimeoutMs);
+    establishTimer?.unref();
     stream.on('data', (msg: ProtoJson) => {
+      if (this.stream !== stream) return;
       if (!gotResponse) {
+        clearTimeout(establishTimer);
         gotResponse = true;
-        this.connectedOnce = true;
+        this.established = true;
+        this.failuresInRound = 0;
         this.backoffMs = this.opts.initialBackoffMs;
-        this.opts.logger.info({ server: this.opts.server, protocol: this.mode }, 'xDS stream established');
+        this.opts.logger.info({ server, protocol: this.mode }, 'xDS stream established');
       }
       try {
         if (delta) this.onDeltaResponse(msg);
@@ -202,24 +287,31 @@ export class AdsClient {
       }
     });
     stream.on('error', (err: grpc.ServiceError) => {
+      clearTimeout(establishTimer);
       if (this.stream !== stream) return;
       if (delta && !gotResponse && err.code === grpc.status.UNIMPLEMENTED) {
-        this.opts.logger.warn({ server: this.opts.server }, 'xDS server has no delta ADS; using state of the world');
+        this.opts.logger.warn({ server }, 'xDS server has no delta ADS; using state of the world');
         this.mode = 'sotw';
         this.stream = undefined;
         this.openStream();
         return;
       }
-      this.scheduleReconnect(err.details || err.message);
+      this.dropChannel(server);
+      this.scheduleReconnect(err.details || err.message, gotResponse);
     });
     stream.on('end', () => {
-      if (this.stream === stream) this.scheduleReconnect('stream ended');
+      clearTimeout(establishTimer);
+      if (this.stream !== stream) return;
+      this.dropChannel(server);
+      this.scheduleReconnect('stream ended', gotResponse);
     });
-    // Initial subscriptions; on a reconnect, tell a delta server what we already hold so it
-    // sends only what changed.
-    for (const t of SUBSCRIBE_ORDER) {
+    // Initial subscriptions. On a reconnect (to the same server or another replica) say what
+    // is held, as Envoy does: delta lists every resource's version (initial_resource_versions)
+    // so only differences come back; state of the world repeats the last accepted version_info
+    // and the subscribed names, without a nonce. Every answer is then ACKed or NACKed as usual.
+    for (const t of this.subscribeOrder) {
       const st = this.typeState(t);
-      const wildcard = WILDCARD_TYPES.includes(t);
+      const wildcard = this.wildcardTypes.includes(t);
       if (!wildcard) st.subscribed = new Set(this.opts.sink.interest(t));
       if (!wildcard && st.subscribed.size === 0) continue;
       if (delta) {
@@ -240,12 +332,34 @@ export class AdsClient {
     }
   }
 
-  private scheduleReconnect(reason: string): void {
+  /**
+   * Moves to the next server. A working stream that is lost is followed at once (after a small
+   * jitter, so a thousand proxies do not arrive together); a server that cannot be reached is
+   * followed by the next at once, and when every server of the round has failed, the next round
+   * waits a capped, jittered, doubling backoff.
+   */
+  private scheduleReconnect(reason: string, wasWorking: boolean): void {
     this.stream = undefined;
+    this.established = false;
     if (this.closed) return;
-    const delay = Math.round(this.backoffMs * (0.5 + Math.random() / 2));
-    this.backoffMs = Math.min(this.backoffMs * 2, this.opts.maxBackoffMs);
-    this.opts.logger.warn({ server: this.opts.server, reason, retryInMs: delay }, 'xDS stream lost; serving last good config');
+    const from = this.server;
+    if (wasWorking) {
+      this.lostStreams++;
+      this.failuresInRound = 0;
+      this.backoffMs = this.opts.initialBackoffMs;
+    }
+    this.failuresInRound++;
+    this.serverIndex = (this.serverIndex + 1) % this.servers.length;
+    let delay: number;
+    if (this.failuresInRound < this.servers.length) {
+      delay = wasWorking ? Math.round(Math.random() * this.opts.initialBackoffMs / 2) : 0;
+    } else {
+      this.failuresInRound = 0;
+      delay = Math.round(this.backoffMs * (0.5 + Math.random() / 2));
+      this.backoffMs = Math.min(this.backoffMs * 2, this.opts.maxBackoffMs);
+    }
+    this.opts.logger.warn({ server: from, reason, next: this.server, retryInMs: delay }, 'xDS stream lost; serving last good config');
+    clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => this.openStream(), delay);
     this.reconnectTimer.unref();
   }
@@ -280,7 +394,7 @@ export class AdsClient {
         break;
       }
     }
-    if (!WILDCARD_TYPES.includes(typeUrl)) {
+    if (!this.wildcardTypes.includes(typeUrl)) {
       for (const name of next.keys()) if (!st.subscribed.has(name)) next.delete(name);
     }
     error ??= this.applyToSink(typeUrl, next);
@@ -318,14 +432,14 @@ export class AdsClient {
         break;
       }
     }
-    if (!WILDCARD_TYPES.includes(typeUrl)) {
+    if (!this.wildcardTypes.includes(typeUrl)) {
       // A SotW response for EDS/RDS carries only the named resources; keep ones not in
       // this response that we still want (Envoy's behaviour for non-wildcard types).
       for (const [name, r] of st.accepted) if (!next.has(name) && st.subscribed.has(name)) next.set(name, r);
     }
     error ??= this.applyToSink(typeUrl, next);
     this.record(typeUrl, nonce, error);
-    const resourceNames = WILDCARD_TYPES.includes(typeUrl) ? [] : [...st.subscribed].sort();
+    const resourceNames = this.wildcardTypes.includes(typeUrl) ? [] : [...st.subscribed].sort();
     if (error === undefined) {
       st.accepted = next;
       st.received = true;
@@ -386,6 +500,7 @@ function typeOrOpaque(url: string): protobuf.Type {
 }
 
 function resourceName(typeUrl: XdsTypeUrl, body: ProtoJson): string {
+  if (typeUrl === NAME_TABLE_TYPE) return ''; // one table per proxy, unnamed (as istiod sends it)
   const name = typeUrl === ENDPOINT_TYPE ? body['clusterName'] : body['name'];
   if (typeof name !== 'string' || name === '') throw new Error('resource without a name');
   return name;

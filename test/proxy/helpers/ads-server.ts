@@ -29,6 +29,8 @@ export class TestAdsServer {
   private nonce = 0;
   readonly acks: AckRecord[] = [];
   readonly nodes: ProtoJson[] = [];
+  /** Every request received, in order, as decoded. */
+  readonly requests: { protocol: 'delta' | 'sotw'; request: ProtoJson }[] = [];
   port = 0;
 
   constructor(opts: { delta?: boolean } = {}) {
@@ -86,6 +88,12 @@ export class TestAdsServer {
     this.server.forceShutdown();
   }
 
+  /** Stops at once, as a crashed control plane does: open streams break, nothing is said. */
+  kill(): void {
+    this.conns.clear();
+    this.server.forceShutdown();
+  }
+
   /** Replaces every resource of a type and pushes to connected proxies. */
   set(typeUrl: string, list: ProtoJson[]): void {
     const m = new Map<string, ProtoJson>();
@@ -122,6 +130,7 @@ export class TestAdsServer {
   }
 
   private onRequest(conn: Conn, req: ProtoJson): void {
+    this.requests.push({ protocol: conn.protocol, request: req });
     if (req['node']) {
       conn.node = req['node'] as ProtoJson;
       this.nodes.push(conn.node);
