@@ -1,0 +1,134 @@
+// Istio's CreateCertificate on the pilot's gRPC server: who may ask for which identity
+// (node metadata, plus a bootstrap token when a token file is configured), then a signed
+// chain. The trust model and its limits are in docs/security.md.
+import * as grpc from '@grpc/grpc-js';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { parseSpiffeUri, spiffeUri } from '../../api/spiffe.ts';
+import { certificateServiceDefinition, structString } from '../../envoy/istio-ca.ts';
+import type { IstioCertificateRequest, IstioCertificateResponse } from '../../envoy/istio-ca.ts';
+import { CertificateRequestError, parseCsr, signWorkloadCertificate } from './issue.ts';
+import { CaConfigError } from './root.ts';
+import type { SigningRoot } from './root.ts';
+
+export interface CertificateServiceOptions {
+  root: SigningRoot;
+  trustDomain: string;
+  /** Lifetime when the request asks for none (Istio's 24 h). */
+  defaultTtlMs: number;
+  /** The longest lifetime granted (Istio's max-workload-cert-ttl, 90 days). */
+  maxTtlMs: number;
+  /** Bootstrap tokens and the namespaces each may request identities in; undefined: no token needed. */
+  tokens: BootstrapTokens | undefined;
+  logger: Logger;
+  /** Counts requests and outcomes (Istio's citadel_server_* counters). */
+  counters?: CaCounters;
+}
+
+/** What the CA counts, as istiod's citadel_server_* metrics do. */
+export interface CaCounters {
+  csr(): void;
+  issued(): void;
+  refused(code: CertificateRequestError['code'] | 'INTERNAL'): void;
+}
+
+/** token digest → namespaces (`*` for any). */
+export type BootstrapTokens = ReadonlyMap<string, readonly string[]>;
+
+/**
+ * Reads a token file: one `TOKEN NAMESPACE[,NAMESPACE…]` or `TOKEN *` per line, `#` comments
+ * (the registration API's format). Tokens are kept as digests and compared in constant time.
+ */
+export function readBootstrapTokens(file: string): BootstrapTokens {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CaConfigError(`${file}: cannot read the token file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const out = new Map<string, string[]>();
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (line === '') return;
+    const [token, scopes, extra] = line.split(/\s+/);
+    if (token === undefined || scopes === undefined || extra !== undefined) throw new CaConfigError(`${file}:${i + 1}: expected "TOKEN NAMESPACE[,NAMESPACE...]" or "TOKEN *"`);
+    if (token.length < 16) throw new CaConfigError(`${file}:${i + 1}: a token needs at least 16 characters`);
+    out.set(digest(token), scopes.split(',').filter((s) => s !== ''));
+  });
+  if (out.size === 0) throw new CaConfigError(`${file}: no tokens`);
+  return out;
+}
+
+function digest(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+function tokenScopes(tokens: BootstrapTokens, presented: string): readonly string[] | undefined {
+  const d = Buffer.from(digest(presented), 'hex');
+  let found: readonly string[] | undefined;
+  for (const [k, v] of tokens) if (timingSafeEqual(Buffer.from(k, 'hex'), d)) found = v;
+  return found;
+}
+
+/** The identity a caller may have, or a CertificateRequestError saying why not. */
+export function authorizeIdentity(opts: Pick<CertificateServiceOptions, 'trustDomain' | 'tokens'>, uris: readonly string[], others: readonly string[], meta: IstioCertificateRequest['metadata'], authorization: string | undefined): string {
+  if (opts.tokens !== undefined) {
+    const m = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
+    if (m === null) throw new CertificateRequestError('UNAUTHENTICATED', 'a bootstrap token is required (authorization: Bearer TOKEN)');
+    const scopes = tokenScopes(opts.tokens, m[1]!);
+    if (scopes === undefined) throw new CertificateRequestError('UNAUTHENTICATED', 'the bootstrap token is not valid');
+    const ns = structString(meta, 'NAMESPACE');
+    if (ns !== undefined && !scopes.includes('*') && !scopes.includes(ns)) {
+      throw new CertificateRequestError('PERMISSION_DENIED', `the token does not allow identities in namespace ${ns}`);
+    }
+  }
+  if (others.length > 0) throw new CertificateRequestError('INVALID_ARGUMENT', `the CSR may name only the workload's SPIFFE identity, not ${others.join(', ')}`);
+  if (uris.length !== 1) throw new CertificateRequestError('INVALID_ARGUMENT', `the CSR must name exactly one URI SAN (spiffe://${opts.trustDomain}/ns/NS/sa/SA), it names ${uris.length}`);
+  const uri = uris[0]!;
+  const id = parseSpiffeUri(uri);
+  if (id === undefined) throw new CertificateRequestError('INVALID_ARGUMENT', `${uri} is not a workload identity (spiffe://${opts.trustDomain}/ns/NS/sa/SA)`);
+  if (id.trustDomain !== opts.trustDomain) throw new CertificateRequestError('PERMISSION_DENIED', `${uri} is outside the trust domain ${opts.trustDomain}`);
+  const ns = structString(meta, 'NAMESPACE');
+  const sa = structString(meta, 'SERVICE_ACCOUNT');
+  if (ns === undefined || sa === undefined) throw new CertificateRequestError('INVALID_ARGUMENT', 'the request metadata must carry the caller\'s NAMESPACE and SERVICE_ACCOUNT');
+  const expected = spiffeUri({ trustDomain: opts.trustDomain, namespace: ns, serviceAccount: sa });
+  if (uri !== expected) throw new CertificateRequestError('PERMISSION_DENIED', `the CSR asks for ${uri} but the caller is ${expected}`);
+  return uri;
+}
+
+/** The gRPC handlers of IstioCertificateService. */
+export function certificateServiceHandlers(opts: CertificateServiceOptions): grpc.UntypedServiceImplementation {
+  const createCertificate = (call: grpc.ServerUnaryCall<IstioCertificateRequest, IstioCertificateResponse>, callback: grpc.sendUnaryData<IstioCertificateResponse>): void => {
+    const req = call.request;
+    const peer = call.getPeer();
+    const auth = call.metadata.get('authorization')[0];
+    opts.counters?.csr();
+    void (async () => {
+      const { csr, uris, others } = await parseCsr(req.csr);
+      const identity = authorizeIdentity(opts, uris, others, req.metadata, typeof auth === 'string' ? auth : undefined);
+      const asked = Number(req.validityDuration ?? 0) * 1000;
+      const ttl = Math.min(asked > 0 ? asked : opts.defaultTtlMs, opts.maxTtlMs);
+      const chain = await signWorkloadCertificate(opts.root, csr, identity, ttl);
+      opts.logger.info({ identity, peer, ttlSeconds: Math.round(ttl / 1000) }, 'certificate issued');
+      return chain;
+    })().then(
+      (certChain) => {
+        opts.counters?.issued();
+        callback(null, { certChain });
+      },
+      (err: unknown) => {
+        opts.counters?.refused(err instanceof CertificateRequestError ? err.code : 'INTERNAL');
+        const code = err instanceof CertificateRequestError ? grpc.status[err.code] : grpc.status.INTERNAL;
+        const message = err instanceof Error ? err.message : String(err);
+        opts.logger.warn({ peer, code: grpc.status[code], err: message }, 'certificate refused');
+        callback({ code, details: message });
+      },
+    );
+  };
+  return { CreateCertificate: createCertificate } as unknown as grpc.UntypedServiceImplementation;
+}
+
+export function certificateService(): grpc.ServiceDefinition {
+  return certificateServiceDefinition();
+}
