@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that tests and benchmarks run against (real components,
 # never stand-ins): etcd for the HA config store, iptables/iproute2 for interception
-# tests, nginx/haproxy/wrk for benchmarks. Idempotent; needs root (CI runs as root).
+# tests, nginx/haproxy/wrk for benchmarks, curl (HTTP/2 prior-knowledge tests) and h2load
+# (nghttp2-client, HTTP/2 benchmarks), openssl (s_client as an mTLS peer). Idempotent; needs root (CI runs as root).
 set -euo pipefail
-pkgs=(etcd-server iptables iproute2 nginx haproxy wrk)
+pkgs=(etcd-server iptables iproute2 nginx haproxy wrk curl nghttp2-client openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

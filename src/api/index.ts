@@ -17,6 +17,8 @@ export type {
   EnvoyFilterApplyTo, EnvoyFilterPatchContext, EnvoyFilterOperation, EnvoyFilterFilterMatch, EnvoyFilterListenerMatch,
   EnvoyFilterRouteConfigurationMatch, EnvoyFilterClusterMatch, EnvoyFilterWaypointMatch, EnvoyConfigObjectMatch,
   EnvoyConfigObjectPatch,
+  AuthorizationAction, AuthorizationSource, AuthorizationOperation, AuthorizationCondition, AuthorizationRule,
+  AuthorizationPolicySpec, MutualTLSMode, PeerAuthenticationSpec, JWTRule, RequestAuthenticationSpec,
   ProviderRef, WorkloadMode, MetricSelectorMetric, MetricsOverrides, Metrics, Tracing, AccessLogging,
 } from './kinds.ts';
 export { KINDS, lookupKind } from './kinds.ts';

@@ -606,6 +606,99 @@ export interface TelemetrySpec {
   accessLogging?: AccessLogging[];
 }
 
+// ---------------------------------------------------------------- Security: AuthorizationPolicy
+
+export type AuthorizationAction = 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+
+/** Who a rule is about; fields are ANDed, list items ORed. */
+export interface AuthorizationSource {
+  principals?: string[];
+  notPrincipals?: string[];
+  requestPrincipals?: string[];
+  notRequestPrincipals?: string[];
+  namespaces?: string[];
+  notNamespaces?: string[];
+  ipBlocks?: string[];
+  notIpBlocks?: string[];
+  remoteIpBlocks?: string[];
+  notRemoteIpBlocks?: string[];
+  serviceAccounts?: string[];
+  notServiceAccounts?: string[];
+  trustDomains?: string[];
+  notTrustDomains?: string[];
+}
+
+/** What a rule is about; fields are ANDed, list items ORed. */
+export interface AuthorizationOperation {
+  hosts?: string[];
+  notHosts?: string[];
+  ports?: string[];
+  notPorts?: string[];
+  methods?: string[];
+  notMethods?: string[];
+  paths?: string[];
+  notPaths?: string[];
+}
+
+export interface AuthorizationCondition {
+  key: string;
+  values?: string[];
+  notValues?: string[];
+}
+
+export interface AuthorizationRule {
+  from?: Array<{ source?: AuthorizationSource }>;
+  to?: Array<{ operation?: AuthorizationOperation }>;
+  when?: AuthorizationCondition[];
+}
+
+export interface AuthorizationPolicySpec {
+  selector?: LabelSelector;
+  targetRef?: PolicyTargetReference;
+  targetRefs?: PolicyTargetReference[];
+  rules?: AuthorizationRule[];
+  action?: AuthorizationAction;
+  provider?: { name?: string };
+}
+
+// ---------------------------------------------------------------- Security: PeerAuthentication
+
+export type MutualTLSMode = 'UNSET' | 'DISABLE' | 'PERMISSIVE' | 'STRICT';
+
+export interface PeerAuthenticationSpec {
+  selector?: LabelSelector;
+  mtls?: { mode?: MutualTLSMode };
+  /** Keyed by the workload's (target) port number, as a string. */
+  portLevelMtls?: Record<string, { mode?: MutualTLSMode }>;
+}
+
+// ---------------------------------------------------------------- Security: RequestAuthentication
+
+export interface JWTRule {
+  issuer?: string;
+  audiences?: string[];
+  jwksUri?: string;
+  /** Deprecated spelling of jwksUri kept by Istio's schema. */
+  jwks_uri?: string;
+  jwks?: string;
+  fromHeaders?: Array<{ name: string; prefix?: string }>;
+  fromParams?: string[];
+  fromCookies?: string[];
+  outputPayloadToHeader?: string;
+  forwardOriginalToken?: boolean;
+  outputClaimToHeaders?: Array<{ header: string; claim: string }>;
+  spaceDelimitedClaims?: string[];
+  timeout?: Duration;
+  presence?: 'OPTIONAL' | 'REQUIRED';
+}
+
+export interface RequestAuthenticationSpec {
+  selector?: LabelSelector;
+  targetRef?: PolicyTargetReference;
+  targetRefs?: PolicyTargetReference[];
+  jwtRules?: JWTRule[];
+}
+
 // ---------------------------------------------------------------- kinds registry
 
 export interface KindInfo {
@@ -628,12 +721,17 @@ export interface SpecByKind {
   Gateway: GatewaySpec;
   EnvoyFilter: EnvoyFilterSpec;
   Telemetry: TelemetrySpec;
+  AuthorizationPolicy: AuthorizationPolicySpec;
+  PeerAuthentication: PeerAuthenticationSpec;
+  RequestAuthentication: RequestAuthenticationSpec;
 }
 
 export type SupportedKind = keyof SpecByKind;
 
 const NETWORKING = 'networking.istio.io';
 const NETWORKING_VERSIONS = ['v1', 'v1beta1', 'v1alpha3'];
+const SECURITY = 'security.istio.io';
+const SECURITY_VERSIONS = ['v1', 'v1beta1'];
 
 export const KINDS: readonly KindInfo[] = Object.freeze([
   { group: NETWORKING, kind: 'VirtualService', versions: NETWORKING_VERSIONS, canonicalVersion: 'v1', plural: 'virtualservices' },
@@ -645,6 +743,9 @@ export const KINDS: readonly KindInfo[] = Object.freeze([
   { group: NETWORKING, kind: 'Gateway', versions: NETWORKING_VERSIONS, canonicalVersion: 'v1', plural: 'gateways' },
   { group: NETWORKING, kind: 'EnvoyFilter', versions: ['v1alpha3'], canonicalVersion: 'v1alpha3', plural: 'envoyfilters' },
   { group: 'telemetry.istio.io', kind: 'Telemetry', versions: ['v1', 'v1alpha1'], canonicalVersion: 'v1', plural: 'telemetries' },
+  { group: SECURITY, kind: 'AuthorizationPolicy', versions: SECURITY_VERSIONS, canonicalVersion: 'v1', plural: 'authorizationpolicies' },
+  { group: SECURITY, kind: 'PeerAuthentication', versions: SECURITY_VERSIONS, canonicalVersion: 'v1', plural: 'peerauthentications' },
+  { group: SECURITY, kind: 'RequestAuthentication', versions: SECURITY_VERSIONS, canonicalVersion: 'v1', plural: 'requestauthentications' },
 ].map((k) => Object.freeze(k)));
 
 // apiVersion → kind → info: two lookups and no string building on the hot path.
@@ -668,9 +769,6 @@ export function lookupKind(apiVersion: string, kind: string): KindInfo | undefin
  * rather than "unknown kind", so users can tell a typo from a missing feature.
  */
 export const UNSUPPORTED_ISTIO_KINDS: ReadonlySet<string> = new Set([
-  'security.istio.io/AuthorizationPolicy',
-  'security.istio.io/PeerAuthentication',
-  'security.istio.io/RequestAuthentication',
   'networking.istio.io/ProxyConfig',
   'extensions.istio.io/WasmPlugin',
   'extensions.istio.io/TrafficExtension',

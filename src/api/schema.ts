@@ -46,10 +46,16 @@ export interface ObjectSchema extends Base<Record<string, unknown>> {
   /** Groups of fields of which at most one may be set (proto oneofs). */
   oneOf?: ReadonlyArray<readonly string[]>;
   minProperties?: number;
+  /**
+   * Run the rules even when a field below failed, as the API server runs a CEL rule on an
+   * object whose fields have their own errors (rules that only count which fields are set).
+   */
+  rulesDespiteFieldErrors?: boolean;
 }
 export interface MapSchema extends Base<Record<string, unknown>> {
   t: 'map';
   values: Schema;
+  minProperties?: number;
   maxProperties?: number;
   key?: NodeRule<string>;
 }
@@ -124,7 +130,7 @@ export function walk(schema: Schema, value: unknown, path: string, issues: Issue
         ok = false;
       }
       if (schema.minLength !== undefined && value.length < schema.minLength) {
-        issues.add(path, `Invalid value: ${quote(value)}: ${path.slice(path.lastIndexOf('.') + 1)} in body should be at least ${schema.minLength} chars long`);
+        issues.add(path, `Invalid value: ${quote(value)}: ${path} in body should be at least ${schema.minLength} chars long`);
         ok = false;
       }
       if (schema.maxLength !== undefined && value.length > schema.maxLength) {
@@ -185,7 +191,7 @@ export function walk(schema: Schema, value: unknown, path: string, issues: Issue
           }
         }
       }
-      if (ok && schema.rules) return runRules(schema.rules, value, path, issues);
+      if ((ok || schema.rulesDespiteFieldErrors === true) && schema.rules) return runRules(schema.rules, value, path, issues) && ok;
       return ok;
     }
     case 'map': {
@@ -210,6 +216,10 @@ export function walk(schema: Schema, value: unknown, path: string, issues: Issue
         }
         if (!walk(schema.values, v, p, issues)) ok = false;
       }
+      if (schema.minProperties !== undefined && n < schema.minProperties) {
+        issues.add(path, `Invalid value: ${n}: ${path} in body should have at least ${schema.minProperties} properties`);
+        ok = false;
+      }
       if (schema.maxProperties !== undefined && n > schema.maxProperties) {
         issues.add(path, `Too many: ${n}: must have at most ${schema.maxProperties} items`);
         ok = false;
@@ -232,7 +242,8 @@ export function walk(schema: Schema, value: unknown, path: string, issues: Issue
         const v = value[i];
         const p = `${path}[${i}]`;
         if (v === null || v === undefined) {
-          issues.add(p, 'Invalid value: null: list items may not be null');
+          // As the API server words it: a null item is not of the item's type.
+          issues.add(p, `Invalid value: "null": ${p} in body must be of type ${schemaTypeName(schema.items)}: "null"`);
           ok = false;
           continue;
         }
@@ -252,6 +263,17 @@ export function walk(schema: Schema, value: unknown, path: string, issues: Issue
       if (ok && schema.rules) return runRules(schema.rules, value, path, issues);
       return ok;
     }
+  }
+}
+
+/** The OpenAPI type name of a schema, as Kubernetes' messages name it. */
+function schemaTypeName(s: Schema): string {
+  switch (s.t) {
+    case 'int': return 'integer';
+    case 'bool': return 'boolean';
+    case 'map': return 'object';
+    case 'any': return 'object';
+    default: return s.t;
   }
 }
 

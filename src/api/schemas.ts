@@ -587,6 +587,140 @@ const telemetry = obj({
   }],
 });
 
+// ---------------------------------------------------------------- Security (security.istio.io/v1)
+
+const selectorXorTargetRefs: NodeRule<Record<string, unknown>> = (v, path, issues) => {
+  const n = (v['selector'] != null ? 1 : 0) + (v['targetRef'] != null ? 1 : 0) + (v['targetRefs'] != null ? 1 : 0);
+  if (n > 1) issues.add(path, 'Invalid value: "object": only one of targetRefs or selector can be set');
+};
+
+// ---- AuthorizationPolicy
+
+const serviceAccountList = (): Schema => strs({ maxItems: 16 }, str({ maxLength: 320 }));
+
+const authorizationSource = obj({
+  principals: strs(),
+  notPrincipals: strs(),
+  requestPrincipals: strs(),
+  notRequestPrincipals: strs(),
+  namespaces: strs(),
+  notNamespaces: strs(),
+  ipBlocks: strs(),
+  notIpBlocks: strs(),
+  remoteIpBlocks: strs(),
+  notRemoteIpBlocks: strs(),
+  serviceAccounts: serviceAccountList(),
+  notServiceAccounts: serviceAccountList(),
+  trustDomains: strs(),
+  notTrustDomains: strs(),
+}, {
+  rules: [(v, path, issues) => {
+    const has = (k: string): boolean => v[k] != null;
+    if ((has('serviceAccounts') || has('notServiceAccounts')) &&
+      (has('principals') || has('notPrincipals') || has('namespaces') || has('notNamespaces'))) {
+      issues.add(path, 'Invalid value: "object": Cannot set serviceAccounts with namespaces or principals');
+    }
+  }],
+});
+
+const authorizationPolicy = obj({
+  selector: labelSelector,
+  targetRef,
+  targetRefs: arr(targetRef, { maxItems: 16 }),
+  rules: arr(obj({
+    from: arr(obj({ source: authorizationSource }), { maxItems: 512 }),
+    to: arr(obj({
+      operation: obj({
+        hosts: strs(), notHosts: strs(), ports: strs(), notPorts: strs(),
+        methods: strs(), notMethods: strs(), paths: strs(), notPaths: strs(),
+      }),
+    })),
+    when: arr(obj({ key: str(), values: strs(), notValues: strs() }, { required: ['key'] })),
+  }), { maxItems: 512 }),
+  action: strEnum(['ALLOW', 'DENY', 'AUDIT', 'CUSTOM']),
+  provider: obj({ name: str() }),
+}, { rules: [selectorXorTargetRefs], rulesDespiteFieldErrors: true });
+
+// ---- PeerAuthentication (validation only; its behaviour belongs to the mTLS code)
+
+const MTLS_MODES = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
+
+const peerAuthentication = obj({
+  selector: labelSelector,
+  mtls: obj({ mode: strEnum(MTLS_MODES) }),
+  portLevelMtls: map(obj({ mode: strEnum(MTLS_MODES) }), {
+    minProperties: 1,
+    // CEL: self.all(key, 0 < int(key) && int(key) <= 65535); int() of a non-number fails.
+    rules: [(v, path, issues) => {
+      for (const k in v) {
+        if (!/^[-+]?\d+$/.test(k)) {
+          issues.add(path, `Invalid value: "object": type conversion error from 'string' to 'int' (key ${JSON.stringify(k)})`);
+          return;
+        }
+        const n = Number(k);
+        if (!(n > 0 && n <= 65535)) {
+          issues.add(path, `Invalid value: "object": port must be between 1-65535 (got ${JSON.stringify(k)})`);
+          return;
+        }
+      }
+    }],
+  }),
+}, {
+  rules: [(v, path, issues) => {
+    if (v['portLevelMtls'] == null) return;
+    const selector = v['selector'] as Record<string, unknown> | null | undefined;
+    const labels = selector?.['matchLabels'] as Record<string, unknown> | null | undefined;
+    if (labels == null || Object.keys(labels).length === 0) issues.add(path, 'Invalid value: "object": portLevelMtls requires selector');
+  }],
+});
+
+// ---- RequestAuthentication
+
+const jwksUri = (): Schema => str({
+  minLength: 1,
+  maxLength: 2048,
+  rules: [(v, path, issues) => {
+    // CEL: url(self).getScheme() in ["http", "https"].
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(v)?.[1]?.toLowerCase();
+    if (scheme !== 'http' && scheme !== 'https') issues.add(path, `Invalid value: "string": url must have scheme http:// or https:// (got ${JSON.stringify(v)})`);
+  }],
+});
+
+const requestAuthentication = obj({
+  selector: labelSelector,
+  targetRef,
+  targetRefs: arr(targetRef, { maxItems: 16 }),
+  jwtRules: arr(obj({
+    issuer: str({ minLength: 1 }),
+    audiences: strs({}, str({ minLength: 1 })),
+    jwksUri: jwksUri(),
+    jwks_uri: jwksUri(),
+    jwks: str(),
+    fromHeaders: arr(obj({ name: str({ minLength: 1 }), prefix: str() }, { required: ['name'] })),
+    fromParams: strs({}, str({ minLength: 1 })),
+    fromCookies: strs({}, str({ minLength: 1 })),
+    outputPayloadToHeader: str(),
+    forwardOriginalToken: bool(),
+    outputClaimToHeaders: arr(obj({
+      header: str({ minLength: 1, pattern: /^[-_A-Za-z0-9]+$/ }),
+      claim: str({ minLength: 1 }),
+    }, { required: ['header', 'claim'] })),
+    spaceDelimitedClaims: strs({ maxItems: 64 }, str({ minLength: 1 })),
+    // CEL: duration(self) >= duration('1ms'); a value that does not parse fails the same rule.
+    timeout: str({
+      rules: [(v, path, issues) => {
+        if (checkDurationAtLeast1ms(v) !== undefined) issues.add(path, `Invalid value: "string": must be a valid duration greater than 1ms (got ${JSON.stringify(v)})`);
+      }],
+    }),
+    presence: strEnum(['OPTIONAL', 'REQUIRED']),
+  }, {
+    rules: [(v, path, issues) => {
+      const n = (v['jwksUri'] != null ? 1 : 0) + (v['jwks_uri'] != null ? 1 : 0) + (v['jwks'] != null ? 1 : 0);
+      if (n > 1) issues.add(path, 'Invalid value: "object": only one of jwks or jwksUri can be set');
+    }],
+  }), { maxItems: 4096 }),
+}, { rules: [selectorXorTargetRefs], rulesDespiteFieldErrors: true });
+
 /** The spec schema of each supported kind. */
 export const SPEC_SCHEMAS: Readonly<Record<SupportedKind, ObjectSchema>> = {
   VirtualService: virtualService,
@@ -598,4 +732,7 @@ export const SPEC_SCHEMAS: Readonly<Record<SupportedKind, ObjectSchema>> = {
   Gateway: gateway,
   EnvoyFilter: envoyFilter,
   Telemetry: telemetry,
+  AuthorizationPolicy: authorizationPolicy,
+  PeerAuthentication: peerAuthentication,
+  RequestAuthentication: requestAuthentication,
 };

@@ -10,6 +10,7 @@ import {
   GRPC_STATUS, HTTP_METHODS, isAuthorityHeader, isDNS1123Label, isIPAddress, parseDurationMs, RETRY_ON,
 } from './checks.ts';
 import type {
+  AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec,
   ClientTLSSettings, ConnectionPoolSettings, CorsPolicy, Destination, DestinationRuleSpec, EnvoyFilterSpec,
   GatewaySpec, Headers, HTTPFaultInjection, HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, HTTPRetry,
   LoadBalancerSettings, LocalityLoadBalancerSetting, OutlierDetection, Percent, PolicyTargetReference, Port,
@@ -1194,6 +1195,194 @@ function telemetry(t: TelemetrySpec, _id: ResourceName, issues: Issues): void {
   t.targetRefs?.forEach((r, i) => checkTargetRef(r, `spec.targetRefs[${i}]`, issues));
 }
 
+// ---------------------------------------------------------------- Security: AuthorizationPolicy
+
+/** Istio's ValidateIPs: each an address or a CIDR prefix. */
+function checkIPs(values: readonly string[] | undefined, path: string, issues: Issues): void {
+  values?.forEach((v, i) => {
+    const e = checkIPOrCIDR(v);
+    if (e !== undefined) issues.add(`${path}[${i}]`, v.includes('/') ? `bad CIDR range (${v}): ${e}` : `bad IP address (${v})`);
+  });
+}
+
+/** Istio's ValidatePorts: each a decimal port number. */
+function checkPortStrings(values: readonly string[] | undefined, path: string, issues: Issues): void {
+  values?.forEach((v, i) => {
+    if (!/^\d{1,5}$/.test(v) || Number(v) > 65535) issues.add(`${path}[${i}]`, `bad port (${v}): must be a number in 0-65535`);
+  });
+}
+
+/** Istio's CheckEmptyValues. */
+function checkNoEmptyValues(field: string, values: readonly string[] | undefined, path: string, issues: Issues): void {
+  values?.forEach((v, i) => {
+    if (v === '') issues.add(`${path}[${i}]`, `empty value not allowed, found in ${field}`);
+  });
+}
+
+/** Istio's CheckValidPathTemplate: `{*}` and `{**}` as whole segments, `{**}` at most once and last among templates. */
+function checkPathTemplates(field: string, paths: readonly string[] | undefined, path: string, issues: Issues): void {
+  paths?.forEach((p, i) => {
+    const hasTemplate = p.includes('{*}') || p.includes('{**}');
+    let sawMatchAny = false;
+    for (const glob of p.replace(/^\/+|\/+$/g, '').split('/')) {
+      if (glob === '{*}' && !sawMatchAny) continue;
+      if (glob === '{**}' && !sawMatchAny) { sawMatchAny = true; continue; }
+      if (/[{}]/.test(glob)) {
+        issues.add(`${path}[${i}]`, `invalid or unsupported path ${p}, found in ${field}. Contains '{' or '}' beyond a supported path template`);
+        return;
+      }
+      if (hasTemplate && !/^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*$/.test(glob)) {
+        issues.add(`${path}[${i}]`, `invalid or unsupported path ${p}, found in ${field}. Contains segment ${glob} with invalid string literal`);
+        return;
+      }
+    }
+  });
+}
+
+/** Istio's validateMapKey for `request.headers[...]`-style keys. */
+function checkMapKey(key: string): string | undefined {
+  const open = key.indexOf('[');
+  return open > 0 && key.endsWith(']') && key.length - open > 2 ? undefined : `bad key (${key}): should have format a[b]`;
+}
+
+const PLAIN_CONDITION_KEYS: ReadonlySet<string> = new Set([
+  'source.namespace', 'source.principal', 'request.auth.principal', 'request.auth.audiences', 'request.auth.presenter',
+  'connection.sni', 'source.trustDomain',
+]);
+
+/** Istio's ValidateAttribute: the condition keys it knows, with the value syntax each needs. */
+function checkConditionValues(key: string, values: readonly string[] | undefined, what: string, path: string, issues: Issues): void {
+  if (values === undefined || values.length === 0) return;
+  const sub = new CollectingIssues();
+  if (key.startsWith('request.headers[') || key.startsWith('request.auth.claims[') || key.startsWith('experimental.envoy.filters.')) {
+    const e = checkMapKey(key);
+    if (e !== undefined) sub.add(path, e);
+  } else if (key === 'source.ip' || key === 'remote.ip' || key === 'destination.ip') checkIPs(values, path, sub);
+  else if (key === 'destination.port') checkPortStrings(values, path, sub);
+  else if (!PLAIN_CONDITION_KEYS.has(key)) sub.add(path, `unknown attribute (${key})`);
+  for (const m of sub.messages) issues.add(m.path, `invalid \`${what}\` for \`key\` ${key}: ${m.detail}`);
+}
+
+class CollectingIssues implements Issues {
+  readonly messages: Array<{ path: string; detail: string }> = [];
+  get count(): number { return this.messages.length; }
+  add(path: string, detail: string): void { this.messages.push({ path, detail }); }
+}
+
+const SOURCE_FIELDS = [
+  'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces',
+  'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks', 'serviceAccounts', 'notServiceAccounts',
+] as const;
+const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
+const capitalized = (f: string): string => f.charAt(0).toUpperCase() + f.slice(1);
+
+function authorizationPolicy(ap: AuthorizationPolicySpec, _id: ResourceName, issues: Issues): void {
+  checkSelector(ap.selector?.matchLabels, 'spec.selector.matchLabels', issues);
+  if (ap.targetRef !== undefined) checkTargetRef(ap.targetRef, 'spec.targetRef', issues);
+  ap.targetRefs?.forEach((r, i) => checkTargetRef(r, `spec.targetRefs[${i}]`, issues));
+  const action = ap.action ?? 'ALLOW';
+  if (action === 'CUSTOM') {
+    if (ap.rules === undefined) {
+      issues.add('spec.rules', 'CUSTOM action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request');
+    } else if (ap.provider?.name === undefined || ap.provider.name === '') {
+      issues.add('spec.provider.name', '`provider.name` must not be empty');
+    }
+    ap.rules?.forEach((rule, i) => {
+      rule.from?.forEach((f, j) => {
+        for (const field of ['namespaces', 'notNamespaces', 'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals'] as const) {
+          if ((f.source?.[field]?.length ?? 0) !== 0) issues.add(`spec.rules[${i}].from[${j}].source.${field}`, `From.${capitalized(field)} is currently not supported with CUSTOM action`);
+        }
+      });
+      rule.when?.forEach((w, j) => {
+        if (w.key === 'source.namespace' || w.key === 'source.principal' || w.key.startsWith('request.auth.')) {
+          issues.add(`spec.rules[${i}].when[${j}].key`, `${w.key} is currently not supported with CUSTOM action`);
+        }
+      });
+    });
+  } else if (ap.provider !== undefined) {
+    issues.add('spec.provider', `\`provider\` must not be with non CUSTOM action, found ${action}`);
+  }
+  ap.rules?.forEach((rule, i) => {
+    const rp = `spec.rules[${i}]`;
+    if (rule.from !== undefined && rule.from.length === 0) issues.add(`${rp}.from`, `\`from\` must not be empty, found at rule ${i}`);
+    rule.from?.forEach((f, j) => {
+      const sp = `${rp}.from[${j}].source`;
+      const src = f.source;
+      if (src === undefined) {
+        issues.add(sp, `\`from.source\` must not be nil, found at rule ${i}`);
+        return;
+      }
+      if (SOURCE_FIELDS.every((k) => (src[k]?.length ?? 0) === 0)) issues.add(sp, `\`from.source\` must not be empty, found at rule ${i}`);
+      for (const k of ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const) checkIPs(src[k], `${sp}.${k}`, issues);
+      for (const k of SOURCE_FIELDS) checkNoEmptyValues(capitalized(k), src[k], `${sp}.${k}`, issues);
+      for (const k of ['serviceAccounts', 'notServiceAccounts'] as const) {
+        src[k]?.forEach((sa, n) => {
+          if (sa.split('/').length > 2 || sa.startsWith('/') || sa.endsWith('/')) {
+            issues.add(`${sp}.${k}[${n}]`, `invalid service account ${sa}: must be "name" or "namespace/name"`);
+          }
+        });
+      }
+    });
+    if (rule.to !== undefined && rule.to.length === 0) issues.add(`${rp}.to`, `\`to\` must not be empty, found at rule ${i}`);
+    rule.to?.forEach((t, j) => {
+      const op = t.operation;
+      const opPath = `${rp}.to[${j}].operation`;
+      if (op === undefined) {
+        issues.add(opPath, `\`to.operation\` must not be nil, found at rule ${i}`);
+        return;
+      }
+      if (OPERATION_FIELDS.every((k) => (op[k]?.length ?? 0) === 0)) issues.add(opPath, `\`to.operation\` must not be empty, found at rule ${i}`);
+      checkPortStrings(op.ports, `${opPath}.ports`, issues);
+      checkPortStrings(op.notPorts, `${opPath}.notPorts`, issues);
+      for (const k of OPERATION_FIELDS) checkNoEmptyValues(capitalized(k), op[k], `${opPath}.${k}`, issues);
+      checkPathTemplates('Paths', op.paths, `${opPath}.paths`, issues);
+      checkPathTemplates('NotPaths', op.notPaths, `${opPath}.notPaths`, issues);
+    });
+    rule.when?.forEach((w, j) => {
+      const wp = `${rp}.when[${j}]`;
+      if (w.key === '') {
+        issues.add(`${wp}.key`, '`key` must not be empty');
+        return;
+      }
+      if ((w.values?.length ?? 0) === 0 && (w.notValues?.length ?? 0) === 0) {
+        issues.add(wp, `at least one of \`values\` or \`notValues\` must be set for key ${w.key}`);
+        return;
+      }
+      checkConditionValues(w.key, w.values, 'value', `${wp}.values`, issues);
+      checkConditionValues(w.key, w.notValues, 'notValue', `${wp}.notValues`, issues);
+    });
+  });
+}
+
+// ---------------------------------------------------------------- Security: PeerAuthentication
+
+function peerAuthentication(pa: PeerAuthenticationSpec, _id: ResourceName, issues: Issues): void {
+  checkSelector(pa.selector?.matchLabels, 'spec.selector.matchLabels', issues);
+}
+
+// ---------------------------------------------------------------- Security: RequestAuthentication
+
+function requestAuthentication(ra: RequestAuthenticationSpec, _id: ResourceName, issues: Issues): void {
+  checkSelector(ra.selector?.matchLabels, 'spec.selector.matchLabels', issues);
+  if (ra.targetRef !== undefined) checkTargetRef(ra.targetRef, 'spec.targetRef', issues);
+  ra.targetRefs?.forEach((r, i) => checkTargetRef(r, `spec.targetRefs[${i}]`, issues));
+  ra.jwtRules?.forEach((rule, i) => {
+    const rp = `spec.jwtRules[${i}]`;
+    if (rule.issuer === undefined || rule.issuer === '') issues.add(`${rp}.issuer`, 'issuer must be set');
+    const uri = rule.jwksUri ?? rule.jwks_uri;
+    if (uri !== undefined && !URL.canParse(uri)) issues.add(`${rp}.jwksUri`, `invalid jwks_uri ${JSON.stringify(uri)}: not a URL`);
+    if (rule.jwks !== undefined && rule.jwks !== '') {
+      let keys: unknown;
+      try {
+        keys = (JSON.parse(rule.jwks) as { keys?: unknown }).keys;
+      } catch (e) {
+        keys = e instanceof Error ? e : undefined;
+      }
+      if (!Array.isArray(keys)) issues.add(`${rp}.jwks`, `jwks parse error: ${keys instanceof Error ? keys.message : 'expected a JSON Web Key Set ({"keys": [...]})'}`);
+    }
+  });
+}
+
 /** The semantic rules of each supported kind. */
 export const SEMANTIC_RULES: { readonly [K in SupportedKind]: SemanticRule<SpecByKind[K]> } = {
   VirtualService: virtualService,
@@ -1205,4 +1394,7 @@ export const SEMANTIC_RULES: { readonly [K in SupportedKind]: SemanticRule<SpecB
   Gateway: gateway,
   EnvoyFilter: envoyFilter,
   Telemetry: telemetry,
+  AuthorizationPolicy: authorizationPolicy,
+  PeerAuthentication: peerAuthentication,
+  RequestAuthentication: requestAuthentication,
 };

@@ -86,7 +86,7 @@ export function validateResource(r: Resource, origin?: Origin): ConfigError[] {
   const annotations = isObject(meta['annotations']) ? meta['annotations'] : undefined;
   if (annotations !== undefined) {
     // Istio honours dry-run only on AuthorizationPolicy, and lets tests force a rejection.
-    if (annotations['istio.io/dry-run'] !== undefined) {
+    if (annotations['istio.io/dry-run'] !== undefined && kindName !== 'AuthorizationPolicy') {
       issues.add('metadata.annotations[istio.io/dry-run]', `${namespace}/${name} has unsupported annotation istio.io/dry-run, please remove the annotation`);
     }
     if (annotations['internal.istio.io/webhook-always-reject'] !== undefined) {

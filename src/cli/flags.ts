@@ -32,6 +32,23 @@ const hostPort: FlagCheck = (v, flag) => {
   if (m === null || Number(m[3]) > 65535) throw new UsageError(`invalid ${flag} "${v}": expected HOST:PORT, e.g. 127.0.0.1:15010`);
 };
 
+/** One or more HOST:PORT, comma-separated: xDS servers in order of preference. */
+const hostPortList: FlagCheck = (v, flag) => {
+  const parts = v.split(',').map((p) => p.trim());
+  for (const p of parts) {
+    try {
+      hostPort(p, flag);
+    } catch {
+      throw new UsageError(`invalid ${flag} "${v}": expected HOST:PORT[,HOST:PORT…], e.g. 127.0.0.1:15010,127.0.0.2:15010`);
+    }
+  }
+};
+
+const wholeSeconds: FlagCheck = (v, flag) => {
+  const ms = parseDurationFlag(v, flag);
+  if (ms % 1000 !== 0 || ms < 2000) throw new UsageError(`invalid ${flag} "${v}": expected whole seconds, at least 2s (e.g. 10s)`);
+};
+
 const positiveInteger: FlagCheck = (v, flag) => {
   if (!/^\d+$/.test(v) || Number(v) < 1) throw new UsageError(`invalid ${flag} "${v}": expected an integer >= 1`);
 };
@@ -46,14 +63,35 @@ const FLAG_VALUE_CHECKS: Readonly<Record<string, FlagCheck>> = {
   'pilot --http-address': hostPort,
   'pilot --debounce-after': duration,
   'pilot --debounce-max': duration,
+  'pilot --debounce-endpoints-max': duration,
   'pilot --push-concurrency': positiveInteger,
+  'pilot --leader-lease': wholeSeconds,
   'pilot --log-level': logLevel,
+  'proxy --xds': hostPortList,
   'proxy --admin-address': hostPort,
   'proxy --stats-address': hostPort,
+  'proxy --health-address': hostPort,
   'proxy --drain-duration': duration,
   'proxy --passthrough-idle': duration,
   'proxy --xds-protocol': oneOf('delta', 'sotw'),
   'proxy --log-level': logLevel,
+  'inject --pilot-address': hostPortList,
+  'inject --interception-mode': oneOf('REDIRECT', 'NONE'),
+  'inject --image-pull-policy': oneOf('Always', 'IfNotPresent', 'Never'),
+  'inject --proxy-log-level': logLevel,
+  'injector --pilot-address': hostPortList,
+  'injector --interception-mode': oneOf('REDIRECT', 'NONE'),
+  'injector --image-pull-policy': oneOf('Always', 'IfNotPresent', 'Never'),
+  'injector --proxy-log-level': logLevel,
+  'injector --address': hostPort,
+  'injector --failure-policy': oneOf('Ignore', 'Fail'),
+  'injector --log-level': logLevel,
+  'wait --timeout': duration,
+  'wait --period': duration,
+  'wait --request-timeout': duration,
+  'wait --timeoutSeconds': positiveInteger,
+  'wait --periodMillis': positiveInteger,
+  'wait --requestTimeoutMillis': positiveInteger,
   'demo --xds-address': hostPort,
   'demo --http-address': hostPort,
   'demo --rate': (v, flag) => {

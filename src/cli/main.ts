@@ -17,6 +17,11 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   'proxy-status': async () => (await import('./proxy-status.ts')).registerProxyStatus,
   'proxy-config': async () => (await import('./proxy-config.ts')).registerProxyConfig,
   demo: async () => (await import('./demo.ts')).registerDemo,
+  iptables: async () => (await import('./iptables.ts')).registerIptables,
+  inject: async () => (await import('./inject.ts')).registerInject,
+  injector: async () => (await import('./injector.ts')).registerInjector,
+  wait: async () => (await import('./wait.ts')).registerWait,
+  register: async () => (await import('./register.ts')).registerRegister,
 };
 
 const program = new Command('sextant')

@@ -2,6 +2,7 @@
 // drain: stop accepting, finish in-flight requests within the drain period, exit) or
 // POST /quitquitquit on the admin port.
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { parseNodeId, startProxy } from '../proxy/index.ts';
 import { parseDurationFlag, UsageError } from './flags.ts';
@@ -11,15 +12,45 @@ interface ProxyFlags {
   id: string;
   ip?: string;
   namespace?: string;
+  clusterId?: string;
+  network?: string;
   label: string[];
   meta: string[];
   adminAddress: string;
   statsAddress?: string;
+  healthAddress?: string;
   drainDuration: string;
   passthroughIdle: string;
   /** delta or sotw: checked as commander reads it (flags.ts). */
   xdsProtocol: 'delta' | 'sotw';
   logLevel: string;
+  preserveSourceRanges?: string;
+  serviceAccount?: string;
+  caAddress?: string;
+  trustDomain: string;
+  certTtl: string;
+  caTokenFile?: string;
+}
+
+function caOptions(flags: ProxyFlags & { serviceAccount?: string }): NonNullable<Parameters<typeof startProxy>[0]['ca']> {
+  const hours = /^(\d+(?:\.\d+)?)h$/.exec(flags.certTtl.trim());
+  const ttlMs = hours !== null ? Number(hours[1]) * 3_600_000 : parseDurationFlag(flags.certTtl, '--cert-ttl');
+  if (ttlMs < 2000) throw new UsageError(`invalid --cert-ttl "${flags.certTtl}": at least 2s`);
+  let token: string | undefined;
+  if (flags.caTokenFile !== undefined) {
+    try {
+      token = readFileSync(flags.caTokenFile, 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`--ca-token-file ${flags.caTokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  return {
+    serviceAccount: flags.serviceAccount!,
+    trustDomain: flags.trustDomain,
+    ttlSeconds: Math.round(ttlMs / 1000),
+    ...(flags.caAddress !== undefined ? { address: flags.caAddress } : {}),
+    ...(token !== undefined ? { token } : {}),
+  };
 }
 
 function keyValues(list: string[], flag: string): Record<string, string> {
@@ -34,22 +65,37 @@ function keyValues(list: string[], flag: string): Record<string, string> {
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
+/** A flag's value, else istio-agent's environment variable for the same node metadata. */
+function envOrFlag<K extends string>(flag: string | undefined, env: string, key: K): Partial<Record<K, string>> {
+  const value = flag ?? process.env[env];
+  return value !== undefined && value !== '' ? ({ [key]: value } as Partial<Record<K, string>>) : {};
+}
+
 export function registerProxy(program: Command): void {
   program
     .command('proxy')
     .description('run the sidecar proxy: listeners, routes and clusters come from the xDS server')
-    .requiredOption('--xds <host:port>', 'xDS (ADS) server address, e.g. 127.0.0.1:15010')
+    .requiredOption('--xds <host:port,...>', 'xDS (ADS) server addresses in order of preference, e.g. 127.0.0.1:15010 or pilot-a:15010,pilot-b:15010: one is used at a time, the next when it is lost')
     .requiredOption('--id <node-id>', 'node id as istio-agent sends it: sidecar~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local')
     .option('--ip <addr>', 'workload IP (default: the one in the node id)')
     .option('--namespace <ns>', 'workload namespace (default: the one in the node id)')
+    .option('--cluster-id <id>', 'cluster the workload runs in, sent as node metadata CLUSTER_ID (default: $ISTIO_META_CLUSTER_ID, else Kubernetes)')
+    .option('--network <name>', 'network the workload is on, sent as node metadata NETWORK (default: $ISTIO_META_NETWORK)')
     .option('--label <key=value>', 'workload label (repeatable)', collect, [])
     .option('--meta <key=value>', 'extra node metadata (repeatable); a JSON value is parsed', collect, [])
     .option('--admin-address <host:port>', 'admin endpoints (keep on loopback)', '127.0.0.1:15000')
     .option('--stats-address <host:port>', 'Prometheus endpoint serving /stats/prometheus, e.g. 0.0.0.0:15090')
+    .option('--health-address <host:port>', 'readiness endpoint /healthz/ready for probes and `sextant wait`, e.g. 0.0.0.0:15021 in a pod')
     .option('--drain-duration <duration>', 'how long in-flight requests may finish after SIGTERM', '5s')
     .option('--passthrough-idle <duration>', 'idle time after which passthrough destinations are freed', '5s')
     .option('--xds-protocol <delta|sotw>', 'ADS flavour to try first (delta falls back to sotw)', 'delta')
     .option('--log-level <level>', 'log level: fatal, error, warn, info, debug', 'info')
+    .option('--preserve-source-ranges <cidrs>', 'under REDIRECT capture: callers in these ranges keep their IP as the app\'s TCP peer; as given to `sextant iptables` (default: $SEXTANT_PRESERVE_SOURCE_RANGES)')
+    .option('--service-account <name>', 'the workload\'s service account: turns on mesh mTLS with the certificate spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/NAME from the CA')
+    .option('--ca-address <host:port>', 'Istio CreateCertificate server (default: the first --xds server, where sextant pilot serves it)')
+    .option('--trust-domain <domain>', 'the mesh\'s trust domain', 'cluster.local')
+    .option('--cert-ttl <duration>', 'requested workload certificate lifetime; rotated at half of it (Istio\'s SECRET_TTL)', '24h')
+    .option('--ca-token-file <file>', 'bootstrap token sent to the CA (authorization: Bearer)')
     .action(async (flags: ProxyFlags) => {
       // Flag values are checked before anything starts: a bad one is a usage error (exit 2).
       try {
@@ -62,6 +108,9 @@ export function registerProxy(program: Command): void {
       const passthroughIdleMs = parseDurationFlag(flags.passthroughIdle, '--passthrough-idle');
       const logger = pino({ name: 'proxy', level: flags.logLevel });
       const meta: Record<string, unknown> = {};
+      // istio-agent's convention: every ISTIO_META_X variable is node metadata X (e.g.
+      // ISTIO_META_INTERCEPTION_MODE=REDIRECT, ISTIO_META_DNS_CAPTURE=true); --meta wins.
+      for (const [k, v] of Object.entries(process.env)) if (k.startsWith('ISTIO_META_') && k.length > 11 && v) meta[k.slice(11)] = v;
       for (const [k, v] of Object.entries(keyValues(flags.meta, '--meta'))) {
         try {
           meta[k] = /^[[{]/.test(v) ? JSON.parse(v) : v;
@@ -70,18 +119,23 @@ export function registerProxy(program: Command): void {
         }
       }
       const proxy = await startProxy({
-        xds: flags.xds,
+        xds: flags.xds.split(',').map((s) => s.trim()),
         id: flags.id,
         ...(flags.ip !== undefined ? { ip: flags.ip } : {}),
         ...(flags.namespace !== undefined ? { namespace: flags.namespace } : {}),
+        ...envOrFlag(flags.clusterId, 'ISTIO_META_CLUSTER_ID', 'clusterId'),
+        ...envOrFlag(flags.network, 'ISTIO_META_NETWORK', 'network'),
         labels,
         metadata: meta,
+        preserveSourceRanges: (flags.preserveSourceRanges ?? process.env['SEXTANT_PRESERVE_SOURCE_RANGES'] ?? '').split(',').map((r) => r.trim()).filter((r) => r !== ''),
         adminAddress: flags.adminAddress,
         ...(flags.statsAddress !== undefined ? { statsAddress: flags.statsAddress } : {}),
+        ...(flags.healthAddress !== undefined ? { healthAddress: flags.healthAddress } : {}),
         drainMs,
         passthroughIdleMs,
         protocol: flags.xdsProtocol,
         logger,
+        ...(flags.serviceAccount !== undefined ? { ca: caOptions(flags) } : {}),
       });
       const stop = (signal: string): void => {
         logger.info({ signal }, 'proxy stopping');

@@ -70,7 +70,7 @@ function mediaType(header: string | null): string {
   return (header ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
-function connectFailure(err: unknown, timeoutMs: number): string {
+export function connectFailure(err: unknown, timeoutMs: number): string {
   if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return `no answer within ${timeoutMs / 1000}s`;
   // fetch wraps the socket's error: its code says what happened.
   const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;

@@ -22,6 +22,8 @@ export const PROTO_INCLUDE_DIRS: readonly string[] = [
   path.join(depsDir, 'cel-spec', 'proto'),
   // google/protobuf/descriptor.proto and friends, as protobufjs ships them.
   path.dirname(require.resolve('protobufjs/package.json')),
+  // Istio's own xDS types (NDS), which no package ships.
+  path.join(import.meta.dirname, 'protos'),
 ];
 
 /**
@@ -44,6 +46,9 @@ export const PROTO_FILES: readonly string[] = [
   'envoy/extensions/filters/http/fault/v3/fault.proto',
   'envoy/extensions/filters/http/cors/v3/cors.proto',
   'envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto',
+  'envoy/extensions/filters/http/rbac/v3/rbac.proto',
+  'envoy/extensions/filters/network/rbac/v3/rbac.proto',
+  'envoy/extensions/filters/http/jwt_authn/v3/config.proto',
   'envoy/extensions/filters/listener/original_dst/v3/original_dst.proto',
   'envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto',
   'envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto',
@@ -59,12 +64,15 @@ export const PROTO_FILES: readonly string[] = [
   'envoy/extensions/load_balancing_policies/client_side_weighted_round_robin/v3/client_side_weighted_round_robin.proto',
   'envoy/extensions/load_balancing_policies/pick_first/v3/pick_first.proto',
   'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto',
   'udpa/type/v1/typed_struct.proto',
   'xds/type/v3/typed_struct.proto',
   'google/protobuf/struct.proto',
   'google/protobuf/wrappers.proto',
   'google/protobuf/duration.proto',
   'google/protobuf/any.proto',
+  'istio/networking/nds/v1/nds.proto',
+  'io/istio/network/authn/config.proto',
 ];
 
 function resolveInIncludeDirs(_origin: string, target: string): string | null {

@@ -7,8 +7,14 @@ export const ROUTE_TYPE = 'type.googleapis.com/envoy.config.route.v3.RouteConfig
 export const CLUSTER_TYPE = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 export const ENDPOINT_TYPE = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
 
-/** The four resource types, in the order a push must deliver them (CDS, EDS, LDS, RDS). */
-export const PUSH_ORDER = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE] as const;
+/** Istio's NDS: the name table a sidecar's DNS proxy answers mesh hosts from (one resource, no name). */
+export const NAME_TABLE_TYPE = 'type.googleapis.com/istio.networking.nds.v1.NameTable';
+
+/**
+ * The resource types, in the order a push must deliver them (CDS, EDS, LDS, RDS), then NDS,
+ * which only proxies capturing DNS subscribe to.
+ */
+export const PUSH_ORDER = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, NAME_TABLE_TYPE] as const;
 export type XdsTypeUrl = (typeof PUSH_ORDER)[number];
 
 export const SHORT_TYPE_NAMES: Readonly<Record<XdsTypeUrl, string>> = {
@@ -16,6 +22,7 @@ export const SHORT_TYPE_NAMES: Readonly<Record<XdsTypeUrl, string>> = {
   [ENDPOINT_TYPE]: 'EDS',
   [LISTENER_TYPE]: 'LDS',
   [ROUTE_TYPE]: 'RDS',
+  [NAME_TABLE_TYPE]: 'NDS',
 };
 
 export const HCM_TYPE =

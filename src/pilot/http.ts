@@ -7,6 +7,8 @@ import type { DiscoveryServer } from './xds/index.ts';
 import { proxyStatus } from './xds/index.ts';
 import type { PilotMetrics } from './metrics.ts';
 import type { Resource } from '../api/resource.ts';
+import type { ConfigStoreStatus } from '../config/index.ts';
+import type { LeaderStatus } from './leader/index.ts';
 
 // node:http without an ESM import: the ESM facade of node:http reads every export, which
 // loads Node's bundled fetch (undici), 14 MB of RSS and 3 MB of heap for nothing.
@@ -16,10 +18,16 @@ export interface DebugSources {
   server: DiscoveryServer;
   metrics: PilotMetrics;
   logger: Logger;
-  /** The config being served, and what the store refused. */
-  config(): { backend: string; resources: readonly Resource[]; errors: readonly unknown[] };
+  /** The config being served, what the store refused, and whether it follows its source. */
+  config(): { backend: string; resources: readonly Resource[]; errors: readonly unknown[]; status?: ConfigStoreStatus | undefined };
   queue(): { queued: number; running: number };
+  /** The registration API (`--registration-tokens`); absent: it is off and answers 404. */
+  registration?: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | undefined;
+  /** Leadership among the pilots on the same store; undefined until the store is open. */
+  leader?(): LeaderStatus | undefined;
 }
+
+const REGISTRATION_PREFIX = '/apis/registration/v1';
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2);
@@ -45,6 +53,11 @@ export function pushStatus(src: DebugSources): unknown {
 export function createMonitoringServer(src: DebugSources): http.Server {
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://pilot');
+    if (url.pathname === REGISTRATION_PREFIX || url.pathname.startsWith(`${REGISTRATION_PREFIX}/`)) {
+      if (src.registration !== undefined) src.registration(req, res);
+      else sendJson(res, 404, { error: 'the registration API is off: start the pilot with --registration-tokens FILE' });
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: `method ${req.method ?? ''} not allowed on ${url.pathname}: only GET` });
       return;
@@ -80,11 +93,18 @@ export function createMonitoringServer(src: DebugSources): http.Server {
             version: src.server.pushContext?.version ?? null,
             resources: kind === null ? config.resources : config.resources.filter((r) => r.kind === kind),
             errors: config.errors,
+            store: config.status ?? null,
           });
           return;
         }
+        case '/debug/leader': {
+          const leader = src.leader?.();
+          if (leader === undefined) sendJson(res, 503, { error: 'leader election not started yet: the config store is still opening' });
+          else sendJson(res, 200, leader);
+          return;
+        }
         default:
-          sendJson(res, 404, { error: `no such endpoint ${url.pathname}`, endpoints: ['/ready', '/metrics', '/debug/syncz', '/debug/push_status', '/debug/configz'] });
+          sendJson(res, 404, { error: `no such endpoint ${url.pathname}`, endpoints: ['/ready', '/metrics', '/debug/syncz', '/debug/push_status', '/debug/configz', '/debug/leader'] });
       }
     };
     route().catch((err: unknown) => {

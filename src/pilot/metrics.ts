@@ -1,6 +1,7 @@
 // The pilot's Prometheus metrics, under istiod's names so existing dashboards and alerts work.
 // Each pilot owns its registry (several pilots can run in one process, as tests do).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ConfigStoreStatus } from '../config/index.ts';
 
 /** Istio's short type label (`cds`, `eds`, `lds`, `rds`) for a type URL. */
 export function typeLabel(typeUrl: string): string {
@@ -24,6 +25,11 @@ export class PilotMetrics {
   readonly services: Gauge;
   readonly virtualServices: Gauge;
   readonly pushTriggers: Counter;
+  /** Sextant's own: whether the config store follows its source (read from the store at each scrape). */
+  readonly configStoreHealthy: Gauge;
+  readonly configStoreHeldDeletions: Gauge;
+  readonly configStoreErrors: Gauge;
+  private configStatus: () => ConfigStoreStatus | undefined = () => undefined;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -41,6 +47,39 @@ export class PilotMetrics {
     this.services = new Gauge({ name: 'pilot_services', help: 'Total services known to pilot.', registers });
     this.virtualServices = new Gauge({ name: 'pilot_virt_services', help: 'Total virtual services known to pilot.', registers });
     this.pushTriggers = new Counter({ name: 'pilot_push_triggers', help: 'Total number of times a push was triggered, labeled by reason for the push.', labelNames: ['type'], registers });
+    const status = (): ConfigStoreStatus | undefined => this.configStatus();
+    this.configStoreHealthy = new Gauge({
+      name: 'sextant_config_store_healthy',
+      help: '1 while the config store follows its source; 0 while it serves its last good state instead (config directory missing, walk limit reached, mass deletion held).',
+      registers,
+      collect() {
+        const s = status();
+        if (s !== undefined) this.set(s.healthy ? 1 : 0);
+      },
+    });
+    this.configStoreHeldDeletions = new Gauge({
+      name: 'sextant_config_store_held_deletions',
+      help: 'Resources a held mass deletion would remove; it applies when an operator confirms it.',
+      registers,
+      collect() {
+        const s = status();
+        if (s !== undefined) this.set(s.heldChange?.deletions ?? 0);
+      },
+    });
+    this.configStoreErrors = new Gauge({
+      name: 'sextant_config_store_errors',
+      help: 'Config the store holds but does not serve: invalid files or values, duplicate definitions.',
+      registers,
+      collect() {
+        const s = status();
+        if (s !== undefined) this.set(s.errors);
+      },
+    });
     if (options.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where the config store gauges read from (the pilot's store, once open). */
+  observeConfigStore(status: () => ConfigStoreStatus | undefined): void {
+    this.configStatus = status;
   }
 }

@@ -16,9 +16,12 @@ export interface Proxy {
   /** `default.svc.cluster.local` */
   dnsDomain: string;
   labels: Record<string, string>;
-  /** Node metadata as sent (NAMESPACE, LABELS, CLUSTER_ID, INTERCEPTION_MODE, GENERATOR, …). */
+  /** Node metadata as sent (NAMESPACE, LABELS, CLUSTER_ID, NETWORK, INTERCEPTION_MODE, GENERATOR, …). */
   metadata: Record<string, unknown>;
+  /** The cluster the proxy runs in (metadata CLUSTER_ID; `Kubernetes` when not sent, as in Istio). */
   clusterId: string;
+  /** The network the proxy is on (metadata NETWORK); absent when not sent. */
+  network?: string;
   interceptionMode: 'REDIRECT' | 'TPROXY' | 'NONE';
   /** `grpc` for proxyless gRPC clients (node metadata GENERATOR: grpc). */
   generator: 'envoy' | 'grpc';
@@ -43,6 +46,11 @@ export interface ConfigChange {
   keys: ReadonlySet<string>;
   /** True when only WorkloadEntry addresses/weights/health changed (an EDS-only push). */
   endpointsOnly: boolean;
+  /**
+   * Every resource as of the change, by `Kind/namespace/name`, when the caller keeps them so:
+   * the endpoint fast path then looks the changed ones up instead of scanning all of them.
+   */
+  current?: ReadonlyMap<string, Resource>;
 }
 
 /** For one proxy: what a change requires to be pushed. */

@@ -6,15 +6,24 @@ import type { Logger } from 'pino';
 import type { Resource } from '../api/resource.ts';
 import { resourceKey } from '../api/resource.ts';
 import { openConfigStore } from '../config/index.ts';
-import type { ConfigStore, WatchEvent, ConfigWatch } from '../config/index.ts';
-import { generators as defaultGenerators } from './gen/index.ts';
+import type { ConfigStore, DeleteGuardOptions, WatchEvent, ConfigWatch } from '../config/index.ts';
+import { generators as defaultGenerators, generatorsFor } from './gen/index.ts';
+import { MESH_CONFIG_KEY } from './mesh-config/index.ts';
+import type { MeshConfigSource } from './mesh-config/index.ts';
 import type { ConfigChange, Generators, PushContext } from './model.ts';
 import { PilotMetrics } from './metrics.ts';
 import { Debouncer } from './push/debounce.ts';
 import type { DebouncedChange } from './push/debounce.ts';
 import { ADS_SERVICE, CSDS_SERVICE, DiscoveryServer, csdsHandlers } from './xds/index.ts';
 import { createMonitoringServer, listen } from './http.ts';
+import { createRegistrationApi } from '../registry/api/index.ts';
+import { instanceAcks } from './instance-acks.ts';
+import { defaultPilotIdentity, startLeadership, type Leadership, type LeaderStatus } from './leader/index.ts';
+import { EtcdConfigStore } from '../config/index.ts';
+import { Gauge } from 'prom-client';
 import type { DeltaRequest, SotwRequest } from './xds/wire.ts';
+import { startCertificateAuthority } from './ca/index.ts';
+import type { CertificateAuthority, CertificateAuthorityOptions } from './ca/index.ts';
 
 export interface PilotOptions {
   /** The config store to serve (closed by close()); or give configDir / etcdEndpoints. */
@@ -24,8 +33,12 @@ export interface PilotOptions {
   /** etcd endpoints (`--etcd-endpoints`), with an optional key prefix. */
   etcdEndpoints?: string[];
   etcdPrefix?: string;
+  /** The store's mass-deletion guard (`--config-delete-guard`, `--config-delete-guard-min`) when the pilot opens the store. */
+  configDeleteGuard?: DeleteGuardOptions;
   /** The generator side; the built-in one unless a test brings its own. */
   generators?: Generators;
+  /** Mesh-wide settings (`--mesh-config`; Istio's defaults when absent); a change is pushed to every proxy. Closed by close(). */
+  meshConfig?: MeshConfigSource;
   /** `HOST:PORT` for xDS (default 127.0.0.1:15010; port 0 picks one). */
   xdsAddress?: string;
   /** `HOST:PORT` for /ready, /metrics, /debug (default 127.0.0.1:15014). */
@@ -34,6 +47,8 @@ export interface PilotOptions {
   debounceAfterMs?: number;
   /** Longest a batch waits under a steady stream of changes (default 10 s). */
   debounceMaxMs?: number;
+  /** Longest a batch of endpoint changes only waits under a steady stream of them (default 200 ms; `--debounce-endpoints-max`). */
+  debounceEndpointsMaxMs?: number;
   /** Proxies pushed at once (default 64). */
   pushConcurrency?: number;
   /** Streams accepted at once (default 20,000). */
@@ -41,6 +56,14 @@ export interface PilotOptions {
   logger?: Logger;
   /** Export Node's process metrics too (the CLI does; tests with several pilots do not). */
   processMetrics?: boolean;
+  /** Turns on the registration API with the tokens of this file (`--registration-tokens`). */
+  registrationTokens?: string;
+  /** This pilot's identity in the leader election and as control plane (`--id`); default HOSTNAME-PID. */
+  id?: string;
+  /** TTL in seconds of the leader election's lease (`--leader-lease`), when the store is etcd; default 10. */
+  leaderLeaseSeconds?: number;
+  /** Serve Istio's CreateCertificate on the xDS port with this CA (`--ca-dir` …); absent: no CA. */
+  ca?: CertificateAuthorityOptions;
 }
 
 export interface Pilot {
@@ -52,6 +75,10 @@ export interface Pilot {
   ready: Promise<void>;
   server: DiscoveryServer;
   metrics: PilotMetrics;
+  /** Whether this pilot leads the mesh; controllers register with `leader.runOnLeader`. */
+  leader: Leadership;
+  /** The mesh CA, when `ca` was given. */
+  ca: CertificateAuthority | undefined;
   close(): Promise<void>;
 }
 
@@ -98,8 +125,10 @@ function checkConfigSource(options: PilotOptions): void {
 async function openStore(options: PilotOptions, logger: Logger): Promise<ConfigStore> {
   const hasDir = options.configDir !== undefined;
   const storeLogger = logger;
-  if (hasDir) return openConfigStore({ configDir: options.configDir!, logger: storeLogger });
-  return openConfigStore({ etcdEndpoints: options.etcdEndpoints!, ...(options.etcdPrefix !== undefined ? { etcdPrefix: options.etcdPrefix } : {}), logger: storeLogger });
+  const guard = options.configDeleteGuard !== undefined ? { deleteGuard: options.configDeleteGuard } : {};
+  // The pilot never creates its config directory: a missing one is a mistake to report, not an empty mesh to serve.
+  if (hasDir) return openConfigStore({ configDir: options.configDir!, logger: storeLogger, ...guard });
+  return openConfigStore({ etcdEndpoints: options.etcdEndpoints!, ...(options.etcdPrefix !== undefined ? { etcdPrefix: options.etcdPrefix } : {}), logger: storeLogger, ...guard });
 }
 
 export async function startPilot(options: PilotOptions): Promise<Pilot> {
@@ -108,10 +137,12 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
   const metrics = new PilotMetrics({ defaultMetrics: options.processMetrics === true });
   const xdsListen = parseHostPort(options.xdsAddress ?? '127.0.0.1:15010', '--xds-address');
   const httpListen = parseHostPort(options.httpAddress ?? '127.0.0.1:15014', '--http-address');
-  const generators = options.generators ?? defaultGenerators;
+  const mesh = options.meshConfig;
+  const generators = options.generators ?? (mesh !== undefined ? generatorsFor(() => mesh.current()) : defaultGenerators);
   // The store is opened after both ports listen, so proxies that connect during a long
   // config load are accepted and wait for the first snapshot instead of being refused.
   let store: ConfigStore | undefined = options.store;
+  let leaderStatus: () => LeaderStatus | undefined = () => undefined;
 
   const server = new DiscoveryServer({
     generators,
@@ -119,8 +150,19 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     metrics,
     pushConcurrency: options.pushConcurrency ?? 64,
     maxConnections: options.maxConnections ?? 20_000,
-    controlPlaneId: `sextant-pilot-${process.pid}`,
+    controlPlaneId: options.id ?? `sextant-pilot-${process.pid}`,
   });
+
+  // Before any port listens: an unusable token file or CA root stops the start with nothing to clean up.
+  const caOptions = options.ca;
+  const ca = caOptions === undefined ? undefined : await startCertificateAuthority(caOptions, logger, metrics.registry).catch((err: unknown) => {
+    // the CLI's default directory may be unwritable (a read-only home): then no CA, said loudly
+    if (caOptions.optional !== true) throw err;
+    logger.error({ dir: caOptions.dir, err: err instanceof Error ? err.message : String(err) }, 'mesh CA not started (give --ca-dir a writable directory, or --no-ca)');
+    return undefined;
+  });
+  const registration = options.registrationTokens === undefined ? undefined
+    : createRegistrationApi({ tokensFile: options.registrationTokens, store: () => store, acks: instanceAcks(server), logger });
 
   // The config as the store last delivered it, by Kind/namespace/name.
   const resources = new Map<string, Resource>();
@@ -131,7 +173,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     const all = [...resources.values()];
     // Endpoint-only batches take the short path: the previous snapshot with new endpoints.
     const derived = change?.endpointsOnly === true && current !== undefined && generators.updateEndpoints !== undefined
-      ? generators.updateEndpoints(current, all, change)
+      ? generators.updateEndpoints(current, all, { ...change, current: resources })
       : undefined;
     const push = derived ?? generators.buildPushContext(all, current, change);
     logger.info({ version: push.version, resources: resources.size, ...push.stats, endpointFastPath: derived !== undefined, ms: Math.round(performance.now() - started) }, 'push context built');
@@ -139,7 +181,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
   };
 
   const debouncer = new Debouncer(
-    { afterMs: options.debounceAfterMs ?? 100, maxMs: options.debounceMaxMs ?? 10_000 },
+    { afterMs: options.debounceAfterMs ?? 100, maxMs: options.debounceMaxMs ?? 10_000, endpointsMaxMs: options.debounceEndpointsMaxMs ?? 200 },
     async (change: DebouncedChange) => {
       metrics.debounceTime.observe((Date.now() - change.firstEventAt) / 1000);
       let after: PushContext;
@@ -168,6 +210,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaRequest, Buffer>) => server.handleDeltaStream(call),
   } as unknown as grpc.UntypedServiceImplementation);
   grpcServer.addService(CSDS_SERVICE, csdsHandlers(server) as unknown as grpc.UntypedServiceImplementation);
+  ca?.register(grpcServer);
   const xdsPort = await new Promise<number>((resolve, reject) => {
     grpcServer.bindAsync(formatHostPort(xdsListen.host, xdsListen.port), grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`cannot listen for xDS on ${formatHostPort(xdsListen.host, xdsListen.port)}: ${err.message}`)) : resolve(port)));
   });
@@ -176,8 +219,10 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     server,
     metrics,
     logger,
-    config: () => ({ backend: store?.backend ?? 'loading', resources: current?.resources ?? [...resources.values()], errors: store?.errors() ?? [] }),
+    config: () => ({ backend: store?.backend ?? 'loading', resources: current?.resources ?? [...resources.values()], errors: store?.errors() ?? [], status: store?.status?.() }),
     queue: () => server.queueStats(),
+    registration: registration === undefined ? undefined : (req, res) => registration.handle(req, res),
+    leader: () => leaderStatus(),
   });
   let httpInfo;
   try {
@@ -199,6 +244,28 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     }
   }
   const configStore: ConfigStore = store;
+  metrics.observeConfigStore(() => configStore.status?.());
+  // Several pilots on one etcd elect a leader for the work that must run once in the mesh.
+  // The election gets an etcd client of its own when the pilot opened the store itself.
+  const etcdStore = configStore instanceof EtcdConfigStore ? configStore : undefined;
+  const leader: Leadership = startLeadership({
+    identity: options.id ?? defaultPilotIdentity(),
+    logger,
+    ...(etcdStore === undefined ? {} : {
+      etcd: {
+        configPrefix: etcdStore.prefix,
+        ...(options.store === undefined && options.etcdEndpoints !== undefined ? { endpoints: options.etcdEndpoints } : { client: etcdStore.client }),
+        ...(options.leaderLeaseSeconds !== undefined ? { leaseTtlSeconds: options.leaderLeaseSeconds } : {}),
+      },
+    }),
+  });
+  leaderStatus = () => leader.status();
+  new Gauge({
+    name: 'sextant_pilot_leader',
+    help: '1 while this pilot is the elected leader of the mesh, else 0.',
+    registers: [metrics.registry],
+    collect() { this.set(leader.isLeader() ? 1 : 0); },
+  });
 
   // Start-up (M7): collect the whole current state, then build the snapshot once.
   let initializing = true;
@@ -211,6 +278,11 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     if (!initializing) debouncer.add(key, isEndpointOnlyEvent(event, previous));
   }, {
     onError: (err) => logger.error({ err: err.message }, 'config watch stopped'),
+  });
+
+  // The first snapshot reads the mesh config as it is then; later changes are a batch of their own.
+  mesh?.onChange(() => {
+    if (!initializing) debouncer.add(MESH_CONFIG_KEY, false);
   });
 
   const ready = watch.synced.then((revision) => {
@@ -228,17 +300,22 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     ready,
     server,
     metrics,
+    leader,
+    ca,
     async close() {
       if (closed) return;
       closed = true;
       debouncer.close();
+      registration?.close();
       watch.cancel();
+      mesh?.close();
       server.close();
       grpcServer.forceShutdown();
       await new Promise<void>((resolve) => {
         httpServer.close(() => resolve());
         httpServer.closeAllConnections();
       });
+      await leader.close();
       await configStore.close();
     },
   };

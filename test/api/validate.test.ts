@@ -81,8 +81,8 @@ describe('error format', () => {
   });
 
   test('unknown and unsupported kinds are errors', () => {
-    const [e] = validateResource({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'p', namespace: 'default' }, spec: {} });
-    assert.match(e!.detail, /^unsupported kind PeerAuthentication/);
+    const [e] = validateResource({ apiVersion: 'networking.istio.io/v1beta1', kind: 'ProxyConfig', metadata: { name: 'p', namespace: 'default' }, spec: {} });
+    assert.match(e!.detail, /^unsupported kind ProxyConfig/);
     const [v] = validateResource({ apiVersion: 'networking.istio.io/v2', kind: 'VirtualService', metadata: { name: 'p', namespace: 'default' }, spec: {} });
     assert.equal(v!.detail, 'unsupported version networking.istio.io/v2 of VirtualService: expected one of networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3');
   });

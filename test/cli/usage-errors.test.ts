@@ -28,13 +28,15 @@ const CASES: Array<[string, string[], string]> = [
   ['a bad node id', ['proxy', '--xds', '127.0.0.1:1', '--id', 'web'], 'error: --id: expected TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local, got "web"\n'],
   ['a bad --label', ['proxy', '--xds', '127.0.0.1:1', '--id', ID, '--label', 'app'], 'error: invalid --label "app": expected KEY=VALUE\n'],
   ['a bad --xds-protocol', ['proxy', '--xds', '127.0.0.1:1', '--id', ID, '--xds-protocol', 'grpc'], 'error: invalid --xds-protocol "grpc": expected delta or sotw\n'],
+  ['a bad xDS server list', ['proxy', '--xds', '127.0.0.1:1,pilot-b', '--id', ID], 'error: invalid --xds "127.0.0.1:1,pilot-b": expected HOST:PORT[,HOST:PORT…], e.g. 127.0.0.1:15010,127.0.0.2:15010\n'],
   ['a bad duration of the pilot', ['pilot', '--debounce-after', '5'], 'error: invalid --debounce-after "5": expected a duration like 100ms, 10s or 1m\n'],
+  ['a leader lease that is not whole seconds', ['pilot', '--leader-lease', '1500ms'], 'error: invalid --leader-lease "1500ms": expected whole seconds, at least 2s (e.g. 10s)\n'],
   ['a bad --push-concurrency', ['pilot', '--push-concurrency', '0'], 'error: invalid --push-concurrency "0": expected an integer >= 1\n'],
   ['a bad --log-level', ['pilot', '--log-level', 'loud'], 'error: invalid --log-level "loud": expected fatal, error, warn, info, debug, trace or silent\n'],
   ['a bad listen address', ['pilot', '--http-address', 'localhost'], 'error: invalid --http-address "localhost": expected HOST:PORT, e.g. 127.0.0.1:15010\n'],
   ['a bad --output of proxy-status', ['proxy-status', '-o', 'xml'], 'error: invalid --output "xml": expected table or json\n'],
   ['a bad section of proxy-config', ['proxy-config', 'secrets', '127.0.0.1:15000'], 'error: unknown section "secrets"; expected listeners, routes, clusters, endpoints\n'],
-  ['an unknown kind', ['get', 'nosuchkind', '--config-dir', '.'], 'error: unknown kind "nosuchkind"; expected one of VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry\n'],
+  ['an unknown kind', ['get', 'nosuchkind', '--config-dir', '.'], 'error: unknown kind "nosuchkind"; expected one of VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry, AuthorizationPolicy, PeerAuthentication, RequestAuthentication\n'],
   ['no config store named', ['get', 'vs'], 'error: no config store: pass --config-dir DIR or --etcd-endpoints URL (or set SEXTANT_CONFIG_DIR)\n'],
 ];
 

@@ -57,10 +57,10 @@ metadata: {name: db}
 spec:
   hosts: ["*"]
 ---
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
+apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
 metadata: {name: strict}
-spec: {mtls: {mode: STRICT}}
+spec: {concurrency: 2}
 `);
   const r = await sextant(['validate', '-f', file]);
   assert.equal(r.code, 1);
@@ -68,7 +68,7 @@ spec: {mtls: {mode: STRICT}}
   assert.deepEqual(r.stderr.trimEnd().split('\n'), [
     `${file}:0 VirtualService/shop/reviews: spec.http[0].route[0].weight: weight -5 < 0`,
     `${file}:2 ServiceEntry/default/db: spec.hosts[0]: Invalid value: "string": hostname cannot be wildcard`,
-    `${file}:3 PeerAuthentication/default/strict: unsupported kind PeerAuthentication (security.istio.io/v1): Sextant serves VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry`,
+    `${file}:3 ProxyConfig/default/strict: unsupported kind ProxyConfig (networking.istio.io/v1beta1): Sextant serves VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry, AuthorizationPolicy, PeerAuthentication, RequestAuthentication`,
   ]);
 });
 

@@ -67,8 +67,8 @@ test('the router ends a non-empty chain, as in Envoy', () => {
 });
 
 test('a network filter the proxy does not implement is refused (network filters cannot be optional)', () => {
-  assert.throws(() => compile(listener([ROUTER], [{ name: 'envoy.filters.network.rbac', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC', statPrefix: 'r' } }])), {
-    message: 'Listener outbound_9080.filterChains[0].filters[0]: network filter "envoy.filters.network.rbac" (type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC) is not supported by this proxy',
+  assert.throws(() => compile(listener([ROUTER], [{ name: 'envoy.filters.network.local_ratelimit', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit', statPrefix: 'r' } }])), {
+    message: 'Listener outbound_9080.filterChains[0].filters[0]: network filter "envoy.filters.network.local_ratelimit" (type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit) is not supported by this proxy',
   });
   const tcp = { name: 'l', address: { socketAddress: { address: '127.0.0.1', portValue: 1 } }, filterChains: [{ filters: [
     { name: 'istio.stats', typedConfig: { '@type': TYPED_STRUCT_TYPE, typeUrl: 'type.googleapis.com/stats.PluginConfig', value: {} } },

@@ -1,9 +1,10 @@
 // EDS: a ClusterLoadAssignment per outbound cluster: the service's endpoints (only the
 // subset's, by label) grouped by locality, with weights, health and Istio metadata.
 // Identical for every proxy that sees the same service and rule, so it is memoized.
+import { transportSocketMatchMetadata } from './mtls.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
 import type { Proxy } from '../model.ts';
-import { labelsMatch } from '../../registry/index.ts';
+import { CLUSTER_LABEL, DEFAULT_CLUSTER_ID, NETWORK_LABEL, labelsMatch } from '../../registry/index.ts';
 import type { Service, ServiceEndpoint, ServicePort, LoadBalancerSettings } from '../../registry/index.ts';
 import type { SextantPushContext } from '../push/context.ts';
 import { parseClusterName } from './names.ts';
@@ -29,12 +30,16 @@ function localityPattern(pattern: string, l: Loc): boolean {
 function lbEndpoint(ep: ServiceEndpoint, grpc: boolean): ProtoJson {
   const out: ProtoJson = {
     endpoint: { address: { socketAddress: { address: ep.address, portValue: ep.port } } },
-    healthStatus: ep.healthy ? 'HEALTHY' : 'UNHEALTHY',
+    // DRAINING (pulled out): Envoy sends it no new requests; those in flight finish.
+    healthStatus: ep.draining === true ? 'DRAINING' : ep.healthy ? 'HEALTHY' : 'UNHEALTHY',
     loadBalancingWeight: ep.weight ?? 1,
   };
   if (!grpc) {
     const name = ep.source.slice(ep.source.indexOf('/') + 1);
     out['metadata'] = { filterMetadata: { istio: { workload: `${name.slice(name.indexOf('/') + 1)};${name.slice(0, name.indexOf('/'))}`, labels: ep.labels } } };
+    // auto mTLS: endpoints with a sidecar (label security.istio.io/tlsMode: istio), as Istio's EDS marks them
+    const tlsMatch = transportSocketMatchMetadata(ep.labels);
+    if (tlsMatch !== undefined) (out['metadata'] as { filterMetadata: ProtoJson }).filterMetadata['envoy.transport_socket_match'] = tlsMatch;
   }
   return out;
 }
@@ -44,7 +49,15 @@ interface LocalityOptions {
   proxyLocality?: Loc;
   /** The proxy's labels, for `failoverPriority`. */
   proxyLabels?: Readonly<Record<string, string>>;
+  /** The proxy's cluster and network, for `failoverPriority` on Istio's topology labels. */
+  proxyTopology?: Topology;
   lb?: LoadBalancerSettings;
+}
+
+/** Where a proxy or an endpoint is, as Istio's labels `topology.istio.io/cluster` and `…/network` name it. */
+interface Topology {
+  cluster: string;
+  network?: string | undefined;
 }
 
 const TOPOLOGY_KEYS: Record<string, keyof Loc> = {
@@ -53,9 +66,12 @@ const TOPOLOGY_KEYS: Record<string, keyof Loc> = {
   'topology.istio.io/subzone': 'subZone',
 };
 
-function labelValue(key: string, labels: Readonly<Record<string, string>> | undefined, loc: Loc | undefined): string | undefined {
+function labelValue(key: string, labels: Readonly<Record<string, string>> | undefined, loc: Loc | undefined, topology?: Topology): string | undefined {
   const field = TOPOLOGY_KEYS[key];
   if (field) return loc?.[field];
+  // Istio gives every proxy and endpoint its cluster and network labels.
+  if (topology !== undefined && key === CLUSTER_LABEL) return topology.cluster;
+  if (topology !== undefined && key === NETWORK_LABEL) return topology.network ?? labels?.[key];
   return labels?.[key];
 }
 
@@ -70,9 +86,10 @@ function endpointPriority(ep: ServiceEndpoint, opts: LocalityOptions): number {
   const keys = setting?.failoverPriority ?? [];
   if (keys.length > 0 && (opts.proxyLabels || me)) {
     let matched = 0;
+    const theirs: Topology = { cluster: ep.cluster ?? DEFAULT_CLUSTER_ID, network: ep.network };
     for (const k of keys) {
-      const mine = labelValue(k, opts.proxyLabels, me);
-      if (mine === undefined || mine !== labelValue(k, ep.labels, ep.locality)) break;
+      const mine = labelValue(k, opts.proxyLabels, me, opts.proxyTopology);
+      if (mine === undefined || mine !== labelValue(k, ep.labels, ep.locality, theirs)) break;
       matched++;
     }
     return keys.length - matched;
@@ -141,9 +158,18 @@ function subsetEndpoints(push: SextantPushContext, service: Service, port: numbe
   return all.filter((e) => labelsMatch(labels, e.labels));
 }
 
-/** The inline load assignment of a DNS cluster: its endpoints' hostnames, or the service host. */
-export function dnsLoadAssignment(push: SextantPushContext, service: Service, port: ServicePort, subset: string, name: string, namespace: string): ProtoJson {
+/** The endpoints in cluster `clusterId` (an endpoint that names no cluster is in the default one). */
+export function inCluster(endpoints: readonly ServiceEndpoint[], clusterId: string): ServiceEndpoint[] {
+  return endpoints.filter((e) => (e.cluster ?? DEFAULT_CLUSTER_ID) === clusterId);
+}
+
+/**
+ * The inline load assignment of a DNS cluster: its endpoints' hostnames, or the service host.
+ * `clusterId` is the proxy's cluster: a cluster-local service keeps only that cluster's endpoints.
+ */
+export function dnsLoadAssignment(push: SextantPushContext, service: Service, port: ServicePort, subset: string, name: string, namespace: string, clusterId?: string): ProtoJson {
   let eps = subsetEndpoints(push, service, port.port, subset, namespace);
+  if (clusterId !== undefined && push.isClusterLocal(service)) eps = inCluster(eps, clusterId);
   if (eps.length === 0 && !subset && (push.registry.endpoints.get(service.key)?.size ?? 0) === 0) {
     eps = [{ address: service.hostname, port: port.port, servicePort: port, labels: {}, healthy: true, source: service.source }];
   }
@@ -156,28 +182,36 @@ export function dnsLoadAssignment(push: SextantPushContext, service: Service, po
 /**
  * The ClusterLoadAssignment for an outbound cluster name as `proxy` sees it; undefined when
  * the name is not an outbound cluster of a service the proxy can see. Memoized per snapshot
- * (per proxy locality only when locality failover applies).
+ * (per proxy locality only when locality failover applies, per proxy cluster only for a
+ * cluster-local service, whose endpoints are those of the proxy's cluster).
  */
 export function loadAssignment(push: SextantPushContext, proxy: Proxy, name: string): ProtoJson | undefined {
   // Which service, rule and policy a name means depends only on the proxy's namespace: it is
   // resolved once per namespace and name, not per proxy (990 proxies × their clusters).
   const resolved = push.memoize(`eds-resolve|${proxy.namespace}|${name}`, () => resolveOutbound(push, proxy.namespace, name));
   if (resolved === null) return undefined;
-  const { service, dr, policy, subset, port } = resolved;
+  const { service, dr, policy, subset, port, clusterLocal } = resolved;
   const grpc = proxy.generator === 'grpc';
   const loc = policy?.loadBalancer?.localityLbSetting;
   const localityAware = proxy.locality !== undefined && policy !== undefined && loc?.enabled !== false &&
     ((loc?.distribute?.length ?? 0) > 0 || policy.outlierDetection !== undefined);
   // failoverPriority compares the proxy's labels with the endpoints'.
   const failoverKeys = loc?.enabled !== false ? (loc?.failoverPriority ?? []) : [];
-  const labelsKey = failoverKeys.length > 0 ? JSON.stringify(failoverKeys.map((k) => labelValue(k, proxy.labels, proxy.locality))) : '';
+  const topology: Topology = { cluster: proxy.clusterId, network: proxy.network };
+  const labelsKey = failoverKeys.length > 0 ? JSON.stringify(failoverKeys.map((k) => labelValue(k, proxy.labels, proxy.locality, topology))) : '';
   const locKey = (localityAware ? localityKey(proxy.locality) : '') + labelsKey;
-  return push.memoizeEndpoints(service.key, `eds|${grpc ? 'g' : 'e'}|${name}|${dr?.key ?? ''}|${locKey}`, () => {
+  // Every other service's assignment is shared by all clusters' proxies.
+  const clusterKey = clusterLocal ? `|cluster=${proxy.clusterId}` : '';
+  return push.memoizeEndpoints(service.key, `eds|${grpc ? 'g' : 'e'}|${name}|${dr?.key ?? ''}|${locKey}${clusterKey}`, () => {
     const opts: LocalityOptions = {};
     if (localityAware && proxy.locality) opts.proxyLocality = proxy.locality;
-    if (failoverKeys.length > 0) opts.proxyLabels = proxy.labels;
+    if (failoverKeys.length > 0) {
+      opts.proxyLabels = proxy.labels;
+      opts.proxyTopology = topology;
+    }
     if (policy?.loadBalancer) opts.lb = policy.loadBalancer;
-    const eps = subsetEndpoints(push, service, port, subset, proxy.namespace);
+    let eps = subsetEndpoints(push, service, port, subset, proxy.namespace);
+    if (clusterLocal) eps = inCluster(eps, proxy.clusterId);
     return { clusterName: name, endpoints: localityGroups(eps, grpc, opts) };
   });
 }
@@ -188,6 +222,8 @@ interface ResolvedOutbound {
   policy: ReturnType<typeof effectivePolicy> | undefined;
   subset: string;
   port: number;
+  /** MeshConfig serviceSettings: only the proxy's own cluster's endpoints are sent. */
+  clusterLocal: boolean;
 }
 
 function resolveOutbound(push: SextantPushContext, namespace: string, name: string): ResolvedOutbound | null {
@@ -198,5 +234,5 @@ function resolveOutbound(push: SextantPushContext, namespace: string, name: stri
   const dr = push.destinationRuleFor(service, namespace);
   // Only a DestinationRule can ask for locality-aware endpoints; without one, skip the policy.
   const policy = dr ? effectivePolicy(dr.spec, parsed.subset, parsed.port) : undefined;
-  return { service, dr, policy, subset: parsed.subset, port: parsed.port };
+  return { service, dr, policy, subset: parsed.subset, port: parsed.port, clusterLocal: push.isClusterLocal(service) };
 }

@@ -10,7 +10,7 @@ import type { Service } from '../../registry/index.ts';
 import type { Indexed, SextantPushContext } from '../push/context.ts';
 import { hostMatches, resolveHost } from '../push/context.ts';
 import { ADS_CONFIG_SOURCE } from './clusters.ts';
-import { httpFilters } from './listeners.ts';
+import { httpFilters, pathNormalization } from './listeners.ts';
 import { listenerName, clusterName } from './names.ts';
 import { translateHttpRoute } from './routes.ts';
 import type { RouteContext } from './routes.ts';
@@ -65,7 +65,7 @@ export function gatewayListeners(push: SextantPushContext, proxy: Proxy): ProtoJ
             name: 'envoy.filters.network.http_connection_manager',
             typedConfig: {
               '@type': HCM_TYPE, statPrefix: `outbound_${address}_${port}`, httpFilters: httpFilters(), useRemoteAddress: true,
-              normalizePath: true, rds: { configSource: ADS_CONFIG_SOURCE, routeConfigName: `http.${port}` },
+              ...pathNormalization(push.mesh.pathNormalization.normalization), rds: { configSource: ADS_CONFIG_SOURCE, routeConfigName: `http.${port}` },
             },
           }],
         }],

@@ -84,6 +84,6 @@ export function grpcRoutes(push: SextantPushContext, proxy: Proxy, names?: Reado
 /** CDS for gRPC: EDS clusters of the visible services. */
 export function grpcClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
   const out: ProtoJson[] = [];
-  for (const svc of sidecarScope(push, proxy).services) if (grpcReachable(svc)) out.push(...serviceClusters(push, svc, proxy.namespace, true));
+  for (const svc of sidecarScope(push, proxy).services) if (grpcReachable(svc)) out.push(...serviceClusters(push, svc, proxy.namespace, true, proxy.clusterId));
   return out;
 }

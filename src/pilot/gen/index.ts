@@ -1,12 +1,12 @@
 // The pure xDS generators: (PushContext, Proxy) → Listener, RouteConfiguration, Cluster and
 // ClusterLoadAssignment resources, for Envoy-style sidecars and proxyless gRPC clients.
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../envoy/index.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, PUSH_ORDER, ROUTE_TYPE } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
-import type { Generators, PushContext, Proxy } from '../model.ts';
+import type { Generators, PushContext, PushPlan, Proxy } from '../model.ts';
 import { SextantPushContext, buildPushContext, updateEndpoints } from '../push/context.ts';
 import { proxyFromNode } from '../push/proxy.ts';
 import { planPush } from '../push/scope.ts';
-import { generateClusters } from './clusters.ts';
+import { generateClusters, isClusterLocalDns } from './clusters.ts';
 import { loadAssignment } from './endpoints.ts';
 import { generateListeners, routeNames } from './listeners.ts';
 import { routeConfiguration } from './routes.ts';
@@ -14,7 +14,9 @@ import { grpcClusters, grpcListeners, grpcRoutes } from './grpc.ts';
 import { applyEnvoyFilters, envoyFilterProblems } from './envoyfilter.ts';
 import { inboundPorts } from './inbound.ts';
 import { gatewayListeners, gatewayRoute } from './gateway.ts';
+import { dnsCaptureEnabled, nameTable } from './nametable.ts';
 import { envoyFiltersFor, sidecarScope } from '../push/scope.ts';
+import type { MeshConfig } from '../mesh-config/index.ts';
 
 function snapshot(push: PushContext): SextantPushContext {
   if (!(push instanceof SextantPushContext)) throw new Error('PushContext was not built by buildPushContext');
@@ -55,7 +57,11 @@ function proxyClass(push: SextantPushContext, proxy: Proxy): string {
 }
 
 function envoyClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
-  return push.memoize(`cds-class|${proxyClass(push, proxy)}`, () => applyEnvoyFilters(push, proxy, CLUSTER_TYPE, generateClusters(push, proxy)));
+  // A cluster-local DNS service's endpoints are inline in its clusters: then CDS differs per proxy cluster.
+  const scope = sidecarScope(push, proxy);
+  const perCluster = push.memoize(`cds-local-dns|${scope.namespace}|${scope.sidecar?.key ?? ''}`, () => scope.services.some((s) => isClusterLocalDns(push, s)));
+  const key = `cds-class|${proxyClass(push, proxy)}${perCluster ? `|cluster=${proxy.clusterId}` : ''}`;
+  return push.memoize(key, () => applyEnvoyFilters(push, proxy, CLUSTER_TYPE, generateClusters(push, proxy)));
 }
 
 function envoyListeners(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
@@ -94,12 +100,23 @@ function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl
       const key = `rds-class|${proxyClass(push, proxy)}|${JSON.stringify(proxy.labels)}|${[...wanted].sort().join(',')}`;
       return byName(push.memoize(key, () => applyEnvoyFilters(push, proxy, ROUTE_TYPE, list)), undefined);
     }
+    case NAME_TABLE_TYPE: {
+      // One resource, with no name (as istiod sends it); only to proxies capturing DNS.
+      if (grpc || !dnsCaptureEnabled(proxy)) return new Map();
+      return new Map([['', nameTable(push, proxy)]]);
+    }
     default:
       throw new Error(`unknown xDS type ${String(typeUrl)}`);
   }
 }
 
-/** The generator side of the pilot's seam (see pilot/model.ts). */
+/** A change that reaches a proxy's clusters (its services) reaches its name table too. */
+function withNameTable(plan: PushPlan | null, proxy: Proxy): PushPlan | null {
+  if (plan === null || !plan.types.has(CLUSTER_TYPE) || plan.types.has(NAME_TABLE_TYPE) || !dnsCaptureEnabled(proxy)) return plan;
+  return { ...plan, types: new Set(PUSH_ORDER.filter((t) => t === NAME_TABLE_TYPE || plan.types.has(t))) };
+}
+
+/** The generator side of the pilot's seam (see pilot/model.ts), with Istio's default mesh config. */
 export const generators: Generators = {
   proxyFromNode,
   buildPushContext(resources, previous, change) {
@@ -109,12 +126,25 @@ export const generators: Generators = {
     return updateEndpoints(snapshot(before), resources, change);
   },
   planPush(before, after, change, proxy) {
-    return planPush(snapshot(before), snapshot(after), change, proxy);
+    return withNameTable(planPush(snapshot(before), snapshot(after), change, proxy), proxy);
   },
   generate(push, proxy, typeUrl, names) {
     return generateFor(snapshot(push), proxy, typeUrl, names);
   },
 };
+
+/**
+ * The generator side of the pilot's seam (see pilot/model.ts) for a mesh config: each full
+ * snapshot is built with `mesh()` as it is then (an endpoint-only one keeps its predecessor's).
+ */
+export function generatorsFor(mesh: () => MeshConfig): Generators {
+  return {
+    ...generators,
+    buildPushContext(resources, previous, change) {
+      return buildPushContext(resources, previous === undefined ? undefined : snapshot(previous), change, mesh());
+    },
+  };
+}
 
 export { proxyFromNode, buildPushContext, updateEndpoints, planPush };
 export { SextantPushContext };

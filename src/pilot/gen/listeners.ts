@@ -17,8 +17,12 @@ import { sidecarScope } from '../push/scope.ts';
 import type { EgressScope, SidecarScope } from '../push/scope.ts';
 import { ADS_CONFIG_SOURCE } from './clusters.ts';
 import { INBOUND_PASSTHROUGH_CLUSTER, clusterName, listenerName } from './names.ts';
+import { TLS_INSPECTOR, hasWorkloadCertificate, inboundChainsFor, needsTlsInspector, peerAuthenticationMode } from './mtls.ts';
+import type { PeerAuthenticationMode } from './mtls.ts';
 import { inboundPorts } from './inbound.ts';
+import { applyAuthorization } from './rbac.ts';
 import { ensureType } from './protos.ts';
+import type { PathNormalizationType } from '../mesh-config/index.ts';
 
 const TLS_INSPECTOR_TYPE = 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector';
 
@@ -34,7 +38,21 @@ export function httpFilters(): ProtoJson[] {
   ];
 }
 
-function hcmFilter(statPrefix: string, route: { rds: string } | { inline: ProtoJson }): ProtoJson {
+/**
+ * A connection manager's path normalization for MeshConfig `pathNormalization` (Istio's
+ * mapping): BASE (the default) is `normalizePath`; MERGE_SLASHES adds `mergeSlashes`;
+ * DECODE_AND_MERGE_SLASHES also decodes escaped slashes; NONE turns normalization off.
+ */
+export function pathNormalization(type: PathNormalizationType): { normalizePath: boolean; mergeSlashes?: true; pathWithEscapedSlashesAction?: string } {
+  switch (type) {
+    case 'NONE': return { normalizePath: false };
+    case 'MERGE_SLASHES': return { normalizePath: true, mergeSlashes: true };
+    case 'DECODE_AND_MERGE_SLASHES': return { normalizePath: true, mergeSlashes: true, pathWithEscapedSlashesAction: 'UNESCAPE_AND_FORWARD' };
+    default: return { normalizePath: true };
+  }
+}
+
+function hcmFilter(push: SextantPushContext, statPrefix: string, route: { rds: string } | { inline: ProtoJson }): ProtoJson {
   const hcm: ProtoJson = {
     '@type': HCM_TYPE,
     statPrefix,
@@ -45,6 +63,7 @@ function hcmFilter(statPrefix: string, route: { rds: string } | { inline: ProtoJ
     upgradeConfigs: [{ upgradeType: 'websocket' }],
     streamIdleTimeout: '0s',
   };
+  Object.assign(hcm, pathNormalization(push.mesh.pathNormalization.normalization));
   if ('rds' in route) hcm['rds'] = { configSource: ADS_CONFIG_SOURCE, routeConfigName: route.rds };
   else hcm['routeConfig'] = route.inline;
   return { name: 'envoy.filters.network.http_connection_manager', typedConfig: hcm };
@@ -117,7 +136,7 @@ function egressListeners(push: SextantPushContext, proxy: Proxy, scope: SidecarS
     const http = isHttpProtocol(portProtocol(el.port));
     const routeName = el.bind ? `${el.bind}:${port}` : String(port);
     if (http) {
-      add(listenerName(bind, port), listener(bind, port, { bind, bindToPort, routeName }, { filters: [hcmFilter(`outbound_${bind}_${port}`, { rds: routeName })] }));
+      add(listenerName(bind, port), listener(bind, port, { bind, bindToPort, routeName }, { filters: [hcmFilter(push, `outbound_${bind}_${port}`, { rds: routeName })] }));
     } else {
       const svc = egress.services.find((s) => s.ports.some((p) => p.port === port)) ?? egress.services[0];
       const target = svc ? tcpTarget(push, proxy, egress.virtualServices, svc, port) : { cluster: scope.outboundTrafficPolicy === 'REGISTRY_ONLY' ? BLACKHOLE_CLUSTER : PASSTHROUGH_CLUSTER };
@@ -130,7 +149,7 @@ function egressListeners(push: SextantPushContext, proxy: Proxy, scope: SidecarS
   for (const svc of egress.services) for (const p of svc.ports) if (isHttpProtocol(p.protocol)) httpPorts.add(p.port);
   for (const port of [...httpPorts].sort((a, b) => a - b)) {
     add(listenerName(defaultBind, port), listener(defaultBind, port, { bind: defaultBind, bindToPort: noneCapture, routeName: String(port) }, {
-      filters: [hcmFilter(`outbound_${defaultBind}_${port}`, { rds: String(port) })],
+      filters: [hcmFilter(push, `outbound_${defaultBind}_${port}`, { rds: String(port) })],
     }));
   }
   // TCP ports: one listener per address and port; TLS services share it by SNI, as in Istio.
@@ -167,12 +186,17 @@ function egressListeners(push: SextantPushContext, proxy: Proxy, scope: SidecarS
   return out;
 }
 
-function inboundChain(port: number, http: boolean, statAddress: string): ProtoJson {
+/** A proxy without a workload certificate serves plaintext only, whatever PeerAuthentication says. */
+function inboundMtlsMode(push: SextantPushContext, proxy: Proxy, port: number): PeerAuthenticationMode {
+  return hasWorkloadCertificate(proxy) ? peerAuthenticationMode(push, proxy, port) : 'DISABLE';
+}
+
+function inboundChain(push: SextantPushContext, port: number, http: boolean, statAddress: string): ProtoJson {
   const cluster = clusterName('inbound', port, '', '');
   if (http) {
     return {
       name: cluster,
-      filters: [hcmFilter(`inbound_${statAddress}_${port}`, {
+      filters: [hcmFilter(push, `inbound_${statAddress}_${port}`, {
         inline: {
           name: cluster,
           virtualHosts: [{ name: `inbound|http|${port}`, domains: ['*'], routes: [{ name: 'default', match: { prefix: '/' }, route: { cluster, timeout: '0s', maxGrpcTimeout: '0s' }, decorator: { operation: `:${port}/*` } }] }],
@@ -184,6 +208,28 @@ function inboundChain(port: number, http: boolean, statAddress: string): ProtoJs
   return { name: cluster, filters: [tcpProxyFilter(cluster, { cluster })] };
 }
 
+const HTTP_INSPECTOR_TYPE = 'type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector';
+
+/**
+ * REDIRECT capture: HTTP to a captured port that no service declares is routed by its Host
+ * (ALLOW_ANY: PassthroughCluster; REGISTRY_ONLY: 502), as on the ports services declare. A
+ * proxy on plain Node.js sockets cannot read SO_ORIGINAL_DST and knows only the original
+ * port of such a connection (`sextant iptables`), so TCP passthrough cannot reach it; the
+ * Host can. For Envoy, which can, this chain does what the TCP one would.
+ */
+function addHttpCatchAll(push: SextantPushContext, vo: ProtoJson, policy: 'ALLOW_ANY' | 'REGISTRY_ONLY'): void {
+  const vhost = policy === 'REGISTRY_ONLY'
+    ? { name: 'block_all', domains: ['*'], routes: [{ name: 'block_all', match: { prefix: '/' }, directResponse: { status: 502 } }] }
+    : { name: 'allow_any', domains: ['*'], routes: [{ name: 'allow_any', match: { prefix: '/' }, route: { cluster: PASSTHROUGH_CLUSTER, timeout: '0s', maxGrpcTimeout: '0s' } }] };
+  ensureType(HTTP_INSPECTOR_TYPE);
+  vo['listenerFilters'] = [{ name: 'envoy.filters.listener.http_inspector', typedConfig: { '@type': HTTP_INSPECTOR_TYPE } }];
+  (vo['filterChains'] as ProtoJson[]).push({
+    name: 'virtualOutbound-catchall-http',
+    filterChainMatch: { applicationProtocols: ['http/1.0', 'http/1.1', 'h2c'] },
+    filters: [hcmFilter(push, policy === 'REGISTRY_ONLY' ? BLACKHOLE_CLUSTER : PASSTHROUGH_CLUSTER, { inline: { name: 'virtualOutbound-catchall-http', virtualHosts: [vhost], validateClusters: false } })],
+  });
+}
+
 /** Every listener of an Envoy-style sidecar. */
 export function generateListeners(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
   const scope = sidecarScope(push, proxy);
@@ -192,7 +238,7 @@ export function generateListeners(push: SextantPushContext, proxy: Proxy): Proto
   // Outbound listeners depend only on the scope and the capture mode: shared across proxies.
   // TCP and TLS routes may match the source's labels: then listeners differ by labels.
   const labelsKey = scope.sourceLabelDependent ? JSON.stringify(Object.entries(proxy.labels).sort()) : '';
-  const outbound = push.memoize(`lds-out|${scope.namespace}|${scope.sidecar?.key ?? ''}|${captured}|${labelsKey}`, () => {
+  const outbound = push.memoize(`lds-out|${scope.namespace}|${scope.sidecar?.key ?? ''}|${proxy.interceptionMode}|${labelsKey}`, () => {
     const taken = new Set<string>();
     const out: ProtoJson[] = [];
     // Egress listeners with a port come first so they win over the catch-all's ports.
@@ -200,23 +246,28 @@ export function generateListeners(push: SextantPushContext, proxy: Proxy): Proto
     for (const e of ordered) out.push(...egressListeners(push, proxy, scope, e, captured, taken));
     if (captured) {
       const fallback = scope.outboundTrafficPolicy === 'REGISTRY_ONLY' ? BLACKHOLE_CLUSTER : PASSTHROUGH_CLUSTER;
-      out.push({
+      const vo: ProtoJson = {
         name: VIRTUAL_OUTBOUND_LISTENER,
         address: socketAddress('0.0.0.0', OUTBOUND_PORT),
         useOriginalDst: true,
         filterChains: [{ name: 'PassthroughFilterChain', filters: [tcpProxyFilter(fallback, { cluster: fallback })] }],
         trafficDirection: 'OUTBOUND',
-      });
+      };
+      if (proxy.interceptionMode === 'REDIRECT') addHttpCatchAll(push, vo, scope.outboundTrafficPolicy);
+      out.push(vo);
     }
     return out;
   });
   const bound: ProtoJson[] = [];
   for (const ib of inbound) {
     if (ib.bind === undefined) continue;
+    // PeerAuthentication: the port's mTLS chain and/or its plaintext one (src/pilot/gen/mtls.ts)
+    const chains = inboundChainsFor(inboundMtlsMode(push, proxy, ib.port), inboundChain(push, ib.port, isHttpProtocol(ib.protocol), ib.bind), isHttpProtocol(ib.protocol));
     bound.push({
       name: listenerName(ib.bind, ib.port),
       address: socketAddress(ib.bind, ib.port),
-      filterChains: [inboundChain(ib.port, isHttpProtocol(ib.protocol), ib.bind)],
+      ...(needsTlsInspector(chains) ? { listenerFilters: [TLS_INSPECTOR] } : {}),
+      filterChains: chains,
       trafficDirection: 'INBOUND',
     });
   }
@@ -224,10 +275,10 @@ export function generateListeners(push: SextantPushContext, proxy: Proxy): Proto
   const inboundNames = new Set(bound.map((l) => l['name']));
   const listeners = [...outbound.filter((l) => !inboundNames.has(l['name'])), ...bound];
   if (captured) {
-    const chains = inbound.filter((i) => i.bind === undefined).map((ib) => ({
-      ...inboundChain(ib.port, isHttpProtocol(ib.protocol), '0.0.0.0'),
+    const chains = inbound.filter((i) => i.bind === undefined).flatMap((ib) => inboundChainsFor(inboundMtlsMode(push, proxy, ib.port), {
+      ...inboundChain(push, ib.port, isHttpProtocol(ib.protocol), '0.0.0.0'),
       filterChainMatch: { destinationPort: ib.port },
-    }));
+    }, isHttpProtocol(ib.protocol)));
     chains.push({
       name: 'InboundPassthroughFilterChain',
       filters: [tcpProxyFilter(INBOUND_PASSTHROUGH_CLUSTER, { cluster: INBOUND_PASSTHROUGH_CLUSTER })],
@@ -235,12 +286,13 @@ export function generateListeners(push: SextantPushContext, proxy: Proxy): Proto
     listeners.push({
       name: VIRTUAL_INBOUND_LISTENER,
       address: socketAddress('0.0.0.0', INBOUND_PORT),
-      listenerFilters: [{ name: 'envoy.filters.listener.original_dst', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst' } }],
+      listenerFilters: [{ name: 'envoy.filters.listener.original_dst', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst' } }, ...(needsTlsInspector(chains) ? [TLS_INSPECTOR] : [])],
       filterChains: chains,
       trafficDirection: 'INBOUND',
     });
   }
-  return listeners;
+  // AuthorizationPolicy: RBAC filters in the inbound chains of the workloads it selects.
+  return applyAuthorization(push, proxy, listeners);
 }
 
 /** The RDS names a sidecar's listeners refer to. */

@@ -194,8 +194,8 @@ const UPSTREAM_TLS_TYPE = 'type.googleapis.com/envoy.extensions.transport_socket
 
 /**
  * DestinationRule `tls` → the cluster's transport socket: SIMPLE originates TLS (SNI, CA
- * file, SANs), MUTUAL adds the client certificate files. ISTIO_MUTUAL needs the mesh's own
- * certificates (SDS) and is not generated; DISABLE or unset sends plaintext.
+ * file, SANs), MUTUAL adds the client certificate files. ISTIO_MUTUAL (the mesh's own
+ * certificates over SDS) and auto mTLS are applyMeshTls's (mtls.ts); DISABLE sends plaintext.
  */
 export function applyClientTls(cluster: ProtoJson, tls: ClientTLSSettings | undefined, host: string): void {
   if (!tls || (tls.mode !== 'SIMPLE' && tls.mode !== 'MUTUAL')) return;

@@ -3,15 +3,17 @@
 // plus per-snapshot memo tables so resources identical across proxies are built once.
 import type { Resource } from '../../api/resource.ts';
 import type { ConfigChange, PushContext } from '../model.ts';
-import { buildRegistry, byAge, updateRegistryEndpoints } from '../../registry/index.ts';
+import { OverlayMap, buildRegistry, byAge, updateRegistryEndpoints } from '../../registry/index.ts';
 import type { Registry, Service } from '../../registry/index.ts';
 import type {
   DestinationRuleSpec, EnvoyFilterSpec, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec, WorkloadEntrySpec,
 } from '../../registry/index.ts';
 import type { GatewaySpec } from '../../api/index.ts';
+import { ClusterLocalHosts, DEFAULT_MESH_CONFIG } from '../mesh-config/index.ts';
+import type { MeshConfig } from '../mesh-config/index.ts';
 
-/** Istio's root namespace: a Sidecar or EnvoyFilter here applies mesh-wide. */
-export const ROOT_NAMESPACE = 'istio-system';
+/** Istio's default root namespace (MeshConfig `rootNamespace`): a Sidecar or EnvoyFilter here applies mesh-wide. */
+export const ROOT_NAMESPACE = DEFAULT_MESH_CONFIG.rootNamespace;
 
 /** A resource plus what indexing derived from it once. */
 export interface Indexed<S> {
@@ -45,6 +47,10 @@ export class SextantPushContext implements PushContext {
   readonly resources: readonly Resource[];
   readonly stats: { services: number; virtualServices: number; destinationRules: number; endpoints: number };
   readonly registry: Registry;
+  /** The mesh-wide settings this snapshot was built with (`--mesh-config`). */
+  readonly mesh: MeshConfig;
+  /** Which service hosts are cluster-local under `mesh` (their endpoints are filtered per proxy cluster). */
+  readonly clusterLocalHosts: ClusterLocalHosts;
   /** VirtualServices bound to the mesh (sidecars), by host as written (short names resolved later). */
   readonly virtualServices: readonly Indexed<VirtualServiceSpec>[];
   /** VirtualServices bound to at least one Gateway (`ns/name`, resolved), oldest first. */
@@ -71,7 +77,7 @@ export class SextantPushContext implements PushContext {
    */
   readonly endpointMemo: Map<string, Map<string, unknown>>;
 
-  constructor(resources: readonly Resource[], version?: string, derived?: DerivedInputs, reuse?: { registry: Registry }) {
+  constructor(resources: readonly Resource[], version?: string, derived?: DerivedInputs, reuse?: { registry?: Registry; mesh?: MeshConfig; clusterLocalHosts?: ClusterLocalHosts }) {
     this.builtAt = Date.now();
     this.version = version ?? `${this.builtAt.toString(36)}-${(++sequence).toString(36)}`;
     this.resources = resources;
@@ -80,6 +86,8 @@ export class SextantPushContext implements PushContext {
       const from = derived.from;
       this.byKey = derived.byKey;
       this.registry = derived.registry;
+      this.mesh = from.mesh;
+      this.clusterLocalHosts = from.clusterLocalHosts;
       this.virtualServices = from.virtualServices;
       this.gatewayVirtualServices = from.gatewayVirtualServices;
       this.gateways = from.gateways;
@@ -98,6 +106,8 @@ export class SextantPushContext implements PushContext {
     }
     this.memo = new Map();
     this.endpointMemo = new Map();
+    this.mesh = reuse?.mesh ?? DEFAULT_MESH_CONFIG;
+    this.clusterLocalHosts = reuse?.clusterLocalHosts ?? new ClusterLocalHosts(this.mesh);
     const ses: Resource<ServiceEntrySpec>[] = [];
     const wes: Resource<WorkloadEntrySpec>[] = [];
     const vss: Resource<VirtualServiceSpec>[] = [];
@@ -204,6 +214,11 @@ export class SextantPushContext implements PushContext {
     return found;
   }
 
+  /** Whether the service is cluster-local (MeshConfig serviceSettings): proxies see only their own cluster's endpoints. */
+  isClusterLocal(service: Service): boolean {
+    return this.clusterLocalHosts.isClusterLocal(service.hostname);
+  }
+
   /** The DestinationRule for a host as seen from `namespace` (own namespace, then the host's, then root). */
   destinationRuleFor(service: Service, namespace: string): Indexed<DestinationRuleSpec> | undefined {
     // Called per cluster per proxy namespace: no allocation on the common path.
@@ -217,7 +232,7 @@ export class SextantPushContext implements PushContext {
       if (d.namespace === namespace) return d; // oldest rule of the proxy's own namespace
       if (d.exportTo !== null && !d.exportTo.has(namespace)) continue;
       if (!fromService && d.namespace === service.namespace) fromService = d;
-      if (!fromRoot && d.namespace === ROOT_NAMESPACE) fromRoot = d;
+      if (!fromRoot && d.namespace === this.mesh.rootNamespace) fromRoot = d;
       first ??= d;
     }
     return fromService ?? fromRoot ?? first;
@@ -253,12 +268,16 @@ function kindOf(key: string): string {
 /**
  * Builds a snapshot from every resource, indexes and all, once. Given the previous snapshot
  * and a change that touched no ServiceEntry or WorkloadEntry, the service registry (and so
- * the scopes derived from it, see scope.ts) is the previous one, shared.
+ * the scopes derived from it, see scope.ts) is the previous one, shared. `mesh` is the mesh
+ * config in force (Istio's defaults when not given).
  */
-export function buildPushContext(resources: readonly Resource[], previous?: SextantPushContext, change?: ConfigChange): SextantPushContext {
+export function buildPushContext(resources: readonly Resource[], previous?: SextantPushContext, change?: ConfigChange, mesh: MeshConfig = DEFAULT_MESH_CONFIG): SextantPushContext {
   const registryUnchanged = previous !== undefined && change !== undefined &&
     ![...change.keys].some((k) => { const kind = kindOf(k); return kind === 'ServiceEntry' || kind === 'WorkloadEntry'; });
-  return new SextantPushContext(resources, undefined, undefined, registryUnchanged ? { registry: previous.registry } : undefined);
+  const reuse: { registry?: Registry; mesh: MeshConfig; clusterLocalHosts?: ClusterLocalHosts } = { mesh };
+  if (registryUnchanged) reuse.registry = previous.registry;
+  if (previous !== undefined && previous.mesh === mesh) reuse.clusterLocalHosts = previous.clusterLocalHosts;
+  return new SextantPushContext(resources, undefined, undefined, reuse);
 }
 
 /**
@@ -277,12 +296,19 @@ export function updateEndpoints(before: SextantPushContext, resources: readonly 
     if (kind !== 'ServiceEntry' && kind !== 'WorkloadEntry') return undefined;
     changedNames.add(k.slice(k.lastIndexOf('/') + 1));
   }
-  // One pass over the resources: the changed ones, by key.
+  // The changed ones, by key: looked up when the caller has them by key, else one pass.
   const current = new Map<string, Resource>();
-  for (const r of resources) {
-    if ((r.kind !== 'ServiceEntry' && r.kind !== 'WorkloadEntry') || !changedNames.has(r.metadata.name)) continue;
-    const key = `${r.kind}/${r.metadata.namespace}/${r.metadata.name}`;
-    if (change.keys.has(key)) current.set(key, r);
+  if (change.current !== undefined) {
+    for (const key of change.keys) {
+      const r = change.current.get(key);
+      if (r !== undefined) current.set(key, r);
+    }
+  } else {
+    for (const r of resources) {
+      if ((r.kind !== 'ServiceEntry' && r.kind !== 'WorkloadEntry') || !changedNames.has(r.metadata.name)) continue;
+      const key = `${r.kind}/${r.metadata.namespace}/${r.metadata.name}`;
+      if (change.keys.has(key)) current.set(key, r);
+    }
   }
   const reg = before.registry;
   const affected = new Set<string>();
@@ -324,13 +350,14 @@ export function updateEndpoints(before: SextantPushContext, resources: readonly 
     }
   }
   const registry = updateRegistryEndpoints(reg, { services: affected, serviceEntries, workloadEntries, changedWorkloads });
-  const byKey = new Map(before.byKey);
+  // Derived from the previous snapshot's, not copied (60,000 entries for a few changes).
+  const byKey = OverlayMap.derive(before.byKey);
   for (const key of change.keys) {
     const r = current.get(key);
     if (r) byKey.set(key, r);
     else byKey.delete(key);
   }
-  return new SextantPushContext(resources, undefined, { from: before, registry, byKey, endpointsChanged: affected });
+  return new SextantPushContext(resources, undefined, { from: before, registry, byKey: byKey.done(), endpointsChanged: affected });
 }
 
 function groupSelectorServices(services: readonly Service[]): Map<string, Service[]> {

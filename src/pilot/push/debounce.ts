@@ -13,6 +13,13 @@ export interface DebouncedChange extends ConfigChange {
 export interface DebounceOptions {
   afterMs: number;
   maxMs: number;
+  /**
+   * Longest a batch of endpoint changes only waits (default `maxMs`). Such a batch takes the
+   * endpoint fast path and pushes EDS only, so under a steady stream of registrations it need
+   * not wait for the quiet (or the long max) a full rebuild does: a pull-out reaches proxies
+   * within this bound plus the push.
+   */
+  endpointsMaxMs?: number;
 }
 
 /**
@@ -54,7 +61,7 @@ export class Debouncer {
     if (this.pending === undefined || this.flushing) return;
     const now = Date.now();
     const quietAt = this.pending.lastEventAt + this.options.afterMs;
-    const deadline = this.pending.firstEventAt + this.options.maxMs;
+    const deadline = this.pending.firstEventAt + this.maxFor(this.pending.endpointsOnly);
     const delay = Math.max(0, Math.min(quietAt, deadline) - now);
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.release(), delay);
@@ -66,7 +73,7 @@ export class Debouncer {
     if (batch === undefined || this.closed) return;
     const now = Date.now();
     // A timer set for the max deadline may fire before quiet; re-check both bounds.
-    if (now < batch.lastEventAt + this.options.afterMs && now < batch.firstEventAt + this.options.maxMs) {
+    if (now < batch.lastEventAt + this.options.afterMs && now < batch.firstEventAt + this.maxFor(batch.endpointsOnly)) {
       this.schedule();
       return;
     }
@@ -78,6 +85,11 @@ export class Debouncer {
       this.flushing = false;
       this.schedule();
     }
+  }
+
+  private maxFor(endpointsOnly: boolean): number {
+    const max = this.options.maxMs;
+    return endpointsOnly && this.options.endpointsMaxMs !== undefined ? Math.min(max, this.options.endpointsMaxMs) : max;
   }
 
   close(): void {

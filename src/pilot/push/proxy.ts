@@ -1,8 +1,9 @@
 // Proxy identity as istio-agent sends it in the xDS node: the id
 // `sidecar~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local` and node metadata
-// (NAMESPACE, LABELS, CLUSTER_ID, INTERCEPTION_MODE, GENERATOR, INSTANCE_IPS, …).
+// (NAMESPACE, LABELS, CLUSTER_ID, NETWORK, INTERCEPTION_MODE, GENERATOR, INSTANCE_IPS, …).
 import type { ProtoJson } from '../../envoy/index.ts';
 import type { Proxy } from '../model.ts';
+import { DEFAULT_CLUSTER_ID } from '../../registry/index.ts';
 
 const TYPES = new Set(['sidecar', 'router']);
 const MODES = new Set(['REDIRECT', 'TPROXY', 'NONE']);
@@ -52,10 +53,11 @@ export function proxyFromNode(node: ProtoJson): Proxy {
     dnsDomain: dnsDomain || `${namespace}.svc.cluster.local`,
     labels: stringMap(metadata['LABELS'], 'LABELS'),
     metadata,
-    clusterId: typeof metadata['CLUSTER_ID'] === 'string' ? metadata['CLUSTER_ID'] : 'Kubernetes',
+    clusterId: typeof metadata['CLUSTER_ID'] === 'string' && metadata['CLUSTER_ID'] !== '' ? metadata['CLUSTER_ID'] : DEFAULT_CLUSTER_ID,
     interceptionMode: mode as Proxy['interceptionMode'],
     generator,
   };
+  if (typeof metadata['NETWORK'] === 'string' && metadata['NETWORK'] !== '') proxy.network = metadata['NETWORK'];
   const loc = node['locality'];
   if (loc && typeof loc === 'object') {
     const l = loc as Record<string, unknown>;

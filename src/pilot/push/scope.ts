@@ -4,11 +4,14 @@
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE } from '../../envoy/index.ts';
 import type { XdsTypeUrl } from '../../envoy/index.ts';
 import type { ConfigChange, Proxy, PushPlan } from '../model.ts';
-import { labelsMatch } from '../../registry/index.ts';
+import { CLUSTER_LABEL, DEFAULT_CLUSTER_ID, labelsMatch } from '../../registry/index.ts';
 import type { Registry, Service, EnvoyFilterSpec, SidecarSpec, VirtualServiceSpec, IstioEgressListener } from '../../registry/index.ts';
 import { ROOT_NAMESPACE, hostMatches, resolveHost } from './context.ts';
+import { MESH_CONFIG_KEY } from '../mesh-config/index.ts';
 import type { Indexed, SextantPushContext } from './context.ts';
 import { clusterName } from '../gen/names.ts';
+import { authorizationPolicySelects } from '../gen/rbac.ts';
+import { requestAuthenticationSelects } from '../gen/jwt.ts';
 
 /** One egress listener of a Sidecar (or the implicit catch-all one), with what it can reach. */
 export interface EgressScope {
@@ -74,7 +77,7 @@ export function sidecarFor(push: SextantPushContext, proxy: Proxy): Indexed<Side
   if (selected) return selected;
   const nsWide = own.find((s) => !s.spec.workloadSelector?.labels);
   if (nsWide) return nsWide;
-  return (push.sidecarsByNamespace.get(ROOT_NAMESPACE) ?? []).find((s) => !s.spec.workloadSelector?.labels);
+  return (push.sidecarsByNamespace.get(push.mesh.rootNamespace) ?? []).find((s) => !s.spec.workloadSelector?.labels);
 }
 
 /** The proxy's scope, memoized per snapshot, namespace and Sidecar. */
@@ -159,14 +162,19 @@ function computeScope(push: SextantPushContext, ns: string, sidecar: Indexed<Sid
     hostnames: svc.hostnames,
     virtualServices: vss,
     virtualServiceKeys: vsKeys,
-    outboundTrafficPolicy: sidecar?.spec.outboundTrafficPolicy?.mode === 'REGISTRY_ONLY' ? 'REGISTRY_ONLY' : 'ALLOW_ANY',
+    outboundTrafficPolicy: outboundMode(sidecar?.spec.outboundTrafficPolicy?.mode) ?? push.mesh.outboundTrafficPolicy.mode,
     sourceLabelDependent: vss.some((v) => [...(v.spec.http ?? []), ...(v.spec.tcp ?? []), ...(v.spec.tls ?? [])].some((r) => (r.match ?? []).some((m) => m.sourceLabels !== undefined))),
   };
 }
 
+/** A Sidecar's outboundTrafficPolicy mode; undefined when it sets none (the mesh config's applies). */
+function outboundMode(mode: string | undefined): 'ALLOW_ANY' | 'REGISTRY_ONLY' | undefined {
+  return mode === 'REGISTRY_ONLY' || mode === 'ALLOW_ANY' ? mode : undefined;
+}
+
 /** Whether an EnvoyFilter applies to a proxy: its namespace or the root one, and its selector. */
-export function envoyFilterSelects(ef: Indexed<EnvoyFilterSpec>, proxy: Proxy): boolean {
-  if (ef.namespace !== proxy.namespace && ef.namespace !== ROOT_NAMESPACE) return false;
+export function envoyFilterSelects(ef: Indexed<EnvoyFilterSpec>, proxy: Proxy, rootNamespace = ROOT_NAMESPACE): boolean {
+  if (ef.namespace !== proxy.namespace && ef.namespace !== rootNamespace) return false;
   const sel = ef.spec.workloadSelector?.labels;
   return !sel || labelsMatch(sel, proxy.labels);
 }
@@ -174,8 +182,9 @@ export function envoyFilterSelects(ef: Indexed<EnvoyFilterSpec>, proxy: Proxy): 
 /** The EnvoyFilters for a proxy, root namespace first, each in priority then creation order. */
 export function envoyFiltersFor(push: SextantPushContext, proxy: Proxy): Indexed<EnvoyFilterSpec>[] {
   const out: Indexed<EnvoyFilterSpec>[] = [];
-  for (const ns of proxy.namespace === ROOT_NAMESPACE ? [ROOT_NAMESPACE] : [ROOT_NAMESPACE, proxy.namespace]) {
-    for (const ef of push.envoyFiltersByNamespace.get(ns) ?? []) if (envoyFilterSelects(ef, proxy)) out.push(ef);
+  const root = push.mesh.rootNamespace;
+  for (const ns of proxy.namespace === root ? [root] : [root, proxy.namespace]) {
+    for (const ef of push.envoyFiltersByNamespace.get(ns) ?? []) if (envoyFilterSelects(ef, proxy, root)) out.push(ef);
   }
   return out;
 }
@@ -233,6 +242,11 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
   const addAll = (): void => { for (const t of ALL_TYPES) types.add(t); edsAll = true; };
 
   for (const key of change.keys) {
+    if (key === MESH_CONFIG_KEY) {
+      // Mesh-wide settings may change any resource of any proxy.
+      addAll();
+      continue;
+    }
     switch (kindOf(key)) {
       case 'EnvoyFilter': {
         const concerned = [before, after].some((ctx) => {
@@ -240,7 +254,7 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
           if (!r) return false;
           const list = ctx.envoyFiltersByNamespace.get(r.metadata.namespace) ?? [];
           const ef = list.find((e) => e.key === key);
-          return ef !== undefined && envoyFilterSelects(ef, proxy);
+          return ef !== undefined && envoyFilterSelects(ef, proxy, ctx.mesh.rootNamespace);
         });
         if (concerned) {
           // Patches can touch any type; only the types the filter's patches target are resent.
@@ -256,6 +270,20 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
         }
         break;
       }
+      case 'AuthorizationPolicy':
+        // RBAC filters live in the inbound listeners of the workloads a policy selects.
+        if ([before, after].some((ctx) => authorizationPolicySelects(ctx.byKey.get(key), proxy, ctx.mesh.rootNamespace))) types.add(LISTENER_TYPE);
+        break;
+      case 'PeerAuthentication':
+        // mTLS chains live in the inbound listeners of the namespace's workloads (mesh-wide from the root namespace)
+        if ([before, after].some((ctx) => {
+          const ns = ctx.byKey.get(key)?.metadata.namespace;
+          return ns !== undefined && (ns === proxy.namespace || ns === ctx.mesh.rootNamespace);
+        })) types.add(LISTENER_TYPE);
+        break;
+      case 'RequestAuthentication':
+        if ([before, after].some((ctx) => requestAuthenticationSelects(ctx.byKey.get(key), proxy, ctx.mesh.rootNamespace))) types.add(LISTENER_TYPE);
+        break;
       case 'Sidecar':
         if (scopeBefore.sidecar?.key === key || scopeAfter.sidecar?.key === key || scopeBefore.sidecar?.key !== scopeAfter.sidecar?.key) addAll();
         break;
@@ -346,13 +374,11 @@ function planEndpointPush(before: SextantPushContext, after: SextantPushContext,
     const kind = kindOf(key);
     let services: readonly string[];
     if (kind === 'WorkloadEntry') {
-      for (const ctx of [before, after]) {
-        const addr = (ctx.byKey.get(key)?.spec as { address?: string } | undefined)?.address;
-        if (addr !== undefined && proxy.ipAddresses.includes(addr)) return FULL_PLAN;
-      }
-      const was = before.registry.servicesOf.get(key) ?? [];
-      const is = after.registry.servicesOf.get(key) ?? [];
-      services = was.length === 0 ? is : is.length === 0 ? was : [...new Set([...was, ...is])];
+      const facts = workloadFacts(before, after, change, key);
+      for (const addr of facts.addresses) if (proxy.ipAddresses.includes(addr)) return FULL_PLAN;
+      services = facts.services;
+      // A cluster-local service's endpoints in other clusters are not this proxy's concern.
+      if (facts.notClusterLocal !== undefined && !facts.clusters.has(proxy.clusterId)) services = facts.notClusterLocal;
     } else if (kind === 'ServiceEntry') {
       services = (after.registry.bySource.get(key) ?? before.registry.bySource.get(key) ?? []).map((s) => s.key);
       for (const svcKey of services) if (isServedBy(before, svcKey, proxy) || isServedBy(after, svcKey, proxy)) return FULL_PLAN;
@@ -370,6 +396,57 @@ function planEndpointPush(before: SextantPushContext, after: SextantPushContext,
   if (cds) return CDS_PLAN;
   if (eds.size === 0) return null;
   return { types: new Set([ENDPOINT_TYPE]), edsClusters: eds };
+}
+
+/** What an endpoint change of one WorkloadEntry means whatever the proxy (see workloadFacts). */
+interface WorkloadFacts {
+  /** Its address before and after: the proxy at one of them gets everything. */
+  addresses: string[];
+  /** The services it fed before or feeds now. */
+  services: readonly string[];
+  /** `services` without the cluster-local ones, when some are: for proxies in other clusters. */
+  notClusterLocal: readonly string[] | undefined;
+  clusters: Set<string>;
+}
+
+// Per change (the server plans every proxy with the same change object): computed once for
+// the first proxy, not once per proxy, so planning a batch of K workloads for P proxies costs
+// K×P lookups rather than K×P set and array constructions.
+const workloadFactsCache = new WeakMap<ConfigChange, { before: SextantPushContext; after: SextantPushContext; facts: Map<string, WorkloadFacts> }>();
+
+function workloadFacts(before: SextantPushContext, after: SextantPushContext, change: ConfigChange, key: string): WorkloadFacts {
+  let cached = workloadFactsCache.get(change);
+  if (cached === undefined || cached.before !== before || cached.after !== after) {
+    cached = { before, after, facts: new Map() };
+    workloadFactsCache.set(change, cached);
+  }
+  let facts = cached.facts.get(key);
+  if (facts !== undefined) return facts;
+  const addresses: string[] = [];
+  for (const ctx of [before, after]) {
+    const addr = (ctx.byKey.get(key)?.spec as { address?: string } | undefined)?.address;
+    if (addr !== undefined && !addresses.includes(addr)) addresses.push(addr);
+  }
+  const was = before.registry.servicesOf.get(key) ?? [];
+  const is = after.registry.servicesOf.get(key) ?? [];
+  const services = was.length === 0 ? is : is.length === 0 ? was : [...new Set([...was, ...is])];
+  const local = (k: string): boolean => { const svc = after.registry.byKey.get(k); return svc !== undefined && after.isClusterLocal(svc); };
+  const notClusterLocal = services.some(local) ? services.filter((k) => !local(k)) : undefined;
+  facts = { addresses, services, notClusterLocal, clusters: notClusterLocal === undefined ? new Set() : workloadClusters(before, after, key) };
+  cached.facts.set(key, facts);
+  return facts;
+}
+
+/** The clusters a WorkloadEntry was in and is in (label `topology.istio.io/cluster`, else the default cluster). */
+function workloadClusters(before: SextantPushContext, after: SextantPushContext, key: string): Set<string> {
+  const out = new Set<string>();
+  for (const ctx of [before, after]) {
+    const r = ctx.byKey.get(key);
+    if (r === undefined) continue;
+    const spec = r.spec as { labels?: Record<string, string> } | undefined;
+    out.add(spec?.labels?.[CLUSTER_LABEL] || r.metadata.labels?.[CLUSTER_LABEL] || DEFAULT_CLUSTER_ID);
+  }
+  return out;
 }
 
 /** Keys (`Gateway/ns/name`) of the Gateways whose selector matches a gateway proxy. */

@@ -4,7 +4,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { abbreviateTo } from '../../api/index.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER } from '../../envoy/index.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, PUSH_ORDER } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
 import type { ConfigChange, Generators, Proxy, PushContext, PushPlan } from '../model.ts';
 import { PushQueue } from '../push/queue.ts';
@@ -12,7 +12,7 @@ import { typeLabel } from '../metrics.ts';
 import type { PilotMetrics } from '../metrics.ts';
 import { ResourceCache, ResponseBodyCache } from './cache.ts';
 import type { EncodedResource } from './cache.ts';
-import { Connection } from './connection.ts';
+import { Connection, nonceSeq } from './connection.ts';
 import type { WatchedResource, XdsProtocol } from './connection.ts';
 import { controlPlaneField, deltaResponse, nodeToJson, sotwResponse } from './wire.ts';
 import type { DeltaRequest, SerializedResponse, SotwRequest } from './wire.ts';
@@ -28,9 +28,9 @@ const PLAN_BATCH = 16;
  */
 export const NACK_MESSAGE_MAX_CHARS = 4096;
 
-/** LDS and CDS: the types whose empty first request means "everything" (legacy wildcard). */
+/** LDS, CDS and NDS: the types whose empty first request means "everything" (legacy wildcard; NDS as istiod has it). */
 export function isWildcardType(typeUrl: string): boolean {
-  return typeUrl === LISTENER_TYPE || typeUrl === CLUSTER_TYPE;
+  return typeUrl === LISTENER_TYPE || typeUrl === CLUSTER_TYPE || typeUrl === NAME_TABLE_TYPE;
 }
 
 export interface DiscoveryServerOptions {
@@ -389,6 +389,12 @@ export class DiscoveryServer {
     if (!first && changed.length === 0 && removed.length === 0) return NOTHING_SENT;
     const version = w.acc.version;
     const nonce = con.nextNonce();
+    if (typeUrl === ENDPOINT_TYPE) {
+      const seq = nonceSeq(nonce);
+      w.sentSeq ??= new Map();
+      for (const e of changed) w.sentSeq.set(e.name, seq);
+      for (const n of removed) w.sentSeq.delete(n);
+    }
     const delta = con.protocol === 'delta';
     const assemble = (): Buffer => Buffer.concat(changed.map((e) => (delta ? this.cache.deltaField(e) : e.sotwField)));
     // A response carrying the proxy's whole set is shared by every proxy holding the same set.

@@ -43,10 +43,32 @@ export interface WatchedResource {
   versionAcked?: string;
   ackedAt?: number;
   nack?: Nack;
+  /**
+   * EDS: the sequence number (see nonceSeq) of the response that last carried each name, and of
+   * the latest response ACKed: a name whose response is at or before the ACKed one was applied
+   * by the proxy, however many responses came after it (the registration API's acks).
+   */
+  sentSeq?: Map<string, number>;
+  ackedSeq?: number;
   /** Earliest config-event time behind the responses not yet acked (convergence start). */
   pendingEventTime?: number;
   responses: number;
   bytesSent: number;
+}
+
+/** The per-connection sequence number a nonce from Connection.nextNonce starts with. */
+export function nonceSeq(nonce: string): number {
+  return parseInt(nonce.slice(0, nonce.indexOf('-')), 36);
+}
+
+/**
+ * Records that the proxy applied the EDS response `nonce` (an ACK of it, the latest or an
+ * earlier one: responses of a type apply in order). Nonces this stream never sent are ignored.
+ */
+export function noteApplied(w: WatchedResource, nonce: string, error: { code?: number; message?: string } | null | undefined): void {
+  if (w.sentSeq === undefined || w.nonceSent === undefined || (error?.code ?? 0) !== 0 || (error?.message ?? '') !== '') return;
+  const seq = nonceSeq(nonce);
+  if (seq <= nonceSeq(w.nonceSent) && seq > (w.ackedSeq ?? -1)) w.ackedSeq = seq;
 }
 
 export function newWatchedResource(typeUrl: string): WatchedResource {

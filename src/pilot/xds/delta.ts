@@ -3,7 +3,7 @@
 import type { DiscoveryServer } from './ads.ts';
 import { isWildcardType } from './ads.ts';
 import { announcedResource } from './cache.ts';
-import type { Connection } from './connection.ts';
+import { noteApplied, type Connection } from './connection.ts';
 import type { DeltaRequest } from './wire.ts';
 
 export async function handleDeltaRequest(server: DiscoveryServer, con: Connection, req: DeltaRequest): Promise<void> {
@@ -16,6 +16,7 @@ export async function handleDeltaRequest(server: DiscoveryServer, con: Connectio
     for (const [name, version] of Object.entries(req.initialResourceVersions ?? {})) w.sent.set(name, announcedResource(name, version));
   }
   if (req.responseNonce !== '') {
+    noteApplied(w, req.responseNonce, req.errorDetail);
     const nack = req.errorDetail !== null && req.errorDetail !== undefined && ((req.errorDetail.code ?? 0) !== 0 || (req.errorDetail.message ?? '') !== '');
     // Several responses may be in flight; status follows the latest, but every NACK counts.
     if (req.responseNonce === w.nonceSent || nack) server.recordAck(con, w, req.responseNonce, w.versionSent ?? '', req.errorDetail);

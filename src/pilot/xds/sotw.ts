@@ -2,7 +2,7 @@
 // changes the subscribed names; a stale nonce is ignored, as Envoy's protocol requires.
 import type { DiscoveryServer } from './ads.ts';
 import { isWildcardType } from './ads.ts';
-import type { Connection } from './connection.ts';
+import { noteApplied, type Connection } from './connection.ts';
 import type { SotwRequest } from './wire.ts';
 
 export async function handleSotwRequest(server: DiscoveryServer, con: Connection, req: SotwRequest): Promise<void> {
@@ -10,6 +10,7 @@ export async function handleSotwRequest(server: DiscoveryServer, con: Connection
   if (typeUrl === '') throw new Error('DiscoveryRequest.type_url is required on an aggregated stream');
   const isNew = !con.watched.has(typeUrl);
   const w = con.watch(typeUrl);
+  if (req.responseNonce !== '') noteApplied(w, req.responseNonce, req.errorDetail);
   if (req.responseNonce !== '' && w.nonceSent !== undefined) {
     if (req.responseNonce !== w.nonceSent) {
       // Superseded by a newer response the proxy has not seen yet: ignore.

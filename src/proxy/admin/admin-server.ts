@@ -22,13 +22,19 @@ export interface AdminState {
   node: ProtoJson;
   /** 'LIVE' | 'DRAINING'; readiness also needs the first complete config. */
   state: () => 'LIVE' | 'DRAINING';
+  /** Whether the first complete config's listeners are bound (ready needs that too, as `sextant wait` relies on it). */
+  listenersBound?: () => boolean;
   quit: () => void;
 }
 
 const DUMP = 'type.googleapis.com/envoy.admin.v3.';
 
-/** Serves admin on `address` (`host:port`); resolves with the bound server. */
-export async function startAdmin(address: string, s: AdminState, paths: 'admin' | 'stats' = 'admin'): Promise<http.Server> {
+/**
+ * Serves admin on `address` (`host:port`); resolves with the bound server. `stats` serves only
+ * the Prometheus paths, `health` only Istio's readiness path `/healthz/ready` (port 15021 in a
+ * pod: the kubelet's readiness probe and `sextant wait` ask it).
+ */
+export async function startAdmin(address: string, s: AdminState, paths: 'admin' | 'stats' | 'health' = 'admin'): Promise<http.Server> {
   const [host, portStr] = splitHostPort(address);
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
@@ -36,17 +42,19 @@ export async function startAdmin(address: string, s: AdminState, paths: 'admin' 
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
       res.end(body);
     };
+    const ready = (): void => {
+      if (s.state() === 'DRAINING') return send(503, 'DRAINING\n');
+      return s.config.ready && (s.listenersBound?.() ?? true) ? send(200, 'LIVE\n') : send(503, 'PRE_INITIALIZING\n');
+    };
     try {
+      if (paths === 'health') return url.pathname === '/healthz/ready' ? ready() : send(404, 'not found\n');
       if (url.pathname === '/stats/prometheus' || (paths === 'stats' && url.pathname === '/metrics')) {
         return send(200, prometheus(s), 'text/plain; version=0.0.4; charset=utf-8');
       }
       if (paths === 'stats') return send(404, 'not found\n');
       switch (url.pathname) {
-        case '/ready': {
-          const state = s.state();
-          if (state === 'DRAINING') return send(503, 'DRAINING\n');
-          return s.config.ready ? send(200, 'LIVE\n') : send(503, 'PRE_INITIALIZING\n');
-        }
+        case '/ready':
+          return ready();
         case '/stats':
           return send(200, envoyStats(s));
         case '/config_dump':
@@ -114,6 +122,8 @@ function envoyStats(s: AdminState): string {
     out.push(`cluster.${c.name}.outlier_detection.ejections_active: ${c.hosts.filter((h) => h.ejected).length}`);
     out.push(`cluster.${c.name}.outlier_detection.ejections_total: ${c.outlier?.ejectionsTotal ?? 0}`);
   }
+  // Envoy's downstream_cx_total, by listener name: what reached the sidecar at all.
+  for (const [name, n] of s.listeners.acceptedConnections()) out.push(`listener.${name}.downstream_cx_total: ${n}`);
   out.push(`server.state: ${s.state() === 'DRAINING' ? 1 : s.config.ready ? 0 : 2}`);
   out.push(`metrics.series: ${s.metrics.seriesCount()}`);
   return out.join('\n') + '\n';
@@ -128,7 +138,7 @@ function clustersText(s: AdminState): string {
     out.push(`${c.name}::default_priority::max_requests::${t.maxRequests}`);
     out.push(`${c.name}::default_priority::max_retries::${t.maxRetries}`);
     for (const h of c.hosts) {
-      const health = [h.edsHealthy ? '' : '/failed_eds_health', h.ejected ? '/failed_outlier_check' : ''].join('') || 'healthy';
+      const health = [h.edsDraining ? '/eds_status_draining' : h.edsHealthy ? '' : '/failed_eds_health', h.ejected ? '/failed_outlier_check' : ''].join('') || 'healthy';
       out.push(`${c.name}::${h.key}::rq_active::${h.active}`);
       out.push(`${c.name}::${h.key}::rq_total::${h.totalRequests}`);
       out.push(`${c.name}::${h.key}::rq_error::${h.totalErrors}`);
@@ -148,7 +158,7 @@ function clustersJson(s: AdminState): ProtoJson {
       hostStatuses: c.hosts.map((h) => ({
         address: { socketAddress: { address: h.address, portValue: h.port } },
         stats: [{ name: 'rq_active', value: h.active }, { name: 'rq_total', value: h.totalRequests }, { name: 'rq_error', value: h.totalErrors }],
-        healthStatus: { edsHealthStatus: h.edsHealthy ? 'HEALTHY' : 'UNHEALTHY', failedOutlierCheck: h.ejected },
+        healthStatus: { edsHealthStatus: h.edsDraining ? 'DRAINING' : h.edsHealthy ? 'HEALTHY' : 'UNHEALTHY', failedOutlierCheck: h.ejected },
         weight: h.weight,
         priority: h.priority,
       })),

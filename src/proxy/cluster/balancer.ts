@@ -38,8 +38,10 @@ export const DEFAULT_BALANCER_OPTIONS: BalancerOptions = {
 
 interface PriorityLevel {
   hosts: Host[];
+  /** Hosts not excluded (EDS DRAINING hosts are): the base of the panic threshold and the panic pool. */
+  eligible: Host[];
   healthy: Host[];
-  /** Hosts the policy chooses among: healthy ones, or all of them in panic mode. */
+  /** Hosts the policy chooses among: healthy ones, or all eligible ones in panic mode. */
   pool: Host[];
   rr: number;
   /** Smooth weighted round robin state (only when weights differ). */
@@ -135,7 +137,7 @@ export class Balancer {
     const levels: PriorityLevel[] = [];
     for (const hosts of byPriority) if (hosts && hosts.length > 0) levels.push(newLevel(hosts));
     // Health of each level in percent, scaled by the overprovisioning factor, capped at 100.
-    const health = levels.map((l) => Math.min(100, Math.floor((this.opts.overprovisioningFactor * 100 * l.healthy.length) / l.hosts.length)));
+    const health = levels.map((l) => (l.eligible.length === 0 ? 0 : Math.min(100, Math.floor((this.opts.overprovisioningFactor * 100 * l.healthy.length) / l.eligible.length))));
     const total = Math.min(100, health.reduce((a, b) => a + b, 0));
     const loads: number[] = [];
     if (total === 0) {
@@ -154,9 +156,9 @@ export class Balancer {
     let cum = 0;
     this.loads = loads.map((l) => (cum += l));
     for (const l of levels) {
-      const healthyPct = (100 * l.healthy.length) / l.hosts.length;
+      const healthyPct = l.eligible.length === 0 ? 0 : (100 * l.healthy.length) / l.eligible.length;
       const panic = this.opts.healthyPanicThreshold > 0 && healthyPct < this.opts.healthyPanicThreshold;
-      l.pool = panic ? l.hosts : l.healthy;
+      l.pool = panic ? l.eligible : l.healthy;
       l.weighted = l.pool.some((h) => h.weight !== l.pool[0]!.weight);
     }
     this.levels = levels;
@@ -164,7 +166,8 @@ export class Balancer {
 }
 
 function newLevel(hosts: Host[]): PriorityLevel {
-  return { hosts, healthy: hosts.filter((h) => h.healthy), pool: [], rr: Math.floor(Math.random() * hosts.length), current: undefined, weighted: false, ring: undefined };
+  const eligible = hosts.filter((h) => !h.edsDraining);
+  return { hosts, eligible, healthy: eligible.filter((h) => h.healthy), pool: [], rr: Math.floor(Math.random() * hosts.length), current: undefined, weighted: false, ring: undefined };
 }
 
 function smoothWeighted(level: PriorityLevel): Host | undefined {

@@ -12,6 +12,8 @@ import { Host, parseWorkloadMetadata } from './host.ts';
 import { OutlierDetector } from './outlier.ts';
 import type { OutlierConfig } from './outlier.ts';
 import { durationMs, ConfigError } from '../config/fields.ts';
+import { compileTransportSocketMatches, compileUpstreamTls } from '../tls/transport-socket.ts';
+import type { UpstreamTlsSpec } from '../tls/transport-socket.ts';
 
 /** Bound on ORIGINAL_DST destinations tracked at once. */
 const ORIGINAL_DST_MAX_HOSTS = 65_536;
@@ -40,6 +42,20 @@ export interface PoolSettings {
   maxRequestsPerConnection: number;
 }
 
+/**
+ * The protocol a cluster's upstream requests use (HttpProtocolOptions' explicit_http_config
+ * or use_downstream_protocol_config, or the Cluster's own http2_protocol_options and
+ * protocol_selection): 'downstream' follows each request's downstream protocol.
+ */
+export type UpstreamProtocol = 'http1' | 'http2' | 'downstream';
+
+/** http2_protocol_options the pool honours; undefined fields take the proxy's defaults. */
+export interface Http2PoolSettings {
+  maxConcurrentStreams: number | undefined;
+  streamWindow: number | undefined;
+  connectionWindow: number | undefined;
+}
+
 export class Cluster {
   readonly name: string;
   readonly type: DiscoveryType;
@@ -52,6 +68,8 @@ export class Cluster {
   readonly edsInitialFetchTimeoutMs: number | undefined;
   readonly policy: LbPolicy;
   readonly pool: PoolSettings;
+  readonly upstreamProtocol: UpstreamProtocol;
+  readonly http2: Http2PoolSettings;
   readonly circuitBreaker: CircuitBreaker;
   readonly outlier: OutlierDetector | undefined;
   readonly balancer: Balancer;
@@ -61,6 +79,10 @@ export class Cluster {
   readonly originalDstHeader: string | undefined;
   /** upstream_bind_config's source address: outbound connections bind to it. */
   readonly bindAddress: string | undefined;
+  /** The cluster's TLS transport socket (Istio mutual TLS), undefined for plaintext. */
+  readonly tls: UpstreamTlsSpec | undefined;
+  /** Auto mTLS: `transportSocketMatches` against each endpoint's `envoy.transport_socket_match` metadata. */
+  readonly tlsMatches: readonly { match: Record<string, unknown>; tls: UpstreamTlsSpec | undefined }[];
   readonly balancerOptions: BalancerOptions;
   /** True once endpoints are known (EDS assignment received or DNS resolved once). */
   warm: boolean;
@@ -115,6 +137,13 @@ export class Cluster {
     const thresholds = compileThresholds(json['circuitBreakers'] as ProtoJson | undefined, `${at}.circuitBreakers`);
     this.circuitBreaker = new CircuitBreaker(thresholds);
     const proto = httpProtocolOptions(json);
+    const { protocol, h2 } = upstreamProtocol(json);
+    this.upstreamProtocol = protocol;
+    this.http2 = {
+      maxConcurrentStreams: h2['maxConcurrentStreams'] !== undefined ? Number(h2['maxConcurrentStreams']) : undefined,
+      streamWindow: h2['initialStreamWindowSize'] !== undefined ? Number(h2['initialStreamWindowSize']) : undefined,
+      connectionWindow: h2['initialConnectionWindowSize'] !== undefined ? Number(h2['initialConnectionWindowSize']) : undefined,
+    };
     const maxReqPerConn = Number(json['maxRequestsPerConnection'] ?? proto['maxRequestsPerConnection'] ?? 0);
     this.pool = {
       connectTimeoutMs: durationMs(json['connectTimeout'], `${at}.connectTimeout`) ?? 5000,
@@ -140,6 +169,8 @@ export class Cluster {
       throw new ConfigError(`${at}.upstreamBindConfig.sourceAddress.address: expected an IP address, got ${JSON.stringify(bind)}`);
     }
     this.bindAddress = bind === undefined || bind === '' ? undefined : bind;
+    this.tls = compileUpstreamTls(json['transportSocket'] as ProtoJson | undefined, `${at}.transportSocket`);
+    this.tlsMatches = compileTransportSocketMatches(json['transportSocketMatches'], `${at}.transportSocketMatches`);
     this.dnsRefreshMs = durationMs(json['dnsRefreshRate'], `${at}.dnsRefreshRate`) ?? 5000;
     this.cleanupIntervalMs = Math.max(100, durationMs(json['cleanupInterval'], `${at}.cleanupInterval`) ?? 5000);
     this.warm = this.type === 'ORIGINAL_DST';
@@ -182,8 +213,10 @@ export class Cluster {
         host.weight = Math.max(1, Number(lbe['loadBalancingWeight'] ?? 1));
         const hs = (lbe['healthStatus'] as string | undefined) ?? 'UNKNOWN';
         host.edsHealthy = hs === 'UNKNOWN' || hs === 'HEALTHY';
+        host.edsDraining = hs === 'DRAINING';
         const fm = ((lbe['metadata'] as ProtoJson | undefined)?.['filterMetadata'] ?? {}) as ProtoJson;
         host.lbMetadata = (fm['envoy.lb'] as Record<string, unknown> | undefined) ?? {};
+        host.transportMatch = (fm['envoy.transport_socket_match'] as Record<string, unknown> | undefined) ?? {};
         host.workload = parseWorkloadMetadata((fm['istio'] as ProtoJson | undefined)?.['workload'], (fm['istio'] as ProtoJson | undefined)?.['labels']);
         if (!next.has(key)) list.push(host);
         next.set(key, host);
@@ -274,6 +307,13 @@ export class Cluster {
     this.dnsTimer.unref();
   }
 
+  /** The TLS a connection to `host` uses: the first transport socket match, else the cluster's socket. */
+  tlsFor(host: Host): UpstreamTlsSpec | undefined {
+    if (this.tlsMatches.length === 0) return this.tls;
+    for (const m of this.tlsMatches) if (matchesMetadata(host.transportMatch, m.match)) return m.tls;
+    return this.tls;
+  }
+
   /** Picks a host; `subset` is the route's `envoy.lb` metadata match, when the cluster has subsets. */
   pick(ctx: LbContext, subset?: Readonly<Record<string, unknown>>): Host | undefined {
     if (!this.subsets || !subset || Object.keys(subset).length === 0) return this.balancer.pick(ctx);
@@ -306,6 +346,11 @@ export class Cluster {
   }
 }
 
+function matchesMetadata(have: Readonly<Record<string, unknown>>, want: Readonly<Record<string, unknown>>): boolean {
+  for (const [k, v] of Object.entries(want)) if (have[k] !== v) return false;
+  return true;
+}
+
 function matchesSubset(h: Host, subset: Readonly<Record<string, unknown>>): boolean {
   for (const [k, v] of Object.entries(subset)) if (h.lbMetadata[k] !== v) return false;
   return true;
@@ -316,6 +361,22 @@ function httpProtocolOptions(json: ProtoJson): ProtoJson {
   const hpo = teo['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'] as ProtoJson | undefined;
   const common = { ...((json['commonHttpProtocolOptions'] ?? {}) as ProtoJson), ...((hpo?.['commonHttpProtocolOptions'] ?? {}) as ProtoJson) };
   return common;
+}
+
+function upstreamProtocol(json: ProtoJson): { protocol: UpstreamProtocol; h2: ProtoJson } {
+  const teo = (json['typedExtensionProtocolOptions'] ?? {}) as ProtoJson;
+  const hpo = teo['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'] as ProtoJson | undefined;
+  const explicit = hpo?.['explicitHttpConfig'] as ProtoJson | undefined;
+  if (explicit?.['http2ProtocolOptions'] !== undefined) return { protocol: 'http2', h2: explicit['http2ProtocolOptions'] as ProtoJson };
+  const downstream = hpo?.['useDownstreamProtocolConfig'] as ProtoJson | undefined;
+  if (downstream !== undefined) return { protocol: 'downstream', h2: (downstream['http2ProtocolOptions'] ?? {}) as ProtoJson };
+  if (hpo === undefined) {
+    // the Cluster's own (deprecated) fields
+    const legacy = json['http2ProtocolOptions'] as ProtoJson | undefined;
+    if (json['protocolSelection'] === 'USE_DOWNSTREAM_PROTOCOL') return { protocol: 'downstream', h2: legacy ?? {} };
+    if (legacy !== undefined) return { protocol: 'http2', h2: legacy };
+  }
+  return { protocol: 'http1', h2: {} };
 }
 
 function compileThresholds(cb: ProtoJson | undefined, at: string): CircuitBreakerThresholds {

@@ -23,8 +23,15 @@ export class Host {
   locality = '';
   /** Health as EDS reports it (UNKNOWN and HEALTHY count as healthy). */
   edsHealthy = true;
+  /**
+   * EDS said DRAINING: as in Envoy, the host is excluded from load balancing, panic mode and
+   * the panic threshold alike (no new requests); requests in flight to it finish.
+   */
+  edsDraining = false;
   /** `envoy.lb` filter metadata, for subset load balancing. */
   lbMetadata: Readonly<Record<string, unknown>> = {};
+  /** `envoy.transport_socket_match` metadata (Istio's `tlsMode: istio` for auto mTLS). */
+  transportMatch: Readonly<Record<string, unknown>> = {};
   workload: WorkloadIdentity | undefined;
   /** Requests in flight to this host (least request, /clusters). */
   active = 0;

@@ -33,6 +33,10 @@ export interface MessageFraming {
   connectionKeepAlive: boolean;
   /** Expect: 100-continue present. */
   expectContinue: boolean;
+  /** Connection lists `upgrade`. */
+  connectionUpgrade: boolean;
+  /** The first protocol of an Upgrade header, lower-cased ('' when none). */
+  upgrade: string;
   /** Keep-Alive: timeout=N from a response, in ms; -1 when absent. */
   keepAliveTimeoutMs: number;
   /** Keep-Alive: max=N from a response; -1 when absent. */
@@ -107,6 +111,8 @@ function newFraming(): MessageFraming {
     connectionClose: false,
     connectionKeepAlive: false,
     expectContinue: false,
+    connectionUpgrade: false,
+    upgrade: '',
     keepAliveTimeoutMs: -1,
     keepAliveMax: -1,
     mustClose: false,
@@ -247,6 +253,7 @@ function noteConnection(st: HeadState, value: string): void {
     const x = t.trim();
     if (x === 'close') st.framing.connectionClose = true;
     else if (x === 'keep-alive') st.framing.connectionKeepAlive = true;
+    else if (x === 'upgrade') st.framing.connectionUpgrade = true;
   }
 }
 
@@ -319,6 +326,9 @@ function parseHeaderLines(
             st.hostCount++;
             if (strict && !isHostValue(str, a, b)) st.hostInvalid = true;
           }
+          break;
+        case 7:
+          if (nameIs(str, pos, 'upgrade') && st.framing.upgrade === '') st.framing.upgrade = (str.slice(a, b).split(',')[0] ?? '').trim().toLowerCase();
           break;
         case 6:
           if (nameIs(str, pos, 'expect') && str.slice(a, b).toLowerCase() === '100-continue') st.framing.expectContinue = true;

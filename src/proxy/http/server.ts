@@ -5,7 +5,7 @@ import type net from 'node:net';
 import { RequestAbort, type AbortSignalLike } from './abort.ts';
 import { BodyStream, emptyBody, type BodySource } from './body.ts';
 import { DeadlineTimer } from './deadline-timer.ts';
-import { assertSendable, contentLengthOf, reasonPhrase, type RequestHead, type ResponseHead } from './headers.ts';
+import { assertSendable, contentLengthOf, reasonPhrase, type RawHeader, type RequestHead, type ResponseHead } from './headers.ts';
 import type { Http1Limits } from './limits.ts';
 import { checkRequestLine, ChunkedDecoder, findBareCr, findHeadEnd, HttpParseError, parseRequestHead, type MessageFraming } from './parser.ts';
 import {
@@ -36,12 +36,31 @@ export interface DownstreamRequest {
   head: RequestHead;
   /** De-framed body bytes, read once. Chunked trailers land on `body.trailers` at its end. */
   body: BodyStream;
-  /** Content-Length, 'chunked', or 0 when the request has no body. */
+  /**
+   * Content-Length, 0 when the request has no body, or 'chunked' for a body of unknown
+   * length (chunked, an HTTP/2 stream without content-length, an upgraded connection's bytes).
+   */
   bodyLength: number | 'chunked' | 0;
+  /** 'HTTP/2' for a request read from an HTTP/2 stream; absent for HTTP/1.x (see head.version). */
+  readonly protocol?: 'HTTP/2';
+  /**
+   * The protocol an HTTP/1.1 Upgrade request asks for (lower-cased, e.g. `websocket`): its
+   * body is then every byte the client sends after the head, and a 101 answer turns the
+   * connection into a tunnel.
+   */
+  readonly upgrade?: string | undefined;
+  /** The trailers sent after the response body, once written (HTTP/2). */
+  readonly responseTrailers?: readonly RawHeader[] | null;
   remoteAddress: string;
   remotePort: number;
   localAddress: string;
   localPort: number;
+  /**
+   * The caller's SPIFFE identity (`spiffe://cluster.local/ns/NS/sa/SA`) when the request came
+   * over mesh mTLS, checked on every connection (src/proxy/tls); undefined for plaintext.
+   * Set by the listener before any filter runs (Envoy's `source.principal`).
+   */
+  peerPrincipal?: string | undefined;
   /** process.hrtime.bigint() when the first byte of the request arrived. */
   receivedAt: bigint;
   /** Aborted when the downstream connection closes before the response completed. */
@@ -73,6 +92,8 @@ const hrtime = process.hrtime.bigint;
 const CLOSE_BACKSTOP_MS = 30_000;
 const CLOSE_LINGER_MS = 1000;
 const CONTINUE_100 = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+/** The HTTP/2 client connection preface (RFC 9113 §3.4): a connection that starts with it is HTTP/2. */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 /** A response the codec writes itself (parse errors, timeouts). */
 function localResponse(status: number, message: string): Buffer {
@@ -103,6 +124,7 @@ class Request implements DownstreamRequest, BodySource {
   decoder: ChunkedDecoder | null;
   keepAlive: boolean;
   expectContinue: boolean;
+  upgrade: string | undefined;
   private abortSignal: RequestAbort | null = null;
   private readonly conn: ServerConnection;
 
@@ -117,7 +139,20 @@ class Request implements DownstreamRequest, BodySource {
     this.receivedAt = receivedAt;
     this.keepAlive = head.version === '1.1' ? !framing.connectionClose : framing.connectionKeepAlive && !framing.connectionClose;
     this.expectContinue = framing.expectContinue && head.version === '1.1';
-    if (framing.chunked) {
+    this.upgrade = undefined;
+    if (framing.upgrade !== '' && framing.connectionUpgrade && head.version === '1.1' && !framing.transferEncoding && framing.contentLength <= 0) {
+      // Every byte after the head belongs to the upgraded protocol: the body never ends
+      // on its own, and the connection serves no other request.
+      this.upgrade = framing.upgrade;
+      this.keepAlive = false;
+      this.bodyLength = 'chunked';
+      this.remaining = Infinity;
+      this.decoder = null;
+      this.body = new BodyStream(this, conn.limits.bodyHighWaterMark);
+      conn.tunnel = true;
+      // a client's FIN ends only its direction: the other keeps flowing until the upstream ends
+      conn.socket.allowHalfOpen = true;
+    } else if (framing.chunked) {
       this.bodyLength = 'chunked';
       this.remaining = -1;
       this.decoder = new ChunkedDecoder(conn.limits.maxHeaderBytes, conn.limits.maxHeaders, 400);
@@ -212,18 +247,74 @@ export class ServerConnection {
   private drainBudget = -1;
   private writeWaiters: Array<() => void> = [];
   private awaitingDrain = false;
+  /** The request being served switched protocols (Upgrade): its body is the tunnel's bytes, with no idle deadline. */
+  tunnel = false;
+  /**
+   * Who takes the connection if it starts with the HTTP/2 preface (codec AUTO); null once
+   * the first bytes showed HTTP/1, or when HTTP/2 is not served here.
+   */
+  private onPreface: ((socket: net.Socket) => void) | null;
+  private readonly listeners: { data: (b: Buffer) => void; end: () => void; close: () => void; drain: () => void };
 
-  constructor(socket: net.Socket, limits: Http1Limits, onRequest: (req: DownstreamRequest) => void) {
+  constructor(socket: net.Socket, limits: Http1Limits, onRequest: (req: DownstreamRequest) => void, onHttp2Preface?: (socket: net.Socket) => void) {
     this.socket = socket;
     this.limits = limits;
     this.onRequest = onRequest;
+    this.onPreface = onHttp2Preface ?? null;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.onEnd());
-    socket.on('error', () => this.onClose());
-    socket.on('close', () => this.onClose());
-    socket.on('drain', () => this.onDrain());
+    this.listeners = {
+      data: (chunk: Buffer) => this.onData(chunk),
+      end: () => this.onEnd(),
+      close: () => this.onClose(),
+      drain: () => this.onDrain(),
+    };
+    socket.on('data', this.listeners.data);
+    socket.on('end', this.listeners.end);
+    socket.on('error', this.listeners.close);
+    socket.on('close', this.listeners.close);
+    socket.on('drain', this.listeners.drain);
     this.armIdle();
+  }
+
+  // The first bytes of the connection, while they may still be the HTTP/2 preface. True
+  // when they were taken (handed to HTTP/2, or kept until more arrive). One byte decides
+  // for almost every HTTP/1 request: only methods starting with 'P' compare further.
+  private sniffPreface(chunk: Buffer): boolean {
+    const buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    if (buf[0] !== 0x50 /* P */) {
+      this.onPreface = null;
+      return false;
+    }
+    const n = Math.min(buf.length, H2_PREFACE.length);
+    if (buf.compare(H2_PREFACE, 0, n, 0, n) !== 0) {
+      this.onPreface = null;
+      return false;
+    }
+    if (n < H2_PREFACE.length) {
+      this.buf = buf; // a preface begun: wait for the rest (the head timeout still runs)
+      if (!this.headStarted) {
+        this.headStarted = true;
+        this.headStartedAt = hrtime();
+        this.armHeaders();
+      }
+      return true;
+    }
+    // HTTP/2: the socket, with the bytes read so far put back, goes to the HTTP/2 codec
+    const take = this.onPreface!;
+    this.onPreface = null;
+    this.state = ST_CLOSED;
+    this.buf = null;
+    this.clearTimers();
+    const s = this.socket;
+    s.removeListener('data', this.listeners.data);
+    s.removeListener('end', this.listeners.end);
+    s.removeListener('error', this.listeners.close);
+    s.removeListener('close', this.listeners.close);
+    s.removeListener('drain', this.listeners.drain);
+    s.pause();
+    s.unshift(buf);
+    take(s);
+    return true;
   }
 
   /** Requests fully answered on this connection. */
@@ -262,7 +353,7 @@ export class ServerConnection {
   // reading is paused for backpressure (then the silence is the reader's, not the client's).
   private armBody(): void {
     const ms = this.limits.bodyIdleTimeoutMs;
-    if (ms > 0) this.bodyTimer.arm(ms);
+    if (ms > 0 && !this.tunnel) this.bodyTimer.arm(ms);
   }
 
   private clearTimers(): void {
@@ -288,6 +379,15 @@ export class ServerConnection {
 
   private onData(chunk: Buffer): void {
     if (this.state === ST_CLOSED) return;
+    if (this.onPreface !== null) {
+      if (this.sniffPreface(chunk)) return;
+      if (this.buf !== null) {
+        // a partial preface that turned out to be HTTP/1 (e.g. "PRI" then "ORITY ..."): read as one
+        chunk = Buffer.concat([this.buf, chunk]);
+        this.buf = null;
+        this.headStarted = false;
+      }
+    }
     if (this.state === ST_BODY && this.buf === null) {
       this.armBody();
       this.feedBody(chunk, 0);
@@ -482,6 +582,13 @@ export class ServerConnection {
   }
 
   private onEnd(): void {
+    // A tunnel's client half-closed: that is the end of the bytes going up, not of the exchange.
+    if (this.tunnel && this.state === ST_BODY && this.current !== null) {
+      this.bodyTimer.disarm();
+      this.state = ST_WAIT;
+      this.current.body.end();
+      return;
+    }
     // The client half-closed. Answer the request already read when the socket allows
     // half-open (HTTP/1.0 clients that shut down their side); otherwise it is over.
     if (this.state === ST_WAIT && this.current !== null && this.socket.allowHalfOpen && !this.current.complete) {
@@ -561,6 +668,7 @@ export class ServerConnection {
   writeResponse(req: Request, head: ResponseHead, body: Buffer | AsyncIterable<Buffer> | null, close: boolean): Promise<void> {
     if (this.state === ST_CLOSED) throw new DownstreamClosedError('downstream connection closed');
     const status = head.status;
+    if (status === 101 && req.upgrade !== undefined && body !== null && !Buffer.isBuffer(body)) return this.switchProtocols(req, head, body);
     if (!Number.isInteger(status) || status < 200 || status > 999) throw new RangeError(`respond(): invalid final status ${status}`);
     const version = req.head.version;
     const noBody = req.head.method === 'HEAD' || status === 204 || status === 304;
@@ -607,6 +715,23 @@ export class ServerConnection {
       const rest = this.writeStreamedBody(req, s, batch, body, framing.kind === 'chunked', declared);
       if (rest !== null) return rest.then(() => this.responseWritten(req));
     }
+    this.responseWritten(req);
+    return RESOLVED;
+  }
+
+  /**
+   * 101 Switching Protocols: the head goes as the upstream sent it (its Connection and
+   * Upgrade lines are the new protocol's, not this hop's), then every byte of the upgraded
+   * protocol until the upstream ends it; then the connection closes.
+   */
+  private switchProtocols(req: Request, head: ResponseHead, body: AsyncIterable<Buffer>): Promise<void> {
+    assertSendable(head.headers, head.reason, 'reason phrase');
+    let text = 'HTTP/1.1 101 ' + head.reason + '\r\n';
+    for (const h of head.headers) text += h.name + ': ' + h.value + '\r\n';
+    const batch = new WriteBatch();
+    batch.head = text + '\r\n';
+    const rest = this.writeStreamedBody(req, this.socket, batch, body, false, -1);
+    if (rest !== null) return rest.then(() => this.responseWritten(req));
     this.responseWritten(req);
     return RESOLVED;
   }
@@ -762,8 +887,10 @@ async function discard(body: AsyncIterable<Buffer>): Promise<void> {
 
 /**
  * Serves HTTP/1.0 and 1.1 on an accepted socket: keep-alive, pipelining in order,
- * 400/431/505 for malformed or ambiguous requests, 408 when a head is too slow.
+ * 400/431/505 for malformed or ambiguous requests, 408 when a head is too slow. With
+ * `onHttp2Preface`, a connection that opens with the HTTP/2 preface is handed to it
+ * (the socket paused, the bytes read put back): Envoy's codec_type AUTO.
  */
-export function serveHttp1(socket: net.Socket, limits: Http1Limits, onRequest: (req: DownstreamRequest) => void): ServerConnection {
-  return new ServerConnection(socket, limits, onRequest);
+export function serveHttp1(socket: net.Socket, limits: Http1Limits, onRequest: (req: DownstreamRequest) => void, onHttp2Preface?: (socket: net.Socket) => void): ServerConnection {
+  return new ServerConnection(socket, limits, onRequest, onHttp2Preface);
 }

@@ -5,9 +5,11 @@
 // EnvoyFilter adds is either run or NACKed (or, optional, skipped), never silently ignored.
 import { CORS_TYPE, FAULT_TYPE, HCM_TYPE, ROUTER_TYPE, TCP_PROXY_TYPE, TYPED_STRUCT_TYPE, XDS_TYPED_STRUCT_TYPE } from '../../envoy/index.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
+import { HTTP_RBAC_TYPE, NETWORK_RBAC_TYPE } from '../filters/rbac/index.ts';
+import { ISTIO_AUTHN_TYPE, JWT_AUTHN_TYPE } from '../filters/jwt/index.ts';
 
-export type HttpFilterKind = 'router' | 'fault' | 'cors' | 'stats';
-export type NetworkFilterKind = 'http_connection_manager' | 'tcp_proxy' | 'stats';
+export type HttpFilterKind = 'router' | 'fault' | 'cors' | 'stats' | 'rbac' | 'jwt_authn' | 'istio_authn';
+export type NetworkFilterKind = 'http_connection_manager' | 'tcp_proxy' | 'stats' | 'rbac';
 
 /** Istio's stats filter config, as istiod sends it inside a TypedStruct. */
 const ISTIO_STATS_TYPE = 'type.googleapis.com/stats.PluginConfig';
@@ -23,12 +25,16 @@ const HTTP_FILTERS: ReadonlyMap<string, HttpFilterKind> = new Map([
   [FAULT_TYPE, 'fault'], ['envoy.filters.http.fault', 'fault'],
   [CORS_TYPE, 'cors'], ['envoy.filters.http.cors', 'cors'],
   [ISTIO_STATS_TYPE, 'stats'],
+  [HTTP_RBAC_TYPE, 'rbac'],
+  [JWT_AUTHN_TYPE, 'jwt_authn'],
+  [ISTIO_AUTHN_TYPE, 'istio_authn'],
 ]);
 
 const NETWORK_FILTERS: ReadonlyMap<string, NetworkFilterKind> = new Map([
   [HCM_TYPE, 'http_connection_manager'],
   [TCP_PROXY_TYPE, 'tcp_proxy'],
   [ISTIO_STATS_TYPE, 'stats'],
+  [NETWORK_RBAC_TYPE, 'rbac'],
 ]);
 
 /** A filter as Envoy resolves it: its name and the type (or name) its implementation is found by. */

@@ -5,11 +5,13 @@
 import net from 'node:net';
 import type pino from 'pino';
 import { serveHttp1 } from '../http/index.ts';
-import type { DownstreamRequest, Http1Limits, ServerConnection } from '../http/index.ts';
+import type { DownstreamRequest, Http1Limits } from '../http/index.ts';
+import { grpcStatusOf, isGrpcRequest, serveHttp2 } from '../http2/index.ts';
 import type { RuntimeConfig } from '../config/runtime.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import { routeRequest } from '../router/router.ts';
 import type { RouteOutcome, RouterContext, UpstreamDispatch } from '../router/router.ts';
+import { connectionSubject, evaluateRbac } from '../filters/rbac/index.ts';
 import type { AccessLogWriter } from '../telemetry/access-log.ts';
 import type { IstioMetrics } from '../telemetry/metrics.ts';
 import { defaultStatsConfig } from '../telemetry/stats-config.ts';
@@ -18,8 +20,13 @@ import type { WorkloadInfo } from '../telemetry/peer.ts';
 import type { RawHeader } from '../http/index.ts';
 import type { FilterChainSpec, HttpConnectionManagerSpec, ListenerSpec, PrefixRange, TcpProxySpec } from './listener-spec.ts';
 import { BLACKHOLE_CLUSTER } from '../../envoy/index.ts';
-import { OriginalDstResolver, reachesListener } from './original-dst.ts';
+import { OriginalDstResolver, UNKNOWN_ADDRESS, reachesListener } from './original-dst.ts';
 import type { LocalListeners } from './original-dst.ts';
+import { TLSSocket } from 'node:tls';
+import { acceptTls, looksLikeTls } from '../tls/downstream.ts';
+import type { DownstreamTlsOptions } from '../tls/downstream.ts';
+import type { UpstreamTls } from '../tls/upstream.ts';
+import { capturedDestination } from '../../inject/iptables/index.ts';
 
 export interface ListenerManagerOptions {
   config: RuntimeConfig;
@@ -32,6 +39,16 @@ export interface ListenerManagerOptions {
   peerHeaders: readonly RawHeader[];
   limits: Http1Limits;
   retryBufferBytes: number;
+  /** The workload certificate for mesh mTLS chains (src/proxy/tls); absent, such chains refuse connections. */
+  tls?: DownstreamTlsOptions;
+  /** mTLS for tcp_proxy to TLS clusters; absent, such connections fail ('UF'). */
+  upstreamTls?: UpstreamTls;
+  /**
+   * Traffic is captured by `sextant iptables` (INTERCEPTION_MODE REDIRECT): a connection the
+   * NAT rules sent to a capture port has its original destination restored from the address
+   * it arrived at (see restoreOriginalDestination).
+   */
+  capture?: { workloadAddress: string };
 }
 
 interface BoundListener {
@@ -53,7 +70,8 @@ export class ListenerManager implements LocalListeners {
   /** Passthrough destinations, never one of these listeners. */
   readonly originalDst: OriginalDstResolver = new OriginalDstResolver(this);
   private readonly connections = new Set<net.Socket>();
-  private readonly httpConnections = new Set<ServerConnection>();
+  /** HTTP connections being served (HTTP/1 codec or HTTP/2 session), drained on shutdown. */
+  private readonly httpConnections = new Set<{ drain(): void }>();
   private readonly peers = new PeerCache();
   private readonly labels = new RequestLabelCache();
   private readonly routerContexts = new WeakMap<HttpConnectionManagerSpec, RouterContext>();
@@ -63,6 +81,10 @@ export class ListenerManager implements LocalListeners {
   /** HTTP requests received so far. */
   served = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Connections refused by mesh mTLS: a failed handshake, an untrusted or unacceptable peer, no certificate yet. */
+  tlsRefused = 0;
+  /** Why the last mTLS connection was refused. */
+  lastTlsRefusal: string | undefined;
   private readonly bindErrors = new Map<string, string>();
 
   constructor(opts: ListenerManagerOptions) {
@@ -156,6 +178,7 @@ export class ListenerManager implements LocalListeners {
       socket.destroy();
       return;
     }
+    if (this.opts.capture !== undefined) restoreOriginalDestination(socket, this.opts.capture.workloadAddress);
     // Envoy's use_original_dst: hand the connection to the listener for its destination.
     if (spec.useOriginalDst) spec = this.originalDstListener(socket) ?? spec;
     const candidates = this.candidateChains(spec, socket);
@@ -163,7 +186,9 @@ export class ListenerManager implements LocalListeners {
       socket.destroy();
       return;
     }
-    const needsSniff = candidates.some((c) => c.applicationProtocols.length > 0);
+    // Envoy's tls_inspector: TLS chains are told from plaintext ones by the first bytes.
+    const anyTls = candidates.some(isTlsChain);
+    const needsSniff = anyTls || candidates.some((c) => c.applicationProtocols.length > 0);
     if (!needsSniff) {
       this.runChain(spec, candidates[0]!, socket);
       return;
@@ -175,9 +200,14 @@ export class ListenerManager implements LocalListeners {
       socket.removeListener('data', onData);
       socket.pause();
       if (chunk.length > 0) socket.unshift(chunk);
+      if (anyTls && looksLikeTls(chunk)) {
+        this.acceptMeshTls(s, candidates.filter(isTlsChain), socket);
+        return;
+      }
+      const plain = anyTls ? candidates.filter((c) => !isTlsChain(c)) : candidates;
       const proto = sniffProtocol(chunk);
-      const chain = candidates.find((c) => c.applicationProtocols.length === 0 || c.applicationProtocols.includes(proto))
-        ?? candidates.find((c) => c.applicationProtocols.length === 0);
+      const chain = plain.find((c) => c.applicationProtocols.length === 0 || c.applicationProtocols.includes(proto))
+        ?? plain.find((c) => c.applicationProtocols.length === 0);
       if (!chain) {
         socket.destroy();
         return;
@@ -212,7 +242,8 @@ export class ListenerManager implements LocalListeners {
       if (dst < 0) continue;
       const src = bestPrefix(c.sourcePrefixRanges, remote);
       if (src < 0) continue;
-      if (c.transportProtocol && c.transportProtocol !== 'raw_buffer') continue;
+      // TLS is terminated for Istio's mesh TLS only; other TLS chains (SNI, passthrough) never match
+      if (c.tls !== undefined ? !c.tls.mesh : c.transportProtocol !== undefined && c.transportProtocol !== 'raw_buffer') continue;
       if (c.serverNames.length > 0) continue; // needs SNI: TLS only
       const score = (c.destinationPort !== undefined ? 1 << 20 : 0) + (dst << 12) + (c.transportProtocol ? 1 << 11 : 0) + (c.applicationProtocols.length > 0 ? 1 << 10 : 0) + src;
       scored.push({ c, score });
@@ -223,20 +254,88 @@ export class ListenerManager implements LocalListeners {
     return out;
   }
 
-  private runChain(spec: ListenerSpec, chain: FilterChainSpec, socket: net.Socket): void {
+  // The handshake (client certificate required and checked as a SPIFFE identity), then the
+  // chain the client's offered ALPN selects among the TLS ones (Istio's istio-http/1.1, istio-h2,
+  // istio-peer-exchange …). The raw socket stays paused: TLS replays the bytes already read.
+  private acceptMeshTls(spec: ListenerSpec, chains: FilterChainSpec[], socket: net.Socket): void {
+    const first = chains[0];
+    if (first?.tls === undefined || this.opts.tls === undefined) {
+      this.tlsRefused++;
+      socket.destroy();
+      return;
+    }
+    acceptTls(socket, first.tls, this.opts.tls).then((a) => {
+      const chain = chains.find((c) => c.applicationProtocols.length > 0 && c.applicationProtocols.some((p) => a.offeredAlpn.includes(p)))
+        ?? chains.find((c) => c.applicationProtocols.length === 0);
+      if (chain === undefined) {
+        a.socket.destroy();
+        return;
+      }
+      // the identity travels with the connection: network RBAC reads the socket's, HTTP the request's
+      (a.socket as { peerPrincipal?: string | undefined }).peerPrincipal = a.principal;
+      this.runChain(spec, chain, a.socket, a.principal);
+    }, (err: unknown) => {
+      this.tlsRefused++;
+      this.lastTlsRefusal = (err as Error).message;
+      this.opts.logger.debug({ listener: spec.name, remote: `${socket.remoteAddress}:${socket.remotePort}`, err: (err as Error).message }, 'mTLS connection refused');
+    });
+  }
+
+  private refuseTls(spec: ListenerSpec, socket: net.Socket, reason: string): void {
+    this.tlsRefused++;
+    this.lastTlsRefusal = reason;
+    this.opts.logger.debug({ listener: spec.name, remote: `${socket.remoteAddress}:${socket.remotePort}`, err: reason }, 'mTLS connection refused');
+    socket.destroy();
+  }
+
+  private runChain(spec: ListenerSpec, chain: FilterChainSpec, socket: net.Socket, principal?: string): void {
     const net_ = chain.network;
     if (net_.kind === 'tcp') {
+      // Envoy's network RBAC: a refused connection is closed before tcp_proxy connects upstream.
+      if (net_.rbac.length > 0 && !evaluateRbac(net_.rbac, connectionSubject({
+        remoteAddress: socket.remoteAddress ?? '', localAddress: socket.localAddress ?? '', localPort: socket.localPort ?? 0,
+        principal: (socket as { readonly peerPrincipal?: string | undefined }).peerPrincipal,
+      })).allowed) {
+        socket.destroy();
+        return;
+      }
       this.runTcpProxy(spec, net_, socket);
       return;
     }
-    const conn = serveHttp1(socket, this.opts.limits, (req) => this.onHttpRequest(spec, net_, req));
+    // HTTP/2 inside mesh TLS is not served yet (node:http2 does not take over a TLS socket
+    // this way): such a connection is closed rather than left hanging
+    if (socket instanceof TLSSocket) {
+      if (net_.codecType === 'HTTP2') {
+        this.refuseTls(spec, socket, 'HTTP/2 over mTLS is not supported yet');
+        return;
+      }
+      const conn = serveHttp1(socket, this.opts.limits, (req) => this.onHttpRequest(spec, net_, req, principal), net_.codecType === 'AUTO' ? (s: net.Socket): void => this.refuseTls(spec, s, 'HTTP/2 over mTLS is not supported yet') : undefined);
+      this.httpConnections.add(conn);
+      socket.once('close', () => this.httpConnections.delete(conn));
+      return;
+    }
+    // codec_type AUTO: HTTP/1 unless the connection opens with the HTTP/2 preface
+    if (net_.codecType === 'HTTP2') {
+      this.runHttp2(spec, net_, socket, principal);
+      return;
+    }
+    const toH2 = net_.codecType === 'AUTO' ? (s: net.Socket): void => this.runHttp2(spec, net_, s, principal) : undefined;
+    const conn = serveHttp1(socket, this.opts.limits, (req) => this.onHttpRequest(spec, net_, req, principal), toH2);
     this.httpConnections.add(conn);
     socket.once('close', () => this.httpConnections.delete(conn));
   }
 
+  private runHttp2(spec: ListenerSpec, hcm: HttpConnectionManagerSpec, socket: net.Socket, principal?: string): void {
+    const conn = serveHttp2(socket, { idleTimeoutMs: this.opts.limits.idleTimeoutMs }, (req) => this.onHttpRequest(spec, hcm, req, principal));
+    this.httpConnections.add(conn);
+    socket.once('close', () => this.httpConnections.delete(conn));
+    if (this.draining) conn.drain();
+  }
+
   // Not an async function: while the upstream answers, a request holds two small closures
   // here rather than a suspended frame (fewer bytes to copy at each young-generation GC).
-  private onHttpRequest(spec: ListenerSpec, hcm: HttpConnectionManagerSpec, req: DownstreamRequest): void {
+  private onHttpRequest(spec: ListenerSpec, hcm: HttpConnectionManagerSpec, req: DownstreamRequest, principal?: string): void {
+    if (principal !== undefined) req.peerPrincipal = principal;
     this.inFlight++;
     this.served++;
     const start = Date.now();
@@ -248,7 +347,7 @@ export class ListenerManager implements LocalListeners {
     }
     let routed: Promise<RouteOutcome>;
     try {
-      routed = routeRequest(req, this.routerContext(hcm, inbound));
+      routed = routeRequest(req, this.routerContext(hcm, inbound, this.currentAuthn(spec, hcm)));
     } catch (err) {
       routed = Promise.reject(err as Error);
     }
@@ -279,11 +378,22 @@ export class ListenerManager implements LocalListeners {
 
   // The router's view of a connection manager under the config in force: one object for
   // every request until the routes or clusters change (they are replaced, never edited).
-  private routerContext(hcm: HttpConnectionManagerSpec, inbound: boolean): RouterContext {
+  // Authorization follows the config in force, not the one a kept-alive connection was
+  // accepted under: a policy change applies to the next request on every connection.
+  // The JWT and RBAC filters of the same filter chain (by name) in the listener now in force.
+  private currentAuthn(spec: ListenerSpec, hcm: HttpConnectionManagerSpec): HttpConnectionManagerSpec {
+    const now = this.opts.config.listeners.get(spec.name);
+    if (now === undefined || now === spec) return hcm;
+    const name = [...spec.filterChains, ...(spec.defaultChain ? [spec.defaultChain] : [])].find((c) => c.network === hcm)?.name;
+    const chain = [...now.filterChains, ...(now.defaultChain ? [now.defaultChain] : [])].find((c) => c.name === name && c.network.kind === 'http');
+    return chain !== undefined && chain.network.kind === 'http' ? chain.network : hcm;
+  }
+
+  private routerContext(hcm: HttpConnectionManagerSpec, inbound: boolean, authz: HttpConnectionManagerSpec = hcm): RouterContext {
     const cfg = this.opts.config;
     const routes = hcm.inlineRoutes ?? (hcm.rdsName ? cfg.routes.get(hcm.rdsName) : undefined);
     const cached = this.routerContexts.get(hcm);
-    if (cached !== undefined && cached.routes === routes && cached.clusters === cfg.clusters && cached.inbound === inbound) return cached;
+    if (cached !== undefined && cached.routes === routes && cached.clusters === cfg.clusters && cached.inbound === inbound && cached.rbac === authz.rbac && cached.jwt === authz.jwt) return cached;
     const ctx: RouterContext = {
       routes,
       clusters: cfg.clusters,
@@ -297,6 +407,10 @@ export class ListenerManager implements LocalListeners {
       faultFilter: hcm.faultFilter,
       peerHeaders: inbound ? [] : this.opts.peerHeaders,
       retryBufferBytes: this.opts.retryBufferBytes,
+      upgradeTypes: hcm.upgradeTypes,
+      rbac: authz.rbac,
+      xffNumTrustedHops: hcm.xffNumTrustedHops,
+      jwt: authz.jwt,
     };
     this.routerContexts.set(hcm, ctx);
     return ctx;
@@ -307,7 +421,13 @@ export class ListenerManager implements LocalListeners {
     const flags = out.flags.length > 0 ? [...new Set(out.flags)].join(',') : '-';
     const stats = hcm.stats ?? DEFAULT_STATS;
     const reporter = spec.direction === 'INBOUND' ? 'destination' : 'source';
-    const labels = this.labels.get(reporter, this.opts.self, peer, this.peers.idOf(peer), out.cluster, out.cluster?.name, out.host, out.status, flags);
+    // gRPC (Istio's request_protocol "grpc" and grpc_response_status) is told apart only on HTTP/2
+    let grpc = -1;
+    if (req.protocol === 'HTTP/2' && isGrpcRequest(req.head.headers)) {
+      grpc = out.grpcStatus ?? grpcStatusOf(req.responseTrailers ?? null);
+      if (grpc < 0) grpc = out.status === 0 ? 1 /* CANCELLED: the caller went away */ : 2 /* UNKNOWN */;
+    }
+    const labels = this.labels.get(reporter, this.opts.self, peer, this.peers.idOf(peer), out.cluster, out.cluster?.name, out.host, out.status, flags, grpc);
     this.opts.metrics.recordRequest(stats, labels, duration, req.bytesReceived(), req.bytesSent());
     if (hcm.accessLogs.length === 0) return;
     const reqHeaders = out.requestHeaders;
@@ -316,7 +436,7 @@ export class ListenerManager implements LocalListeners {
       method: req.head.method,
       path: out.path,
       originalPath: out.originalPath,
-      protocol: `HTTP/${req.head.version}`,
+      protocol: req.protocol ?? `HTTP/${req.head.version}`,
       responseCode: out.status,
       responseFlags: flags,
       responseCodeDetails: out.details,
@@ -334,6 +454,7 @@ export class ListenerManager implements LocalListeners {
       upstreamTransportFailureReason: undefined,
       downstreamLocalAddress: `${req.localAddress}:${req.localPort}`,
       downstreamRemoteAddress: `${req.remoteAddress}:${req.remotePort}`,
+      downstreamPeerUriSan: req.peerPrincipal,
       routeName: out.routeName,
       requestHeader: (n) => findHeader(reqHeaders, n),
     });
@@ -364,6 +485,7 @@ export class ListenerManager implements LocalListeners {
           userAgent: undefined, requestId: undefined, authority: undefined, upstreamHost: host,
           upstreamCluster: clusterName, upstreamLocalAddress: undefined, upstreamTransportFailureReason: undefined,
           downstreamLocalAddress: downstreamLocal, downstreamRemoteAddress: downstreamRemote, routeName: undefined,
+          downstreamPeerUriSan: (socket as { readonly peerPrincipal?: string | undefined }).peerPrincipal,
           requestHeader: () => undefined,
         });
       }
@@ -374,8 +496,9 @@ export class ListenerManager implements LocalListeners {
       return;
     }
     // A connection made to this proxy's own listener (captureMode NONE) names no destination:
-    // its local address is the proxy itself, and connecting there would loop.
-    if (cluster.type === 'ORIGINAL_DST' && this.listensOn(socket.localAddress ?? '', socket.localPort ?? 0)) {
+    // its local address is the proxy itself, and connecting there would loop. A captured
+    // outbound connection names only its port: TCP passthrough has nowhere to go.
+    if (cluster.type === 'ORIGINAL_DST' && (socket.localAddress === UNKNOWN_ADDRESS || this.listensOn(socket.localAddress ?? '', socket.localPort ?? 0))) {
       socket.destroy();
       finish('NR', undefined, 0, 0);
       return;
@@ -393,7 +516,7 @@ export class ListenerManager implements LocalListeners {
     socket.pause();
     host.active++;
     // bind like the HTTP pools do: the caller's address inbound, the workload's outbound (M17)
-    const source = this.opts.upstream.sourceFor?.(cluster, spec.direction === 'INBOUND' ? socket.remoteAddress : undefined);
+    const source = this.opts.upstream.sourceFor?.(cluster, spec.direction === 'INBOUND' ? socket.remoteAddress : undefined, host.address);
     const bind = source !== undefined && net.isIP(source) === net.isIP(host.address) ? { localAddress: source } : {};
     const upstream = net.connect({ host: host.address, port: host.port, noDelay: true, ...bind });
     let connected = false;
@@ -409,15 +532,35 @@ export class ListenerManager implements LocalListeners {
       upstream.destroy();
       finish(flags, host.key, socket.bytesRead, socket.bytesWritten);
     };
-    upstream.once('connect', () => {
-      connected = true;
-      clearTimeout(timer);
-      socket.pipe(upstream);
-      upstream.pipe(socket);
+    const splice = (up: net.Socket): void => {
+      socket.pipe(up);
+      up.pipe(socket);
       socket.resume();
       if (idle > 0) {
         socket.setTimeout(idle, () => close('-'));
       }
+    };
+    upstream.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      // mesh mTLS to the upstream sidecar (ISTIO_MUTUAL, auto mTLS), as the HTTP pools do
+      const tls = cluster.tlsFor(host);
+      if (tls === undefined) {
+        splice(upstream);
+        return;
+      }
+      if (this.opts.upstreamTls === undefined) {
+        close('UF');
+        return;
+      }
+      this.opts.upstreamTls.connector(tls).secure({ socket: upstream, sink: { target: null, early: false } }, { host: host.address, port: host.port }, cluster.pool.connectTimeoutMs).then((opened) => {
+        if (done) {
+          opened.socket.destroy();
+          return;
+        }
+        opened.socket.on('error', () => close('UR'));
+        splice(opened.socket);
+      }, () => close('UF'));
     });
     upstream.on('error', () => close(connected ? 'UR' : 'UF'));
     upstream.on('close', () => close('-'));
@@ -427,9 +570,32 @@ export class ListenerManager implements LocalListeners {
 
 const DEFAULT_STATS = defaultStatsConfig();
 
+/**
+ * Under REDIRECT capture, makes the socket report the connection's original destination as
+ * its local address and port, as Envoy's original_dst listener filter restores it from
+ * SO_ORIGINAL_DST, which Node cannot read: the capture rules DNAT each port to an address of
+ * its own (`src/inject/iptables/capture-addresses.ts`). Inbound the address is the workload's;
+ * outbound only the port is known, and the address is UNKNOWN_ADDRESS (HTTP routes by Host,
+ * as Envoy's per-port route tables do, and passthrough resolves the Host). Everything after
+ * (listener hand-off, filter chain match, routing, access log) then sees the original.
+ */
+export function restoreOriginalDestination(socket: net.Socket, workloadAddress: string): void {
+  const original = capturedDestination(socket.localAddress ?? '');
+  if (original === undefined) return;
+  const address = original.direction === 'inbound' ? workloadAddress : UNKNOWN_ADDRESS;
+  Object.defineProperties(socket, {
+    localAddress: { value: address, enumerable: true },
+    localPort: { value: original.port, enumerable: true },
+  });
+}
+
 function findHeader(h: readonly RawHeader[], lowerName: string): string | undefined {
   for (const e of h) if (e.name.length === lowerName.length && e.name.toLowerCase() === lowerName) return e.value;
   return undefined;
+}
+
+function isTlsChain(c: FilterChainSpec): boolean {
+  return c.tls !== undefined || c.transportProtocol === 'tls';
 }
 
 function sniffProtocol(chunk: Buffer): string {

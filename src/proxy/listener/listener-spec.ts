@@ -13,6 +13,12 @@ import { compileStatsConfig } from '../telemetry/stats-config.ts';
 import { describeFilter, filterIdentity, httpFilterKind, networkFilterKind } from './filter-support.ts';
 import type { FilterIdentity } from './filter-support.ts';
 import type { StatsConfig } from '../telemetry/stats-config.ts';
+import { compileDownstreamTls } from '../tls/transport-socket.ts';
+import type { DownstreamTlsSpec } from '../tls/transport-socket.ts';
+import { compileRbac } from '../filters/rbac/index.ts';
+import type { RbacFilter } from '../filters/rbac/index.ts';
+import { compileJwtAuthn } from '../filters/jwt/index.ts';
+import type { JwtFilter } from '../filters/jwt/index.ts';
 
 export type TrafficDirection = 'INBOUND' | 'OUTBOUND' | 'UNSPECIFIED';
 
@@ -33,12 +39,22 @@ export interface HttpConnectionManagerSpec {
   stats: StatsConfig | undefined;
   /** `envoy.filters.http.fault` is in the chain (per-route faults apply). */
   faultFilter: boolean;
+  /** `envoy.filters.http.rbac` filters in chain order (empty: none). */
+  rbac: readonly RbacFilter[];
+  /** `xffNumTrustedHops`: how the client address (RBAC `remoteIp`) is read from x-forwarded-for. */
+  xffNumTrustedHops: number;
+  /** `envoy.filters.http.jwt_authn` filters (with `istio_authn` after them: request.auth metadata). */
+  jwt: readonly JwtFilter[];
   /** HTTP filters marked `is_optional` that this proxy does not implement, skipped. */
   skippedFilters: readonly SkippedFilter[];
   streamIdleTimeoutMs: number;
   requestTimeoutMs: number;
   maxRequestsPerConnection: number;
   serverName: string | undefined;
+  /** `codecType`: AUTO (the default) serves HTTP/1 and, on the preface, HTTP/2 on one port. */
+  codecType: 'AUTO' | 'HTTP1' | 'HTTP2';
+  /** `upgradeConfigs` enabled on this connection manager, lower-cased (`websocket`). */
+  upgradeTypes: ReadonlySet<string>;
 }
 
 /** An optional filter left out of the chain, and where it was (`Listener l.filterChains[0]…`). */
@@ -54,6 +70,8 @@ export interface TcpProxySpec {
   idleTimeoutMs: number;
   accessLogs: AccessLogSpec[];
   stats: StatsConfig | undefined;
+  /** `envoy.filters.network.rbac` filters before tcp_proxy, in order (empty: none). */
+  rbac: readonly RbacFilter[];
 }
 
 export interface PrefixRange {
@@ -70,6 +88,8 @@ export interface FilterChainSpec {
   applicationProtocols: string[];
   /** SNI names: such a chain only matches TLS connections, which this proxy does not inspect. */
   serverNames: string[];
+  /** The chain's TLS transport socket (Istio's mesh TLS, src/proxy/tls), or undefined for plaintext. */
+  tls: DownstreamTlsSpec | undefined;
   network: HttpConnectionManagerSpec | TcpProxySpec;
 }
 
@@ -128,6 +148,7 @@ function compileChain(c: ProtoJson, at: string): FilterChainSpec {
   const filters = (c['filters'] as ProtoJson[] | undefined) ?? [];
   let network: FilterChainSpec['network'] | undefined;
   let tcpStats: StatsConfig | undefined;
+  const tcpRbac: RbacFilter[] = [];
   filters.forEach((f, i) => {
     const tc = f['typedConfig'] as ProtoJson | undefined;
     const where = `${at}.filters[${i}]`;
@@ -136,10 +157,12 @@ function compileChain(c: ProtoJson, at: string): FilterChainSpec {
     else if (kind === 'tcp_proxy') network = compileTcpProxy(tc!, `${where}.typedConfig`);
     // Istio's TCP metrics config is a network filter of the same name before tcp_proxy.
     else if (kind === 'stats') tcpStats = compileStatsConfig(tc, `${where}.typedConfig`);
+    else if (kind === 'rbac') tcpRbac.push(compileRbac(tc!, `${where}.typedConfig`, false));
     // Envoy refuses a network filter it has no implementation of (they cannot be optional).
     else throw new ConfigError(`${where}: ${describeFilter('network', filterIdentity(f))} is not supported by this proxy`);
   });
   if (network && network.kind === 'tcp' && tcpStats) network = { ...network, stats: tcpStats };
+  if (network && network.kind === 'tcp' && tcpRbac.length > 0) network = { ...network, rbac: tcpRbac };
   if (!network) throw new ConfigError(`${at}.filters: needs a terminal http_connection_manager or tcp_proxy filter`);
   return {
     name: String(c['name'] ?? ''),
@@ -149,6 +172,7 @@ function compileChain(c: ProtoJson, at: string): FilterChainSpec {
     transportProtocol: m['transportProtocol'] as string | undefined,
     applicationProtocols: (m['applicationProtocols'] as string[] | undefined) ?? [],
     serverNames: (m['serverNames'] as string[] | undefined) ?? [],
+    tls: compileDownstreamTls(c['transportSocket'] as ProtoJson | undefined, `${at}.transportSocket`),
     network,
   };
 }
@@ -162,6 +186,8 @@ function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
   const httpFilters = (h['httpFilters'] as ProtoJson[] | undefined) ?? [];
   let stats: StatsConfig | undefined;
   let faultFilter = false;
+  const rbac: RbacFilter[] = [];
+  const jwt: JwtFilter[] = [];
   const skippedFilters: SkippedFilter[] = [];
   let running = 0;
   let router = false;
@@ -182,10 +208,23 @@ function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
     if (kind === 'router') router = true;
     else if (kind === 'stats') stats = compileStatsConfig(f['typedConfig'] as ProtoJson | undefined, `${where}.typedConfig`);
     else if (kind === 'fault') faultFilter = true;
+    else if (kind === 'rbac') rbac.push(compileRbac(f['typedConfig'] as ProtoJson, `${where}.typedConfig`, true));
+    else if (kind === 'jwt_authn') jwt.push(compileJwtAuthn(f['typedConfig'] as ProtoJson, `${where}.typedConfig`));
+    // istio_authn turns the payloads the JWT filters before it verified into request.auth metadata.
+    else if (kind === 'istio_authn') for (let j = 0; j < jwt.length; j++) jwt[j] = { ...jwt[j]!, istioAuthn: true };
   });
   // An empty chain is the router alone (Envoy's default); any other chain ends in it.
   if (running > 0 && !router) throw new ConfigError(`${at}.httpFilters: the last HTTP filter must be the router (envoy.filters.http.router)`);
   const common = (h['commonHttpProtocolOptions'] ?? {}) as ProtoJson;
+  const codecType = (h['codecType'] as string | undefined) ?? 'AUTO';
+  if (codecType !== 'AUTO' && codecType !== 'HTTP1' && codecType !== 'HTTP2') throw new ConfigError(`${at}.codecType: ${codecType} is not supported by this proxy (AUTO, HTTP1, HTTP2)`);
+  const upgradeTypes = new Set<string>();
+  ((h['upgradeConfigs'] as ProtoJson[] | undefined) ?? []).forEach((u, i) => {
+    const type = String(u['upgradeType'] ?? '').toLowerCase();
+    if (type === '') throw new ConfigError(`${at}.upgradeConfigs[${i}].upgradeType: required`);
+    if (type === 'connect') return; // CONNECT tunnels are not served by this proxy
+    if ((u['enabled'] as { value?: boolean } | boolean | undefined) !== false && (u['enabled'] as { value?: boolean } | undefined)?.value !== false) upgradeTypes.add(type);
+  });
   return {
     kind: 'http',
     statPrefix: String(h['statPrefix'] ?? ''),
@@ -199,11 +238,16 @@ function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
     preserveExternalRequestId: h['preserveExternalRequestId'] === true,
     stats,
     faultFilter,
+    rbac,
+    jwt,
+    xffNumTrustedHops: Number(h['xffNumTrustedHops'] ?? 0),
     skippedFilters,
     streamIdleTimeoutMs: durationMs(h['streamIdleTimeout'], `${at}.streamIdleTimeout`) ?? 300_000,
     requestTimeoutMs: durationMs(h['requestTimeout'], `${at}.requestTimeout`) ?? 0,
     maxRequestsPerConnection: Number(common['maxRequestsPerConnection'] ?? 0),
     serverName: h['serverName'] as string | undefined,
+    codecType,
+    upgradeTypes,
   };
 }
 
@@ -234,5 +278,6 @@ function compileTcpProxy(t: ProtoJson, at: string): TcpProxySpec {
     idleTimeoutMs: durationMs(t['idleTimeout'], `${at}.idleTimeout`) ?? 3_600_000,
     accessLogs: compileAccessLogs(t['accessLog'], `${at}.accessLog`),
     stats: undefined,
+    rbac: [],
   };
 }

@@ -4,6 +4,8 @@
 // Under capture (iptables) a connection's local address is where the app was going. In
 // captureMode NONE the app dials the sidecar's egress listener itself, so the local address is
 // the sidecar: the destination is what the request names (its Host), as for a forward proxy.
+// Under REDIRECT capture outbound, only the original port is known (UNKNOWN_ADDRESS): the Host
+// names the address, and the port is the captured one.
 import { randomBytes } from 'node:crypto';
 import dns from 'node:dns';
 import net from 'node:net';
@@ -24,6 +26,13 @@ export interface LocalListeners {
 const NO_DESTINATION: OriginalDestination = { host: undefined, status: 404, flag: 'NR', details: 'no_original_destination' };
 const UNRESOLVED: OriginalDestination = { host: undefined, status: 404, flag: 'NR', details: 'dns_resolution_failure' };
 const LOOP: OriginalDestination = { host: undefined, status: 502, flag: 'NR', details: 'passthrough_loop_detected' };
+
+/**
+ * The local address of a captured outbound connection, whose original port is known and
+ * whose original address is not (`restoreOriginalDestination` in listener-manager.ts):
+ * the unspecified address, never the local address of an accepted connection otherwise.
+ */
+export const UNKNOWN_ADDRESS = '0.0.0.0';
 
 /** Names resolved for passthrough are kept this long, and at most this many. */
 const NAME_TTL_MS = 5000;
@@ -104,7 +113,7 @@ export class OriginalDstResolver implements OriginalDestinations {
    * In order: the cluster's header (`x-envoy-original-dst-host`); an http_proxy client's
    * absolute-form target (port 80 by default); the connection's local address when it is not
    * one of this proxy's listeners (captured traffic); outbound, the Host (by default the port
-   * the app dialled, which under capture would have been the original destination's).
+   * the app dialled: under REDIRECT capture the original port, whose address is not known).
    */
   private target(req: DownstreamRequest, cluster: Cluster, head: RequestHead, inbound: boolean): { host: string; port: number } | 'self' | undefined {
     if (cluster.originalDstHeader) {
@@ -116,11 +125,14 @@ export class OriginalDstResolver implements OriginalDestinations {
       const authority = /^https?:\/\/([^/?#]*)/i.exec(t)?.[1];
       if (authority) return parseAuthority(authority, 80);
     }
-    if (!this.listeners.listensOn(req.localAddress, req.localPort)) return { host: req.localAddress, port: req.localPort };
+    if (req.localAddress !== UNKNOWN_ADDRESS && !this.listeners.listensOn(req.localAddress, req.localPort)) return { host: req.localAddress, port: req.localPort };
     // The connection was made to this proxy itself: it says nothing of the destination.
     if (inbound) return 'self';
     const host = headerValue(head.headers, 'host');
-    return host ? parseAuthority(host, req.localPort) : undefined;
+    const named = host ? parseAuthority(host, req.localPort) : undefined;
+    // Captured: the Host names the address; the port is the one the app dialled.
+    if (named !== undefined && req.localAddress === UNKNOWN_ADDRESS) named.port = req.localPort;
+    return named;
   }
 
   private toward(cluster: Cluster, ip: string, port: number, req: DownstreamRequest, inbound: boolean): OriginalDestination {

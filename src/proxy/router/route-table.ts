@@ -33,6 +33,8 @@ export interface RetryPolicy {
   /** retriable-4xx: 409 Conflict. */
   retriable4xx: boolean;
   refusedStream: boolean;
+  /** gRPC statuses (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable) retried when a response's headers carry them. */
+  grpcStatuses: ReadonlySet<number>;
   statusCodes: ReadonlySet<number>;
   perTryTimeoutMs: number;
   baseIntervalMs: number;
@@ -53,6 +55,8 @@ export interface FaultPolicy {
   delayMs: number;
   delayFraction: number;
   abortStatus: number;
+  /** An abort answered as this gRPC status (trailers-only, HTTP 200); -1 for an HTTP abort. */
+  abortGrpcStatus: number;
   abortFraction: number;
 }
 
@@ -67,6 +71,15 @@ export interface RouteAction {
   autoHostRewrite: boolean;
   /** 0 = no timeout; Envoy's default is 15 s. */
   timeoutMs: number;
+  /**
+   * `maxGrpcTimeout` (or `maxStreamDuration.grpcTimeoutHeaderMax`): when set, a gRPC
+   * request's `grpc-timeout` is its timeout, capped at this (0: uncapped); undefined: ignored.
+   */
+  maxGrpcTimeoutMs: number | undefined;
+  /** `grpcTimeoutOffset` (or `grpcTimeoutHeaderOffset`): subtracted from `grpc-timeout`. */
+  grpcTimeoutOffsetMs: number;
+  /** The route's own `upgradeConfigs` (type → enabled), overriding the connection manager's. */
+  upgrades: ReadonlyMap<string, boolean> | undefined;
   retry: RetryPolicy | undefined;
   mirrors: { cluster: string; fraction: number }[];
   hashPolicies: HashPolicy[];
@@ -365,6 +378,13 @@ function compileRouteAction(a: ProtoJson, at: string): RouteAction {
     throw new ConfigError(`${where}: expected header, cookie, connectionProperties or queryParameter`);
   });
   const mm = ((a['metadataMatch'] as ProtoJson | undefined)?.['filterMetadata'] as ProtoJson | undefined)?.['envoy.lb'] as Record<string, unknown> | undefined;
+  const msd = a['maxStreamDuration'] as ProtoJson | undefined;
+  const maxGrpcTimeoutMs = durationMs(msd?.['grpcTimeoutHeaderMax'], `${at}.maxStreamDuration.grpcTimeoutHeaderMax`) ?? durationMs(a['maxGrpcTimeout'], `${at}.maxGrpcTimeout`);
+  const grpcTimeoutOffsetMs = durationMs(msd?.['grpcTimeoutHeaderOffset'], `${at}.maxStreamDuration.grpcTimeoutHeaderOffset`) ?? durationMs(a['grpcTimeoutOffset'], `${at}.grpcTimeoutOffset`) ?? 0;
+  const ucs = a['upgradeConfigs'] as ProtoJson[] | undefined;
+  const upgrades = ucs && ucs.length > 0
+    ? new Map(ucs.map((u) => [String(u['upgradeType'] ?? '').toLowerCase(), u['enabled'] !== false && (u['enabled'] as { value?: boolean } | undefined)?.value !== false] as const))
+    : undefined;
   return {
     kind: 'route',
     cluster,
@@ -375,6 +395,9 @@ function compileRouteAction(a: ProtoJson, at: string): RouteAction {
     hostRewrite: a['hostRewriteLiteral'] as string | undefined,
     autoHostRewrite: a['autoHostRewrite'] === true,
     timeoutMs,
+    maxGrpcTimeoutMs,
+    grpcTimeoutOffsetMs,
+    upgrades,
     retry: a['retryPolicy'] ? compileRetry(a['retryPolicy'] as ProtoJson, `${at}.retryPolicy`) : undefined,
     mirrors: ((a['requestMirrorPolicies'] as ProtoJson[] | undefined) ?? []).map((mp) => ({ cluster: String(mp['cluster'] ?? ''), fraction: fraction(mp['runtimeFraction']) })),
     hashPolicies,
@@ -388,6 +411,9 @@ function re2Substitution(s: string): string {
 }
 
 const RETRY_ON = new Set(['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-status-codes', 'refused-stream', 'retriable-4xx', 'envoy-ratelimited', 'retriable-headers', 'reset-before-request', 'http3-post-connect-failure', 'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable']);
+
+// Envoy's x-envoy-retry-grpc-on conditions and the gRPC status each retries.
+const GRPC_RETRY_ON: Readonly<Record<string, number>> = { cancelled: 1, 'deadline-exceeded': 4, 'resource-exhausted': 8, internal: 13, unavailable: 14 };
 
 function compileRetry(p: ProtoJson, at: string): RetryPolicy {
   const on = String(p['retryOn'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
@@ -404,6 +430,7 @@ function compileRetry(p: ProtoJson, at: string): RetryPolicy {
     retriableStatus: on.includes('retriable-status-codes'),
     retriable4xx: on.includes('retriable-4xx'),
     refusedStream: on.includes('refused-stream'),
+    grpcStatuses: new Set(on.map((o) => GRPC_RETRY_ON[o]).filter((c): c is number => c !== undefined)),
     statusCodes: new Set(((p['retriableStatusCodes'] as number[] | undefined) ?? []).map(Number)),
     perTryTimeoutMs: durationMs(p['perTryTimeout'], `${at}.perTryTimeout`) ?? 0,
     baseIntervalMs: base,
@@ -434,12 +461,17 @@ function compileRedirect(r: ProtoJson, at: string): RedirectAction {
 function compileFault(f: ProtoJson, at: string): FaultPolicy {
   const delay = f['delay'] as ProtoJson | undefined;
   const abort = f['abort'] as ProtoJson | undefined;
-  const abortStatus = abort ? Number(abort['httpStatus'] ?? 0) : 0;
+  const grpc = abort?.['grpcStatus'];
+  const abortGrpcStatus = grpc === undefined ? -1 : Number(grpc);
+  if (grpc !== undefined && !(Number.isInteger(abortGrpcStatus) && abortGrpcStatus >= 0 && abortGrpcStatus <= 16)) throw new ConfigError(`${at}.abort.grpcStatus: expected a gRPC status 0..16, got ${JSON.stringify(grpc)}`);
+  // a gRPC abort is an HTTP 200 carrying the status (Envoy's fault filter)
+  const abortStatus = abort ? (grpc !== undefined ? 200 : Number(abort['httpStatus'] ?? 0)) : 0;
   if (abort && !(abortStatus >= 200 && abortStatus < 600)) throw new ConfigError(`${at}.abort.httpStatus: expected 200..599, got ${JSON.stringify(abort['httpStatus'])}`);
   return {
     delayMs: delay ? (durationMs(delay['fixedDelay'], `${at}.delay.fixedDelay`) ?? 0) : 0,
     delayFraction: delay ? fraction(delay['percentage'], 0) : 0,
     abortStatus,
+    abortGrpcStatus,
     abortFraction: abort ? fraction(abort['percentage'], 0) : 0,
   };
 }

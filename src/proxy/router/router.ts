@@ -9,19 +9,24 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { Host } from '../cluster/host.ts';
 import { hashString } from '../cluster/balancer.ts';
 import { BLACKHOLE_CLUSTER } from '../../envoy/index.ts';
+import { grpcLocalReplyHeaders, grpcStatusOf, grpcTimeoutMs, httpToGrpcStatus, isGrpcRequest } from '../http2/grpc.ts';
 import { applyHeaderOps } from './header-ops.ts';
 import { newRequestId } from './request-id.ts';
 import { normalizeTarget } from './path-normalize.ts';
 import type { PathNormalization, PathRedirect, PathRejected } from './path-normalize.ts';
 import type { HeaderFormatContext, HeaderOps } from './header-ops.ts';
 import type { FaultPolicy, RetryPolicy, Route, RouteAction, RouteTable, VirtualHost, WeightedCluster } from './route-table.ts';
+import { evaluateRbac, httpSubject, RBAC_DENIED_BODY, RBAC_FLAG } from '../filters/rbac/index.ts';
+import type { RbacFilter } from '../filters/rbac/index.ts';
+import { authenticate } from '../filters/jwt/index.ts';
+import type { JwtFilter } from '../filters/jwt/index.ts';
 
 /** How the router reaches upstream hosts (the cluster's connection pool). */
 export interface UpstreamDispatch {
   /** `sourceAddress`: the original source to bind to (inbound: the caller, M17). */
-  request(cluster: Cluster, host: Host, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignalLike; sourceAddress?: string }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }>;
+  request(cluster: Cluster, host: Host, head: RequestHead, body: ReplayableBody, opts: { timeoutMs: number; signal: AbortSignalLike; sourceAddress?: string; downstreamH2?: boolean; upgrade?: boolean }): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }>;
   /** The source address a raw TCP connection to `cluster` binds to (undefined: the system's choice). */
-  sourceFor?(cluster: Cluster, original: string | undefined): string | undefined;
+  sourceFor?(cluster: Cluster, original: string | undefined, destination?: string): string | undefined;
 }
 
 /**
@@ -56,6 +61,13 @@ export interface RouterContext {
   peerHeaders: readonly RawHeader[];
   /** Bytes of request body kept for retries and mirrors. */
   retryBufferBytes: number;
+  /** The connection manager's upgradeConfigs (`websocket`); an Upgrade request of another type is refused 403. */
+  upgradeTypes?: ReadonlySet<string>;
+  /** `envoy.filters.http.rbac` filters in chain order; they run after normalization and XFF, before routing. */
+  rbac?: readonly RbacFilter[];
+  xffNumTrustedHops?: number;
+  /** `envoy.filters.http.jwt_authn` filters (RequestAuthentication); they run before RBAC. */
+  jwt?: readonly JwtFilter[];
 }
 
 /** The outcome of one request, for access logs and metrics. */
@@ -74,6 +86,8 @@ export interface RouteOutcome {
   host: Host | undefined;
   upstreamServiceTimeMs: number | undefined;
   requestHeaders: readonly RawHeader[];
+  /** The gRPC status of the answer when its headers carried one (trailers-only, or a local reply to a gRPC request). */
+  grpcStatus: number | undefined;
 }
 
 /**
@@ -99,7 +113,7 @@ export function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promis
   const out: RouteOutcome = {
     status: 0, flags: [], details: '', authority, path: target, originalPath: undefined,
     requestId: undefined, xForwardedFor: undefined, routeName: undefined, cluster: undefined,
-    clusterName: undefined, host: undefined, upstreamServiceTimeMs: undefined, requestHeaders: headers,
+    clusterName: undefined, host: undefined, upstreamServiceTimeMs: undefined, requestHeaders: headers, grpcStatus: undefined,
   };
 
   // The path is checked and normalized before anything reads it; the upstream gets the
@@ -132,6 +146,26 @@ export function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promis
   out.xForwardedFor = xff;
   if (!headerValue(headers, 'x-forwarded-proto')) headers.push({ name: 'x-forwarded-proto', value: 'http' });
   out.requestHeaders = headers;
+  // RequestAuthentication's JWT filters, then RBAC, run before routing, as Envoy's filter chain does.
+  if (ctx.jwt !== undefined && ctx.jwt.length > 0) {
+    return authenticate(ctx.jwt, headers, query, req.head.method).then((r) => {
+      if (!r.ok) return localReply(req, out, r.status, [], r.details, r.body, [{ name: 'www-authenticate', value: `Bearer realm="http://${authority}${path}", error="invalid_token"` }]);
+      out.requestHeaders = r.headers;
+      return authorizeThenRoute(req, ctx, out, r.headers, target, path, query, authority, r.metadata);
+    });
+  }
+  return authorizeThenRoute(req, ctx, out, headers, target, path, query, authority, undefined);
+}
+
+function authorizeThenRoute(
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, headers: RawHeader[], target: string, path: string, query: string,
+  authority: string, metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined,
+): Promise<RouteOutcome> {
+  const head = req.head;
+  if (ctx.rbac !== undefined && ctx.rbac.length > 0) {
+    const denied = rbacDenial(req, ctx, target, path, authority, headers, metadata);
+    if (denied !== undefined) return localReply(req, out, 403, [RBAC_FLAG], denied, RBAC_DENIED_BODY, []);
+  }
 
   const table = ctx.routes;
   const vh = table?.virtualHost(authority);
@@ -141,8 +175,29 @@ export function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promis
   }
   if (!table || !vh || !route) return localReply(req, out, 404, ['NR'], 'route_not_found', undefined, []);
   out.routeName = route.name || undefined;
+  // Envoy's HCM: an Upgrade its config (the route's upgradeConfigs, else its own) does not enable is refused.
+  if (req.upgrade !== undefined && !upgradeAllowed(ctx, route, req.upgrade)) return localReply(req, out, 403, [], 'upgrade_failed', undefined, []);
   if (ctx.faultFilter && route.fault) return withFault(req, ctx, out, headers, table, vh, route, route.fault, path, query);
   return afterFaults(req, ctx, out, headers, table, vh, route, path, query);
+}
+
+/** Envoy's RBAC filters on this request: the response code details of a denial, or undefined. */
+function rbacDenial(req: DownstreamRequest, ctx: RouterContext, target: string, path: string, authority: string, headers: readonly RawHeader[], metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined): string | undefined {
+  const decision = evaluateRbac(ctx.rbac!, httpSubject({
+    method: req.head.method, target, path, authority, scheme: 'http', headers,
+    receivedXff: headerValue(req.head.headers, 'x-forwarded-for'),
+    remoteAddress: req.remoteAddress, localAddress: req.localAddress, localPort: req.localPort,
+    useRemoteAddress: ctx.useRemoteAddress, xffNumTrustedHops: ctx.xffNumTrustedHops ?? 0,
+    // The peer certificate's identity, set by the mTLS listener when there is one.
+    principal: req.peerPrincipal,
+    metadata,
+  }));
+  return decision.allowed ? undefined : decision.details;
+}
+
+function upgradeAllowed(ctx: RouterContext, route: Route, type: string): boolean {
+  const own = route.action.kind === 'route' ? route.action.upgrades?.get(type) : undefined;
+  return own ?? ctx.upgradeTypes?.has(type) ?? false;
 }
 
 /**
@@ -181,6 +236,7 @@ async function withFault(
     await new Promise((r) => setTimeout(r, f.delayMs));
   }
   if (f.abortStatus > 0 && Math.random() < f.abortFraction) {
+    if (f.abortGrpcStatus >= 0) return grpcReply(req, out, f.abortGrpcStatus, ['FI'], 'fault_filter_abort', 'fault filter abort');
     return localReply(req, out, f.abortStatus, ['FI'], 'fault_filter_abort', 'fault filter abort', responseOps(table, vh, route, undefined));
   }
   return afterFaults(req, ctx, out, headers, table, vh, route, path, query);
@@ -308,6 +364,11 @@ function applyAll(headers: RawHeader[], ops: readonly (HeaderOps | RawHeader)[],
  * the connection after it, as Envoy's HTTP/1 connection manager does for any local 400.
  */
 async function localReply(req: DownstreamRequest, out: RouteOutcome, status: number, flags: string[], details: string, body: string | undefined, extra: readonly (HeaderOps | RawHeader)[], direct = false): Promise<RouteOutcome> {
+  // A gRPC client is answered in gRPC: the status mapped from HTTP (Envoy's httpToGrpcStatus),
+  // trailers-only; a direct response or redirect is the route's own answer and stays HTTP.
+  if (!direct && status >= 400 && isGrpcRequest(req.head.headers)) {
+    return grpcReply(req, out, httpToGrpcStatus(status), flags, details, body ?? LOCAL_BODIES[details]);
+  }
   out.status = status;
   out.flags.push(...flags);
   out.details = details;
@@ -318,6 +379,31 @@ async function localReply(req: DownstreamRequest, out: RouteOutcome, status: num
   headers.push({ name: 'date', value: new Date().toUTCString() }, { name: 'server', value: 'envoy' });
   await safeRespond(req, { status, reason: reasonPhrase(status), version: '1.1', headers }, text === undefined ? null : Buffer.from(text, 'latin1'), status === 400 ? CLOSE : undefined);
   return out;
+}
+
+/** A trailers-only gRPC answer made by the proxy: `:status 200`, `grpc-status`, `grpc-message`. */
+async function grpcReply(req: DownstreamRequest, out: RouteOutcome, grpcStatus: number, flags: string[], details: string, message: string | undefined): Promise<RouteOutcome> {
+  out.status = 200;
+  out.grpcStatus = grpcStatus;
+  out.flags.push(...flags);
+  out.details = details;
+  await safeRespond(req, { status: 200, reason: 'OK', version: '1.1', headers: grpcLocalReplyHeaders(grpcStatus, message) }, null);
+  return out;
+}
+
+// The route timeout, or for a gRPC request on a route with maxGrpcTimeout its grpc-timeout
+// (capped, less the offset), as Envoy's FilterUtility::finalTimeout.
+function deadlineOf(action: RouteAction, headers: readonly RawHeader[]): number {
+  let ms = action.timeoutMs;
+  const max = action.maxGrpcTimeoutMs;
+  if (max !== undefined) {
+    const grpc = grpcTimeoutMs(headers);
+    if (grpc !== undefined && isGrpcRequest(headers)) {
+      ms = max > 0 && grpc > max ? max : grpc;
+      if (action.grpcTimeoutOffsetMs > 0 && ms > action.grpcTimeoutOffsetMs) ms -= action.grpcTimeoutOffsetMs;
+    }
+  }
+  return ms > 0 ? Date.now() + ms : Infinity;
 }
 
 const LOCAL_BODIES: Record<string, string> = {
@@ -400,9 +486,13 @@ const NO_HASH = { hash: undefined, setCookie: undefined };
 
 type Failure = { kind: 'error'; err: UpstreamError } | { kind: 'status'; status: number };
 
+// A response whose gRPC status the retry policy names (not an HTTP status).
+const GRPC_RETRIABLE = -14;
+
 function retriable(retry: RetryPolicy, f: Failure): boolean {
   if (f.kind === 'status') {
     const s = f.status;
+    if (s === GRPC_RETRIABLE) return true;
     if (retry.on5xx && s >= 500) return true;
     if (retry.gatewayError && (s === 502 || s === 503 || s === 504)) return true;
     if (retry.retriableStatus && retry.statusCodes.has(s)) return true;
@@ -411,6 +501,7 @@ function retriable(retry: RetryPolicy, f: Failure): boolean {
   }
   const flag = f.err.flag;
   if (flag === 'UO' || flag === 'LR') return false;
+  if (f.err.code === 'REFUSED_STREAM' && retry.refusedStream) return true;
   if (flag === 'UF') return retry.connectFailure || retry.on5xx || retry.gatewayError || retry.reset;
   if (flag === 'UT') return retry.on5xx || retry.gatewayError;
   return retry.reset || retry.on5xx || retry.gatewayError; // UC, UR, UPE
@@ -478,7 +569,7 @@ class Forwarding {
     const { hash, setCookie } = action.hashPolicies.length > 0 ? requestHash(action, req, head.headers, head.target.split('?')[1] ?? '') : NO_HASH;
     this.hash = hash;
     this.setCookie = setCookie;
-    this.deadline = action.timeoutMs > 0 ? Date.now() + action.timeoutMs : Infinity;
+    this.deadline = deadlineOf(action, head.headers);
     this.tried = retry?.previousHosts ? new Set<Host>() : undefined;
     this.maxAttempts = 1 + (retry ? retry.numRetries : 0);
     this.pinned = pinned;
@@ -516,7 +607,9 @@ class Forwarding {
     host.totalRequests++;
     // The downstream's own signal aborts the upstream exchange when the caller goes away.
     const signal = req.signal;
-    return this.ctx.upstream.request(this.cluster, host, this.head, this.body, this.ctx.inbound ? { timeoutMs, signal, sourceAddress: req.remoteAddress } : { timeoutMs, signal });
+    const downstreamH2 = req.protocol === 'HTTP/2';
+    const upgrade = req.upgrade !== undefined;
+    return this.ctx.upstream.request(this.cluster, host, this.head, this.body, this.ctx.inbound ? { timeoutMs, signal, sourceAddress: req.remoteAddress, downstreamH2, upgrade } : { timeoutMs, signal, downstreamH2, upgrade });
   }
 
   /** The attempt got no response; true to try again. */
@@ -529,7 +622,7 @@ class Forwarding {
   }
 
   /** The attempt was answered; true to discard this answer and try again. */
-  answered(status: number, attempt: number): boolean {
+  answered(status: number, attempt: number, headers: readonly RawHeader[]): boolean {
     this.attemptEnded();
     const { cluster, retry } = this;
     const host = this.host!;
@@ -539,7 +632,8 @@ class Forwarding {
     }
     if (status >= 500) host.totalErrors++;
     if (retry === undefined) return false;
-    const failure: Failure = { kind: 'status', status };
+    // gRPC: a status in the response headers (a trailers-only answer) is what retryOn's gRPC words look at
+    const failure: Failure = retry.grpcStatuses.size > 0 && retry.grpcStatuses.has(grpcStatusOf(headers)) ? { kind: 'status', status: GRPC_RETRIABLE } : { kind: 'status', status };
     // Retry a retriable status only when a retry slot is free; otherwise this response
     // is the answer (Envoy passes the upstream's 5xx through on retry overflow).
     if (attempt + 1 < this.maxAttempts && retriable(retry, failure) && this.body.replayable && cluster.circuitBreaker.tryAcquireRetry()) {
@@ -606,7 +700,7 @@ async function forward(f: Forwarding): Promise<RouteOutcome> {
         if (f.noResponse(e)) continue;
         break;
       }
-      if (f.answered(res.head.status, attempt)) {
+      if (f.answered(res.head.status, attempt, res.head.headers)) {
         // Discard this attempt's body (bounded by the pool's own limits) and try again.
         await discard(res.body);
         continue;
@@ -649,6 +743,10 @@ function deliver(
   if (hasHeader(headers, 'x-envoy-upstream-service-time')) headers = withoutHeader(headers, 'x-envoy-upstream-service-time');
   headers.push({ name: 'x-envoy-upstream-service-time', value: String(out.upstreamServiceTimeMs) });
   if (setCookie) headers.push({ name: 'set-cookie', value: setCookie });
+  if (req.protocol === 'HTTP/2') {
+    const g = grpcStatusOf(headers);
+    if (g >= 0) out.grpcStatus = g;
+  }
   out.status = status;
   out.details = 'via_upstream';
   return req.respond({ status, reason: res.head.reason, version: res.head.version, headers }, res.body);

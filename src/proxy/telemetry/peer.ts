@@ -118,7 +118,7 @@ export class RequestLabelCache {
   get(
     reporter: 'source' | 'destination', self: WorkloadInfo, peer: WorkloadInfo | undefined, peerId: number,
     cluster: Cluster | undefined, clusterName: string | undefined, host: Host | undefined,
-    status: number, flags: string,
+    status: number, flags: string, grpcStatus = -1,
   ): LabelValues {
     let slot: LabelSlot | undefined;
     if (cluster === undefined) slot = this.noCluster;
@@ -130,15 +130,15 @@ export class RequestLabelCache {
       if (slot === undefined) hosts.set(key, (slot = new LabelSlot()));
     }
     // an unidentified peer (not from the PeerCache) is not cached
-    if (peer !== undefined && peerId === 0) return requestLabels(reporter, self, peer, cluster, clusterName, host, status, flags);
+    if (peer !== undefined && peerId === 0) return requestLabels(reporter, self, peer, cluster, clusterName, host, status, flags, grpcStatus);
     // steady traffic repeats the last outcome: compared field by field, no key is built
     const last = slot.last;
-    if (last !== null && slot.status === status && slot.flags === flags && slot.peerId === peerId && slot.reporter === reporter && slot.clusterName === clusterName) return last;
-    const key = `${reporter}|${status}|${flags}|${peerId}|${clusterName ?? ''}`;
+    if (last !== null && slot.status === status && slot.flags === flags && slot.peerId === peerId && slot.reporter === reporter && slot.clusterName === clusterName && slot.grpcStatus === grpcStatus) return last;
+    const key = `${reporter}|${status}|${flags}|${peerId}|${clusterName ?? ''}|${grpcStatus}`;
     let labels = slot.entries.get(key);
     if (labels === undefined) {
       if (slot.entries.size >= this.maxPerHost) slot.entries.clear();
-      labels = requestLabels(reporter, self, peer, cluster, clusterName, host, status, flags);
+      labels = requestLabels(reporter, self, peer, cluster, clusterName, host, status, flags, grpcStatus);
       slot.entries.set(key, labels);
     }
     slot.last = labels;
@@ -147,6 +147,7 @@ export class RequestLabelCache {
     slot.flags = flags;
     slot.peerId = peerId;
     slot.clusterName = clusterName;
+    slot.grpcStatus = grpcStatus;
     return labels;
   }
 }
@@ -160,13 +161,14 @@ class LabelSlot {
   flags = '';
   peerId = 0;
   clusterName: string | undefined = undefined;
+  grpcStatus = -1;
 }
 
 /** Label values of one request. */
 export function requestLabels(
   reporter: 'source' | 'destination', self: WorkloadInfo, peer: WorkloadInfo | undefined,
   cluster: Cluster | undefined, clusterName: string | undefined, host: Host | undefined,
-  status: number, flags: string,
+  status: number, flags: string, grpcStatus = -1,
 ): LabelValues {
   let src: WorkloadInfo;
   let dst: WorkloadInfo;
@@ -191,7 +193,7 @@ export function requestLabels(
     destination_service_namespace: svc?.namespace || 'unknown',
     destination_canonical_service: dst.canonicalService, destination_canonical_revision: dst.canonicalRevision,
     destination_cluster: dst.cluster,
-    request_protocol: 'http', response_code: String(status), grpc_response_status: '',
+    request_protocol: grpcStatus >= 0 ? 'grpc' : 'http', response_code: String(status), grpc_response_status: grpcStatus >= 0 ? String(grpcStatus) : '',
     response_flags: flags || '-', connection_security_policy: 'none',
   };
   return out;

@@ -30,6 +30,15 @@ export interface UpstreamEndpoint {
   localAddress?: string;
   /** Its pool key, `host:port[@localAddress]`, when made once by endpointOf() and kept (else computed per request). */
   readonly key?: string;
+  /** Wraps each new connection in TLS (a cluster's transport socket, src/proxy/tls); absent: plaintext. */
+  readonly secure?: SecureUpstream;
+}
+
+/** Turns an opened TCP connection into a TLS one (handshake and peer checks included), or rejects with UpstreamError 'UF'. */
+export interface SecureUpstream {
+  /** Distinguishes pools of the same address with other TLS settings. */
+  readonly key: string;
+  secure(opened: OpenedSocket, ep: UpstreamEndpoint, timeoutMs: number): Promise<OpenedSocket>;
 }
 
 /** An endpoint kept across requests (a cluster host's), its pool key computed once. */

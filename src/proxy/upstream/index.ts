@@ -1,7 +1,7 @@
 // Upstream connection pools: per-endpoint keep-alive HTTP/1.1 connections for clusters,
 // and per-destination pools freed when idle for passthrough traffic.
-export type { UpstreamEndpoint, UpstreamResponse } from './connection.ts';
-export { authorityOf, endpointOf } from './connection.ts';
+export type { OpenedSocket, SecureUpstream, UpstreamEndpoint, UpstreamResponse } from './connection.ts';
+export { authorityOf, endpointKey, endpointOf } from './connection.ts';
 export { UpstreamError } from './errors.ts';
 export type { UpstreamFlag } from './errors.ts';
 export { UpstreamPool } from './pool.ts';

@@ -105,7 +105,8 @@ class EndpointPool implements ConnectionOwner {
   constructor(pool: UpstreamPool, key: string, ep: UpstreamEndpoint) {
     this.pool = pool;
     this.key = key;
-    this.endpoint = ep.localAddress === undefined ? { host: ep.host, port: ep.port } : { host: ep.host, port: ep.port, localAddress: ep.localAddress };
+    const base = ep.localAddress === undefined ? { host: ep.host, port: ep.port } : { host: ep.host, port: ep.port, localAddress: ep.localAddress };
+    this.endpoint = ep.secure === undefined ? base : { ...base, secure: ep.secure };
   }
 
   get total(): number {
@@ -416,6 +417,7 @@ export class UpstreamPool {
     let opened;
     try {
       opened = await connectTcp(p.endpoint, ms, signal, p.endpoint.localAddress ?? this.localAddress);
+      if (p.endpoint.secure !== undefined) opened = await p.endpoint.secure.secure(opened, p.endpoint, ms);
     } catch (e) {
       p.connecting--;
       this.totalConnections--;
@@ -524,7 +526,7 @@ function settle(w: Waiter, err: Error): void {
 }
 
 function keyOf(ep: UpstreamEndpoint): string {
-  return ep.key ?? endpointKey(ep.host, ep.port, ep.localAddress);
+  return ep.key ?? (ep.secure === undefined ? endpointKey(ep.host, ep.port, ep.localAddress) : endpointKey(ep.host, ep.port, ep.localAddress) + '#' + ep.secure.key);
 }
 
 // Milliseconds left before `deadline` (0: no deadline); throws 'UT' when it passed.

@@ -14,7 +14,7 @@ interface Decoder { decode(ctx: unknown, any: { type_url: string; value: Buffer 
 type DecoderClass = { get(): Decoder };
 // Registering the package installs its HTTP filters (router, fault), which validation consults.
 (require('@grpc/grpc-js-xds') as { register(): void }).register();
-const decoders: Record<XdsTypeUrl, Decoder> = {
+const decoders: Partial<Record<XdsTypeUrl, Decoder>> = {
   [LISTENER_TYPE]: (require('@grpc/grpc-js-xds/build/src/xds-resource-type/listener-resource-type.js') as { ListenerResourceType: DecoderClass }).ListenerResourceType.get(),
   [ROUTE_TYPE]: (require('@grpc/grpc-js-xds/build/src/xds-resource-type/route-config-resource-type.js') as { RouteConfigurationResourceType: DecoderClass }).RouteConfigurationResourceType.get(),
   [CLUSTER_TYPE]: (require('@grpc/grpc-js-xds/build/src/xds-resource-type/cluster-resource-type.js') as { ClusterResourceType: DecoderClass }).ClusterResourceType.get(),
@@ -23,7 +23,7 @@ const decoders: Record<XdsTypeUrl, Decoder> = {
 const context = { server: { serverUri: '127.0.0.1:15010', channelCredentials: { type: 'insecure' }, serverFeatures: [] }, bootstrap: { certificateProviders: {}, node: {}, xdsServers: [] } };
 
 function grpcAccepts(type: XdsTypeUrl, r: ProtoJson): unknown {
-  const res = decoders[type].decode(context, { type_url: type, value: Buffer.from(encodeMessage(type, r)) });
+  const res = decoders[type]!.decode(context, { type_url: type, value: Buffer.from(encodeMessage(type, r)) });
   assert.equal(res.error, undefined, `${res.name}: ${res.error}`);
   return res.value;
 }

@@ -96,3 +96,29 @@ test('the queue never runs more than its bound, and a key queued twice is pushed
   assert.equal(p4.eventAt, 5);
   assert.throws(() => new PushQueue<string>({ concurrency: 0, push: async () => {} }), /invalid push concurrency 0/);
 });
+
+test('under a steady stream of endpoint changes a batch waits at most endpointsMaxMs; a config change in it waits up to maxMs', async () => {
+  const released: Array<{ at: number; endpointsOnly: boolean; events: number }> = [];
+  const d = new Debouncer({ afterMs: 50, maxMs: 5000, endpointsMaxMs: 150 }, async (c) => {
+    released.push({ at: Date.now() - c.firstEventAt, endpointsOnly: c.endpointsOnly, events: c.events });
+  });
+  // An event every 20 ms: never 50 ms of quiet.
+  const stream = async (ms: number, endpointsOnly: (i: number) => boolean): Promise<void> => {
+    for (let i = 0; i * 20 < ms; i++) {
+      d.add(`WorkloadEntry/default/w${i}`, endpointsOnly(i));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  await stream(600, () => true);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(released.length >= 3, JSON.stringify(released));
+  for (const b of released) {
+    assert.equal(b.endpointsOnly, true);
+    assert.ok(b.at >= 140 && b.at < 400, JSON.stringify(released));
+  }
+  released.length = 0;
+  // With a VirtualService change among them, the batch is a full rebuild: no early release.
+  await stream(600, (i) => i !== 1);
+  d.close();
+  assert.deepEqual(released, []);
+});
