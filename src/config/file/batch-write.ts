@@ -2,10 +2,8 @@
 // goes to a hidden temp file beside its target and is fsynced first; only then are the temp
 // files renamed into place and removed files unlinked. If a rename or unlink fails, the files
 // already changed get their old bytes back, so the tree is as it was before the batch.
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
-import path from 'node:path';
-import { writeFileAtomic } from './persist.ts';
+import { readFile, rename, unlink } from 'node:fs/promises';
+import { writeFileAtomic, writeTempBeside } from './persist.ts';
 
 /** One file of a batch: its new text, or null to remove it. */
 export interface FileWrite {
@@ -18,25 +16,6 @@ function isNotFound(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
-async function writeTemp(file: string, text: string): Promise<string> {
-  const dir = path.dirname(file);
-  // The file's folder may be created, never its parent: a write does not recreate a moved config directory.
-  await mkdir(dir).catch((err: unknown) => {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  });
-  const tmp = path.join(dir, `.${path.basename(file)}.sextant-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o644);
-  try {
-    await fh.writeFile(text, 'utf8');
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await fh.close();
-  return tmp;
-}
 
 /** Applies every write, or (as far as the filesystem lets it) none. */
 export async function writeFilesTogether(writes: readonly FileWrite[]): Promise<void> {
@@ -48,7 +27,7 @@ export async function writeFilesTogether(writes: readonly FileWrite[]): Promise<
         if (isNotFound(err)) return null;
         throw err;
       }));
-      if (w.text !== null) temps.set(w.file, await writeTemp(w.file, w.text));
+      if (w.text !== null) temps.set(w.file, await writeTempBeside(w.file, w.text));
     }
   } catch (err) {
     await Promise.all([...temps.values()].map((t) => unlink(t).catch(() => undefined)));

@@ -17,10 +17,11 @@ export function isConfigFileName(base: string): boolean {
 }
 
 /**
- * Writes `text` to `file` atomically. The file's folder is created if missing, but not its
- * parent: a write never recreates a config directory that was moved or deleted.
+ * Writes `text` to a hidden, fsynced temp file beside `file` and returns its path; the caller
+ * renames it into place. The file's folder is created if missing, but not its parent: a write
+ * never recreates a config directory that was moved or deleted.
  */
-export async function writeFileAtomic(file: string, text: string): Promise<void> {
+export async function writeTempBeside(file: string, text: string): Promise<string> {
   const dir = path.dirname(file);
   await mkdir(dir).catch((err: unknown) => {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -36,6 +37,12 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
     throw err;
   }
   await fh.close();
+  return tmp;
+}
+
+/** Writes `text` to `file` atomically (a temp file beside it, renamed into place). */
+export async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const tmp = await writeTempBeside(file, text);
   try {
     await rename(tmp, file);
   } catch (err) {
