@@ -5,7 +5,6 @@
 // asserts the exact status and body of every request.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,12 +12,13 @@ import path from 'node:path';
 import { startProxy } from '../../src/proxy/index.ts';
 import type { Proxy } from '../../src/proxy/index.ts';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { freePort, silent, startBackend } from '../proxy/helpers/fixtures.ts';
+import { silent, startBackend } from '../proxy/helpers/fixtures.ts';
+import { spawnPilot } from '../helpers/pilot-process.ts';
 import type { Backend } from '../proxy/helpers/fixtures.ts';
+import { egressSidecar, ingressSidecar } from '../helpers/istio-yaml.ts';
 
 const SERVER = '127.0.57.3';
 const CLIENT = '127.0.58.1';
-const cli = path.join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
@@ -43,27 +43,9 @@ kind: WorkloadEntry
 metadata: {name: reviews-v1, namespace: shop}
 spec: {address: ${SERVER}, labels: {app: reviews}, ports: {http: 9080}, serviceAccount: reviews}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: reviews, namespace: shop}
-spec:
-  workloadSelector: {labels: {app: reviews}}
-  ingress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: ${SERVER}
-    defaultEndpoint: 127.0.0.1:${appPort}
-    captureMode: NONE
+${ingressSidecar({ name: 'reviews', namespace: 'shop', bind: SERVER, defaultEndpoint: `127.0.0.1:${appPort}` })}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: productpage, namespace: shop}
-spec:
-  workloadSelector: {labels: {app: productpage}}
-  egress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: ${CLIENT}
-    captureMode: NONE
-    hosts: ["./*"]
+${egressSidecar({ name: 'productpage', namespace: 'shop', bind: CLIENT })}
 `;
 
 interface Reply { status: number; body: string }
@@ -114,16 +96,9 @@ before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'sextant-authz-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(path.join(dir, 'mesh.yaml'), meshYaml(app.port));
-  const xdsPort = await freePort();
-  const httpPort = await freePort();
-  const pilot = spawn(process.execPath, [cli, 'pilot', '--config-dir', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--http-address', `127.0.0.1:${httpPort}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
-  cleanups.push(() => { try { process.kill(-pilot.pid!, 'SIGKILL'); } catch { /* gone */ } });
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (await fetch(`http://127.0.0.1:${httpPort}/ready`).then((r) => r.status === 200, () => false)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const xds = `127.0.0.1:${xdsPort}`;
+  const pilot = await spawnPilot({ configDir: dir });
+  cleanups.push(pilot.close);
+  const { xds } = pilot;
   server = await startProxy({ xds, id: `sidecar~${SERVER}~reviews-v1-aaaaa.shop~shop.svc.cluster.local`, labels: { app: 'reviews' }, adminAddress: '127.0.0.1:0', logger: silent, drainMs: 200 });
   client = await startProxy({ xds, id: `sidecar~${CLIENT}~productpage-v1-bbbbb.shop~shop.svc.cluster.local`, labels: { app: 'productpage' }, adminAddress: '127.0.0.1:0', logger: silent, drainMs: 200 });
   cleanups.push(() => server.drain(100), () => client.drain(100));

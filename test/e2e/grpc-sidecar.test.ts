@@ -10,6 +10,7 @@ import { echoClient, startEchoServer, unary } from '../helpers/grpc-echo.ts';
 import type { EchoClient, EchoServer } from '../helpers/grpc-echo.ts';
 import { startSidecarMesh } from '../helpers/sidecar-processes.ts';
 import type { Sidecar, SidecarMesh } from '../helpers/sidecar-processes.ts';
+import { egressSidecar, ingressSidecar } from '../helpers/istio-yaml.ts';
 
 const HOST = 'echo.default.svc.cluster.local';
 const CLIENT_IP = '127.0.51.1';
@@ -72,38 +73,11 @@ spec:
     route: [{destination: {host: ${HOST}, subset: v1}}]
     retries: {attempts: 3, retryOn: unavailable}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: client, namespace: default}
-spec:
-  workloadSelector: {labels: {app: client}}
-  egress:
-  - port: {number: ${PORT}, protocol: GRPC, name: grpc}
-    bind: ${CLIENT_IP}
-    captureMode: NONE
-    hosts: ["./*"]
+${egressSidecar({ name: 'client', bind: CLIENT_IP, port: PORT, protocol: 'GRPC', portName: 'grpc' })}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: echo-v1, namespace: default}
-spec:
-  workloadSelector: {labels: {app: echo, version: v1}}
-  ingress:
-  - port: {number: ${PORT}, protocol: GRPC, name: grpc}
-    bind: ${V1_IP}
-    defaultEndpoint: 127.0.0.1:${v1Port}
-    captureMode: NONE
+${ingressSidecar({ name: 'echo-v1', labels: { app: 'echo', version: 'v1' }, bind: V1_IP, port: PORT, protocol: 'GRPC', portName: 'grpc', defaultEndpoint: `127.0.0.1:${v1Port}` })}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: echo-v2, namespace: default}
-spec:
-  workloadSelector: {labels: {app: echo, version: v2}}
-  ingress:
-  - port: {number: ${PORT}, protocol: GRPC, name: grpc}
-    bind: ${V2_IP}
-    defaultEndpoint: 127.0.0.1:${v2Port}
-    captureMode: NONE
+${ingressSidecar({ name: 'echo-v2', labels: { app: 'echo', version: 'v2' }, bind: V2_IP, port: PORT, protocol: 'GRPC', portName: 'grpc', defaultEndpoint: `127.0.0.1:${v2Port}` })}
 `;
 }
 

@@ -11,8 +11,8 @@ import { mkdirSync, mkdtempSync, openSync, renameSync, rmSync, writeFileSync } f
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../helpers/ports.ts';
+import { waitFor } from '../helpers/pilot-process.ts';
 
 const CLI = path.resolve(import.meta.dirname, '../../bin/sextant.mjs');
 const root = mkdtempSync(path.join(tmpdir(), 'sextant-multicluster-'));
@@ -94,17 +94,6 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<{
   }
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await probe();
-    if (last !== undefined) return last;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 /** The upstream hosts of each cluster, as the sidecar's admin reports them. */
 async function endpointsOf(s: (typeof SIDECARS)[number]): Promise<Record<string, string[]>> {
   const r = await get(`http://127.0.0.1:${s.admin}/clusters?format=json`);
@@ -167,7 +156,7 @@ before(async () => {
   const xds = `127.0.0.1:${await freePort()}`;
   pilotHttp = `127.0.0.1:${await freePort()}`;
   start('pilot', ['pilot', '--config-dir', configDir, '--mesh-config', meshFile, '--xds-address', xds, '--http-address', pilotHttp, '--debounce-after', '20ms'], (s) => { pilotLog += s; });
-  await waitFor('the pilot', async () => ((await get(`http://${pilotHttp}/ready`)).status === 200 ? true : undefined));
+  await waitFor('the pilot', async () => ((await get(`http://${pilotHttp}/ready`)).status === 200 ? true : undefined), 60_000);
   for (const s of SIDECARS) {
     s.admin = await freePort();
     start(s.name, [
@@ -175,7 +164,7 @@ before(async () => {
       '--cluster-id', s.cluster, '--network', `net-${s.cluster}`, '--admin-address', `127.0.0.1:${s.admin}`,
     ]);
   }
-  for (const s of SIDECARS) await waitFor(`${s.name} ready`, async () => ((await get(`http://127.0.0.1:${s.admin}/ready`)).status === 200 ? true : undefined));
+  for (const s of SIDECARS) await waitFor(`${s.name} ready`, async () => ((await get(`http://127.0.0.1:${s.admin}/ready`)).status === 200 ? true : undefined), 60_000);
 });
 
 after(async () => {

@@ -12,6 +12,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Interface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
+import { startGreeter } from '../helpers/grpc-echo.ts';
+import { greeterBootstrap, lineQueue } from '../helpers/proxyless-client.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const nodeBin = path.join(repo, 'node_modules/.bin/node');
@@ -20,18 +22,6 @@ const children: ChildProcess[] = [];
 const servers: grpc.Server[] = [];
 let client: { proc: ChildProcess; lines: Interface; next: () => Promise<string> };
 let httpAddress = '';
-
-function greeterServer(reply: string): Promise<{ server: grpc.Server; port: number }> {
-  const server = new grpc.Server();
-  server.addService({
-    SayHello: {
-      path: '/greeter.Greeter/SayHello', requestStream: false, responseStream: false,
-      requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b,
-    },
-  }, { SayHello: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(reply)) } as grpc.UntypedServiceImplementation);
-  return new Promise((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve({ server, port }))));
-}
 
 function virtualService(http: string): string {
   return `apiVersion: networking.istio.io/v1
@@ -73,7 +63,7 @@ function spawnChild(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
 }
 
 before(async () => {
-  const [v1, v2] = await Promise.all([greeterServer('v1'), greeterServer('v2')]);
+  const [v1, v2] = await Promise.all([startGreeter('v1'), startGreeter('v2')]);
   servers.push(v1.server, v2.server);
   writeConfig('greeter.yaml', `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -123,20 +113,8 @@ spec:
     });
   });
 
-  const bootstrap = {
-    xds_servers: [{ server_uri: xdsAddress, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
-    node: { id: 'sidecar~127.0.0.1~greeter-client.default~default.svc.cluster.local', locality: {}, metadata: { GENERATOR: 'grpc', NAMESPACE: 'default', CLUSTER_ID: 'Kubernetes' } },
-  };
-  const proc = spawnChild(['test/e2e/pilot-xds-client.ts', 'xds:///greeter.default.svc.cluster.local:50051'], { GRPC_XDS_BOOTSTRAP_CONFIG: JSON.stringify(bootstrap) });
-  const lines = createInterface({ input: proc.stdout! });
-  const queue: string[] = [];
-  const waiters: ((l: string) => void)[] = [];
-  lines.on('line', (l) => {
-    const w = waiters.shift();
-    if (w) w(l);
-    else queue.push(l);
-  });
-  client = { proc, lines, next: () => (queue.length > 0 ? Promise.resolve(queue.shift()!) : new Promise((r) => waiters.push(r))) };
+  const proc = spawnChild(['test/e2e/pilot-xds-client.ts', 'xds:///greeter.default.svc.cluster.local:50051'], { GRPC_XDS_BOOTSTRAP_CONFIG: greeterBootstrap([xdsAddress]) });
+  client = { proc, ...lineQueue(proc.stdout!) };
 });
 
 after(() => {

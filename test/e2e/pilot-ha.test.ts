@@ -11,15 +11,15 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import type { Resource } from '../../src/api/resource.ts';
 import { openConfigStore } from '../../src/config/index.ts';
 import type { LeaderStatus } from '../../src/pilot/leader/index.ts';
 import { etcdUnavailableReason, startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
 import { freePort } from '../helpers/ports.ts';
+import { startGreeter } from '../helpers/grpc-echo.ts';
+import { greeterBootstrap, lineQueue } from '../helpers/proxyless-client.ts';
 
 const skip = etcdUnavailableReason();
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -165,17 +165,10 @@ function call(): Promise<{ status: number; written: string | undefined; error?: 
   });
 }
 
-function greeterServer(reply: string): Promise<number> {
-  const server = new grpc.Server();
-  server.addService({
-    SayHello: {
-      path: '/greeter.Greeter/SayHello', requestStream: false, responseStream: false,
-      requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b,
-    },
-  }, { SayHello: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(reply)) } as grpc.UntypedServiceImplementation);
+async function greeterServer(reply: string): Promise<number> {
+  const { server, port } = await startGreeter(reply);
   servers.push({ close: () => server.forceShutdown() });
-  return new Promise((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+  return port;
 }
 
 before(async () => {
@@ -270,27 +263,13 @@ test('a write through the config store reaches the sidecar connected to pilot A,
 
   // A proxyless gRPC client: grpc-js-xds uses the bootstrap's first xds_server, whose URI
   // names both pilots; clients with xDS fallback (gRFC A71) also read the second entry.
-  const bootstrap = {
-    xds_servers: [
-      { server_uri: `ipv4:${pilotA.xds},${pilotB.xds}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] },
-      { server_uri: pilotB.xds, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] },
-    ],
-    node: { id: 'sidecar~127.0.0.1~greeter-client.default~default.svc.cluster.local', locality: {}, metadata: { GENERATOR: 'grpc', NAMESPACE: 'default', CLUSTER_ID: 'Kubernetes' } },
-  };
-  const proc = start('grpc-client', ['test/e2e/pilot-xds-client.ts', 'xds:///greeter.default.svc.cluster.local:50051'], { GRPC_XDS_BOOTSTRAP_CONFIG: JSON.stringify(bootstrap) }, 'pipe', 'pipe');
-  const lines = createInterface({ input: proc.stdout! });
-  const queue: string[] = [];
-  const waiters: ((l: string) => void)[] = [];
-  lines.on('line', (l) => {
-    const w = waiters.shift();
-    if (w) w(l);
-    else queue.push(l);
-  });
+  const bootstrap = greeterBootstrap([`ipv4:${pilotA.xds},${pilotB.xds}`, pilotB.xds]);
+  const proc = start('grpc-client', ['test/e2e/pilot-xds-client.ts', 'xds:///greeter.default.svc.cluster.local:50051'], { GRPC_XDS_BOOTSTRAP_CONFIG: bootstrap }, 'pipe', 'pipe');
+  const out = lineQueue(proc.stdout!);
   greeter = {
     async ask(line) {
       proc.stdin!.write(`${line}\n`);
-      const out = queue.length > 0 ? queue.shift()! : await new Promise<string>((r) => waiters.push(r));
-      return JSON.parse(out) as Record<string, number>;
+      return JSON.parse(await out.next()) as Record<string, number>;
     },
   };
   assert.deepEqual(await greeter.ask('5'), { v1: 5 });

@@ -19,6 +19,7 @@ import { DEFAULT_OPTIONS, type InjectOptions } from '../../src/inject/inject-tem
 import { injectYaml } from '../../src/inject/inject-yaml.ts';
 import { freePort } from '../helpers/ports.ts';
 import { runPod, type PodSpec } from './start-order-harness.ts';
+import { egressSidecar } from '../helpers/istio-yaml.ts';
 
 const CLI = path.resolve(import.meta.dirname, '..', '..', 'bin', 'sextant.mjs');
 const APP = path.join(import.meta.dirname, 'start-order-app.ts');
@@ -46,16 +47,7 @@ spec:
   ports: [{number: 9080, name: http, protocol: HTTP}]
   endpoints: [{address: 127.0.0.1, ports: {http: ${port}}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: client, namespace: default}
-spec:
-  workloadSelector: {labels: {app: client}}
-  egress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: ${EGRESS}
-    captureMode: NONE
-    hosts: ["./*"]
+${egressSidecar({ name: 'client', bind: EGRESS })}
 `;
 }
 

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startSidecarMesh } from '../helpers/sidecar-processes.ts';
 import type { Sidecar, SidecarMesh } from '../helpers/sidecar-processes.ts';
+import { egressSidecar, ingressSidecar } from '../helpers/istio-yaml.ts';
 
 const HOST = 'chat.default.svc.cluster.local';
 const CLIENT_IP = '127.0.53.1';
@@ -45,27 +46,9 @@ kind: WorkloadEntry
 metadata: {name: chat-v1, namespace: default}
 spec: {address: ${SERVER_IP}, labels: {app: chat, version: v1}, ports: {http: ${PORT}}}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: client, namespace: default}
-spec:
-  workloadSelector: {labels: {app: client}}
-  egress:
-  - port: {number: ${PORT}, protocol: HTTP, name: http}
-    bind: ${CLIENT_IP}
-    captureMode: NONE
-    hosts: ["./*"]
+${egressSidecar({ name: 'client', bind: CLIENT_IP, port: PORT })}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: chat, namespace: default}
-spec:
-  workloadSelector: {labels: {app: chat}}
-  ingress:
-  - port: {number: ${PORT}, protocol: HTTP, name: http}
-    bind: ${SERVER_IP}
-    defaultEndpoint: 127.0.0.1:${appPort}
-    captureMode: NONE
+${ingressSidecar({ name: 'chat', bind: SERVER_IP, port: PORT, defaultEndpoint: `127.0.0.1:${appPort}` })}
 `);
   [clientSidecar, serverSidecar] = await Promise.all([
     mesh.sidecar(CLIENT_IP, 'client-v1', { app: 'client', version: 'v1' }),

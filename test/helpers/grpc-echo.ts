@@ -180,3 +180,19 @@ export function unary(client: EchoClient, body: Buffer | string, md: Record<stri
     });
   });
 }
+
+/**
+ * A `greeter.Greeter/SayHello` server on 127.0.0.1 (a free port) that answers every call with
+ * `reply` (raw bytes, no .proto), for tests of routing between gRPC versions.
+ */
+export function startGreeter(reply: string): Promise<{ server: grpc.Server; port: number }> {
+  const server = new grpc.Server();
+  server.addService({
+    SayHello: {
+      path: '/greeter.Greeter/SayHello', requestStream: false, responseStream: false,
+      requestSerialize: id, requestDeserialize: id,
+      responseSerialize: id, responseDeserialize: id,
+    },
+  }, { SayHello: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(reply)) } as grpc.UntypedServiceImplementation);
+  return new Promise((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve({ server, port }))));
+}

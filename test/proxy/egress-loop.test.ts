@@ -5,7 +5,6 @@
 // answered at once by the sidecar, which never connects to itself.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -15,11 +14,10 @@ import { startProxy } from '../../src/proxy/index.ts';
 import type { Proxy } from '../../src/proxy/index.ts';
 import { reachesListener } from '../../src/proxy/listener/original-dst.ts';
 import { freePort, silent } from './helpers/fixtures.ts';
+import { spawnPilot } from '../helpers/pilot-process.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
-
-const cli = path.join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 
 // The workload and its egress on a loopback network of their own (as a pod has its own IP).
 const net3 = 100 + Math.floor(Math.random() * 150);
@@ -116,18 +114,10 @@ spec:
               path: ${accessLogPath}
 `;
   writeFileSync(path.join(dir, 'mesh.yaml'), yaml);
-  const xdsPort = await freePort();
-  const pilotHttpPort = await freePort();
-  const pilot = spawn(process.execPath, [cli, 'pilot', '--config-dir', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--http-address', `127.0.0.1:${pilotHttpPort}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
-  cleanups.push(() => { try { process.kill(-pilot.pid!, 'SIGKILL'); } catch { /* gone */ } });
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const ok = await fetch(`http://127.0.0.1:${pilotHttpPort}/ready`).then((r) => r.status === 200, () => false);
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const pilot = await spawnPilot({ configDir: dir });
+  cleanups.push(pilot.close);
   sidecar = await startProxy({
-    xds: `127.0.0.1:${xdsPort}`, id: `sidecar~${workloadIp}~client-v1-aaaaa.default~default.svc.cluster.local`,
+    xds: pilot.xds, id: `sidecar~${workloadIp}~client-v1-aaaaa.default~default.svc.cluster.local`,
     labels: { app: 'client', version: 'v1' }, adminAddress: '127.0.0.1:0', logger: silent, drainMs: 200,
   });
   cleanups.push(() => sidecar.drain(100));

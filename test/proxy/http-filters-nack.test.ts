@@ -5,7 +5,7 @@
 // with one warning.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,7 +13,9 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { LISTENER_TYPE } from '../../src/envoy/index.ts';
 import { startProxy } from '../../src/proxy/index.ts';
-import { freePort, send, startBackend } from './helpers/fixtures.ts';
+import { send, startBackend } from './helpers/fixtures.ts';
+import { spawnPilot, waitFor } from '../helpers/pilot-process.ts';
+import { egressSidecar } from '../helpers/istio-yaml.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
@@ -59,16 +61,6 @@ ${optional ? '        is_optional: true\n' : ''}        typed_config:
 `;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 test('an unsupported HTTP filter is NACKed with its listener and name, the last good config serves, proxy-status shows why; is_optional is ACKed', async () => {
   const app = await startBackend('reviews');
   cleanups.push(app.close);
@@ -92,28 +84,16 @@ spec:
   ports: [{number: 9080, name: http, protocol: HTTP}]
   endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: productpage, namespace: default}
-spec:
-  workloadSelector: {labels: {app: productpage}}
-  egress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: ${CLIENT_IP}
-    captureMode: NONE
-    hosts: ["./*"]
+${egressSidecar({ name: 'productpage', bind: CLIENT_IP })}
 `);
 
-  const xdsPort = await freePort();
-  const httpPort = await freePort();
-  const pilotUrl = `http://127.0.0.1:${httpPort}`;
-  const pilot = spawn(process.execPath, [CLI, 'pilot', '--config-dir', configDir, '--xds-address', `127.0.0.1:${xdsPort}`, '--http-address', `127.0.0.1:${httpPort}`, '--log-level', 'warn', '--debounce-after', '10ms'], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
-  cleanups.push(() => { try { process.kill(-pilot.pid!, 'SIGKILL'); } catch { /* gone */ } });
-  await until('the pilot', async () => ((await fetch(`${pilotUrl}/ready`).then((r) => r.status, () => 0)) === 200 ? true : undefined), 30_000);
+  const pilot = await spawnPilot({ configDir, cli: CLI, args: ['--debounce-after', '10ms'] });
+  cleanups.push(pilot.close);
+  const pilotUrl = pilot.url;
 
   const logLines: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'warn' }, new Writable({ write(chunk: Buffer, _enc, done) { logLines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); done(); } }));
-  const proxy = await startProxy({ xds: `127.0.0.1:${xdsPort}`, id: PROXY_ID, labels: { app: 'productpage', version: 'v1' }, adminAddress: '127.0.0.1:0', logger, drainMs: 100 });
+  const proxy = await startProxy({ xds: pilot.xds, id: PROXY_ID, labels: { app: 'productpage', version: 'v1' }, adminAddress: '127.0.0.1:0', logger, drainMs: 100 });
   cleanups.push(() => proxy.drain(100));
   await proxy.whenReady();
   const request = async (): Promise<number> => (await send(9080, '/reviews/1', { Host: 'reviews.default.svc.cluster.local:9080' }, { host: CLIENT_IP })).status;
@@ -129,7 +109,7 @@ spec:
 
   // The filter as Envoy would get it: the sidecar has no local rate limiter, so it refuses.
   write('ratelimit.yaml', envoyFilter(false));
-  const nacked = await until('the NACK in proxy status', async () => {
+  const nacked = await waitFor('the NACK in proxy status', async () => {
     const s = await syncz();
     return s.state === 'NACKED' ? s : undefined;
   });
@@ -148,7 +128,7 @@ spec:
 
   // Marked optional, the filter may be left out: the update is ACKed and the filter skipped.
   write('ratelimit.yaml', envoyFilter(true));
-  const synced = await until('the ACK in proxy status', async () => {
+  const synced = await waitFor('the ACK in proxy status', async () => {
     const s = await syncz();
     return s.state === 'SYNCED' && s.versionAcked !== before.versionAcked ? s : undefined;
   });

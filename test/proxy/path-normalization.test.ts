@@ -4,35 +4,28 @@
 // other path settings answer 400 and 307 as Envoy's do.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startProxy } from '../../src/proxy/index.ts';
+import { spawnPilot } from '../helpers/pilot-process.ts';
 import { assignment, edsCluster, freePort, httpListener, meshWith, routeConfig, send, silent, startBackend } from './helpers/fixtures.ts';
 import type { Backend } from './helpers/fixtures.ts';
 import { RawClient } from './http/wire.ts';
+import { egressSidecar } from '../helpers/istio-yaml.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-const cli = path.join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 const EGRESS = '127.0.36.1';
 
 async function startPilot(yaml: string): Promise<string> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sextant-paths-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(path.join(dir, 'mesh.yaml'), yaml);
-  const xdsPort = await freePort();
-  const httpPort = await freePort();
-  const pilot = spawn(process.execPath, [cli, 'pilot', '--config-dir', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--http-address', `127.0.0.1:${httpPort}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
-  cleanups.push(() => { try { process.kill(-pilot.pid!, 'SIGKILL'); } catch { /* gone */ } });
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline && pilot.exitCode === null) {
-    if (await fetch(`http://127.0.0.1:${httpPort}/ready`).then((r) => r.status === 200, () => false)) return `127.0.0.1:${xdsPort}`;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(pilot.exitCode === null ? 'the pilot was not ready within 30 s' : `the pilot exited (${pilot.exitCode})`);
+  const pilot = await spawnPilot({ configDir: dir });
+  cleanups.push(pilot.close);
+  return pilot.xds;
 }
 
 test('a /public route cannot reach /admin: the path is normalized before routing, and sent upstream normalized', async () => {
@@ -79,16 +72,7 @@ spec:
     route: [{destination: {host: shop.default.svc.cluster.local, subset: public}}]
   - route: [{destination: {host: shop.default.svc.cluster.local, subset: admin}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: web, namespace: default}
-spec:
-  workloadSelector: {labels: {app: web}}
-  egress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: ${EGRESS}
-    captureMode: NONE
-    hosts: ["./*"]
+${egressSidecar({ name: 'web', bind: EGRESS })}
 `);
   const client = await startProxy({ xds, id: `sidecar~${EGRESS}~web-v1-aaaaa.default~default.svc.cluster.local`, labels: { app: 'web', version: 'v1' }, adminAddress: '127.0.0.1:0', logger: silent, drainMs: 200 });
   cleanups.push(() => client.drain(100));

@@ -3,17 +3,16 @@
 // and server sidecar) carry a request from one app to the other.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startProxy } from '../../src/proxy/index.ts';
-import { freePort, send, silent, startBackend } from './helpers/fixtures.ts';
+import { send, silent, startBackend } from './helpers/fixtures.ts';
+import { spawnPilot } from '../helpers/pilot-process.ts';
+import { egressSidecar, ingressSidecar } from '../helpers/istio-yaml.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
-
-const cli = path.join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 
 test('a request from productpage reaches reviews v2 through both sidecars, routed by the pilot config', async () => {
   const v1 = await startBackend('reviews-v1');
@@ -61,51 +60,16 @@ spec:
     route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
   - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: productpage, namespace: default}
-spec:
-  workloadSelector: {labels: {app: productpage}}
-  egress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: 127.0.32.1
-    captureMode: NONE
-    hosts: ["./*"]
+${egressSidecar({ name: 'productpage', bind: '127.0.32.1' })}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: reviews-v1, namespace: default}
-spec:
-  workloadSelector: {labels: {app: reviews, version: v1}}
-  ingress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: 127.0.31.3
-    defaultEndpoint: 127.0.0.1:${v1.port}
-    captureMode: NONE
+${ingressSidecar({ name: 'reviews-v1', labels: { app: 'reviews', version: 'v1' }, bind: '127.0.31.3', defaultEndpoint: `127.0.0.1:${v1.port}` })}
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: reviews-v2, namespace: default}
-spec:
-  workloadSelector: {labels: {app: reviews, version: v2}}
-  ingress:
-  - port: {number: 9080, protocol: HTTP, name: http}
-    bind: 127.0.31.4
-    defaultEndpoint: 127.0.0.1:${v2.port}
-    captureMode: NONE
+${ingressSidecar({ name: 'reviews-v2', labels: { app: 'reviews', version: 'v2' }, bind: '127.0.31.4', defaultEndpoint: `127.0.0.1:${v2.port}` })}
 `;
   writeFileSync(path.join(dir, 'mesh.yaml'), yaml);
-  const xdsPort = await freePort();
-  const httpPort = await freePort();
-  const pilot = spawn(process.execPath, [cli, 'pilot', '--config-dir', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--http-address', `127.0.0.1:${httpPort}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
-  cleanups.push(() => { try { process.kill(-pilot.pid!, 'SIGKILL'); } catch { /* gone */ } });
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const ok = await fetch(`http://127.0.0.1:${httpPort}/ready`).then((r) => r.status === 200, () => false);
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const xds = `127.0.0.1:${xdsPort}`;
+  const pilot = await spawnPilot({ configDir: dir });
+  cleanups.push(pilot.close);
+  const { xds } = pilot;
   const start = (id: string, labels: Record<string, string>) => startProxy({ xds, id, labels, adminAddress: '127.0.0.1:0', logger: silent, drainMs: 200 });
   const client = await start('sidecar~127.0.32.1~productpage-v1-aaaaa.default~default.svc.cluster.local', { app: 'productpage', version: 'v1' });
   const r1 = await start('sidecar~127.0.31.3~reviews-v1-bbbbb.default~default.svc.cluster.local', { app: 'reviews', version: 'v1' });
