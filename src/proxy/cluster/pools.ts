@@ -129,7 +129,9 @@ export class ClusterPools implements UpstreamDispatch {
       });
       return this.h2Passthrough.request(ep, head, body, opts);
     }
-    // HTTP/2 inside mesh TLS is not originated yet (docs/security.md): h2c as before
+    // mesh mTLS: ALPN h2 on the cluster's transport socket (its pool key names the TLS settings)
+    const tls = cluster.tlsFor(host);
+    if (tls !== undefined) return this.h2PoolFor(cluster).request(this.secureEndpoint(host, tls, original), head, body, opts);
     const ep = original === undefined ? host.endpoint : { host: host.address, port: host.port, localAddress: original };
     return this.h2PoolFor(cluster).request(ep, head, body, opts);
   }

@@ -257,7 +257,7 @@ export class Http2Pool {
     const bind = local !== undefined && net.isIP(local) === net.isIP(ep.host) ? { localAddress: local } : {};
     const set = this.settings;
     const h2 = http2.connect(`http://${st.authority}`, {
-      createConnection: () => net.connect({ host: ep.host, port: ep.port, noDelay: true, ...bind }),
+      createConnection: () => (ep.secure !== undefined ? this.secureConnection(ep, 'localAddress' in bind ? bind.localAddress : undefined) : net.connect({ host: ep.host, port: ep.port, noDelay: true, ...bind })),
       settings: { initialWindowSize: set.streamWindow, enablePush: false, maxHeaderListSize: set.maxHeaderListSize },
       maxSessionMemory: set.maxSessionMemoryMb,
       peerMaxConcurrentStreams: this.maxStreams,
@@ -304,6 +304,15 @@ export class Http2Pool {
       if (st.sessions.length === 0 && st.connecting === 0 && st.waiters.length === 0) this.endpoints.delete(st.key);
       else if (st.waiters.length > 0 && !this.closed) this.connect(st);
     });
+  }
+
+  // mesh mTLS (the cluster's transport socket): a TLS socket with ALPN h2, peer checked
+  private secureConnection(ep: UpstreamEndpoint, localAddress: string | undefined): net.Socket {
+    const connectH2 = ep.secure?.connectH2;
+    if (connectH2 !== undefined) return connectH2.call(ep.secure, ep, localAddress);
+    const s = new net.Socket();
+    process.nextTick(() => s.destroy(new UpstreamError('UF', `HTTP/2 over TLS to ${ep.host}:${ep.port} is not available (${ep.secure?.key ?? ''})`, { retriable: false })));
+    return s;
   }
 
   private serveWaiters(st: EndpointState): void {

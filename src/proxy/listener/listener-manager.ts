@@ -281,13 +281,6 @@ export class ListenerManager implements LocalListeners {
     });
   }
 
-  private refuseTls(spec: ListenerSpec, socket: net.Socket, reason: string): void {
-    this.tlsRefused++;
-    this.lastTlsRefusal = reason;
-    this.opts.logger.debug({ listener: spec.name, remote: `${socket.remoteAddress}:${socket.remotePort}`, err: reason }, 'mTLS connection refused');
-    socket.destroy();
-  }
-
   private runChain(spec: ListenerSpec, chain: FilterChainSpec, socket: net.Socket, principal?: string): void {
     const net_ = chain.network;
     if (net_.kind === 'tcp') {
@@ -302,16 +295,10 @@ export class ListenerManager implements LocalListeners {
       this.runTcpProxy(spec, net_, socket);
       return;
     }
-    // HTTP/2 inside mesh TLS is not served yet (node:http2 does not take over a TLS socket
-    // this way): such a connection is closed rather than left hanging
-    if (socket instanceof TLSSocket) {
-      if (net_.codecType === 'HTTP2') {
-        this.refuseTls(spec, socket, 'HTTP/2 over mTLS is not supported yet');
-        return;
-      }
-      const conn = serveHttp1(socket, this.opts.limits, (req) => this.onHttpRequest(spec, net_, req, principal), net_.codecType === 'AUTO' ? (s: net.Socket): void => this.refuseTls(spec, s, 'HTTP/2 over mTLS is not supported yet') : undefined);
-      this.httpConnections.add(conn);
-      socket.once('close', () => this.httpConnections.delete(conn));
+    // Inside mesh TLS, the negotiated ALPN (Istio's istio-h2, or h2) says HTTP/2 up front;
+    // otherwise codec AUTO still sniffs the preface on the decrypted stream below.
+    if (socket instanceof TLSSocket && (socket.alpnProtocol === 'h2' || socket.alpnProtocol === 'istio-h2') && net_.codecType !== 'HTTP1') {
+      this.runHttp2(spec, net_, socket, principal);
       return;
     }
     // codec_type AUTO: HTTP/1 unless the connection opens with the HTTP/2 preface

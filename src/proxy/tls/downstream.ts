@@ -41,9 +41,7 @@ export function acceptTls(socket: net.Socket, spec: DownstreamTlsSpec, opts: Dow
       reject(new Error('no workload certificate yet'));
       return;
     }
-    // h2 is not served inside mesh TLS yet (docs/security.md): never selected, so a client
-    // that also offers http/1.1 gets it
-    const serverAlpn = spec.alpn.filter((p) => p !== 'h2');
+    const serverAlpn = spec.alpn;
     const t = new tls.TLSSocket(socket, {
       isServer: true,
       secureContext: opts.certs.serverContext(),
@@ -95,6 +93,11 @@ export function acceptTls(socket: net.Socket, spec: DownstreamTlsSpec, opts: Dow
       }
       done = true;
       clearTimeout(timer);
+      // A server TLSSocket outside a tls.Server is never told its handshake is over: it stays
+      // `secureConnecting`, and node:http2 given it waits for a 'secureConnect' that never
+      // comes (then reads bytes put back onto the socket into a session not set up yet: a
+      // TypeError). Done, as tls.Server would mark it.
+      (t as { secureConnecting?: boolean }).secureConnecting = false;
       // only ours: Node's own 'close' listener frees the TLS state
       t.removeListener('error', onError);
       t.removeListener('close', onClose);

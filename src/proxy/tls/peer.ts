@@ -1,6 +1,7 @@
 // Who is on the other end of an mTLS connection: the URI SAN of the peer's certificate read
 // as a SPIFFE identity. Checked after every handshake, resumed ones included, since Node runs
 // checkServerIdentity only on full handshakes and ignores URI SANs anyway.
+import type { X509Certificate } from 'node:crypto';
 import type tls from 'node:tls';
 import { parseSpiffeUri, uriSans } from '../../api/spiffe.ts';
 
@@ -16,6 +17,11 @@ export function checkPeer(socket: tls.TLSSocket, req: PeerRequirement): { princi
   if (!socket.authorized) return { error: `peer certificate not trusted: ${String(socket.authorizationError ?? 'no certificate')}` };
   const cert = socket.getPeerX509Certificate();
   if (cert === undefined) return { error: 'no peer certificate' };
+  return checkPeerCertificate(cert, req);
+}
+
+/** The identity check of checkPeer on a certificate whose chain already verified. */
+export function checkPeerCertificate(cert: X509Certificate, req: PeerRequirement): { principal: string } | { error: string } {
   const uris = uriSans(cert.subjectAltName);
   const spiffe = uris.filter((u) => {
     const id = parseSpiffeUri(u);

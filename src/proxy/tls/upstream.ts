@@ -1,11 +1,12 @@
 // Istio mutual TLS to an upstream sidecar: the workload certificate of the current generation,
 // Istio's SNI and ALPN, the peer's SPIFFE identity checked after every handshake (resumed ones
 // included), and TLS sessions reused only under the identity they were checked for.
+import net from 'node:net';
 import tls from 'node:tls';
 import { UpstreamError } from '../upstream/errors.ts';
 import type { OpenedSocket, ReadSink, SecureUpstream, UpstreamEndpoint } from '../upstream/connection.ts';
 import { authorityOf } from '../upstream/connection.ts';
-import { checkPeer } from './peer.ts';
+import { checkPeer, checkPeerCertificate } from './peer.ts';
 import type { UpstreamTlsSpec } from './transport-socket.ts';
 import type { WorkloadCertificates } from './workload-certificates.ts';
 
@@ -43,7 +44,11 @@ export class UpstreamTls {
     let c = this.connectors.get(spec);
     if (c === undefined) {
       const key = `tls:${spec.sni}|${spec.alpn.join(',')}|${spec.sans.join(',')}`;
-      c = { key, secure: (opened, ep, timeoutMs) => this.secure(spec, opened, ep, timeoutMs) };
+      c = {
+        key,
+        secure: (opened, ep, timeoutMs) => this.secure(spec, opened, ep, timeoutMs),
+        connectH2: (ep, localAddress) => this.connectH2(spec, ep, localAddress),
+      };
       this.connectors.set(spec, c);
     }
     return c;
@@ -115,6 +120,41 @@ export class UpstreamTls {
         resolve({ socket, sink });
       });
     });
+  }
+
+  // HTTP/2 over mesh mTLS: node:http2 takes the TLS socket at once and starts its session on
+  // 'secureConnect', on a socket that must still be alive then (a native assertion otherwise).
+  // So the peer is checked before that event, in checkServerIdentity, which Node calls once
+  // the chain verified and destroys the socket with what it returns: the peer's SPIFFE
+  // identity (as on the HTTP/1 path) and ALPN h2. Sessions are not resumed on this path, so
+  // every handshake is a full one and the callback always runs.
+  private connectH2(spec: UpstreamTlsSpec, ep: UpstreamEndpoint, localAddress: string | undefined): tls.TLSSocket {
+    const alpn = spec.alpn.includes('h2') ? spec.alpn : [...spec.alpn, 'h2'];
+    const secret = this.opts.certs.current();
+    const refuse = (message: string): UpstreamError => {
+      this.peerRefused++;
+      return new UpstreamError('UF', `TLS to ${authorityOf(ep)}: ${message}`, { retriable: true, code: 'TLS_ERROR' });
+    };
+    const socket: tls.TLSSocket = tls.connect({
+      socket: net.connect({ host: ep.host, port: ep.port, noDelay: true, ...(localAddress !== undefined ? { localAddress } : {}) }),
+      ...(secret !== undefined ? { secureContext: this.opts.certs.clientContext() } : {}),
+      ...(spec.sni !== '' ? { servername: spec.sni } : {}),
+      ALPNProtocols: alpn,
+      rejectUnauthorized: true,
+      checkServerIdentity: () => {
+        const cert = socket.getPeerX509Certificate();
+        if (cert === undefined) return refuse('no peer certificate');
+        const peer = checkPeerCertificate(cert, { trustDomain: this.opts.trustDomain, sans: spec.sans });
+        if ('error' in peer) return refuse(peer.error);
+        if (socket.alpnProtocol !== 'h2' && socket.alpnProtocol !== 'istio-h2') return refuse(`the peer did not select HTTP/2 (ALPN ${String(socket.alpnProtocol)})`);
+        this.handshakes++;
+        return undefined;
+      },
+    });
+    if (secret === undefined) {
+      process.nextTick(() => socket.destroy(new UpstreamError('UF', `no workload certificate yet for TLS to ${authorityOf(ep)}`, { retriable: false })));
+    }
+    return socket;
   }
 
   private remember(key: string, session: Buffer, principal: string): void {

@@ -39,6 +39,11 @@ export interface SecureUpstream {
   /** Distinguishes pools of the same address with other TLS settings. */
   readonly key: string;
   secure(opened: OpenedSocket, ep: UpstreamEndpoint, timeoutMs: number): Promise<OpenedSocket>;
+  /**
+   * For HTTP/2 sessions (node:http2's `createConnection`): a TLS connection to `ep` being made
+   * now, ALPN `h2`, destroyed with an UpstreamError if the handshake or the peer check fails.
+   */
+  connectH2?(ep: UpstreamEndpoint, localAddress: string | undefined): net.Socket;
 }
 
 /** An endpoint kept across requests (a cluster host's), its pool key computed once. */
