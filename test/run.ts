@@ -1,7 +1,8 @@
 // Runs every test file under test/ with Node's test runner on the pinned Node.
 // Files are found here (not by shell globs) so the command is the same everywhere.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 const root = path.resolve(import.meta.dirname);
@@ -23,9 +24,12 @@ if (files.length === 0) {
   console.error(`no test file under test/ matches ${only.map((o) => JSON.stringify(o)).join(' or ')}`);
   process.exit(1);
 }
+// Pilots the tests spawn keep their CA root in a data directory of this run, never in ~/.sextant.
+const dataDir = process.env['SEXTANT_DATA_DIR'] ? undefined : mkdtempSync(path.join(os.tmpdir(), 'sextant-test-data-'));
 const result = spawnSync(
   process.execPath,
   ['--test', '--test-concurrency=2', '--test-timeout=600000', '--test-reporter=spec', ...files],
-  { stdio: 'inherit' },
+  { stdio: 'inherit', env: dataDir === undefined ? process.env : { ...process.env, SEXTANT_DATA_DIR: dataDir } },
 );
+if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
 process.exit(result.status ?? 1);

@@ -100,9 +100,10 @@ export const PILOT_PROCESS = 'pilot';
 export const sidecarProcess = (w: DemoWorkload): string => `proxy-${w.name}`;
 export const appProcess = (w: DemoWorkload): string => `app-${w.name}`;
 
-/** Starts (or restarts) the pilot of a mesh. */
+/** Starts (or restarts) the pilot of a mesh; its CA root is kept beside the config directory, in the mesh's work folder. */
 export function startPilot(group: ProcessGroup, opts: Pick<MeshOptions, 'configDir' | 'xdsAddress' | 'httpAddress'>): Supervised {
-  return group.start(PILOT_PROCESS, process.execPath, [CLI, 'pilot', '--config-dir', opts.configDir, '--xds-address', opts.xdsAddress, '--http-address', opts.httpAddress]);
+  const caDir = path.join(path.dirname(opts.configDir), 'ca');
+  return group.start(PILOT_PROCESS, process.execPath, [CLI, 'pilot', '--config-dir', opts.configDir, '--xds-address', opts.xdsAddress, '--http-address', opts.httpAddress, '--ca-dir', caDir]);
 }
 
 function startWorkload(group: ProcessGroup, w: DemoWorkload, opts: MeshOptions): void {
