@@ -24,9 +24,11 @@ export const DEFAULT_DELETE_GUARD: DeleteGuard = Object.freeze({ fraction: 0.5, 
 /**
  * The hidden name an operator creates to confirm a held deletion: a file in the config
  * directory's root (`touch DIR/.sextant-confirm-delete`), or the key PREFIX/.sextant-confirm-delete
- * in etcd. It confirms the change held when the store sees it, and the store removes it. The
- * directory store counts only a file that appears while the change is held (not one found with
- * the deletion, nor one in a directory that was moved away or replaced): see docs/config-stores.md.
+ * in etcd. It confirms the change held when the store sees it, and the store removes it. Both
+ * stores count only a marker that appears while the change is already held and reported (not
+ * one found with the deletion or put before it, nor, in the directory store, one in a directory
+ * that was moved away or replaced), and only while the change deletes nothing beyond what was
+ * held: see docs/config-stores.md.
  */
 export const CONFIRM_DELETE_MARKER = '.sextant-confirm-delete';
 

@@ -131,6 +131,135 @@ describe('etcd store: mass-deletion guard', { skip }, () => {
     assert.equal(s.status().healthy, true);
   });
 
+  const markerKey = `${prefix}/${CONFIRM_DELETE_MARKER}`;
+  const names = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `svc-${String(from + i).padStart(2, '0')}`);
+  const seKey = (name: string): Buffer => Buffer.from(`${prefix}/ServiceEntry/default/${name}`);
+
+  /** Waits until a watch has seen the confirmation key and removed it. */
+  const markerRemoved = async (): Promise<void> => {
+    const deadline = Date.now() + 5000;
+    while ((await admin.get(markerKey).string()) !== null) {
+      assert.ok(Date.now() < deadline, 'the confirmation key is removed');
+      await sleep(20);
+    }
+  };
+
+  const waitHeld = async (s: EtcdConfigStore, deletions: number): Promise<void> => {
+    const deadline = Date.now() + 5000;
+    while (s.status().heldChange?.deletions !== deletions) {
+      assert.ok(Date.now() < deadline, `a deletion of ${deletions} is held (status: ${JSON.stringify(s.status().heldChange)})`);
+      await sleep(20);
+    }
+  };
+
+  it('confirms nothing with a confirmation key put in the same transaction as the mass deletion', async () => {
+    await admin.delete().prefix(`${prefix}/`);
+    const s = await open();
+    await seed(s, 0, 30);
+    const w = record(s, undefined);
+    await w.synced;
+    // The marker first, then 20 of the 30 keys: one revision, one watch response.
+    const res = await admin.kv.txn({
+      compare: [],
+      success: [
+        { request_put: { key: Buffer.from(markerKey), value: Buffer.from('yes') } },
+        ...names(0, 20).map((n) => ({ request_delete_range: { key: seKey(n) } })),
+      ],
+    });
+    assert.equal(res.succeeded, true);
+    await markerRemoved();
+    await waitHeld(s, 20);
+    await sleep(200);
+    assert.equal(w.events.length, 30);
+    assert.deepEqual(view(w.events), names(0, 30));
+    assert.equal(s.status().healthy, false);
+    assert.equal(s.status().heldChange?.total, 30);
+
+    // A put once the hold is reported confirms it.
+    await admin.put(markerKey).value('yes');
+    await w.waitFor(50);
+    await markerRemoved();
+    assert.deepEqual(view(w.events), names(20, 30));
+    assert.deepEqual((await s.list('ServiceEntry')).map((r) => r.metadata.name), names(20, 30));
+    assert.equal(s.status().healthy, true);
+    w.cancel();
+  });
+
+  it('confirms nothing with a confirmation key put before the mass deletion (a forgotten or pre-placed key)', async () => {
+    await admin.delete().prefix(`${prefix}/`);
+    const partition = await startPartition(etcd.endpoint);
+    try {
+      const writer = await open();
+      await seed(writer, 0, 30);
+      const s = await open(partition.endpoint);
+      const w = record(s, undefined);
+      await w.synced;
+      // Put while nothing is held, in a response of its own: removed, nothing changes.
+      await admin.put(markerKey).value('yes');
+      await markerRemoved();
+      // While the watch is cut off, the marker is put and then the keys are deleted: the watch
+      // resumes and gets both, the marker at the lower revision, in one response.
+      partition.cut();
+      const put = await admin.put(markerKey).value('yes').exec();
+      await admin.delete().prefix(`${prefix}/ServiceEntry/`);
+      partition.heal();
+      await markerRemoved();
+      await waitHeld(s, 30);
+      await sleep(200);
+      assert.ok(Number(put.header.revision) > 0);
+      assert.equal(w.events.length, 30);
+      assert.deepEqual(view(w.events), names(0, 30));
+      assert.equal(s.status().healthy, false);
+
+      // Put again now that the hold is reported: it confirms.
+      await admin.put(markerKey).value('yes');
+      await w.waitFor(60);
+      await markerRemoved();
+      assert.deepEqual(view(w.events), []);
+      assert.equal(s.status().healthy, true);
+      w.cancel();
+    } finally {
+      await partition.close();
+    }
+  });
+
+  it('confirms a held deletion with a key put after the hold was reported, unless it deletes more than was reported', async () => {
+    await admin.delete().prefix(`${prefix}/`);
+    const s = await open();
+    await seed(s, 0, 30);
+    const w = record(s, undefined);
+    await w.synced;
+    await admin.kv.txn({ compare: [], success: names(0, 16).map((n) => ({ request_delete_range: { key: seKey(n) } })) });
+    await waitHeld(s, 16);
+    assert.equal(w.events.length, 30);
+
+    // The marker with more deletions in the same response: held, now with 18 deletions.
+    await admin.kv.txn({
+      compare: [],
+      success: [
+        ...names(16, 18).map((n) => ({ request_delete_range: { key: seKey(n) } })),
+        { request_put: { key: Buffer.from(markerKey), value: Buffer.from('yes') } },
+      ],
+    });
+    await markerRemoved();
+    await waitHeld(s, 18);
+    await sleep(200);
+    assert.equal(w.events.length, 30);
+    assert.deepEqual(view(w.events), names(0, 30));
+
+    // Put after the hold as reported: the 18 deletions apply, and nothing else.
+    await admin.put(markerKey).value('yes');
+    await w.waitFor(48);
+    await markerRemoved();
+    await sleep(200);
+    assert.equal(w.events.length, 48);
+    assert.deepEqual(view(w.events), names(18, 30));
+    assert.deepEqual((await s.list('ServiceEntry')).map((r) => r.metadata.name), names(18, 30));
+    assert.equal(s.status().healthy, true);
+    assert.equal(s.status().heldChange, null);
+    w.cancel();
+  });
+
   it('holds a wipe found by a relist after the watch lost its connection and its revision was compacted', async () => {
     await admin.delete().prefix(`${prefix}/`);
     const writer = await open();

@@ -99,9 +99,14 @@ export class EtcdConfigStore implements ConfigStore {
         if (held === undefined) this.holds.delete(w);
         else this.holds.set(w, held);
       },
-      removeMarker: () => {
+      removeMarker: (revision) => {
         if (this.closed) return;
-        this.client.delete().key(this.confirmKey).catch((err: unknown) => this.log.warn({ err: String(err), key: this.confirmKey }, 'could not remove the confirmation key'));
+        // Only the put that was seen: a put made meanwhile (a fresh confirmation) stays for the watches to judge.
+        const k = Buffer.from(this.confirmKey);
+        this.client.kv.txn({
+          compare: [{ key: k, target: 'Mod', result: 'Equal', mod_revision: revision }],
+          success: [{ request_delete_range: { key: k } }],
+        }).catch((err: unknown) => this.log.warn({ err: String(err), key: this.confirmKey }, 'could not remove the confirmation key'));
       },
     };
   }

@@ -30,8 +30,8 @@ export interface EtcdWatchSource {
   markerKey: string;
   /** Records (or clears, with undefined) the change a watch holds, for status(). */
   reportHold(watch: EtcdWatch, held: HeldChange | undefined): void;
-  /** Deletes the confirmation key once it has been acted on. */
-  removeMarker(): void;
+  /** Deletes the confirmation key once it has been acted on, unless it was put again after `revision`. */
+  removeMarker(revision: number): void;
 }
 
 function isCompacted(err: unknown): boolean {
@@ -208,11 +208,16 @@ export class EtcdWatch implements ConfigWatch {
 
   /**
    * One watch response. Deletions in it that would remove most of what was delivered (a wiped
-   * prefix) are held, as are any deletions while something is held; a put of the marker key
-   * confirms them, and restoring the keys withdraws them.
+   * prefix) are held, as are any deletions while something is held; restoring the keys
+   * withdraws them. A put of the marker key confirms only a change held by an earlier response
+   * (one already reported), and only while that change deletes nothing beyond what was
+   * reported: a marker put before the first held deletion, or in the same response, may be a
+   * forgotten or pre-placed one, so it confirms nothing (the same rule as the directory store).
    */
   private onEvents(events: readonly IEvent[]): void {
     const marker = this.source.markerKey;
+    /** What was held, and reported, before this response. */
+    const reported = this.held.size > 0 ? new Set(this.held) : undefined;
     const deletedAtEnd = new Map<string, boolean>();
     for (const ev of events) {
       const key = ev.kv.key.toString();
@@ -221,12 +226,13 @@ export class EtcdWatch implements ConfigWatch {
     let deletions = 0;
     for (const [key, deleted] of deletedAtEnd) if (deleted && this.known.has(key) && !this.held.has(key)) deletions++;
     const holding = this.held.size > 0 || judgeDeletion(this.source.guard, deletions, this.known.size).hold;
-    let confirmed = false;
+    /** The mod revision of the last put of the marker key in this response. */
+    let markerRev: number | undefined;
     for (const ev of events) {
       const key = ev.kv.key.toString();
       const rev = Number(ev.kv.mod_revision);
       if (key === marker) {
-        if (ev.type === 'Put') confirmed = true;
+        if (ev.type === 'Put') markerRev = rev;
         this.lastRev = Math.max(this.lastRev, rev);
         continue;
       }
@@ -239,21 +245,31 @@ export class EtcdWatch implements ConfigWatch {
       if (ev.type === 'Put') this.held.delete(key);
       this.onEvent(ev);
     }
-    this.settleHeld(confirmed);
+    this.settleHeld(markerRev, reported);
   }
 
-  /** After a batch: applies held deletions when confirmed or no longer a mass deletion, and reports what is held. */
-  private settleHeld(confirmed: boolean): void {
+  /**
+   * After a batch: applies held deletions when confirmed or no longer a mass deletion, and
+   * reports what is held. `markerRev`: the revision of a put of the marker key in the batch;
+   * `reported`: the deletions held before the batch, which that put may confirm.
+   */
+  private settleHeld(markerRev?: number, reported?: ReadonlySet<string>): void {
     const marker = this.source.markerKey;
-    if (confirmed) {
-      this.source.removeMarker();
+    if (markerRev !== undefined) {
+      this.source.removeMarker(markerRev);
+      const beyond = reported === undefined ? this.held.size : [...this.held].filter((k) => !reported.has(k)).length;
       if (this.held.size === 0) {
-        this.source.log.warn({ marker }, 'confirmation key found but no deletion is held; removed it (put it again after a deletion is held)');
+        this.source.log.warn({ marker, revision: markerRev }, 'confirmation key found but no deletion is held; removed it (put it again after a deletion is held)');
+      } else if (reported === undefined) {
+        this.source.log.warn({ marker, revision: markerRev, held: this.held.size }, 'confirmation key put before or with the deletion it would confirm; it may predate the change, so it confirms nothing; removed it (put it again now that the deletion is held)');
+      } else if (beyond > 0) {
+        this.source.log.warn({ marker, revision: markerRev, held: this.held.size, reported: reported.size }, 'confirmation key found, but the held deletion now deletes more than when it was reported; it confirms nothing; removed it (put it again to apply the deletion as it is now)');
       } else {
         this.source.log.warn({ deletions: this.held.size, total: this.known.size, sample: sampleKeys(this.held) }, 'mass deletion confirmed; applied');
         this.releaseHeld();
       }
-    } else if (this.held.size > 0 && !judgeDeletion(this.source.guard, this.held.size, this.known.size).hold) {
+    }
+    if (this.held.size > 0 && !judgeDeletion(this.source.guard, this.held.size, this.known.size).hold) {
       this.source.log.info({ deletions: this.held.size, heldSince: this.heldSince }, 'held deletion withdrawn (most keys were restored); applied what remains');
       this.releaseHeld();
     }
@@ -360,7 +376,7 @@ export class EtcdWatch implements ConfigWatch {
       for (const e of changed) this.emit(e);
       for (const e of deleted) this.emit(e);
       this.source.log.info({ revision, modified: changed.length, deleted: deleted.length, held: this.held.size }, 'relisted after compaction');
-      this.settleHeld(false);
+      this.settleHeld();
       this.checkSynced();
       this.attempt = 0;
       await this.connect();
