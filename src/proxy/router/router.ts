@@ -213,17 +213,9 @@ function notOriginForm(req: DownstreamRequest, out: RouteOutcome): Promise<Route
 /** Envoy's answers when normalization refuses a path (400) or redirects to its unescaped form (307). */
 function pathNormalizationFailed(req: DownstreamRequest, out: RouteOutcome, r: PathRejected | PathRedirect): Promise<RouteOutcome> {
   // gRPC clients do not follow redirects: Envoy rejects instead.
-  if (r.kind === 'reject' || isGrpc(out.requestHeaders)) return localReply(req, out, 400, [], 'path_normalization_failed', undefined, []);
+  if (r.kind === 'reject' || isGrpcRequest(out.requestHeaders)) return localReply(req, out, 400, [], 'path_normalization_failed', undefined, []);
   out.path = r.location;
   return localReply(req, out, 307, [], 'path_normalization_failed', undefined, [{ name: 'location', value: r.location }]);
-}
-
-// Envoy's Grpc::Common::hasGrpcContentType.
-function isGrpc(headers: readonly RawHeader[]): boolean {
-  const ct = headerValue(headers, 'content-type');
-  if (ct === undefined || !ct.startsWith('application/grpc')) return false;
-  const next = ct.charCodeAt(16);
-  return ct.length === 16 || next === 0x2b /* + */ || next === 0x3b /* ; */;
 }
 
 /** The fault filter (delay, then abort), ahead of the rest of the route. */
