@@ -3,17 +3,12 @@
 // files renamed into place and removed files unlinked. If a rename or unlink fails, the files
 // already changed get their old bytes back, so the tree is as it was before the batch.
 import { readFile, rename, unlink } from 'node:fs/promises';
-import { writeFileAtomic, writeTempBeside } from './persist.ts';
+import { isNotFound, writeFileAtomic, writeTempBeside } from './persist.ts';
 
 /** One file of a batch: its new text, or null to remove it. */
 export interface FileWrite {
   file: string;
   text: string | null;
-}
-
-function isNotFound(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 

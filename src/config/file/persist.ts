@@ -11,6 +11,12 @@ export function contentHash(text: string | Buffer): string {
   return createHash('sha1').update(text).digest('hex');
 }
 
+/** A path (or a folder on it) that does not exist. */
+export function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
 /** Names the directory store never reads: hidden files (editor swap files, our temp files) and non-config extensions. */
 export function isConfigFileName(base: string): boolean {
   return !base.startsWith('.') && /\.(ya?ml|json)$/i.test(base);

@@ -23,7 +23,7 @@ import { toLabelSelector } from '../selector.ts';
 import type {
   ApplyOp, ApplyResult, ConfigStore, ConfigStoreStatus, ConfigWatch, DeleteOptions, ListOptions, Revision, StoreProblem, WatchEvent, WatchHandler, WatchOptions,
 } from '../store.ts';
-import { contentHash, isConfigFileName, rewriteYamlDocument, serializeAll, writeFileAtomic } from './persist.ts';
+import { contentHash, isConfigFileName, isNotFound, rewriteYamlDocument, serializeAll, writeFileAtomic } from './persist.ts';
 import { checkIfMatch, prepareBatch } from '../batch.ts';
 import { writeFilesTogether, type FileWrite } from './batch-write.ts';
 import { DEFAULT_WALK_LIMITS, fileIdentity, walkConfigTree, type WalkLimits, type WalkResult } from './walk.ts';
@@ -112,11 +112,6 @@ const MAX_PENDING_PATHS = 10_000;
 /** Links warned about (each once); beyond this the set is forgotten and warnings may repeat. */
 const MAX_WARNED_LINKS = 10_000;
 const MAX_STATUS_WARNINGS = 100;
-
-function isNotFound(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
-}
 
 function byFileThenIndex(a: { file: string; index: number }, b: { file: string; index: number }): number {
   if (a.file !== b.file) return a.file < b.file ? -1 : 1;
