@@ -170,7 +170,7 @@ test('the file is re-read when it changes; an invalid change keeps the last good
   source.onChange((c) => seen.push(c));
   try {
     const waitFor = async (what: () => boolean): Promise<void> => {
-      for (let i = 0; i < 250 && !what(); i++) await sleep(20);
+      for (let i = 0; i < 1500 && !what(); i++) await sleep(20);
       assert.ok(what());
     };
     write('serviceSettings: [{settings: {clusterLocal: true}, hosts: ["*.b.svc.cluster.local"]}]\n');
