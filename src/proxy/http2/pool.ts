@@ -66,6 +66,11 @@ interface Session {
   /** GOAWAY's last_stream_id: streams above it were never processed. */
   lastStreamId: number;
   idleTimer: NodeJS.Timeout | null;
+  /**
+   * The exchanges in flight, each told when the session closes: a stream opened in the instant
+   * the peer's socket went away may never report its own close, and must not wait forever.
+   */
+  readonly exchanges: Set<() => void>;
 }
 
 interface Waiter {
@@ -262,7 +267,7 @@ export class Http2Pool {
       maxSessionMemory: set.maxSessionMemoryMb,
       peerMaxConcurrentStreams: this.maxStreams,
     });
-    const session: Session = { h2, ep: st, active: 0, started: 0, closing: false, lastStreamId: Number.MAX_SAFE_INTEGER, idleTimer: null };
+    const session: Session = { h2, ep: st, active: 0, started: 0, closing: false, lastStreamId: Number.MAX_SAFE_INTEGER, idleTimer: null, exchanges: new Set() };
     let ready = false;
     const timer = setTimeout(() => h2.destroy(new UpstreamError('UF', `connect to ${st.authority} timed out after ${this.connectTimeoutMs} ms`, { code: 'ETIMEDOUT' })), this.connectTimeoutMs);
     h2.once('connect', () => {
@@ -291,18 +296,23 @@ export class Http2Pool {
       clearTimeout(timer);
       this.stats.cxConnectFail++;
       const e = err instanceof UpstreamError ? err : new UpstreamError('UF', `connect to ${st.authority} failed: ${err.code ?? err.message}`, { retriable: true, code: err.code });
-      // the requests waiting for this session fail with it unless another session is coming
-      if (st.connecting <= 1 && st.sessions.length === 0) for (const w of st.waiters.splice(0)) { this.totalPending--; settle(w, e); }
+      // The requests waiting fail with it unless a session can still take them. Not "unless another
+      // connect is coming": two attempts failing in turn would each wait for the other, forever.
+      if (!st.sessions.some(usable)) for (const w of st.waiters.splice(0)) { this.totalPending--; settle(w, e); }
     });
     h2.once('close', () => {
       clearTimeout(timer);
       if (session.idleTimer !== null) clearTimeout(session.idleTimer);
+      session.closing = true;
+      // after the streams' own close events (same tick or later): whatever is still open ends now
+      setImmediate(() => { for (const gone of [...session.exchanges]) gone(); });
       this.totalSessions--;
       if (!ready) st.connecting--;
       const i = st.sessions.indexOf(session);
       if (i >= 0) st.sessions.splice(i, 1);
       if (st.sessions.length === 0 && st.connecting === 0 && st.waiters.length === 0) this.endpoints.delete(st.key);
-      else if (st.waiters.length > 0 && !this.closed) this.connect(st);
+      // requests still waiting get one new session (not one per closed session)
+      else if (st.waiters.length > 0 && !this.closed && st.connecting === 0) this.connect(st);
     });
   }
 
@@ -374,6 +384,7 @@ export class Http2Pool {
       const finish = (): void => {
         if (timer !== null) clearTimeout(timer);
         timer = null;
+        s.exchanges.delete(sessionGone);
         signal?.removeEventListener('abort', onAbort);
         if (!released) {
           released = true;
@@ -432,9 +443,17 @@ export class Http2Pool {
       stream.on('trailers', (_t: unknown, _f: number, raw: string[]) => { trailers = rawToHeaders(raw); });
       stream.on('end', () => { resBody?.end(trailers); });
       stream.on('error', () => { /* 'close' reports it */ });
-      stream.on('close', () => {
-        const code = stream.rstCode ?? 0;
-        const id = stream.id ?? 0;
+      stream.on('close', () => closed(stream.rstCode ?? 0, stream.id ?? 0));
+      // the session closed and this stream said nothing: as if it closed with the session
+      const sessionGone = (): void => {
+        if (!stream.destroyed) stream.destroy();
+        closed(stream.rstCode ?? 0, stream.id ?? 0);
+      };
+      s.exchanges.add(sessionGone);
+      let ended = false;
+      const closed = (code: number, id: number): void => {
+        if (ended) return;
+        ended = true;
         finish();
         if (!settled) {
           settled = true;
@@ -450,7 +469,7 @@ export class Http2Pool {
         if (resBody !== null && !resBody.finished) {
           resBody.fail(new UpstreamError('UR', `upstream ${authority}: stream ${id} reset (${h2ErrorName(code)}) before the response completed`, { requestSent: true, responseStarted: true, code: h2ErrorName(code) }));
         }
-      });
+      };
       if (known !== 0) {
         stream.once('wantTrailers', () => {
           try {
@@ -497,6 +516,11 @@ const H2_ERRORS = ['NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL
 
 function h2ErrorName(code: number): string {
   return H2_ERRORS[code] ?? `0x${code.toString(16)}`;
+}
+
+/** A session that may still take a stream. */
+function usable(s: Session): boolean {
+  return !s.closing && !s.h2.closed && !s.h2.destroyed;
 }
 
 function keyOf(ep: UpstreamEndpoint): string {
