@@ -8,6 +8,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
 import { send } from '../proxy/helpers/fixtures.ts';
 import { accessLogLines, CLIENT_EGRESS, SERVER_ADDRESS, startMtlsMesh } from './mtls-helpers.ts';
 import type { MtlsMesh } from './mtls-helpers.ts';
@@ -92,6 +95,25 @@ function tcpExchange(host: string, port: number, text: string): Promise<string> 
     s.on('close', () => { clearTimeout(timer); resolve(got); });
   });
 }
+
+test('STRICT: a WebSocket passes both sidecars inside mTLS (the Upgrade tunnel uses the cluster\'s TLS), messages both ways', async () => {
+  const wss = new WebSocketServer({ noServer: true });
+  const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (data, binary) => ws.send(Buffer.concat([Buffer.from('echo:'), Buffer.from(data as Buffer)]), { binary })));
+  mesh.backend.server.on('upgrade', onUpgrade);
+  const handshakes = mesh.client.upstreamTls?.handshakes ?? 0;
+  const ws = new WebSocket(`ws://${CLIENT_EGRESS}:9080/chat`, { headers: { Host: HOST.Host } });
+  try {
+    await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); ws.once('unexpected-response', (_q, res) => reject(new Error(`status ${res.statusCode}`))); });
+    const got = new Promise<string>((resolve) => ws.once('message', (d) => resolve(Buffer.from(d as Buffer).toString())));
+    ws.send('hello over mTLS');
+    assert.equal(await got, 'echo:hello over mTLS');
+    assert.ok((mesh.client.upstreamTls?.handshakes ?? 0) > handshakes, 'the tunnel made a TLS handshake to the server sidecar');
+  } finally {
+    ws.close();
+    mesh.backend.server.off('upgrade', onUpgrade);
+    wss.close();
+  }
+});
 
 test('STRICT: TCP through both sidecars over mTLS (istio-peer-exchange); plaintext TCP to the inbound port refused', async () => {
   assert.equal(await tcpExchange(CLIENT_EGRESS, 9091, 'ping'), 'echo:ping');

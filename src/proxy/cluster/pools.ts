@@ -138,7 +138,9 @@ export class ClusterPools implements UpstreamDispatch {
 
   // An Upgrade request: its own connection to the host, bound as the cluster's pools bind.
   private tunnel(cluster: Cluster, host: Host, head: RequestHead, body: ReplayableBody, opts: DispatchOptions, original: string | undefined): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }> {
-    const ep: UpstreamEndpoint = { host: host.address, port: host.port };
+    // under mesh mTLS the tunnel is a TLS connection like the cluster's pooled ones (STRICT peers refuse plaintext)
+    const tls = cluster.tlsFor(host);
+    const ep: UpstreamEndpoint = tls !== undefined ? this.secureEndpoint(host, tls, undefined) : { host: host.address, port: host.port };
     return openTunnel(ep, head, body, {
       timeoutMs: opts.timeoutMs,
       connectTimeoutMs: Math.max(1, Math.round(cluster.pool.connectTimeoutMs)),

@@ -1,5 +1,5 @@
 // HTTP/1.1 Upgrade (WebSocket and the like, Envoy's upgrade_configs) to an upstream: a
-// connection of its own, never pooled. The request head goes with its Connection and
+// connection of its own (TLS when the cluster's transport socket says so), never pooled. The request head goes with its Connection and
 // Upgrade headers; a `101 Switching Protocols` answer turns the connection into a byte
 // tunnel (the response body is every byte the upstream sends until it closes, the request
 // body every byte the client sends); any other answer is relayed as a response, after
@@ -40,7 +40,10 @@ export async function openTunnel(ep: UpstreamEndpoint, head: RequestHead, body: 
   const authority = authorityOf(ep);
   const deadline = opts.timeoutMs > 0 ? Date.now() + opts.timeoutMs : 0;
   const connectMs = deadline > 0 ? Math.max(1, Math.min(opts.connectTimeoutMs, deadline - Date.now())) : opts.connectTimeoutMs;
-  const { socket, sink } = await connectTcp(ep, connectMs, opts.signal, opts.localAddress);
+  let opened = await connectTcp(ep, connectMs, opts.signal, opts.localAddress);
+  // the cluster's transport socket (mesh mTLS): handshake and peer identity before the upgrade request
+  if (ep.secure !== undefined) opened = await ep.secure.secure(opened, ep, connectMs);
+  const { socket, sink } = opened;
   return new Promise<UpstreamResponse>((resolve, reject) => {
     let buf: Buffer | null = null;
     let resBody: BodyStream | null = null;
