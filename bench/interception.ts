@@ -97,7 +97,7 @@ kind: WorkloadEntry
 metadata: {name: reviews-v1, namespace: default}
 spec: {address: 10.213.2.2, labels: {app: reviews, version: v1}}
 `);
-  topo.spawn(router, 'pilot', [NODE, SEXTANT, 'pilot', '--config-dir', configDir, '--xds-address', '0.0.0.0:15010', '--http-address', '127.0.0.1:15014', '--log-level', 'warn']);
+  topo.spawn(router, 'pilot', [NODE, SEXTANT, 'pilot', '--plaintext-xds', '--config-dir', configDir, '--xds-address', '0.0.0.0:15010', '--http-address', '127.0.0.1:15014', '--log-level', 'warn']);
   // The app on 9080 (declared, captured) and on 9081 (never captured: the no-sidecar baseline); MySQL's port.
   const apps = topo.spawn(server, 'app', [NODE, path.join(FIXTURES, 'app.ts'), 'http', '9080', '9081'], { uid: 1000 });
   const db = topo.spawn(server, 'db', [NODE, path.join(FIXTURES, 'app.ts'), 'tcp', '3306'], { uid: 1000 });

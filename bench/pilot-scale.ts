@@ -173,7 +173,7 @@ async function main(run: Run): Promise<void> {
 
   const t0 = Date.now();
   const extra = (process.env['BENCH_PILOT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  const pilot = spawn(nodeBin, ['--max-old-space-size=4096', ...extra, 'src/cli/pilot-main.ts', 'pilot', '--config-dir', configDir, '--xds-address', `127.0.0.1:${xdsPort}`, '--http-address', httpAddress, '--log-level', 'info'], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  const pilot = spawn(nodeBin, ['--max-old-space-size=4096', ...extra, 'src/cli/pilot-main.ts', 'pilot', '--plaintext-xds', '--config-dir', configDir, '--xds-address', `127.0.0.1:${xdsPort}`, '--http-address', httpAddress, '--log-level', 'info'], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   children.push(pilot);
   let readyAt = 0;
   // CPU time, not only wall time: the machine is shared, and CPU is what this work reduces.

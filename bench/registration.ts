@@ -136,7 +136,7 @@ async function main(): Promise<void> {
     const http = `127.0.0.1:${await freePort()}`;
     t = Date.now();
     const extra = (process.env['BENCH_PILOT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-    const pilot = spawn(nodeBin, ['--max-old-space-size=4096', ...extra, 'src/cli/pilot-main.ts', 'pilot', '--etcd-endpoints', etcd.endpoint, '--xds-address', xds, '--http-address', http, '--registration-tokens', tokens, '--log-level', 'info'], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+    const pilot = spawn(nodeBin, ['--max-old-space-size=4096', ...extra, 'src/cli/pilot-main.ts', 'pilot', '--plaintext-xds', '--etcd-endpoints', etcd.endpoint, '--xds-address', xds, '--http-address', http, '--registration-tokens', tokens, '--log-level', 'info'], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
     children.push(pilot);
     let readyMs = 0;
     let pushes = 0;

@@ -6,6 +6,7 @@ import { isMap, isScalar, isSeq, parseAllDocuments, Scalar, visit, type Document
 import { ConfigError } from './errors.ts';
 import { KINDS, lookupKind, UNSUPPORTED_ISTIO_KINDS } from './kinds.ts';
 import type { Origin, Resource } from './resource.ts';
+import { isSecret, secretFromDocument, secretToDocument } from './secret.ts';
 import { emitYaml, fastReadYamlDocuments } from './yaml-fast.ts';
 
 export interface LoadedDocument {
@@ -21,7 +22,8 @@ export interface LoadResult {
 /** File names loadPaths picks up when walking a directory. */
 const CONFIG_FILE = /\.(ya?ml|json)$/i;
 
-const KNOWN_GROUPS = new Set(KINDS.map((k) => k.group));
+// Kubernetes' core group (Secret) is served, but its other kinds are not Istio's: they stay unknown.
+const KNOWN_GROUPS = new Set(KINDS.map((k) => k.group).filter((g) => g !== ''));
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -175,6 +177,13 @@ function addDocument(value: unknown, file: string, index: number, out: LoadResul
     return;
   }
   meta['namespace'] = ns;
+  if (isSecret(apiVersion, kind)) {
+    // A Secret's fields sit at the top level; inside, they travel as its spec (secret.ts).
+    const secret = secretFromDocument(value);
+    if ('path' in secret) fail(key, secret.path, secret.detail);
+    else out.documents.push({ resource: secret.resource, origin: { file, index } });
+    return;
+  }
   out.documents.push({ resource: value as unknown as Resource, origin: { file, index } });
 }
 
@@ -242,6 +251,7 @@ async function walk(dir: string): Promise<string[]> {
 
 /** The resource as a YAML document (apiVersion, kind, metadata, spec first; no trailing '---'). */
 export function toYaml(resource: Resource): string {
+  if (isSecret(resource.apiVersion, resource.kind)) return emitYaml(secretToDocument(resource));
   const { apiVersion, kind, metadata, spec, ...rest } = resource as Resource & Record<string, unknown>;
   return emitYaml({ apiVersion, kind, metadata, spec, ...rest });
 }

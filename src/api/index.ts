@@ -28,3 +28,16 @@ export { validateResource, ConfigError } from './validate.ts';
 export type { ConfigErrorInit } from './errors.ts';
 export { abbreviate, abbreviateTo, quote, MAX_QUOTED_CHARS } from './errors.ts';
 export { parseDurationMs } from './checks.ts';
+export type { AdaptiveLimitSpec, AdaptiveLimitSettings, LatencyPercentile } from './adaptive-limit.ts';
+export { ADAPTIVE_LIMIT_API_VERSION, ADAPTIVE_LIMIT_DEFAULTS, adaptiveLimitSettings } from './adaptive-limit.ts';
+export type { SecretSpec, SecretMaterial } from './secret.ts';
+export type { LaneGroupSpec, LaneSpec, LaneMock } from './lane-group.ts';
+export {
+  LANE_GROUP_API_VERSION, LANE_LABEL, LANE_HEADER, LANE_CARRIER_KEY, DEFAULT_BASELINE, LANE_TRACE_TABLE_DEFAULTS, LANE_TRACE_TABLE_LIMITS,
+  FAILOVER_THRESHOLD_ANNOTATION, parseFailoverThreshold, parentLane, resolveLaneHost,
+} from './lane-group.ts';
+export { REDACTED, TLS_SECRET_TYPE, redactSecret, redactSecrets, secretMaterial, checkMaterial, parseCertificates, parsePrivateKey } from './secret.ts';
+export type { RouteTemplatesSpec, RouteTemplate } from './route-templates.ts';
+export { ROUTE_TEMPLATES_API_VERSION, MAX_ROUTE_TEMPLATES } from './route-templates.ts';
+export type { RateLimitSpec, RateLimitBucket } from './rate-limit.ts';
+export { RATE_LIMIT_API_VERSION, MAX_RATE_LIMIT_ENTRIES } from './rate-limit.ts';

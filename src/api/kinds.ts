@@ -1,5 +1,9 @@
 // The Istio kinds Sextant serves: their API groups, versions and full spec types,
 // field for field as users write them in YAML (camelCase, proto3 JSON mapping).
+import type { AdaptiveLimitSpec } from './adaptive-limit.ts';
+import type { LaneGroupSpec } from './lane-group.ts';
+import type { RouteTemplatesSpec } from './route-templates.ts';
+import type { RateLimitSpec } from './rate-limit.ts';
 
 // ---------------------------------------------------------------- shared shapes
 
@@ -699,6 +703,31 @@ export interface RequestAuthenticationSpec {
   jwtRules?: JWTRule[];
 }
 
+// ---------------------------------------------------------------- WasmPlugin
+
+/** extensions.istio.io/v1alpha1 WasmPlugin: a Proxy-Wasm module in the sidecars' (and gateways') HTTP filter chain. */
+export interface WasmPluginSpec {
+  selector?: LabelSelector;
+  targetRef?: PolicyTargetReference;
+  targetRefs?: PolicyTargetReference[];
+  /** `oci://`, `http(s)://` or `file://` (no scheme: OCI). */
+  url: string;
+  sha256?: string;
+  imagePullPolicy?: 'UNSPECIFIED_POLICY' | 'IfNotPresent' | 'Always';
+  imagePullSecret?: string;
+  verificationKey?: string;
+  /** A Struct: handed to the plugin as JSON text (its plugin configuration). */
+  pluginConfig?: Record<string, JsonValue>;
+  /** The plugin's root id in Envoy's config (`root_id`). */
+  pluginName?: string;
+  phase?: 'UNSPECIFIED_PHASE' | 'AUTHN' | 'AUTHZ' | 'STATS';
+  priority?: number | null;
+  failStrategy?: 'FAIL_CLOSE' | 'FAIL_OPEN' | 'FAIL_RELOAD';
+  vmConfig?: { env?: { name: string; value?: string; valueFrom?: 'INLINE' | 'HOST' }[] };
+  match?: { mode?: 'UNDEFINED' | 'CLIENT' | 'SERVER' | 'CLIENT_AND_SERVER'; ports?: PortSelector[] }[];
+  type?: 'UNSPECIFIED_PLUGIN_TYPE' | 'HTTP' | 'NETWORK';
+}
+
 // ---------------------------------------------------------------- kinds registry
 
 export interface KindInfo {
@@ -724,6 +753,11 @@ export interface SpecByKind {
   AuthorizationPolicy: AuthorizationPolicySpec;
   PeerAuthentication: PeerAuthenticationSpec;
   RequestAuthentication: RequestAuthenticationSpec;
+  AdaptiveLimit: AdaptiveLimitSpec;
+  LaneGroup: LaneGroupSpec;
+  WasmPlugin: WasmPluginSpec;
+  RouteTemplates: RouteTemplatesSpec;
+  RateLimit: RateLimitSpec;
 }
 
 export type SupportedKind = keyof SpecByKind;
@@ -746,13 +780,20 @@ export const KINDS: readonly KindInfo[] = Object.freeze([
   { group: SECURITY, kind: 'AuthorizationPolicy', versions: SECURITY_VERSIONS, canonicalVersion: 'v1', plural: 'authorizationpolicies' },
   { group: SECURITY, kind: 'PeerAuthentication', versions: SECURITY_VERSIONS, canonicalVersion: 'v1', plural: 'peerauthentications' },
   { group: SECURITY, kind: 'RequestAuthentication', versions: SECURITY_VERSIONS, canonicalVersion: 'v1', plural: 'requestauthentications' },
+  // Kubernetes' core Secret (apiVersion `v1`): gateway credentials (`credentialName`), see secret.ts.
+  { group: '', kind: 'Secret', versions: ['v1'], canonicalVersion: 'v1', plural: 'secrets' },
+  { group: 'sextant.io', kind: 'AdaptiveLimit', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'adaptivelimits' },
+  { group: 'sextant.io', kind: 'LaneGroup', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'lanegroups' },
+  { group: 'extensions.istio.io', kind: 'WasmPlugin', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'wasmplugins' },
+  { group: 'sextant.io', kind: 'RouteTemplates', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'routetemplates' },
+  { group: 'sextant.io', kind: 'RateLimit', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'ratelimits' },
 ].map((k) => Object.freeze(k)));
 
 // apiVersion → kind → info: two lookups and no string building on the hot path.
 const byApiVersion = new Map<string, Map<string, KindInfo>>();
 for (const k of KINDS) {
   for (const v of k.versions) {
-    const av = `${k.group}/${v}`;
+    const av = k.group === '' ? v : `${k.group}/${v}`; // the core group's apiVersion is the version alone
     let m = byApiVersion.get(av);
     if (m === undefined) byApiVersion.set(av, (m = new Map()));
     m.set(k.kind, k);
@@ -770,7 +811,6 @@ export function lookupKind(apiVersion: string, kind: string): KindInfo | undefin
  */
 export const UNSUPPORTED_ISTIO_KINDS: ReadonlySet<string> = new Set([
   'networking.istio.io/ProxyConfig',
-  'extensions.istio.io/WasmPlugin',
   'extensions.istio.io/TrafficExtension',
   'gateway.networking.k8s.io/Gateway',
   'gateway.networking.k8s.io/HTTPRoute',

@@ -22,6 +22,8 @@ export interface Resource<S = unknown> {
   kind: string;
   metadata: ObjectMeta;
   spec: S;
+  /** What a controller observed and did (Sextant's own kinds, e.g. AdaptiveLimit); written by controllers, never validated as spec. */
+  status?: unknown;
 }
 
 /** Where a document came from, so every error can name it. */

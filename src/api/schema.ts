@@ -175,7 +175,11 @@ export function walk(schema: Schema, value: unknown, path: string, issues: Issue
       }
       if (schema.required !== undefined) {
         for (const r of schema.required) {
-          if (value[r] === undefined || value[r] === null) {
+          // a required field written as null is not pruned: the API server reports its type
+          if (value[r] === null && fields[r] !== undefined) {
+            issues.add(child(path, r), `Invalid value: "null": ${child(path, r)} in body must be of type ${schemaTypeName(fields[r])}: "null"`);
+            ok = false;
+          } else if (value[r] === undefined || value[r] === null) {
             issues.add(child(path, r), 'Required value');
             ok = false;
           }

@@ -4,6 +4,10 @@ import {
   checkDurationAtLeast1ms, checkDurationNonNegative, PORT_NAME,
 } from './checks.ts';
 import type { SupportedKind } from './kinds.ts';
+import { adaptiveLimitSchema } from './adaptive-limit.ts';
+import { laneGroupSchema } from './lane-group.ts';
+import { routeTemplatesSchema } from './route-templates.ts';
+import { rateLimitSchema } from './rate-limit.ts';
 import {
   any, arr, bool, int, int32, map, num, obj, str, strEnum, strs, uint32,
   type NodeRule, type ObjectSchema, type Schema,
@@ -721,6 +725,57 @@ const requestAuthentication = obj({
   }), { maxItems: 4096 }),
 }, { rules: [selectorXorTargetRefs], rulesDespiteFieldErrors: true });
 
+// ---- WasmPlugin
+
+// The CRD's CEL rule: the URL parses (with http:// put in front when it has no scheme) and its
+// scheme is one of these.
+const WASM_URL_SCHEMES = ['', 'http', 'https', 'oci', 'file'];
+const wasmUrl: NodeRule<string> = (v, path, issues) => {
+  const scheme = (u: string): string | undefined => {
+    try {
+      return new URL(u).protocol.replace(/:$/, '');
+    } catch {
+      return undefined;
+    }
+  };
+  const own = /^[A-Za-z][A-Za-z0-9+.-]*:/.test(v) ? scheme(v) : undefined;
+  const ok = own !== undefined ? WASM_URL_SCHEMES.includes(own) : scheme(`http://${v}`) === 'http' && !/[\s#%$@]/.test(v.split('/')[0] ?? '');
+  if (!ok) issues.add(path, `Invalid value: "string": url must have schema one of [http, https, file, oci] (got ${JSON.stringify(v)})`);
+};
+
+const wasmPlugin = obj({
+  selector: labelSelector,
+  targetRef,
+  targetRefs: arr(targetRef, { maxItems: 16 }),
+  url: str({ minLength: 1, rules: [wasmUrl] }),
+  sha256: str({ pattern: /^$|^[a-f0-9]{64}$/, patternHint: '(^$|^[a-f0-9]{64}$)' }),
+  imagePullPolicy: strEnum(['UNSPECIFIED_POLICY', 'IfNotPresent', 'Always']),
+  imagePullSecret: str({ minLength: 1, maxLength: 253 }),
+  verificationKey: str(),
+  pluginConfig: any({ object: true }),
+  pluginName: str({ minLength: 1, maxLength: 256 }),
+  phase: strEnum(['UNSPECIFIED_PHASE', 'AUTHN', 'AUTHZ', 'STATS']),
+  priority: int32(),
+  failStrategy: strEnum(['FAIL_CLOSE', 'FAIL_OPEN', 'FAIL_RELOAD']),
+  vmConfig: obj({
+    env: arr(obj({
+      name: str({ minLength: 1, maxLength: 256 }),
+      value: str({ maxLength: 2048 }),
+      valueFrom: strEnum(['INLINE', 'HOST']),
+    }, {
+      required: ['name'],
+      rules: [(v, path, issues) => {
+        if (v['valueFrom'] === 'HOST' && v['value'] != null) issues.add(path, 'Invalid value: "object": value may only be set when valueFrom is INLINE');
+      }],
+    }), { maxItems: 256, mapKey: 'name' }),
+  }),
+  match: arr(obj({
+    mode: strEnum(['UNDEFINED', 'CLIENT', 'SERVER', 'CLIENT_AND_SERVER']),
+    ports: arr(obj({ number: int({ min: 1, max: 65535 }) }, { required: ['number'] }), { mapKey: 'number' }),
+  })),
+  type: strEnum(['UNSPECIFIED_PLUGIN_TYPE', 'HTTP', 'NETWORK']),
+}, { required: ['url'], rules: [selectorXorTargetRefs], rulesDespiteFieldErrors: true });
+
 /** The spec schema of each supported kind. */
 export const SPEC_SCHEMAS: Readonly<Record<SupportedKind, ObjectSchema>> = {
   VirtualService: virtualService,
@@ -735,4 +790,9 @@ export const SPEC_SCHEMAS: Readonly<Record<SupportedKind, ObjectSchema>> = {
   AuthorizationPolicy: authorizationPolicy,
   PeerAuthentication: peerAuthentication,
   RequestAuthentication: requestAuthentication,
+  AdaptiveLimit: adaptiveLimitSchema,
+  LaneGroup: laneGroupSchema,
+  WasmPlugin: wasmPlugin,
+  RouteTemplates: routeTemplatesSchema,
+  RateLimit: rateLimitSchema,
 };

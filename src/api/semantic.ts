@@ -10,7 +10,7 @@ import {
   GRPC_STATUS, HTTP_METHODS, isAuthorityHeader, isDNS1123Label, isIPAddress, parseDurationMs, RETRY_ON,
 } from './checks.ts';
 import type {
-  AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec,
+  AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec, WasmPluginSpec,
   ClientTLSSettings, ConnectionPoolSettings, CorsPolicy, Destination, DestinationRuleSpec, EnvoyFilterSpec,
   GatewaySpec, Headers, HTTPFaultInjection, HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, HTTPRetry,
   LoadBalancerSettings, LocalityLoadBalancerSetting, OutlierDetection, Percent, PolicyTargetReference, Port,
@@ -19,6 +19,10 @@ import type {
   WorkloadGroupSpec,
 } from './kinds.ts';
 import { checkPatchValue } from './envoy-patch.ts';
+import { checkAdaptiveLimit } from './adaptive-limit.ts';
+import { checkLaneGroup } from './lane-group.ts';
+import { checkRouteTemplates } from './route-templates.ts';
+import { checkRateLimit } from './rate-limit.ts';
 import { child, type Issues } from './schema.ts';
 
 export interface ResourceName {
@@ -1383,6 +1387,13 @@ function requestAuthentication(ra: RequestAuthenticationSpec, _id: ResourceName,
   });
 }
 
+// ---------------------------------------------------------------- Extensions: WasmPlugin
+
+/** What Sextant's sidecars cannot run is refused with the reason: network (TCP) plugins. */
+function wasmPlugin(w: WasmPluginSpec, _id: ResourceName, issues: Issues): void {
+  if (w.type === 'NETWORK') issues.add('spec.type', 'Unsupported value: "NETWORK": Sextant\'s proxy runs HTTP WASM plugins only (type HTTP or unset)');
+}
+
 /** The semantic rules of each supported kind. */
 export const SEMANTIC_RULES: { readonly [K in SupportedKind]: SemanticRule<SpecByKind[K]> } = {
   VirtualService: virtualService,
@@ -1397,4 +1408,9 @@ export const SEMANTIC_RULES: { readonly [K in SupportedKind]: SemanticRule<SpecB
   AuthorizationPolicy: authorizationPolicy,
   PeerAuthentication: peerAuthentication,
   RequestAuthentication: requestAuthentication,
+  AdaptiveLimit: checkAdaptiveLimit,
+  LaneGroup: checkLaneGroup,
+  WasmPlugin: wasmPlugin,
+  RouteTemplates: checkRouteTemplates,
+  RateLimit: checkRateLimit,
 };

@@ -9,6 +9,8 @@ import type { Origin, Resource } from './resource.ts';
 import { walk, type Issues } from './schema.ts';
 import { SPEC_SCHEMAS } from './schemas.ts';
 import { SEMANTIC_RULES } from './semantic.ts';
+import { FAILOVER_THRESHOLD_ANNOTATION, parseFailoverThreshold } from './lane-group.ts';
+import { validateSecret } from './secret.ts';
 
 export { ConfigError } from './errors.ts';
 
@@ -18,7 +20,7 @@ const OBJECT_META = new Set([
   'generateName', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'ownerReferences', 'finalizers', 'managedFields', 'selfLink',
 ]);
 /** Kinds whose CRD marks spec as required. */
-const SPEC_REQUIRED: ReadonlySet<string> = new Set(['ServiceEntry', 'WorkloadEntry', 'WorkloadGroup']);
+const SPEC_REQUIRED: ReadonlySet<string> = new Set(['ServiceEntry', 'WorkloadEntry', 'WorkloadGroup', 'WasmPlugin']);
 const EMPTY_SPEC: Readonly<Record<string, unknown>> = Object.freeze({});
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -81,6 +83,12 @@ export function validateResource(r: Resource, origin?: Origin): ConfigError[] {
     return issues.errors;
   }
   for (const k in raw) if (!TOP_LEVEL.has(k)) issues.add(k, `unknown field "${k}"`);
+  if (info.kind === 'Secret') {
+    // Kubernetes' core Secret: its top-level fields travel as the spec (secret.ts).
+    validateMetadata(raw['metadata'], issues);
+    validateSecret(raw['spec'] ?? {}, issues);
+    return issues.errors;
+  }
 
   validateMetadata(raw['metadata'], issues);
   const annotations = isObject(meta['annotations']) ? meta['annotations'] : undefined;
@@ -92,13 +100,20 @@ export function validateResource(r: Resource, origin?: Origin): ConfigError[] {
     if (annotations['internal.istio.io/webhook-always-reject'] !== undefined) {
       issues.add('metadata.annotations[internal.istio.io/webhook-always-reject]', '"internal.istio.io/webhook-always-reject" annotation found, rejecting');
     }
+    // lanes/active-active: the local-health threshold of locality failover on a DestinationRule
+    const threshold = annotations[FAILOVER_THRESHOLD_ANNOTATION];
+    if (threshold !== undefined) {
+      const t = kindName === 'DestinationRule' && typeof threshold === 'string' ? parseFailoverThreshold(threshold) : { error: 'applies to DestinationRule only' };
+      if (typeof t !== 'number') issues.add(`metadata.annotations[${FAILOVER_THRESHOLD_ANNOTATION}]`, t.error);
+    }
   }
 
   const kind = info.kind as SupportedKind;
   let spec = raw['spec'];
   if (spec === undefined || spec === null) {
     if (SPEC_REQUIRED.has(kind)) {
-      issues.add('spec', 'Required value');
+      // written as null, the API server reports its type (as for any required field)
+      issues.add('spec', spec === null ? 'Invalid value: "null": spec in body must be of type object: "null"' : 'Required value');
       return issues.errors;
     }
     spec = EMPTY_SPEC;

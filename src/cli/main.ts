@@ -10,6 +10,7 @@ type Register = (program: Command) => void;
 const COMMANDS: Record<string, () => Promise<Register>> = {
   pilot: async () => (await import('./pilot.ts')).registerPilot,
   proxy: async () => (await import('./proxy.ts')).registerProxy,
+  gateway: async () => (await import('./gateway.ts')).registerGateway,
   validate: async () => (await import('./validate.ts')).registerValidate,
   apply: async () => (await import('./config.ts')).registerConfigCommands,
   get: async () => (await import('./config.ts')).registerConfigCommands,
@@ -22,6 +23,9 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   injector: async () => (await import('./injector.ts')).registerInjector,
   wait: async () => (await import('./wait.ts')).registerWait,
   register: async () => (await import('./register.ts')).registerRegister,
+  alerts: async () => (await import('./alerts.ts')).registerAlerts,
+  logs: async () => (await import('./logs.ts')).registerLogs,
+  peers: async () => (await import('./peers.ts')).registerPeers,
 };
 
 const program = new Command('sextant')

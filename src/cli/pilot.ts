@@ -6,10 +6,13 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { startPilot, MeshConfigError, MeshConfigFile, readMeshConfigFile } from '../pilot/index.ts';
 import { parseDurationFlag, UsageError } from './flags.ts';
-import { readTokenFile, TokenFileError } from '../registry/api/index.ts';
+import { generatedToken, readTokenFile, TokenFileError } from '../registry/api/index.ts';
+import { monitoringOptions } from './monitoring-flags.ts';
+import { LOG_STORE_OPTIONS, openPilotLogStore } from './log-store-flags.ts';
+import type { LogStoreFlags } from './log-store-flags.ts';
 
 
-interface PilotFlags {
+interface PilotFlags extends LogStoreFlags {
   configDir?: string;
   meshConfig?: string;
   etcdEndpoints?: string;
@@ -26,6 +29,9 @@ interface PilotFlags {
   leaderLease: string;
   logLevel: string;
   registrationTokens?: string;
+  apiTokens?: string;
+  dashboardInsecure?: boolean;
+  prometheus?: string;
   ca: boolean;
   caDir: string;
   caCertFile?: string;
@@ -33,6 +39,8 @@ interface PilotFlags {
   caRootFile?: string;
   caTokens?: string;
   trustDomain: string;
+  plaintextXds?: boolean;
+  xdsTlsHosts?: string;
 }
 
 export function registerPilot(program: Command): void {
@@ -58,10 +66,19 @@ export function registerPilot(program: Command): void {
     .option('--ca-cert-file <file>', 'a platform CA to sign with instead (PEM certificate, may be an intermediate); needs --ca-key-file')
     .option('--ca-key-file <file>', 'the platform CA\'s private key (PEM)')
     .option('--ca-root-file <file>', 'the root above a plugged intermediate (PEM; default: the plugged certificate)')
-    .option('--ca-tokens <file>', 'bootstrap tokens a CreateCertificate caller must present: "TOKEN NAMESPACE[,NAMESPACE...]" or "TOKEN *" per line (default: none needed)')
+    .option('--ca-tokens <file>', 'bootstrap tokens a CreateCertificate caller must present: "TOKEN NAMESPACE[,NAMESPACE...]" or "TOKEN *" per line (default over TLS: a token for every namespace generated once in CA_DIR/bootstrap-token; with --plaintext-xds: none needed)')
     .option('--trust-domain <domain>', 'the mesh\'s trust domain (SPIFFE identities spiffe://DOMAIN/ns/NS/sa/SA)', 'cluster.local')
     .option('--no-ca', 'do not serve Istio\'s CreateCertificate (no mesh CA)')
+    .option('--plaintext-xds', 'serve xDS and the CA in plaintext to anyone who reaches the port (local demos only); default: TLS with the pilot\'s certificate from the mesh CA, a workload certificate required on every xDS stream, and bootstrap tokens for first certificates')
+    .option('--xds-tls-hosts <names>', 'further DNS names and IPs for the pilot\'s certificate, comma-separated (always: istiod.istio-system.svc, localhost, 127.0.0.1 and the --xds-address host)')
     .option('--registration-tokens <file>', 'turn on the registration API (/apis/registration/v1) for the tokens in FILE: "TOKEN NAMESPACE[,NAMESPACE...]" or "TOKEN *" per line')
+    .option('--api-tokens <file>', 'turn on the monitoring API (/api/v1) and the dashboard (/dashboard) for the tokens in FILE granted on *: "TOKEN *" per line')
+    .option('--dashboard-insecure', 'turn on the monitoring API and the dashboard for every caller, without a token (a trusted host only)')
+    .option('--prometheus <url>', 'Prometheus that evaluates the mesh\'s alert rules (sextant alerts rules): /api/v1/alerts and the dashboard list its alerts')
+    .option(...LOG_STORE_OPTIONS[0]!)
+    .option(...LOG_STORE_OPTIONS[1]!)
+    .option(...LOG_STORE_OPTIONS[2]!)
+    .option(...LOG_STORE_OPTIONS[3]!)
     .action(async (flags: PilotFlags) => {
       try {
         await runPilot(flags);
@@ -82,7 +99,18 @@ async function runPilot(flags: PilotFlags): Promise<void> {
   if (flags.registrationTokens !== undefined) checkTokenFile(flags.registrationTokens);
   const leaderLeaseSeconds = parseLeaderLease(flags.leaderLease);
   const meshConfig = flags.meshConfig !== undefined ? openMeshConfig(flags.meshConfig, logger) : undefined;
+  // the closed control plane (default) needs the CA, and bootstrap tokens so no caller can name any identity
+  const closed = flags.plaintextXds !== true;
+  if (closed && !flags.ca) throw new UsageError('--no-ca: xDS over TLS needs the mesh CA (give --plaintext-xds to serve plaintext xDS, for local demos only)');
+  // proxies on this host obtain their first certificate with the generated token (--ca-token-file)
+  const caTokens = flags.caTokens ?? (closed ? generated(flags.caDir, 'bootstrap-token', 'a bootstrap token for any identity', logger) : undefined);
+  // closed, /debug and the monitoring pages need a token too: one generated for this host unless given
+  const monitoring = monitoringOptions(flags) ?? (closed
+    ? { access: { kind: 'tokens' as const, file: generated(dataDir(), 'api-token', 'the monitoring API, the dashboard and /debug', logger) } }
+    : undefined);
+  const logStore = await openPilotLogStore(flags, logger);
   const pilot = await startPilot({
+    ...(logStore !== undefined ? { logStore } : {}),
     ...(meshConfig !== undefined ? { meshConfig } : {}),
     ...(flags.configDir !== undefined ? { configDir: flags.configDir } : {}),
     ...(etcdEndpoints !== undefined ? { etcdEndpoints } : {}),
@@ -99,18 +127,23 @@ async function runPilot(flags: PilotFlags): Promise<void> {
     logger,
     processMetrics: true,
     ...(flags.registrationTokens !== undefined ? { registrationTokens: flags.registrationTokens } : {}),
+    ...(monitoring !== undefined ? { monitoring } : {}),
     ...(flags.ca ? {
       ca: {
         dir: flags.caDir,
         // the default directory may be unwritable: then the pilot runs without a CA, and says so
-        optional: flags.caDir === defaultCaDir() && flags.caCertFile === undefined && flags.caTokens === undefined,
+        optional: !closed && flags.caDir === defaultCaDir() && flags.caCertFile === undefined && flags.caTokens === undefined,
         trustDomain: flags.trustDomain,
         ...(flags.caCertFile !== undefined ? { certFile: flags.caCertFile } : {}),
         ...(flags.caKeyFile !== undefined ? { keyFile: flags.caKeyFile } : {}),
         ...(flags.caRootFile !== undefined ? { rootFile: flags.caRootFile } : {}),
-        ...(flags.caTokens !== undefined ? { tokensFile: flags.caTokens } : {}),
+        ...(caTokens !== undefined ? { tokensFile: caTokens } : {}),
       },
     } : {}),
+    ...(closed ? { xdsTls: { hosts: (flags.xdsTlsHosts ?? '').split(',').map((h) => h.trim()).filter((h) => h !== '') } } : {}),
+  }).catch(async (err: unknown) => {
+    await logStore?.close(); // the pilot closes it once started; not when the start failed
+    throw err;
   });
   const stop = (signal: string): void => {
     logger.info({ signal }, 'pilot stopping');
@@ -129,10 +162,22 @@ async function runPilot(flags: PilotFlags): Promise<void> {
   }
 }
 
-/** Where the mesh CA keeps its root unless told: $SEXTANT_DATA_DIR/ca, else ~/.sextant/ca. */
-function defaultCaDir(): string {
+/** The pilot's data directory: $SEXTANT_DATA_DIR, else ~/.sextant. */
+export function dataDir(): string {
   const data = process.env['SEXTANT_DATA_DIR'];
-  return data !== undefined && data !== '' ? path.join(data, 'ca') : path.join(homedir(), '.sextant', 'ca');
+  return data !== undefined && data !== '' ? data : path.join(homedir(), '.sextant');
+}
+
+/** Where the mesh CA keeps its root unless told: DATA_DIR/ca. */
+function defaultCaDir(): string {
+  return path.join(dataDir(), 'ca');
+}
+
+/** A token generated once for this host (`generatedToken`), said in the log by file, never by value. */
+function generated(dir: string, name: string, what: string, logger: pino.Logger): string {
+  const t = generatedToken(dir, name, what);
+  logger.info({ tokenFile: t.tokenFile }, `no token file given: ${what} takes the token in this file`);
+  return t.tokensFile;
 }
 
 /**

@@ -7,7 +7,7 @@ import { UsageError } from './flags.ts';
 import { fetchJson, isRecord, notExpected, RemoteError } from './remote-json.ts';
 
 type Json = Record<string, unknown>;
-const SECTIONS = ['listeners', 'routes', 'clusters', 'endpoints'] as const;
+const SECTIONS = ['listeners', 'routes', 'clusters', 'endpoints', 'secrets'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const DUMP_PREFIX = 'type.googleapis.com/envoy.admin.v3.';
@@ -16,12 +16,14 @@ const DUMP_TYPES: Record<Section, string> = {
   routes: `${DUMP_PREFIX}RoutesConfigDump`,
   clusters: `${DUMP_PREFIX}ClustersConfigDump`,
   endpoints: `${DUMP_PREFIX}EndpointsConfigDump`,
+  // a gateway's SDS secrets: the proxy dumps them with every value redacted
+  secrets: `${DUMP_PREFIX}SecretsConfigDump`,
 };
 
 export function registerProxyConfig(program: Command): void {
   program
     .command('proxy-config')
-    .description("show a sidecar's listeners, routes, clusters or endpoints (from its admin /config_dump)")
+    .description("show a sidecar's or gateway's listeners, routes, clusters, endpoints or secrets (from its admin /config_dump; secret values are never shown)")
     .argument('<section>', SECTIONS.join(' | '))
     .argument('<proxy>', "the sidecar's admin address HOST[:PORT] (port 15000 when omitted)")
     .option('-o, --output <format>', 'table | json | yaml', 'table')
@@ -76,6 +78,8 @@ function extract(section: Section, part: Json): Json[] {
       return lists('staticClusters', 'dynamicActiveClusters').map((c) => (c['cluster'] ?? c) as Json);
     case 'endpoints':
       return lists('staticEndpointConfigs', 'dynamicEndpointConfigs').map((e) => (e['endpointConfig'] ?? e) as Json);
+    case 'secrets':
+      return lists('staticSecrets', 'dynamicActiveSecrets');
   }
 }
 
@@ -102,6 +106,11 @@ function render(section: Section, items: Json[]): string {
           String(((vh['routes'] as Json[] | undefined) ?? []).length),
         ]),
       ));
+    case 'secrets':
+      return table(['RESOURCE NAME', 'TYPE', 'SERIAL NUMBER', 'NOT AFTER', 'VERSION'], items.map((x) => {
+        const secret = (x['secret'] ?? {}) as Json;
+        return [String(x['name'] ?? ''), secret['tlsCertificate'] !== undefined ? 'Cert Chain' : 'CA', String(x['serialNumber'] ?? '-'), String(x['notAfter'] ?? '-'), String(x['versionInfo'] ?? '')];
+      }));
     case 'endpoints':
       return table(['ENDPOINT', 'HEALTH', 'WEIGHT', 'CLUSTER'], items.flatMap((cla) =>
         ((cla['endpoints'] as Json[] | undefined) ?? []).flatMap((locality) =>

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { ProxySyncStatus } from '../pilot/xds/index.ts';
 import { UsageError } from './flags.ts';
 import { fetchJson, isRecord, notExpected, RemoteError } from './remote-json.ts';
+import { pilotToken } from './monitoring-api.ts';
 
 const TYPES = ['CDS', 'LDS', 'EDS', 'RDS'] as const;
 
@@ -36,7 +37,8 @@ export function registerProxyStatus(program: Command): void {
     .argument('[proxy]', 'only this proxy id')
     .option('--pilot <url>', "the pilot's monitoring address", 'http://127.0.0.1:15014')
     .option('-o, --output <format>', 'table or json', 'table')
-    .action(async (proxy: string | undefined, flags: { pilot: string; output: string }) => {
+    .option('--token-file <file>', "a token of the pilot's --api-tokens file (default: the one the pilot generated in $SEXTANT_DATA_DIR or ~/.sextant, when there)")
+    .action(async (proxy: string | undefined, flags: { pilot: string; output: string; tokenFile?: string }) => {
       try {
         process.stdout.write(await proxyStatusText(proxy, flags));
       } catch (err) {
@@ -53,7 +55,7 @@ const PILOT = 'a Sextant pilot';
  * Fetches the pilot's /debug/syncz and renders it as a table or JSON. Throws a UsageError
  * for bad flags, a RemoteError naming the URL when no pilot answers there.
  */
-export async function proxyStatusText(proxy: string | undefined, flags: { pilot: string; output: string }): Promise<string> {
+export async function proxyStatusText(proxy: string | undefined, flags: { pilot: string; output: string; tokenFile?: string }): Promise<string> {
   if (flags.output !== 'table' && flags.output !== 'json') throw new UsageError(`invalid --output "${flags.output}": expected table or json`);
   let url: URL;
   try {
@@ -63,7 +65,8 @@ export async function proxyStatusText(proxy: string | undefined, flags: { pilot:
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`invalid --pilot "${flags.pilot}": expected an http:// or https:// address`);
   if (proxy !== undefined) url.searchParams.set('proxy', proxy);
-  const answer = await fetchJson(url, PILOT);
+  const token = pilotToken(flags.tokenFile);
+  const answer = await fetchJson(url, PILOT, 5000, token === undefined ? {} : { authorization: `Bearer ${token}` });
   if (!isStatusList(answer.body)) throw notExpected(answer, PILOT, 'not a list of proxy statuses');
   return flags.output === 'json' ? JSON.stringify(answer.body, null, 2) + '\n' : formatProxyStatus(answer.body);
 }

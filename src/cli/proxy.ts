@@ -14,6 +14,8 @@ interface ProxyFlags {
   namespace?: string;
   clusterId?: string;
   network?: string;
+  dataCentre?: string;
+  lane?: string;
   label: string[];
   meta: string[];
   adminAddress: string;
@@ -30,6 +32,10 @@ interface ProxyFlags {
   trustDomain: string;
   certTtl: string;
   caTokenFile?: string;
+  xdsRootCert?: string;
+  xdsServerName?: string;
+  accessLogBufferEntries: string;
+  accessLogBufferBytes: string;
 }
 
 function caOptions(flags: ProxyFlags & { serviceAccount?: string }): NonNullable<Parameters<typeof startProxy>[0]['ca']> {
@@ -53,6 +59,17 @@ function caOptions(flags: ProxyFlags & { serviceAccount?: string }): NonNullable
   };
 }
 
+function readRootCert(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--xds-root-cert ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--xds-root-cert ${file}: not a PEM certificate`);
+  return pem;
+}
+
 function keyValues(list: string[], flag: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const kv of list) {
@@ -64,6 +81,12 @@ function keyValues(list: string[], flag: string): Record<string, string> {
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+function positiveInteger(v: string, flag: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`invalid ${flag} "${v}": expected an integer >= 1`);
+  return n;
+}
 
 /** A flag's value, else istio-agent's environment variable for the same node metadata. */
 function envOrFlag<K extends string>(flag: string | undefined, env: string, key: K): Partial<Record<K, string>> {
@@ -81,6 +104,8 @@ export function registerProxy(program: Command): void {
     .option('--namespace <ns>', 'workload namespace (default: the one in the node id)')
     .option('--cluster-id <id>', 'cluster the workload runs in, sent as node metadata CLUSTER_ID (default: $ISTIO_META_CLUSTER_ID, else Kubernetes)')
     .option('--network <name>', 'network the workload is on, sent as node metadata NETWORK (default: $ISTIO_META_NETWORK)')
+    .option('--data-centre <locality>', 'the workload\'s data centre, a locality REGION/ZONE[/SUBZONE] as its instances are registered: endpoints there come first (default: $SEXTANT_DC)')
+    .option('--lane <name>', 'the workload\'s lane, as label sextant.io/lane (default: $SEXTANT_LANE)')
     .option('--label <key=value>', 'workload label (repeatable)', collect, [])
     .option('--meta <key=value>', 'extra node metadata (repeatable); a JSON value is parsed', collect, [])
     .option('--admin-address <host:port>', 'admin endpoints (keep on loopback)', '127.0.0.1:15000')
@@ -96,6 +121,10 @@ export function registerProxy(program: Command): void {
     .option('--trust-domain <domain>', 'the mesh\'s trust domain', 'cluster.local')
     .option('--cert-ttl <duration>', 'requested workload certificate lifetime; rotated at half of it (Istio\'s SECRET_TTL)', '24h')
     .option('--ca-token-file <file>', 'bootstrap token sent to the CA (authorization: Bearer)')
+    .option('--xds-root-cert <file>', 'a closed control plane: xDS and the CA over TLS, the pilot checked against this root (the pilot\'s CA_DIR/root-cert.pem); the workload certificate (--service-account, default "default"; first one with --ca-token-file) is presented on every xDS stream')
+    .option('--xds-server-name <name>', 'the name the pilot\'s certificate must carry', 'istiod.istio-system.svc')
+    .option('--access-log-buffer-entries <n>', 'ALS access logs: entries held per stream while the sink is down or slow; more are dropped and counted (sextant_accesslog_dropped_total)', '10000')
+    .option('--access-log-buffer-bytes <n>', 'ALS access logs: bytes held per stream while the sink is down or slow', '4194304')
     .action(async (flags: ProxyFlags) => {
       // Flag values are checked before anything starts: a bad one is a usage error (exit 2).
       try {
@@ -104,8 +133,17 @@ export function registerProxy(program: Command): void {
         throw new UsageError((err as Error).message);
       }
       const labels = keyValues(flags.label, '--label');
+      // active-active and lanes: the data centre and the lane, from flags or the environment
+      const dataCentre = flags.dataCentre ?? (process.env['SEXTANT_DC'] || undefined);
+      if (dataCentre !== undefined && !/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]*){0,2}$/.test(dataCentre)) throw new UsageError(`invalid ${flags.dataCentre !== undefined ? '--data-centre' : 'SEXTANT_DC'} "${dataCentre}": expected a locality REGION[/ZONE[/SUBZONE]]`);
+      const lane = flags.lane ?? (process.env['SEXTANT_LANE'] || undefined);
+      if (lane !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(lane)) throw new UsageError(`invalid ${flags.lane !== undefined ? '--lane' : 'SEXTANT_LANE'} "${lane}": expected lowercase labels joined by dots, e.g. s2 or s2.alice`);
       const drainMs = parseDurationFlag(flags.drainDuration, '--drain-duration');
       const passthroughIdleMs = parseDurationFlag(flags.passthroughIdle, '--passthrough-idle');
+      const accessLogBuffer = {
+        entries: positiveInteger(flags.accessLogBufferEntries, '--access-log-buffer-entries'),
+        bytes: positiveInteger(flags.accessLogBufferBytes, '--access-log-buffer-bytes'),
+      };
       const logger = pino({ name: 'proxy', level: flags.logLevel });
       const meta: Record<string, unknown> = {};
       // istio-agent's convention: every ISTIO_META_X variable is node metadata X (e.g.
@@ -126,6 +164,8 @@ export function registerProxy(program: Command): void {
         ...envOrFlag(flags.clusterId, 'ISTIO_META_CLUSTER_ID', 'clusterId'),
         ...envOrFlag(flags.network, 'ISTIO_META_NETWORK', 'network'),
         labels,
+        ...(dataCentre !== undefined ? { dataCentre } : {}),
+        ...(lane !== undefined ? { lane } : {}),
         metadata: meta,
         preserveSourceRanges: (flags.preserveSourceRanges ?? process.env['SEXTANT_PRESERVE_SOURCE_RANGES'] ?? '').split(',').map((r) => r.trim()).filter((r) => r !== ''),
         adminAddress: flags.adminAddress,
@@ -135,7 +175,10 @@ export function registerProxy(program: Command): void {
         passthroughIdleMs,
         protocol: flags.xdsProtocol,
         logger,
-        ...(flags.serviceAccount !== undefined ? { ca: caOptions(flags) } : {}),
+        // a closed control plane needs the workload's identity: the service account defaults to Istio's "default"
+        ...(flags.serviceAccount !== undefined || flags.xdsRootCert !== undefined ? { ca: caOptions({ ...flags, serviceAccount: flags.serviceAccount ?? 'default' }) } : {}),
+        ...(flags.xdsRootCert !== undefined ? { xdsTls: { rootPem: readRootCert(flags.xdsRootCert), ...(flags.xdsServerName !== undefined ? { serverName: flags.xdsServerName } : {}) } } : {}),
+        accessLogBuffer,
       });
       const stop = (signal: string): void => {
         logger.info({ signal }, 'proxy stopping');

@@ -33,11 +33,11 @@ const CONNECT_ERRORS: Readonly<Record<string, string>> = {
  * answers, and `not ${expected}` when the answer is not a 200 with a JSON body (a JSON
  * `{"error": …}` body of another status is quoted: that is the program explaining itself).
  */
-export async function fetchJson(url: URL, expected: string, timeoutMs = 5000): Promise<RemoteJson> {
+export async function fetchJson(url: URL, expected: string, timeoutMs = 5000, headers: Record<string, string> = {}): Promise<RemoteJson> {
   let res: Response;
   let text: string;
   try {
-    res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(timeoutMs), headers });
     text = await res.text();
   } catch (err) {
     throw new RemoteError(`cannot reach ${expected} at ${url.href}: ${connectFailure(err, timeoutMs)}`, { cause: err });

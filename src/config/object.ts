@@ -44,7 +44,10 @@ export function prepareWrite(resource: Resource, origin?: Origin): { key: string
 /** The resource as persisted: everything but resourceVersion, which the store derives. */
 export function storedForm(resource: Resource): Resource {
   const { resourceVersion: _rv, ...metadata } = resource.metadata;
-  return { apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: resource.spec };
+  const stored: Resource = { apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: resource.spec };
+  // A controller's status (AdaptiveLimit) is kept beside the spec, as Kubernetes keeps it.
+  if (resource.status !== undefined && resource.status !== null) stored.status = resource.status;
+  return stored;
 }
 
 /** A copy with the given resourceVersion. */
@@ -69,7 +72,8 @@ export function sameContent(a: Resource, b: Resource): boolean {
     a.apiVersion === b.apiVersion &&
     canonicalJson(a.metadata.labels ?? {}) === canonicalJson(b.metadata.labels ?? {}) &&
     canonicalJson(a.metadata.annotations ?? {}) === canonicalJson(b.metadata.annotations ?? {}) &&
-    canonicalJson(a.spec) === canonicalJson(b.spec)
+    canonicalJson(a.spec) === canonicalJson(b.spec) &&
+    canonicalJson(a.status ?? null) === canonicalJson(b.status ?? null)
   );
 }
 

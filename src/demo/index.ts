@@ -13,6 +13,7 @@ import type { ProcessState, Supervised } from './processes.ts';
 import { TrafficGenerator, percentile } from './traffic.ts';
 import { LiveSummary, type WorkloadRow } from './summary.ts';
 import { table } from '../cli/table.ts';
+import { demoMonitoring, seedTelemetry, type DemoMonitoring } from './dashboard.ts';
 
 export interface DemoOptions {
   /** Working folder: config/ (the pilot's directory store) and logs/. */
@@ -39,6 +40,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const configDir = path.join(opts.workDir, 'config');
   const logDir = path.join(opts.workDir, 'logs');
   seedConfig(opts.examplesDir, configDir, opts.reset);
+  seedTelemetry(configDir);
   rmSync(logDir, { recursive: true, force: true });
 
   let stopRequested = false;
@@ -55,13 +57,15 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   let traffic: TrafficGenerator | undefined;
   try {
     out.write(`Starting the pilot (config: ${configDir}) and ${readTopology(configDir).length} workloads with their sidecars ...\n`);
+    const monitoring = demoMonitoring(opts.workDir, opts.httpAddress);
     mesh = await startLocalMesh({
       configDir, logDir, examplesDir: opts.examplesDir, xdsAddress: opts.xdsAddress, httpAddress: opts.httpAddress,
       aborted: () => (stopRequested ? 'stopped' : undefined),
       restartPolicy: opts.restartPolicy ?? DEFAULT_RESTART_POLICY,
+      pilotArgs: monitoring.pilotArgs,
     });
     const workloads = mesh.workloads;
-    printTopology(out, workloads, opts, configDir);
+    printTopology(out, workloads, opts, configDir, monitoring);
     const front = workloads.find((w) => w.service === 'productpage');
     traffic = new TrafficGenerator({ host: front?.address ?? '127.0.1.1', port: front?.port ?? 9080, path: '/productpage' }, opts.rate);
     traffic.start();
@@ -90,7 +94,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   }
 }
 
-function printTopology(out: NodeJS.WriteStream, workloads: readonly DemoWorkload[], opts: DemoOptions, configDir: string): void {
+function printTopology(out: NodeJS.WriteStream, workloads: readonly DemoWorkload[], opts: DemoOptions, configDir: string, monitoring: DemoMonitoring): void {
   const rows = workloads.map((w) => [w.name, w.version, `${w.address}:${w.port}`, `${w.appEndpoint.host}:${w.appEndpoint.port}`, `${w.egress.host}:${w.egress.port}`, `http://${w.adminAddress}`]);
   out.write('\n' + table(['WORKLOAD', 'VERSION', 'ADDRESS (sidecar)', 'APP', 'EGRESS', 'SIDECAR ADMIN'], rows) + '\n');
   const front = `http://${workloads.find((w) => w.service === 'productpage')?.address ?? '127.0.1.1'}:9080/productpage`;
@@ -106,6 +110,10 @@ ${pad('')}curl -H 'end-user: jason' ${front}
 ${pad('Shift traffic:')}${cli} apply --config-dir ${configDir} -f ${vs}
 ${pad('')}(or edit the files in ${configDir})
 ${pad('Status:')}${cli} proxy-status --pilot http://${opts.httpAddress}
+${pad('Dashboard:')}${monitoring.dashboardUrl}
+${pad('')}(topology, 4xx/5xx by origin, operations, who called a path; the token is in ${monitoring.tokenFile})
+${pad('Access logs:')}${cli} logs --pilot http://${opts.httpAddress} --token-file ${monitoring.tokenFile} --since 5m
+${pad('Who called:')}${cli} peers --pilot http://${opts.httpAddress} --token-file ${monitoring.tokenFile} --path /reviews/0 --since 1h
 ${pad('Sidecar config:')}${cli} proxy-config clusters ${workloads[0]?.adminAddress ?? '127.0.1.1:15000'}
 ${pad('Logs:')}${path.join(opts.workDir, 'logs')}
 Processes that exit are restarted (the table shows restarts). Ctrl-C stops everything.

@@ -27,6 +27,8 @@ export interface MeshOptions {
    * so on the same addresses and ports). Without it, the first exit is the mesh's failure().
    */
   restartPolicy?: RestartPolicy;
+  /** More flags for the pilot (the demo's monitoring API and access-log store). */
+  pilotArgs?: readonly string[];
 }
 
 export interface LocalMesh {
@@ -101,9 +103,9 @@ export const sidecarProcess = (w: DemoWorkload): string => `proxy-${w.name}`;
 export const appProcess = (w: DemoWorkload): string => `app-${w.name}`;
 
 /** Starts (or restarts) the pilot of a mesh; its CA root is kept beside the config directory, in the mesh's work folder. */
-export function startPilot(group: ProcessGroup, opts: Pick<MeshOptions, 'configDir' | 'xdsAddress' | 'httpAddress'>): Supervised {
+export function startPilot(group: ProcessGroup, opts: Pick<MeshOptions, 'configDir' | 'xdsAddress' | 'httpAddress' | 'pilotArgs'>): Supervised {
   const caDir = path.join(path.dirname(opts.configDir), 'ca');
-  return group.start(PILOT_PROCESS, process.execPath, [CLI, 'pilot', '--config-dir', opts.configDir, '--xds-address', opts.xdsAddress, '--http-address', opts.httpAddress, '--ca-dir', caDir]);
+  return group.start(PILOT_PROCESS, process.execPath, [CLI, 'pilot', '--plaintext-xds', '--config-dir', opts.configDir, '--xds-address', opts.xdsAddress, '--http-address', opts.httpAddress, '--ca-dir', caDir, ...(opts.pilotArgs ?? [])]);
 }
 
 function startWorkload(group: ProcessGroup, w: DemoWorkload, opts: MeshOptions): void {

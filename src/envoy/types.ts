@@ -11,10 +11,31 @@ export const ENDPOINT_TYPE = 'type.googleapis.com/envoy.config.endpoint.v3.Clust
 export const NAME_TABLE_TYPE = 'type.googleapis.com/istio.networking.nds.v1.NameTable';
 
 /**
- * The resource types, in the order a push must deliver them (CDS, EDS, LDS, RDS), then NDS,
- * which only proxies capturing DNS subscribe to.
+ * RTDS: Envoy's runtime layer resource. Not a PushContext type: the pilot serves it from the
+ * adaptive-limits controller (leased with `Resource.ttl`), so it is not in PUSH_ORDER.
  */
-export const PUSH_ORDER = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, NAME_TABLE_TYPE] as const;
+export const RUNTIME_TYPE = 'type.googleapis.com/envoy.service.runtime.v3.Runtime';
+/** The wrapper a SotW response uses to carry a resource with a TTL (and heartbeats without one). */
+export const DISCOVERY_RESOURCE_TYPE = 'type.googleapis.com/envoy.service.discovery.v3.Resource';
+
+/**
+ * SDS: a TLS certificate or validation context by name. Gateways fetch the secrets their
+ * listeners name (`kubernetes://NAME` for a Gateway's `credentialName`) over ADS.
+ */
+export const SECRET_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
+
+/**
+ * ECDS: an HTTP filter's config by name (a connection manager's `config_discovery`); the pilot
+ * serves WasmPlugins as Wasm filter configs this way, as istiod does. After LDS, as RDS is: a
+ * filter a listener starts naming waits for its config, one it stops naming is gone first.
+ */
+export const EXTENSION_CONFIG_TYPE = 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig';
+
+/**
+ * The resource types, in the order a push must deliver them (CDS, EDS, LDS, RDS, ECDS), then
+ * NDS, which only proxies capturing DNS subscribe to, and SDS, which only gateways subscribe to.
+ */
+export const PUSH_ORDER = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, EXTENSION_CONFIG_TYPE, NAME_TABLE_TYPE, SECRET_TYPE] as const;
 export type XdsTypeUrl = (typeof PUSH_ORDER)[number];
 
 export const SHORT_TYPE_NAMES: Readonly<Record<XdsTypeUrl, string>> = {
@@ -23,6 +44,8 @@ export const SHORT_TYPE_NAMES: Readonly<Record<XdsTypeUrl, string>> = {
   [LISTENER_TYPE]: 'LDS',
   [ROUTE_TYPE]: 'RDS',
   [NAME_TABLE_TYPE]: 'NDS',
+  [SECRET_TYPE]: 'SDS',
+  [EXTENSION_CONFIG_TYPE]: 'ECDS',
 };
 
 export const HCM_TYPE =

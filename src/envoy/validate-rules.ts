@@ -252,6 +252,10 @@ function checkValue(field: protobuf.Field, rules: Rules | undefined, value: unkn
         checkTime('timestamp', r, msg, at, report);
       } else if (kind === 'any' && t.fullName === '.google.protobuf.Any') {
         checkAnyRules(r, msg, at, report);
+      } else if (kind === 'any' && Object.keys(r).every((k) => k === 'required')) {
+        // `any.required` on a field that is not an Any (ExtensionConfigSource.config_source):
+        // PGV generates the presence check of message.required for it
+        if (r['required'] === true && !msg) report.violations.push({ path: at, rule: 'any.required', message: 'value is required' });
       } else if (WRAPPER_KINDS[t.fullName] === kind) {
         // Rules on a wrapper apply to the wrapped value, when the wrapper is set.
         if (msg) {

@@ -7,8 +7,11 @@ import type { DiscoveryServer } from './xds/index.ts';
 import { proxyStatus } from './xds/index.ts';
 import type { PilotMetrics } from './metrics.ts';
 import type { Resource } from '../api/resource.ts';
+import { redactSecrets } from '../api/secret.ts';
 import type { ConfigStoreStatus } from '../config/index.ts';
 import type { LeaderStatus } from './leader/index.ts';
+import type { LogStore } from '../telemetry/types.ts';
+import { isDashboardPath } from '../dashboard/index.ts';
 
 // node:http without an ESM import: the ESM facade of node:http reads every export, which
 // loads Node's bundled fetch (undici), 14 MB of RSS and 3 MB of heap for nothing.
@@ -23,8 +26,19 @@ export interface DebugSources {
   queue(): { queued: number; running: number };
   /** The registration API (`--registration-tokens`); absent: it is off and answers 404. */
   registration?: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | undefined;
+  /** The monitoring API (/api/v1) and /dashboard (`--api-tokens` or `--dashboard-insecure`); absent: off, 404. */
+  dashboard?: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | undefined;
+  /**
+   * Who may read /debug/* (the config, proxies, push state): the monitoring API's tokens when the
+   * pilot has them (`--api-tokens`, the CLI's default on a closed control plane); absent: anyone.
+   */
+  debugRefusal?: ((req: http.IncomingMessage) => { status: number; error: string; headers: Record<string, string> } | undefined) | undefined;
   /** Leadership among the pilots on the same store; undefined until the store is open. */
   leader?(): LeaderStatus | undefined;
+  /** The adaptive limits: each rule's setpoint, measurement, budget and per-instance limits. */
+  limits?(): unknown;
+  /** The access-log store the ALS sink writes (`--log-store`), for the monitoring API; absent: none. */
+  logStore?: LogStore | undefined;
 }
 
 const REGISTRATION_PREFIX = '/apis/registration/v1';
@@ -57,6 +71,20 @@ export function createMonitoringServer(src: DebugSources): http.Server {
       if (src.registration !== undefined) src.registration(req, res);
       else sendJson(res, 404, { error: 'the registration API is off: start the pilot with --registration-tokens FILE' });
       return;
+    }
+    if (isDashboardPath(url.pathname)) {
+      if (src.dashboard !== undefined) src.dashboard(req, res);
+      else sendJson(res, 404, { error: 'the monitoring API and dashboard are off: start the pilot with --api-tokens FILE (or --dashboard-insecure on a trusted host)' });
+      return;
+    }
+    if (url.pathname.startsWith('/debug/') && src.debugRefusal !== undefined) {
+      const refused = src.debugRefusal(req);
+      if (refused !== undefined) {
+        req.resume();
+        res.writeHead(refused.status, { 'content-type': 'application/json', ...refused.headers });
+        res.end(JSON.stringify({ error: refused.error }) + '\n');
+        return;
+      }
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: `method ${req.method ?? ''} not allowed on ${url.pathname}: only GET` });
@@ -91,10 +119,17 @@ export function createMonitoringServer(src: DebugSources): http.Server {
           sendJson(res, 200, {
             backend: config.backend,
             version: src.server.pushContext?.version ?? null,
-            resources: kind === null ? config.resources : config.resources.filter((r) => r.kind === kind),
+            // Secrets (gateway credentials) are listed with every value redacted.
+            resources: redactSecrets(kind === null ? config.resources : config.resources.filter((r) => r.kind === kind)),
             errors: config.errors,
             store: config.status ?? null,
           });
+          return;
+        }
+        case '/debug/limits': {
+          const limits = src.limits?.();
+          if (limits === undefined) sendJson(res, 503, { error: 'adaptive limits not started yet: the config store is still opening' });
+          else sendJson(res, 200, limits);
           return;
         }
         case '/debug/leader': {
@@ -104,7 +139,7 @@ export function createMonitoringServer(src: DebugSources): http.Server {
           return;
         }
         default:
-          sendJson(res, 404, { error: `no such endpoint ${url.pathname}`, endpoints: ['/ready', '/metrics', '/debug/syncz', '/debug/push_status', '/debug/configz', '/debug/leader'] });
+          sendJson(res, 404, { error: `no such endpoint ${url.pathname}`, endpoints: ['/ready', '/metrics', '/debug/syncz', '/debug/push_status', '/debug/configz', '/debug/leader', '/debug/limits'] });
       }
     };
     route().catch((err: unknown) => {

@@ -10,20 +10,33 @@ import type { ConfigStore, DeleteGuardOptions, WatchEvent, ConfigWatch } from '.
 import { generators as defaultGenerators, generatorsFor } from './gen/index.ts';
 import { MESH_CONFIG_KEY } from './mesh-config/index.ts';
 import type { MeshConfigSource } from './mesh-config/index.ts';
-import type { ConfigChange, Generators, PushContext } from './model.ts';
+import type { ConfigChange, Generators, Proxy, PushContext } from './model.ts';
 import { PilotMetrics } from './metrics.ts';
 import { Debouncer } from './push/debounce.ts';
 import type { DebouncedChange } from './push/debounce.ts';
 import { ADS_SERVICE, CSDS_SERVICE, DiscoveryServer, csdsHandlers } from './xds/index.ts';
 import { createMonitoringServer, listen } from './http.ts';
 import { createRegistrationApi } from '../registry/api/index.ts';
+import { createDashboard, type Access } from '../dashboard/index.ts';
 import { instanceAcks } from './instance-acks.ts';
 import { defaultPilotIdentity, startLeadership, type Leadership, type LeaderStatus } from './leader/index.ts';
 import { EtcdConfigStore } from '../config/index.ts';
 import { Gauge } from 'prom-client';
 import type { DeltaRequest, SotwRequest } from './xds/wire.ts';
-import { startCertificateAuthority } from './ca/index.ts';
-import type { CertificateAuthority, CertificateAuthorityOptions } from './ca/index.ts';
+import { startCertificateAuthority, startServingCertificate, verifiedPeerIdentity } from './ca/index.ts';
+import type { CertificateAuthority, CertificateAuthorityOptions, ServingCertificate } from './ca/index.ts';
+import { spiffeUri } from '../api/spiffe.ts';
+import { ConnectionRefusedError } from './xds/ads.ts';
+import { startAdaptiveLimits } from './adaptive-limits.ts';
+import { LRS_SERVICE } from './xds/lrs.ts';
+import { canonicalJson } from '../config/object.ts';
+import { AccessLogSink } from '../telemetry/sink.ts';
+import type { LogStore } from '../telemetry/types.ts';
+import { sinkDirectory } from './access-log.ts';
+import { SextantPushContext } from './push/context.ts';
+import { telemetryProblemList } from './gen/telemetry.ts';
+import { WasmModuleStore, withWasmPlugins } from './wasm/index.ts';
+import type { FetchLimits } from './wasm/index.ts';
 
 export interface PilotOptions {
   /** The config store to serve (closed by close()); or give configDir / etcdEndpoints. */
@@ -58,12 +71,30 @@ export interface PilotOptions {
   processMetrics?: boolean;
   /** Turns on the registration API with the tokens of this file (`--registration-tokens`). */
   registrationTokens?: string;
+  /** The monitoring API (/api/v1) and /dashboard: for the tokens of a file (`--api-tokens`) or every caller (`--dashboard-insecure`), alerts from `--prometheus`; absent: off. */
+  monitoring?: { access: Access; prometheusUrl?: string };
   /** This pilot's identity in the leader election and as control plane (`--id`); default HOSTNAME-PID. */
   id?: string;
   /** TTL in seconds of the leader election's lease (`--leader-lease`), when the store is etcd; default 10. */
   leaderLeaseSeconds?: number;
   /** Serve Istio's CreateCertificate on the xDS port with this CA (`--ca-dir` …); absent: no CA. */
   ca?: CertificateAuthorityOptions;
+  /**
+   * The closed control plane (the CLI's default): xDS and the CA only over TLS with the pilot's
+   * certificate from the mesh CA; every xDS stream presents a workload certificate whose
+   * namespace is its node's; the CA needs a bootstrap token or a mesh certificate. Needs `ca`
+   * with bootstrap tokens. Absent: plaintext (`--plaintext-xds`, local demos).
+   */
+  xdsTls?: { hosts?: readonly string[] };
+  /**
+   * The access-log store (`--log-store`): the ALS sink on the xDS port writes to it, the HTTP
+   * API reads it. Closed by close(). Absent: no sink (ALS streams are refused as unimplemented).
+   */
+  logStore?: LogStore;
+  /** The sink's bounds: queued entries (default 100,000), batch size (1,000), flush interval (100 ms). */
+  accessLogSink?: { maxQueuedEntries?: number; batchSize?: number; flushIntervalMs?: number };
+  /** WasmPlugin modules the pilot fetches (src/pilot/wasm): size and time bounds, plain-HTTP registries, cache size. */
+  wasm?: { limits?: Partial<FetchLimits>; cacheBytes?: number; retryMs?: number };
 }
 
 export interface Pilot {
@@ -79,6 +110,9 @@ export interface Pilot {
   leader: Leadership;
   /** The mesh CA, when `ca` was given. */
   ca: CertificateAuthority | undefined;
+  /** The access-log store and the ALS sink writing to it, when `logStore` was given. */
+  logStore: LogStore | undefined;
+  accessLogSink: AccessLogSink | undefined;
   close(): Promise<void>;
 }
 
@@ -115,6 +149,15 @@ export function isEndpointOnlyEvent(event: WatchEvent, previous: Resource | unde
   return strip(previous) === strip(event.resource);
 }
 
+/** True when only the resource's `status` changed (a controller wrote it): no proxy is concerned. */
+export function isStatusOnlyEvent(event: WatchEvent, previous: Resource | undefined): boolean {
+  if (event.type !== 'MODIFIED' || previous === undefined) return false;
+  const r = event.resource;
+  if (JSON.stringify(r.status ?? null) === JSON.stringify(previous.status ?? null)) return false;
+  const same = (a: unknown, b: unknown): boolean => canonicalJson(a ?? null) === canonicalJson(b ?? null);
+  return r.apiVersion === previous.apiVersion && same(r.spec, previous.spec) && same(r.metadata.labels, previous.metadata.labels) && same(r.metadata.annotations, previous.metadata.annotations);
+}
+
 function checkConfigSource(options: PilotOptions): void {
   if (options.store !== undefined) return;
   const hasDir = options.configDir !== undefined;
@@ -138,13 +181,18 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
   const xdsListen = parseHostPort(options.xdsAddress ?? '127.0.0.1:15010', '--xds-address');
   const httpListen = parseHostPort(options.httpAddress ?? '127.0.0.1:15014', '--http-address');
   const mesh = options.meshConfig;
-  const generators = options.generators ?? (mesh !== undefined ? generatorsFor(() => mesh.current()) : defaultGenerators);
+  // wasm: WasmPlugins' modules are fetched here and served over ECDS; a module that arrives is pushed as a change of its plugins
+  const wasmModules = new WasmModuleStore({ logger, ...options.wasm, onChange: (keys) => { for (const k of keys) debouncer.add(k, false); } });
+  const generators = withWasmPlugins(options.generators ?? (mesh !== undefined ? generatorsFor(() => mesh.current()) : defaultGenerators), wasmModules);
   // The store is opened after both ports listen, so proxies that connect during a long
   // config load are accepted and wait for the first snapshot instead of being refused.
   let store: ConfigStore | undefined = options.store;
   let leaderStatus: () => LeaderStatus | undefined = () => undefined;
 
+  // Set once the CA is up: who may speak for which node on a TLS xDS port.
+  let guard: ((call: grpc.ServerDuplexStream<unknown, Buffer>, proxy: Proxy) => void) | undefined;
   const server = new DiscoveryServer({
+    authorize: (call, proxy) => guard?.(call, proxy),
     generators,
     logger,
     metrics,
@@ -161,13 +209,42 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     logger.error({ dir: caOptions.dir, err: err instanceof Error ? err.message : String(err) }, 'mesh CA not started (give --ca-dir a writable directory, or --no-ca)');
     return undefined;
   });
+  let serving: ServingCertificate | undefined;
+  if (options.xdsTls !== undefined) {
+    if (ca === undefined) throw new Error('xDS over TLS needs the mesh CA (give --plaintext-xds to serve plaintext xDS, for local demos only)');
+    if (!ca.tokensRequired) throw new Error('xDS over TLS needs bootstrap tokens for the CA (--ca-tokens FILE): without them any caller could obtain any identity');
+    serving = await startServingCertificate({ root: ca.root, trustDomain: ca.trustDomain, hosts: [xdsListen.host, ...(options.xdsTls.hosts ?? [])], logger });
+    const { root, trustDomain } = ca;
+    guard = (call, proxy) => {
+      let id;
+      try {
+        id = verifiedPeerIdentity(call.getAuthContext().sslPeerCertificate, root, trustDomain);
+      } catch (err) {
+        throw new ConnectionRefusedError(grpc.status.UNAUTHENTICATED, (err as Error).message);
+      }
+      if (id === undefined) throw new ConnectionRefusedError(grpc.status.UNAUTHENTICATED, 'xDS needs a workload certificate from the mesh CA (the stream presented no client certificate)');
+      if (id.namespace !== proxy.namespace) {
+        throw new ConnectionRefusedError(grpc.status.PERMISSION_DENIED, `${spiffeUri(id)} may not obtain the config of namespace ${proxy.namespace} (node ${proxy.id})`);
+      }
+    };
+  }
   const registration = options.registrationTokens === undefined ? undefined
     : createRegistrationApi({ tokensFile: options.registrationTokens, store: () => store, acks: instanceAcks(server), logger });
+  const monitoring = options.monitoring;
+  const dashboard = monitoring === undefined ? undefined : createDashboard({
+    access: monitoring.access,
+    prometheusUrl: monitoring.prometheusUrl,
+    // the access-log sink's store, once the pilot keeps one
+    logStore: () => options.logStore,
+    logStoreMissing: () => 'this pilot keeps no access-log store: the access-log sink is off',
+    logger,
+  });
 
   // The config as the store last delivered it, by Kind/namespace/name.
   const resources = new Map<string, Resource>();
   let current: PushContext | undefined;
 
+  const telemetryReported = new Set<string>();
   const build = (change?: ConfigChange): PushContext => {
     const started = performance.now();
     const all = [...resources.values()];
@@ -177,6 +254,14 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
       : undefined;
     const push = derived ?? generators.buildPushContext(all, current, change);
     logger.info({ version: push.version, resources: resources.size, ...push.stats, endpointFastPath: derived !== undefined, ms: Math.round(performance.now() - started) }, 'push context built');
+    // Telemetry the generators cannot honour (unknown providers, …): said once per problem
+    if (push instanceof SextantPushContext) {
+      for (const p of telemetryProblemList(push)) {
+        if (telemetryReported.has(p)) continue;
+        telemetryReported.add(p);
+        logger.warn({ problem: p }, 'Telemetry not fully applied');
+      }
+    }
     return push;
   };
 
@@ -210,9 +295,25 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaRequest, Buffer>) => server.handleDeltaStream(call),
   } as unknown as grpc.UntypedServiceImplementation);
   grpcServer.addService(CSDS_SERVICE, csdsHandlers(server) as unknown as grpc.UntypedServiceImplementation);
+  // Adaptive limits (M22): LRS on the xDS port, the controller (on the leader), RTDS limits out.
+  const adaptive = startAdaptiveLimits({
+    server, generators, logger, registry: metrics.registry,
+    authorize: (call, proxy) => guard?.(call as grpc.ServerDuplexStream<unknown, Buffer>, proxy),
+    store: () => store,
+    resource: (key) => resources.get(key),
+  });
+  grpcServer.addService(LRS_SERVICE, adaptive.lrs.handlers() as unknown as grpc.UntypedServiceImplementation);
   ca?.register(grpcServer);
+  // The access-log sink (ALS) on the same port, writing to the log store.
+  const logStore = options.logStore;
+  const accessLogSink = logStore === undefined ? undefined : new AccessLogSink({
+    store: logStore, logger, registry: metrics.registry, ...options.accessLogSink,
+    directory: sinkDirectory({ pushContext: () => server.pushContext, proxies: () => [...server.connections.values()].map((c) => c.proxy) }),
+    authorize: (call, node) => guard?.(call as unknown as grpc.ServerDuplexStream<unknown, Buffer>, node as unknown as Proxy),
+  });
+  accessLogSink?.register(grpcServer);
   const xdsPort = await new Promise<number>((resolve, reject) => {
-    grpcServer.bindAsync(formatHostPort(xdsListen.host, xdsListen.port), grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`cannot listen for xDS on ${formatHostPort(xdsListen.host, xdsListen.port)}: ${err.message}`)) : resolve(port)));
+    grpcServer.bindAsync(formatHostPort(xdsListen.host, xdsListen.port), serving?.credentials ?? grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`cannot listen for xDS on ${formatHostPort(xdsListen.host, xdsListen.port)}: ${err.message}`)) : resolve(port)));
   });
 
   const httpServer = createMonitoringServer({
@@ -222,7 +323,12 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     config: () => ({ backend: store?.backend ?? 'loading', resources: current?.resources ?? [...resources.values()], errors: store?.errors() ?? [], status: store?.status?.() }),
     queue: () => server.queueStats(),
     registration: registration === undefined ? undefined : (req, res) => registration.handle(req, res),
+    dashboard: dashboard === undefined ? undefined : (req, res) => dashboard.handle(req, res),
+    // /debug shows every namespace's config: the monitoring API's tokens guard it too
+    debugRefusal: dashboard === undefined ? undefined : (req) => dashboard.refusal(req),
+    logStore,
     leader: () => leaderStatus(),
+    limits: () => adaptive.controller.debug(),
   });
   let httpInfo;
   try {
@@ -260,6 +366,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     }),
   });
   leaderStatus = () => leader.status();
+  const stopAdaptive = leader.runOnLeader('adaptive-limits', () => adaptive.controller.start(), () => adaptive.controller.stop());
   new Gauge({
     name: 'sextant_pilot_leader',
     help: '1 while this pilot is the elected leader of the mesh, else 0.',
@@ -275,7 +382,8 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     const previous = resources.get(key);
     if (event.type === 'DELETED') resources.delete(key);
     else resources.set(key, event.resource);
-    if (!initializing) debouncer.add(key, isEndpointOnlyEvent(event, previous));
+    // A controller's status write (AdaptiveLimit) changes nothing any proxy is sent.
+    if (!initializing && !isStatusOnlyEvent(event, previous)) debouncer.add(key, isEndpointOnlyEvent(event, previous));
   }, {
     onError: (err) => logger.error({ err: err.message }, 'config watch stopped'),
   });
@@ -302,14 +410,21 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     metrics,
     leader,
     ca,
+    logStore,
+    accessLogSink,
     async close() {
       if (closed) return;
       closed = true;
       debouncer.close();
+      wasmModules.close();
       registration?.close();
+      dashboard?.close();
       watch.cancel();
       mesh?.close();
+      await stopAdaptive();
+      adaptive.close();
       server.close();
+      serving?.close();
       grpcServer.forceShutdown();
       await new Promise<void>((resolve) => {
         httpServer.close(() => resolve());
@@ -317,6 +432,8 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
       });
       await leader.close();
       await configStore.close();
+      await accessLogSink?.close();
+      await logStore?.close();
     },
   };
 }

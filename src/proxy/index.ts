@@ -7,7 +7,7 @@ import type { ProtoJson } from '../envoy/index.ts';
 import { http1Limits } from './http/index.ts';
 import type { Http1Limits } from './http/index.ts';
 import { RuntimeConfig } from './config/runtime.ts';
-import { CaClient } from './tls/ca-client.ts';
+import { CaClient, controlPlaneCredentials } from './tls/ca-client.ts';
 import { UpstreamTls } from './tls/upstream.ts';
 import { WorkloadCertificates } from './tls/workload-certificates.ts';
 import { spiffeUri } from '../api/spiffe.ts';
@@ -17,11 +17,20 @@ import { AdsClient } from './xds/ads-client.ts';
 import { BurstReclaimer } from './upstream/index.ts';
 import { IstioMetrics } from './telemetry/metrics.ts';
 import { AccessLogWriter } from './telemetry/access-log.ts';
+import { AccessLogService } from './telemetry/als.ts';
+import type { AlsEndpoint } from './telemetry/als.ts';
+import { XDS_GRPC_CLUSTER } from '../envoy/access-log.ts';
 import { peerMetadataHeaders, selfWorkload } from './telemetry/peer.ts';
 import { boundAddress, startAdmin } from './admin/admin-server.ts';
 import { DnsProxy } from './dns/index.ts';
 import type { Upstream } from './dns/index.ts';
-import { NAME_TABLE_TYPE } from '../envoy/index.ts';
+import { EXTENSION_CONFIG_TYPE, NAME_TABLE_TYPE, RUNTIME_TYPE, SECRET_TYPE } from '../envoy/index.ts';
+import { WasmHost, extensionConfigNames, wasmConfigsOf } from './filters/wasm/index.ts';
+import { ServerCredentials, secretNamesOf, tlsSpecsOf } from './tls/server-credentials.ts';
+import { LocalRateLimits, localRateLimitPrometheus, localRateLimitStatLines } from './filters/local-ratelimit/index.ts';
+import { AdmissionGates, admissionPrometheus, admissionStatLines } from './filters/admission/index.ts';
+import type { AdmissionConfig } from './filters/admission/index.ts';
+import { LoadReportingClient } from './telemetry/lrs.ts';
 import type { XdsTypeUrl } from '../envoy/index.ts';
 import type { ResourceSink } from './xds/ads-client.ts';
 import { mappedSource, sourceMap } from '../inject/iptables/index.ts';
@@ -69,6 +78,8 @@ export interface ProxyOptions {
   retryBufferBytes?: number;
   /** Metric series per metric at most; default 10,000. */
   maxMetricSeries?: number;
+  /** ALS (access logs over gRPC): entries and bytes held per stream while the sink is down or slow; default 10,000 and 4 MiB. */
+  accessLogBuffer?: { entries?: number; bytes?: number };
   protocol?: 'delta' | 'sotw';
   limits?: Partial<Http1Limits>;
   logger?: pino.Logger;
@@ -76,6 +87,19 @@ export interface ProxyOptions {
   initialFetchTimeoutMs?: number;
   /** The workload certificate for mesh mTLS, from Istio's CreateCertificate; absent: no mTLS (TLS chains refuse, TLS clusters fail). */
   ca?: ProxyCaOptions;
+  /**
+   * The workload's data centre (SEXTANT_DC): a locality as Istio writes it (`region/zone/subzone`,
+   * trailing parts optional), sent as the node's locality and as node metadata SEXTANT_DC.
+   */
+  dataCentre?: string;
+  /** The workload's lane (SEXTANT_LANE, for a VM): its label `sextant.io/lane` unless the labels set one. */
+  lane?: string;
+  /**
+   * A closed control plane: xDS and the CA over TLS, the pilot checked against this root, the
+   * workload certificate (`ca`, required) presented on every xDS stream. The first certificate
+   * is obtained with the bootstrap token; xDS starts once it is in.
+   */
+  xdsTls?: { rootPem: string; serverName?: string };
 }
 
 export interface ProxyCaOptions {
@@ -104,6 +128,12 @@ export interface Proxy {
   readonly upstreamTls: UpstreamTls | undefined;
   /** The DNS proxy, when node metadata DNS_CAPTURE is true. */
   readonly dns: DnsProxy | undefined;
+  /** Local rate limits: the token buckets and stats (src/proxy/filters/local-ratelimit). */
+  readonly localRateLimits: LocalRateLimits;
+  /** The adaptive-limits admission gates, one per gated inbound port (src/proxy/filters/admission). */
+  readonly admission: AdmissionGates;
+  /** Load reports (LRS) to the xDS server. */
+  readonly loadReporting: LoadReportingClient;
   /** Bound admin `host:port`. */
   readonly adminAddress: string;
   readonly statsAddress: string | undefined;
@@ -131,7 +161,7 @@ export function buildNode(o: ProxyOptions): ProtoJson {
   const id = parseNodeId(o.id);
   const ip = o.ip ?? id.ip;
   const namespace = o.namespace ?? id.namespace;
-  const labels = o.labels ?? {};
+  const labels = o.lane !== undefined && o.labels?.['sextant.io/lane'] === undefined ? { ...o.labels, 'sextant.io/lane': o.lane } : (o.labels ?? {});
   const workload = labels['app'] ? (labels['version'] ? `${labels['app']}-${labels['version']}` : labels['app']) : id.podName.replace(/-[a-z0-9]{5,10}(-[a-z0-9]{5})?$/, '');
   const metadata: Record<string, unknown> = {
     NAME: id.podName,
@@ -145,15 +175,22 @@ export function buildNode(o: ProxyOptions): ProtoJson {
     ISTIO_VERSION: '1.24.0',
     MESH_ID: 'cluster.local',
     ...(o.ca !== undefined ? { SERVICE_ACCOUNT: o.ca.serviceAccount } : {}),
+    ...(o.dataCentre !== undefined ? { SEXTANT_DC: o.dataCentre } : {}),
     ...o.metadata,
   };
-  return {
+  const node: ProtoJson = {
     id: o.id,
     cluster: `${labels['app'] ?? workload}.${namespace}`,
     metadata,
     userAgentName: 'sextant',
     userAgentVersion: '0.1.0',
   };
+  // active-active: the data centre is the node's locality (endpoints in it come first)
+  if (o.dataCentre !== undefined) {
+    const [region = '', zone = '', subZone = ''] = o.dataCentre.split('/');
+    node['locality'] = { region, zone, subZone };
+  }
+  return node;
 }
 
 /**
@@ -164,7 +201,9 @@ function meshCertificates(o: ProxyOptions, namespace: string, logger: pino.Logge
   const ca = o.ca!;
   const trustDomain = ca.trustDomain ?? 'cluster.local';
   const address = ca.address ?? (Array.isArray(o.xds) ? o.xds[0] : String(o.xds).split(',')[0])!.trim();
-  const client = new CaClient(address);
+  // over TLS, renewals present the current certificate (the CA then needs no token)
+  let current: () => { keyPem: string; chainPem: string } | undefined = () => undefined;
+  const client = new CaClient(address, o.xdsTls === undefined ? undefined : { ...o.xdsTls, clientCertificate: () => current() });
   const identity = spiffeUri({ trustDomain, namespace, serviceAccount: ca.serviceAccount });
   const certs = new WorkloadCertificates({
     identity,
@@ -174,6 +213,7 @@ function meshCertificates(o: ProxyOptions, namespace: string, logger: pino.Logge
       csrPem, ttlSeconds, metadata: { NAMESPACE: namespace, SERVICE_ACCOUNT: ca.serviceAccount }, ...(ca.token !== undefined ? { token: ca.token } : {}),
     }),
   });
+  current = () => certs.current();
   let closed = false;
   const ready = (async () => {
     for (let wait = 500; !closed; wait = Math.min(wait * 2, 30_000)) {
@@ -203,6 +243,7 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
   const captured = meta['INTERCEPTION_MODE'] === 'REDIRECT';
   const preserved = captured ? sourceMap(o.preserveSourceRanges ?? []) : [];
   // The workload certificate, as istio-agent keeps Envoy's SDS secrets (default, ROOTCA), in-process.
+  if (o.xdsTls !== undefined && o.ca === undefined) throw new Error('xDS over TLS needs the workload\'s identity for its certificate (ca.serviceAccount, --service-account)');
   const mesh = o.ca === undefined ? undefined : meshCertificates(o, String(meta['NAMESPACE'] ?? ''), logger);
   const upstreamTls = mesh === undefined ? undefined : new UpstreamTls({ certs: mesh.certs, trustDomain: mesh.trustDomain });
   const pools = new ClusterPools({
@@ -211,9 +252,37 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
     ...(preserved.length > 0 ? { mapSource: (caller: string) => mappedSource(preserved, caller) } : {}),
   });
   const metrics = new IstioMetrics(o.maxMetricSeries ?? 10_000);
-  const accessLog = new AccessLogWriter();
+  // ALS streams resolve their cluster when they connect: `xds-grpc` is the control plane (a
+  // server after another, as the ADS client fails over), any other name a cluster of the config.
+  let xdsTurn = 0;
+  const alsEndpoint = (cluster: string): AlsEndpoint | undefined => {
+    if (cluster === XDS_GRPC_CLUSTER) {
+      const servers = xds.servers;
+      const target = servers[xdsTurn++ % servers.length]!;
+      if (o.xdsTls === undefined || mesh === undefined) return { target };
+      const tls = o.xdsTls;
+      const certs = mesh.certs;
+      const c = controlPlaneCredentials({ ...tls, clientCertificate: () => certs.current() });
+      return { target, credentials: c.credentials, channelOptions: c.options };
+    }
+    const host = config.clusters.get(cluster)?.pick({});
+    return host === undefined ? undefined : { target: host.key };
+  };
+  const als = new AccessLogService({
+    node, logger, resolve: alsEndpoint,
+    ...(o.accessLogBuffer?.entries !== undefined ? { maxBufferedEntries: o.accessLogBuffer.entries } : {}),
+    ...(o.accessLogBuffer?.bytes !== undefined ? { maxBufferedBytes: o.accessLogBuffer.bytes } : {}),
+  });
+  const accessLog = new AccessLogWriter(undefined, als);
+  // local rate limits and the admission gates read the runtime layers (RTDS) of the config
+  const localRateLimits = new LocalRateLimits({ runtime: config.layers, localCluster: String(node['cluster'] ?? '') });
+  const admission = new AdmissionGates({ source: config.layers });
+  // A gateway's certificates: SDS secrets over ADS (`kubernetes://NAME`) and files its listeners name.
+  const credentials = new ServerCredentials(logger);
+  // wasm: the Proxy-Wasm host running envoy.filters.http.wasm filters, inline or over ECDS
+  const wasm = new WasmHost({ logger, node });
   const listeners = new ListenerManager({
-    config, upstream: pools, logger, metrics, accessLog,
+    config, upstream: pools, logger, metrics, accessLog, credentials,
     self: selfWorkload(meta, labels),
     peerHeaders: peerMetadataHeaders(String(node['id']), meta),
     limits: http1Limits(o.limits),
@@ -221,6 +290,7 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
     ...(captured ? { capture: { workloadAddress } } : {}),
     ...(mesh !== undefined ? { tls: { certs: mesh.certs, trustDomain: mesh.trustDomain } } : {}),
     ...(upstreamTls !== undefined ? { upstreamTls } : {}),
+    localRateLimits, admission, wasm,
   });
   const dnsCapture = ['true', true, '1'].includes(meta['DNS_CAPTURE'] as string);
   const dns = dnsCapture ? new DnsProxy({ namespace: String(meta['NAMESPACE'] ?? ''), logger, ...o.dns }) : undefined;
@@ -229,8 +299,28 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
     apply: (t: XdsTypeUrl, r) => (t === NAME_TABLE_TYPE ? dns.apply(r) : config.apply(t, r)),
     interest: (t: XdsTypeUrl) => config.interest(t),
   };
-  const xds = new AdsClient({ server: o.xds, node, sink, logger, protocol: o.protocol ?? 'delta', ...(dns !== undefined ? { extraTypes: [NAME_TABLE_TYPE] } : {}) });
+  // SDS secrets go to the gateway's certificate store; it needs the names its listeners' TLS refers to.
+  const tlsSink: ResourceSink = {
+    apply: (t, r) => (t === SECRET_TYPE ? credentials.apply(r) : t === EXTENSION_CONFIG_TYPE ? wasm.applyExtensionConfigs(r) : sink.apply(t, r)),
+    interest: (t) => (t === SECRET_TYPE ? secretNamesOf(tlsSpecsOf(config.listeners.values())) : t === EXTENSION_CONFIG_TYPE ? extensionConfigNames(wasmConfigsOf(config.listeners.values())) : sink.interest(t)),
+  };
+  const xdsTls = o.xdsTls;
+  const xds = new AdsClient({
+    server: o.xds, node, sink: tlsSink, logger, protocol: o.protocol ?? 'delta', ...(dns !== undefined ? { extraTypes: [NAME_TABLE_TYPE] } : {}),
+    ...(xdsTls !== undefined && mesh !== undefined ? { credentials: () => controlPlaneCredentials({ ...xdsTls, clientCertificate: () => mesh.certs.current() }) } : {}),
+    // RTDS: the leased runtime layer of adaptive limits
+    namedTypes: [RUNTIME_TYPE, SECRET_TYPE, EXTENSION_CONFIG_TYPE],
+  });
+  // LRS to the xDS server in use, with the same credentials
+  const loadReporting = new LoadReportingClient({
+    server: () => xds.server, node, logger, reports: () => admission.reports(),
+    ...(xdsTls !== undefined && mesh !== undefined ? { credentials: () => controlPlaneCredentials({ ...xdsTls, clientCertificate: () => mesh.certs.current() }) } : {}),
+  });
 
+  // A gateway is ready once the SDS secrets its listeners name have arrived (Envoy's listener
+  // warming), or the initial fetch timeout has passed (a missing secret then refuses its chain's handshakes).
+  const secretsDeadline = Date.now() + (o.initialFetchTimeoutMs ?? 15_000);
+  const secretsReady = (): boolean => Date.now() >= secretsDeadline || [...secretNamesOf(tlsSpecsOf(config.listeners.values()))].every((n) => credentials.has(n));
   let listenersReady = false;
   let readyResolve: () => void = () => {};
   const readyPromise = new Promise<void>((r) => { readyResolve = r; });
@@ -244,7 +334,12 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
     });
   };
   config.hooks = {
-    listenersChanged: reconcile,
+    listenersChanged: () => {
+      admission.sync(admissionConfigs(config));
+      credentials.syncFiles(tlsSpecsOf(config.listeners.values()));
+      wasm.listenersChanged(wasmConfigsOf(config.listeners.values()));
+      reconcile();
+    },
     clustersChanged: (_added, removed) => pools.release(removed),
     ready: reconcile,
   };
@@ -265,10 +360,14 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
     reclaimer.close();
     await listeners.drain(drainMs);
     mesh?.close();
+    credentials.close();
     xds.close();
     pools.close();
     dns?.close();
     config.close();
+    loadReporting.close();
+    admission.close();
+    wasm.close();
     accessLog.close();
     for (const s of servers) {
       s.closeAllConnections();
@@ -280,9 +379,12 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
 
   const adminState = {
     config, xds, metrics, listeners, node,
+    // local rate limit and admission gate stats in /stats, as Envoy lists its filters' stats
+    extraStats: () => [...[...localRateLimits.allStats()].flatMap(([p, c]) => localRateLimitStatLines(p, c)), ...admissionStatLines(admission.all())],
     state: (): 'LIVE' | 'DRAINING' => (draining ? 'DRAINING' : 'LIVE'),
     // ready also needs the workload certificate when mTLS is on (its listeners could not serve mTLS before)
-    listenersBound: () => listenersReady && (mesh === undefined || mesh.certs.current() !== undefined),
+    listenersBound: () => listenersReady && (mesh === undefined || mesh.certs.current() !== undefined) && secretsReady(),
+    secrets: () => credentials.summaries(),
     quit: () => void drain(),
   };
   const admin = await startAdmin(o.adminAddress ?? '127.0.0.1:15000', adminState);
@@ -301,6 +403,9 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
   }
   metrics.addExposition(() => `# HELP sextant_burst_memory_reclaims_total Full collections run after a burst of requests was followed by quiet.\n# TYPE sextant_burst_memory_reclaims_total counter\nsextant_burst_memory_reclaims_total ${reclaimer.reclaims}`);
   metrics.addExposition(() => `# HELP sextant_access_log_dropped_total Access log lines dropped because the log buffer was full.\n# TYPE sextant_access_log_dropped_total counter\nsextant_access_log_dropped_total ${accessLog.dropped}`);
+  metrics.addExposition(() => als.exposition());
+  metrics.addExposition(() => wasm.exposition());
+  metrics.addExposition(() => [localRateLimitPrometheus(localRateLimits.allStats()), admissionPrometheus(admission.all())].filter((x) => x !== '').join('\n'));
   if (mesh !== undefined && upstreamTls !== undefined) {
     const m = mesh;
     const up = upstreamTls;
@@ -317,6 +422,12 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
       ].join('\n');
     });
   }
+  // TLS refused downstream (mesh mTLS and a gateway's TLS alike) and a gateway's SDS secrets.
+  metrics.addExposition(() => [
+    '# HELP sextant_downstream_tls_refused_total TLS connections refused: a failed handshake, no matching filter chain or certificate, an untrusted or unacceptable client.', '# TYPE sextant_downstream_tls_refused_total counter', `sextant_downstream_tls_refused_total ${listeners.tlsRefused}`,
+    '# HELP sextant_sds_secrets SDS secrets held (a gateway\'s kubernetes:// credentials).', '# TYPE sextant_sds_secrets gauge', `sextant_sds_secrets ${credentials.summaries().length}`,
+    '# HELP sextant_sds_updates_rejected_total SDS updates refused (NACKed) because a secret was unusable.', '# TYPE sextant_sds_updates_rejected_total counter', `sextant_sds_updates_rejected_total ${credentials.rejected}`,
+  ].join('\n'));
   if (dns !== undefined) {
     await dns.start();
     metrics.addExposition(() => [
@@ -327,11 +438,13 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
       '# HELP sextant_dns_name_table_hosts Hosts in the DNS name table (NDS).', '# TYPE sextant_dns_name_table_hosts gauge', `sextant_dns_name_table_hosts ${dns.hosts}`,
     ].join('\n'));
   }
-  xds.start();
-  logger.info({ xds: o.xds, id: o.id, admin: boundAddress(admin) }, 'proxy started');
+  // a closed control plane serves xDS only to a workload certificate: the first one comes first
+  if (xdsTls !== undefined && mesh !== undefined) void mesh.ready.then(() => { if (!draining) { xds.start(); loadReporting.start(); } });
+  else { xds.start(); loadReporting.start(); }
+  logger.info({ xds: o.xds, id: o.id, admin: boundAddress(admin), xdsTls: xdsTls !== undefined }, 'proxy started');
 
   return {
-    node, config, xds, listeners, metrics, pools, dns,
+    node, config, xds, listeners, metrics, pools, dns, localRateLimits, admission, loadReporting,
     adminAddress: boundAddress(admin),
     statsAddress,
     healthAddress,
@@ -342,4 +455,15 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
     drain,
     closed,
   };
+}
+
+/** The admission filters of the listeners in force (one gate per limit key). */
+function admissionConfigs(config: RuntimeConfig): AdmissionConfig[] {
+  const out: AdmissionConfig[] = [];
+  for (const l of config.listeners.values()) {
+    for (const c of [...l.filterChains, ...(l.defaultChain ? [l.defaultChain] : [])]) {
+      if (c.network.kind === 'http' && c.network.admission !== undefined) out.push(c.network.admission);
+    }
+  }
+  return out;
 }

@@ -63,6 +63,14 @@ test('Istio validation fixtures: invalid documents rejected with Istio\'s messag
   assert.ok(invalid >= 60 && valid >= 29, `expected the full fixture set, got ${invalid} invalid and ${valid} valid`);
 });
 
+test('WasmPlugin (extensions.istio.io/v1alpha1): every wasm-* fixture is checked, none reported unsupported', { skip: absent }, () => {
+  const invalid = runValidationFile('wasm-invalid.yaml');
+  const valid = runValidationFile('wasm-valid.yaml');
+  assert.deepEqual([...invalid.misses, ...valid.misses], []);
+  assert.deepEqual([invalid.unsupported, invalid.checked, invalid.matched], [0, 15, 15]);
+  assert.deepEqual([valid.unsupported, valid.checked, valid.matched], [0, 4, 4]);
+});
+
 test('documents of kinds Sextant does not serve are reported as unsupported kinds', { skip: absent }, () => {
   const r = parseDocuments(readFileSync(path.join(VALIDATION, 'proxyconfig-valid.yaml'), 'utf8'), 'proxyconfig-valid.yaml');
   assert.equal(r.documents.length, 0);

@@ -31,7 +31,7 @@ after(() => {
 describe('sextant pilot: start-up checks', () => {
   it('refuses a --config-dir that does not exist, with exit code 2, and creates nothing', () => {
     const dir = path.join(root, 'no-such', 'config');
-    const r = spawnSync(process.execPath, [cli, 'pilot', '--config-dir', dir, '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0'], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, [cli, 'pilot', '--plaintext-xds', '--config-dir', dir, '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0'], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(r.status, 2, r.stderr);
     assert.equal(r.stderr, `sextant pilot: --config-dir ${dir}: no such directory\n`);
     assert.equal(existsSync(path.join(root, 'no-such')), false);
@@ -41,7 +41,7 @@ describe('sextant pilot: start-up checks', () => {
     const file = path.join(root, 'a-file');
     writeFileSync(file, '');
     const run = (...args: string[]): { status: number | null; stderr: string } =>
-      spawnSync(process.execPath, [cli, 'pilot', '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', ...args], { encoding: 'utf8', timeout: 30_000 });
+      spawnSync(process.execPath, [cli, 'pilot', '--plaintext-xds', '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', ...args], { encoding: 'utf8', timeout: 30_000 });
     let r = run('--config-dir', file);
     assert.equal(r.status, 2);
     assert.equal(r.stderr, `sextant pilot: --config-dir ${file}: not a directory\n`);
@@ -66,7 +66,7 @@ describe('sextant pilot: config store status', () => {
       writeFileSync(path.join(dir, 'keep', `k${i}.yaml`), toYaml(serviceEntry(`keep-${i}`)));
     }
     const http = `127.0.0.1:${await freePort()}`;
-    const pilot = spawn(process.execPath, [cli, 'pilot', '--config-dir', dir, '--xds-address', `127.0.0.1:${await freePort()}`, '--http-address', http, '--config-delete-guard-min', '5', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
+    const pilot = spawn(process.execPath, [cli, 'pilot', '--plaintext-xds', '--config-dir', dir, '--xds-address', `127.0.0.1:${await freePort()}`, '--http-address', http, '--config-delete-guard-min', '5', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
     children.push(pilot);
 
     const get = async (p: string): Promise<{ status: number; body: string }> => {

@@ -155,7 +155,7 @@ before(async () => {
   writeFileSync(meshFile, meshConfig(['*.payments.svc.cluster.local']));
   const xds = `127.0.0.1:${await freePort()}`;
   pilotHttp = `127.0.0.1:${await freePort()}`;
-  start('pilot', ['pilot', '--config-dir', configDir, '--mesh-config', meshFile, '--xds-address', xds, '--http-address', pilotHttp, '--debounce-after', '20ms'], (s) => { pilotLog += s; });
+  start('pilot', ['pilot', '--plaintext-xds', '--config-dir', configDir, '--mesh-config', meshFile, '--xds-address', xds, '--http-address', pilotHttp, '--debounce-after', '20ms'], (s) => { pilotLog += s; });
   await waitFor('the pilot', async () => ((await get(`http://${pilotHttp}/ready`)).status === 200 ? true : undefined), 60_000);
   for (const s of SIDECARS) {
     s.admin = await freePort();
@@ -215,10 +215,10 @@ test('the mesh config file is re-read: reviews made cluster-local too; an invali
 test('an invalid --mesh-config stops the pilot at start with exit 2, naming the field', () => {
   const bad = path.join(root, 'bad-mesh.yaml');
   writeFileSync(bad, 'outboundTrafficPolicy:\n  mode: ALLOW_ALL\n');
-  const r = spawnSync(process.execPath, [CLI, 'pilot', '--config-dir', configDir, '--mesh-config', bad, '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0'], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [CLI, 'pilot', '--plaintext-xds', '--config-dir', configDir, '--mesh-config', bad, '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0'], { encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 2, r.stderr);
   assert.equal(r.stderr, `sextant pilot: --mesh-config ${bad}: outboundTrafficPolicy.mode: expected one of ALLOW_ANY, REGISTRY_ONLY, got "ALLOW_ALL"\n`);
-  const missing = spawnSync(process.execPath, [CLI, 'pilot', '--config-dir', configDir, '--mesh-config', path.join(root, 'nope.yaml'), '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0'], { encoding: 'utf8', timeout: 30_000 });
+  const missing = spawnSync(process.execPath, [CLI, 'pilot', '--plaintext-xds', '--config-dir', configDir, '--mesh-config', path.join(root, 'nope.yaml'), '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0'], { encoding: 'utf8', timeout: 30_000 });
   assert.equal(missing.status, 2);
   assert.equal(missing.stderr, `sextant pilot: --mesh-config ${path.join(root, 'nope.yaml')}: no such file\n`);
 });

@@ -96,7 +96,7 @@ spec:
 `);
   writeConfig('greeter-vs.yaml', virtualService(SPLIT));
 
-  const pilot = spawnChild(['src/cli/main.ts', 'pilot', '--config-dir', dir, '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--debounce-after', '50ms']);
+  const pilot = spawnChild(['src/cli/main.ts', 'pilot', '--plaintext-xds', '--config-dir', dir, '--xds-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--debounce-after', '50ms']);
   let xdsAddress = '';
   const logs = createInterface({ input: pilot.stdout! });
   let stderr = '';

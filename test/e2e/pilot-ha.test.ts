@@ -100,7 +100,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
 async function startPilotProcess(name: string): Promise<PilotProcess> {
   const xds = `127.0.0.1:${await freePort()}`;
   const httpAddress = `127.0.0.1:${await freePort()}`;
-  const proc = start(name, [CLI, 'pilot', '--etcd-endpoints', etcd!.endpoint, '--xds-address', xds, '--http-address', httpAddress, '--id', name, '--leader-lease', `${LEASE_SECONDS}s`, '--debounce-after', '50ms']);
+  const proc = start(name, [CLI, 'pilot', '--plaintext-xds', '--etcd-endpoints', etcd!.endpoint, '--xds-address', xds, '--http-address', httpAddress, '--id', name, '--leader-lease', `${LEASE_SECONDS}s`, '--debounce-after', '50ms']);
   const p = { name, proc, xds, http: httpAddress };
   await until(`${name} is ready`, async () => (await getJson(`http://${httpAddress}/ready`)).status === 200, 30_000);
   return p;

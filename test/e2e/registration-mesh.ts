@@ -110,7 +110,7 @@ export async function startRegistrationMesh(octet: number, instanceCount: number
 
     const xds = `127.0.0.1:${await freePort()}`;
     const pilotHttp = `127.0.0.1:${await freePort()}`;
-    children.push(spawnLogged(dir, 'pilot', [CLI, 'pilot', '--etcd-endpoints', etcd.endpoint, '--etcd-prefix', prefix, '--xds-address', xds, '--http-address', pilotHttp, '--registration-tokens', tokenFile]));
+    children.push(spawnLogged(dir, 'pilot', [CLI, 'pilot', '--plaintext-xds', '--etcd-endpoints', etcd.endpoint, '--etcd-prefix', prefix, '--xds-address', xds, '--http-address', pilotHttp, '--registration-tokens', tokenFile]));
     await until('the pilot is ready', () => ok(`http://${pilotHttp}/ready`));
 
     const clientNodeId = `sidecar~127.0.${octet + 1}.1~client-0.${NAMESPACE}~${NAMESPACE}.svc.cluster.local`;

@@ -80,7 +80,7 @@ spec:
 }
 
 function spawnPilot(): ChildProcess {
-  const args = ['pilot', '--config-dir', path.join(dir, 'config'), '--xds-address', xdsAddress, '--http-address', httpAddress, '--log-level', 'warn'];
+  const args = ['pilot', '--plaintext-xds', '--config-dir', path.join(dir, 'config'), '--xds-address', xdsAddress, '--http-address', httpAddress, '--log-level', 'warn'];
   const out = path.join(dir, 'pilot.log');
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stdout!.on('data', (c: Buffer) => writeFileSync(out, c, { flag: 'a' }));
@@ -208,7 +208,7 @@ test('sextant wait with the pilot down exits 1 after its timeout; once a pilot s
   const pilotDir = path.join(dir, 'late-pilot');
   mkdirSync(pilotDir);
   writeFileSync(path.join(pilotDir, 'mesh.yaml'), config(backendPort));
-  const pilot = spawn(process.execPath, [CLI, 'pilot', '--config-dir', pilotDir, '--xds-address', xds, '--http-address', `127.0.0.1:${await freePort()}`, '--log-level', 'warn'], { stdio: 'ignore', detached: true });
+  const pilot = spawn(process.execPath, [CLI, 'pilot', '--plaintext-xds', '--config-dir', pilotDir, '--xds-address', xds, '--http-address', `127.0.0.1:${await freePort()}`, '--log-level', 'warn'], { stdio: 'ignore', detached: true });
   children.push(pilot);
   const waiting = wait(['--timeout', '60s']);
   // The test watches /healthz/ready too: `sextant wait` returns within a poll of it turning 200.

@@ -28,6 +28,8 @@ export interface PilotOptions {
   cli?: string;
   /** How long to wait for /ready (30 s). */
   readyTimeoutMs?: number;
+  /** false: the closed control plane (TLS xDS, the CLI's default); default true (`--plaintext-xds`). */
+  plaintext?: boolean;
 }
 
 /**
@@ -39,7 +41,7 @@ export async function spawnPilot(opts: PilotOptions): Promise<PilotProcess> {
   const xds = `127.0.0.1:${await freePort()}`;
   const http = `127.0.0.1:${await freePort()}`;
   const url = `http://${http}`;
-  const child = spawn(process.execPath, [opts.cli ?? CLI, 'pilot', '--config-dir', opts.configDir, '--xds-address', xds, '--http-address', http, '--log-level', 'warn', ...(opts.args ?? [])], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
+  const child = spawn(process.execPath, [opts.cli ?? CLI, 'pilot', ...(opts.plaintext === false ? [] : ['--plaintext-xds']), '--config-dir', opts.configDir, '--xds-address', xds, '--http-address', http, '--log-level', 'warn', ...(opts.args ?? [])], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const pilot: PilotProcess = {
     xds,

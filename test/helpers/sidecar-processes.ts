@@ -43,7 +43,7 @@ export async function startSidecarMesh(yaml: string): Promise<SidecarMesh> {
   const xdsPort = await freePort();
   const httpPort = await freePort();
   const children: ChildProcess[] = [];
-  const pilot = spawn(process.execPath, [CLI, 'pilot', '--config-dir', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--http-address', `127.0.0.1:${httpPort}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
+  const pilot = spawn(process.execPath, [CLI, 'pilot', '--plaintext-xds', '--config-dir', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--http-address', `127.0.0.1:${httpPort}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
   children.push(pilot);
   await until('the pilot is ready', async () => (await fetch(`http://127.0.0.1:${httpPort}/ready`)).status === 200);
   const xds = `127.0.0.1:${xdsPort}`;

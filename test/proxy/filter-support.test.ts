@@ -14,9 +14,9 @@ import type { HttpConnectionManagerSpec } from '../../src/proxy/listener/listene
 import { decodeResource } from '../../src/proxy/xds/ads-client.ts';
 
 const ROUTER = { name: 'envoy.filters.http.router', typedConfig: { '@type': ROUTER_TYPE } };
-const RATELIMIT = {
-  name: 'envoy.filters.http.local_ratelimit',
-  typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit', statPrefix: 'rl' },
+const BUFFER = {
+  name: 'envoy.filters.http.buffer',
+  typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer', maxRequestBytes: 1024 },
 };
 
 function listener(httpFilters: ProtoJson[], networkFilters: ProtoJson[] = []): ProtoJson {
@@ -39,13 +39,16 @@ test('the sidecar chain (fault, cors, router) and an empty chain compile', () =>
 });
 
 test('an HTTP filter the proxy does not implement is refused, naming listener, filter and type', () => {
-  assert.throws(() => compile(listener([RATELIMIT, ROUTER])), {
+  assert.throws(() => compile(listener([BUFFER, ROUTER])), {
     name: 'ConfigError',
-    message: `${AT}[0]: HTTP filter "envoy.filters.http.local_ratelimit" (type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit) is not supported by this proxy; set is_optional: true to run without it`,
+    message: `${AT}[0]: HTTP filter "envoy.filters.http.buffer" (type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer) is not supported by this proxy; set is_optional: true to run without it`,
   });
   // A TypedStruct names its implementation by the type inside it.
+  assert.throws(() => compile(listener([{ name: 'my.lua', typedConfig: { '@type': TYPED_STRUCT_TYPE, typeUrl: 'type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua', value: {} } }, ROUTER])),
+    { message: `${AT}[0]: HTTP filter "my.lua" (type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua) is not supported by this proxy; set is_optional: true to run without it` });
+  // …and one the proxy runs is compiled from that value (a Wasm filter without its PluginConfig is refused naming the field).
   assert.throws(() => compile(listener([{ name: 'my.wasm', typedConfig: { '@type': TYPED_STRUCT_TYPE, typeUrl: 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm', value: {} } }, ROUTER])),
-    { message: `${AT}[0]: HTTP filter "my.wasm" (type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm) is not supported by this proxy; set is_optional: true to run without it` });
+    { message: `${AT}[0].typedConfig.value.config: required (the plugin's PluginConfig)` });
   assert.throws(() => compile(listener([{ name: 'envoy.filters.http.lua' }, ROUTER])),
     { message: `${AT}[0]: HTTP filter "envoy.filters.http.lua" is not supported by this proxy; set is_optional: true to run without it` });
   assert.throws(() => compile(listener([{ name: 'ecds', configDiscovery: { configSource: { ads: {} } } }, ROUTER])),
@@ -53,8 +56,8 @@ test('an HTTP filter the proxy does not implement is refused, naming listener, f
 });
 
 test('marked is_optional, such a filter is skipped and reported', () => {
-  const spec = hcm(listener([{ ...RATELIMIT, isOptional: true }, ROUTER]));
-  assert.deepEqual(spec.skippedFilters, [{ name: 'envoy.filters.http.local_ratelimit', implementation: RATELIMIT.typedConfig['@type'], at: `${AT}[0]` }]);
+  const spec = hcm(listener([{ ...BUFFER, isOptional: true }, ROUTER]));
+  assert.deepEqual(spec.skippedFilters, [{ name: 'envoy.filters.http.buffer', implementation: BUFFER.typedConfig['@type'], at: `${AT}[0]` }]);
 });
 
 test('the router ends a non-empty chain, as in Envoy', () => {
@@ -63,7 +66,7 @@ test('the router ends a non-empty chain, as in Envoy', () => {
   assert.throws(() => compile(listener([{ name: 'envoy.filters.http.fault', typedConfig: { '@type': FAULT_TYPE } }])),
     { message: `${AT}: the last HTTP filter must be the router (envoy.filters.http.router)` });
   // An optional filter after the router is skipped, not an error.
-  assert.equal(hcm(listener([ROUTER, { ...RATELIMIT, isOptional: true }])).skippedFilters.length, 1);
+  assert.equal(hcm(listener([ROUTER, { ...BUFFER, isOptional: true }])).skippedFilters.length, 1);
 });
 
 test('a network filter the proxy does not implement is refused (network filters cannot be optional)', () => {

@@ -25,9 +25,9 @@ const CLI = path.join(ROOT, 'bin', 'sextant.mjs');
 const CLIENT_IP = '127.0.46.1';
 const PROXY_ID = `sidecar~${CLIENT_IP}~productpage-v1-aaaaa.default~default.svc.cluster.local`;
 const LISTENER = `${CLIENT_IP}_9080`;
-const RATELIMIT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit';
+const BUFFER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer';
 const REASON = `Listener ${LISTENER}.filterChains[0].filters[0].typedConfig.httpFilters[2]: ` +
-  `HTTP filter "envoy.filters.http.local_ratelimit" (${RATELIMIT_TYPE}) is not supported by this proxy; set is_optional: true to run without it`;
+  `HTTP filter "envoy.filters.http.buffer" (${BUFFER_TYPE}) is not supported by this proxy; set is_optional: true to run without it`;
 
 interface TypeStatus { type: string; state: string; versionSent?: string; versionAcked?: string; lastNack?: { message: string; version: string } }
 interface SyncStatus { proxy: string; types: TypeStatus[] }
@@ -36,7 +36,7 @@ function envoyFilter(optional: boolean): string {
   return `
 apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
-metadata: {name: local-ratelimit, namespace: default}
+metadata: {name: buffer, namespace: default}
 spec:
   workloadSelector: {labels: {app: productpage}}
   configPatches:
@@ -51,13 +51,10 @@ spec:
     patch:
       operation: INSERT_BEFORE
       value:
-        name: envoy.filters.http.local_ratelimit
+        name: envoy.filters.http.buffer
 ${optional ? '        is_optional: true\n' : ''}        typed_config:
-          "@type": ${RATELIMIT_TYPE}
-          stat_prefix: http_local_rate_limiter
-          token_bucket: {max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s}
-          filter_enabled: {default_value: {numerator: 100, denominator: HUNDRED}}
-          filter_enforced: {default_value: {numerator: 100, denominator: HUNDRED}}
+          "@type": ${BUFFER_TYPE}
+          max_request_bytes: 1024
 `;
 }
 
@@ -107,8 +104,8 @@ ${egressSidecar({ name: 'productpage', bind: CLIENT_IP })}
   const before = await syncz();
   assert.equal(before.state, 'SYNCED');
 
-  // The filter as Envoy would get it: the sidecar has no local rate limiter, so it refuses.
-  write('ratelimit.yaml', envoyFilter(false));
+  // The filter as Envoy would get it: the sidecar has no buffer filter, so it refuses.
+  write('buffer.yaml', envoyFilter(false));
   const nacked = await waitFor('the NACK in proxy status', async () => {
     const s = await syncz();
     return s.state === 'NACKED' ? s : undefined;
@@ -117,7 +114,7 @@ ${egressSidecar({ name: 'productpage', bind: CLIENT_IP })}
   assert.equal(nacked.versionAcked, before.versionAcked, 'the last good listeners are still what the proxy runs');
   assert.deepEqual([lastLds()?.accepted, lastLds()?.error], [false, REASON]);
   assert.ok(proxy.config.listeners.has(LISTENER));
-  for (let i = 0; i < 3; i++) assert.equal(await request(), 200, 'the previous routes keep serving (no rate limit, no outage)');
+  for (let i = 0; i < 3; i++) assert.equal(await request(), 200, 'the previous routes keep serving (no outage)');
 
   const status = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(process.execPath, [CLI, 'proxy-status', '--pilot', pilotUrl], { encoding: 'utf8' }, (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr }));
@@ -127,14 +124,14 @@ ${egressSidecar({ name: 'productpage', bind: CLIENT_IP })}
   assert.ok(status.stdout.endsWith(`\n\n${PROXY_ID} LDS NACKED version ${nacked.versionSent}: ${REASON}\n`), status.stdout);
 
   // Marked optional, the filter may be left out: the update is ACKed and the filter skipped.
-  write('ratelimit.yaml', envoyFilter(true));
+  write('buffer.yaml', envoyFilter(true));
   const synced = await waitFor('the ACK in proxy status', async () => {
     const s = await syncz();
     return s.state === 'SYNCED' && s.versionAcked !== before.versionAcked ? s : undefined;
   });
   assert.equal(synced.versionAcked, synced.versionSent);
   assert.equal(lastLds()?.accepted, true);
-  for (let i = 0; i < 3; i++) assert.equal(await request(), 200, 'the skipped rate limiter limits nothing');
+  for (let i = 0; i < 3; i++) assert.equal(await request(), 200, 'the skipped filter changes nothing');
   const skipped = logLines.filter((l) => l['msg'] === 'optional HTTP filter not supported by this proxy; running without it');
-  assert.deepEqual(skipped.map((l) => [l['listener'], l['filter'], l['type']]), [[LISTENER, 'envoy.filters.http.local_ratelimit', RATELIMIT_TYPE]]);
+  assert.deepEqual(skipped.map((l) => [l['listener'], l['filter'], l['type']]), [[LISTENER, 'envoy.filters.http.buffer', BUFFER_TYPE]]);
 });

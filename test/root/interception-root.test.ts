@@ -140,7 +140,7 @@ before(async () => {
   const configDir = path.join(dir, 'config');
   mkdirSync(configDir);
   writeFileSync(path.join(configDir, 'mesh.yaml'), CONFIG);
-  topo.spawn(router, 'pilot', [NODE, SEXTANT, 'pilot', '--config-dir', configDir, '--xds-address', '0.0.0.0:15010', '--http-address', '127.0.0.1:15014', '--log-level', 'warn']);
+  topo.spawn(router, 'pilot', [NODE, SEXTANT, 'pilot', '--plaintext-xds', '--config-dir', configDir, '--xds-address', '0.0.0.0:15010', '--http-address', '127.0.0.1:15014', '--log-level', 'warn']);
 
   // Server: the app on 9080 (declared) and TCP servers on 3306 and 6379 (never captured).
   const app = topo.spawn(server, 'app', [NODE, path.join(FIXTURES, 'app.ts'), 'http', '9080'], { uid: APP_UID });

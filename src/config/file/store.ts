@@ -1107,6 +1107,7 @@ export class DirectoryConfigStore implements ConfigStore {
           kind: d.kind,
           metadata: { ...meta, resourceVersion: String(rev), creationTimestamp: served?.resource.metadata.creationTimestamp ?? now, generation },
           spec: d.spec,
+          ...(d.status !== undefined ? { status: d.status } : {}),
         });
         this.resources.set(op.key, { resource, file: op.decl.file, index: op.decl.index });
         this.publish({ type: served === undefined ? 'ADDED' : 'MODIFIED', resource, revision: rev });

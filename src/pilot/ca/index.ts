@@ -13,6 +13,8 @@ export { CaConfigError, generateRoot, loadSigningRoot, ROOT_CERT_FILE, ROOT_KEY_
 export type { SigningRoot, SigningRootOptions } from './root.ts';
 export { CertificateRequestError, parseCsr, signWorkloadCertificate } from './issue.ts';
 export { authorizeIdentity, readBootstrapTokens } from './service.ts';
+export { DEFAULT_PILOT_HOSTS, PeerIdentityError, PILOT_NAMESPACE, PILOT_SERVICE_ACCOUNT, startServingCertificate, verifiedPeerIdentity } from './serving.ts';
+export type { ServingCertificate } from './serving.ts';
 export type { BootstrapTokens } from './service.ts';
 
 export interface CertificateAuthorityOptions {
@@ -36,6 +38,8 @@ export interface CertificateAuthorityOptions {
 export interface CertificateAuthority {
   trustDomain: string;
   root: SigningRoot;
+  /** Whether callers must present a bootstrap token (or a mesh certificate) for a certificate. */
+  tokensRequired: boolean;
   /** Adds IstioCertificateService to a gRPC server (the pilot's xDS server). */
   register(server: grpc.Server): void;
 }
@@ -67,6 +71,7 @@ export async function startCertificateAuthority(opts: CertificateAuthorityOption
   return {
     trustDomain,
     root,
+    tokensRequired: tokens !== undefined,
     register(server) {
       server.addService(certificateService(), handlers);
     },

@@ -6,6 +6,8 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { parseSpiffeUri, spiffeUri } from '../../api/spiffe.ts';
+import type { SpiffeIdentity } from '../../api/spiffe.ts';
+import { verifiedPeerIdentity } from './serving.ts';
 import { certificateServiceDefinition, structString } from '../../envoy/istio-ca.ts';
 import type { IstioCertificateRequest, IstioCertificateResponse } from '../../envoy/istio-ca.ts';
 import { CertificateRequestError, parseCsr, signWorkloadCertificate } from './issue.ts';
@@ -71,9 +73,15 @@ function tokenScopes(tokens: BootstrapTokens, presented: string): readonly strin
   return found;
 }
 
-/** The identity a caller may have, or a CertificateRequestError saying why not. */
-export function authorizeIdentity(opts: Pick<CertificateServiceOptions, 'trustDomain' | 'tokens'>, uris: readonly string[], others: readonly string[], meta: IstioCertificateRequest['metadata'], authorization: string | undefined): string {
-  if (opts.tokens !== undefined) {
+/**
+ * The identity a caller may have, or a CertificateRequestError saying why not. A caller that
+ * presented a verified mesh certificate (`peer`) renews that identity and needs no token.
+ */
+export function authorizeIdentity(opts: Pick<CertificateServiceOptions, 'trustDomain' | 'tokens'>, uris: readonly string[], others: readonly string[], meta: IstioCertificateRequest['metadata'], authorization: string | undefined, peer?: SpiffeIdentity): string {
+  if (peer !== undefined) {
+    const held = spiffeUri(peer);
+    if (uris.length !== 1 || uris[0] !== held) throw new CertificateRequestError('PERMISSION_DENIED', `a caller holding ${held} may renew only that identity, not ${uris.join(', ') || 'none'}`);
+  } else if (opts.tokens !== undefined) {
     const m = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
     if (m === null) throw new CertificateRequestError('UNAUTHENTICATED', 'a bootstrap token is required (authorization: Bearer TOKEN)');
     const scopes = tokenScopes(opts.tokens, m[1]!);
@@ -105,8 +113,15 @@ export function certificateServiceHandlers(opts: CertificateServiceOptions): grp
     const auth = call.metadata.get('authorization')[0];
     opts.counters?.csr();
     void (async () => {
+      const presented = call.getAuthContext().sslPeerCertificate;
+      let peerId: SpiffeIdentity | undefined;
+      try {
+        peerId = verifiedPeerIdentity(presented, opts.root, opts.trustDomain);
+      } catch (err) {
+        throw new CertificateRequestError('UNAUTHENTICATED', (err as Error).message);
+      }
       const { csr, uris, others } = await parseCsr(req.csr);
-      const identity = authorizeIdentity(opts, uris, others, req.metadata, typeof auth === 'string' ? auth : undefined);
+      const identity = authorizeIdentity(opts, uris, others, req.metadata, typeof auth === 'string' ? auth : undefined, peerId);
       const asked = Number(req.validityDuration ?? 0) * 1000;
       const ttl = Math.min(asked > 0 ? asked : opts.defaultTtlMs, opts.maxTtlMs);
       const chain = await signWorkloadCertificate(opts.root, csr, identity, ttl);

@@ -13,6 +13,8 @@ import { dnsLoadAssignment } from './endpoints.ts';
 import { inboundPorts } from './inbound.ts';
 import { isHttp2Protocol } from '../../registry/index.ts';
 import { applyMeshTls, hasWorkloadCertificate, meshProtocol } from './mtls.ts';
+import { laneClusters } from './lanes.ts';
+import { PASSIVE_FAILOVER_OUTLIER, proxyDataCentre } from './active-active.ts';
 
 export const ADS_CONFIG_SOURCE: ProtoJson = { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' };
 
@@ -160,12 +162,31 @@ export function inboundClusters(push: SextantPushContext, proxy: Proxy): ProtoJs
   return out;
 }
 
+const passiveCopies = new WeakMap<ProtoJson, ProtoJson>();
+
+/**
+ * An EDS cluster with Sextant's passive health checking when its DestinationRule has none: for a
+ * proxy in a data centre, whose endpoints fall back to the other data centre by priority.
+ */
+function withPassiveFailover(cluster: ProtoJson): ProtoJson {
+  if (cluster['type'] !== 'EDS' || cluster['outlierDetection'] !== undefined) return cluster;
+  let copy = passiveCopies.get(cluster);
+  if (copy === undefined) passiveCopies.set(cluster, (copy = { ...cluster, outlierDetection: PASSIVE_FAILOVER_OUTLIER }));
+  return copy;
+}
+
 /** CDS for an Envoy-style sidecar. */
 export function generateClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
   const scope = sidecarScope(push, proxy);
   const out: ProtoJson[] = [];
   const autoMtls = hasWorkloadCertificate(proxy);
-  for (const svc of scope.services) out.push(...serviceClusters(push, svc, proxy.namespace, false, proxy.clusterId, autoMtls));
+  const dc = proxyDataCentre(proxy) !== undefined;
+  for (const svc of scope.services) {
+    const clusters = serviceClusters(push, svc, proxy.namespace, false, proxy.clusterId, autoMtls);
+    out.push(...(dc ? clusters.map(withPassiveFailover) : clusters));
+  }
+  // Lanes: a cluster per covered service port and lane (lanes.ts).
+  out.push(...laneClusters(push, scope.services, (svc) => serviceClusters(push, svc, proxy.namespace, false, proxy.clusterId, autoMtls)));
   out.push(...inboundClusters(push, proxy));
   out.push(withConnectTimeout(push, PASSTHROUGH), withConnectTimeout(push, BLACKHOLE));
   if (proxy.interceptionMode !== 'NONE') out.push(withConnectTimeout(push, INBOUND_PASSTHROUGH));

@@ -1,6 +1,10 @@
 // EDS: a ClusterLoadAssignment per outbound cluster: the service's endpoints (only the
 // subset's, by label) grouped by locality, with weights, health and Istio metadata.
 // Identical for every proxy that sees the same service and rule, so it is memoized.
+// A lane cluster's endpoints are tiers of priorities (lanes.ts); a proxy in a data centre
+// (SEXTANT_DC) gets its own data centre first and fails over on capacity alone: no
+// outlierDetection needed, pulled-out endpoints count as unhealthy, and a DestinationRule may
+// set the local-health threshold (its overprovisioning factor).
 import { transportSocketMatchMetadata } from './mtls.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
 import type { Proxy } from '../model.ts';
@@ -9,6 +13,9 @@ import type { Service, ServiceEndpoint, ServicePort, LoadBalancerSettings } from
 import type { SextantPushContext } from '../push/context.ts';
 import { parseClusterName } from './names.ts';
 import { effectivePolicy } from './policy.ts';
+import { FAILOVER_THRESHOLD_ANNOTATION, parseFailoverThreshold } from '../../api/index.ts';
+import { baselineEndpoints, laneOfSubset, laneTiers } from './lanes.ts';
+import { proxyDataCentre } from './active-active.ts';
 
 type Loc = { region: string; zone: string; subZone: string };
 
@@ -27,11 +34,13 @@ function localityPattern(pattern: string, l: Loc): boolean {
   return true;
 }
 
-function lbEndpoint(ep: ServiceEndpoint, grpc: boolean): ProtoJson {
+function lbEndpoint(ep: ServiceEndpoint, grpc: boolean, drainingUnhealthy = false): ProtoJson {
   const out: ProtoJson = {
     endpoint: { address: { socketAddress: { address: ep.address, portValue: ep.port } } },
-    // DRAINING (pulled out): Envoy sends it no new requests; those in flight finish.
-    healthStatus: ep.draining === true ? 'DRAINING' : ep.healthy ? 'HEALTHY' : 'UNHEALTHY',
+    // DRAINING (pulled out): Envoy sends it no new requests; those in flight finish. Where
+    // endpoints fall back by priority it is UNHEALTHY instead: Envoy leaves DRAINING hosts out
+    // of a priority's health, so 1 of 3 left would read as fully healthy and keep all traffic.
+    healthStatus: ep.draining === true ? (drainingUnhealthy ? 'UNHEALTHY' : 'DRAINING') : ep.healthy ? 'HEALTHY' : 'UNHEALTHY',
     loadBalancingWeight: ep.weight ?? 1,
   };
   if (!grpc) {
@@ -52,6 +61,8 @@ interface LocalityOptions {
   /** The proxy's cluster and network, for `failoverPriority` on Istio's topology labels. */
   proxyTopology?: Topology;
   lb?: LoadBalancerSettings;
+  /** Pulled-out endpoints count as unhealthy (priority failover on capacity). */
+  drainingUnhealthy?: boolean;
 }
 
 /** Where a proxy or an endpoint is, as Istio's labels `topology.istio.io/cluster` and `…/network` name it. */
@@ -110,7 +121,7 @@ export function localityGroups(endpoints: readonly ServiceEndpoint[], grpc: bool
   // The common case, one group without locality or priority, skips grouping and sorting.
   if (!prioritized && !distribute && endpoints.every((e) => e.locality === undefined)) {
     if (endpoints.length === 0) return [];
-    return [{ locality: {}, lbEndpoints: endpoints.map((e) => lbEndpoint(e, grpc)), loadBalancingWeight: endpoints.reduce((sum, e) => sum + (e.weight ?? 1), 0) }];
+    return [{ locality: {}, lbEndpoints: endpoints.map((e) => lbEndpoint(e, grpc, opts.drainingUnhealthy)), loadBalancingWeight: endpoints.reduce((sum, e) => sum + (e.weight ?? 1), 0) }];
   }
   const groups = new Map<string, { locality: Loc | undefined; priority: number; eps: ServiceEndpoint[] }>();
   for (const ep of endpoints) {
@@ -125,7 +136,7 @@ export function localityGroups(endpoints: readonly ServiceEndpoint[], grpc: bool
     const entry: ProtoJson = {};
     const l = g.locality;
     entry['locality'] = l ? Object.fromEntries(Object.entries({ region: l.region, zone: l.zone, subZone: l.subZone }).filter(([, v]) => v !== '')) : {};
-    entry['lbEndpoints'] = g.eps.map((e) => lbEndpoint(e, grpc));
+    entry['lbEndpoints'] = g.eps.map((e) => lbEndpoint(e, grpc, opts.drainingUnhealthy));
     let weight = g.eps.reduce((s, e) => s + (e.weight ?? 1), 0);
     if (distribute?.to && l) {
       const match = Object.entries(distribute.to).find(([pat]) => localityPattern(pat, l));
@@ -147,6 +158,37 @@ export function localityGroups(endpoints: readonly ServiceEndpoint[], grpc: bool
     }
   }
   return out;
+}
+
+/**
+ * Lane tiers as consecutive priorities: each tier's locality groups (own data centre first)
+ * shifted below the tiers before it, so lanes and data centres make one priority list,
+ * lane-major: s2@dc-a, s2@dc-b, baseline@dc-a, baseline@dc-b.
+ */
+export function tieredGroups(tiers: readonly (readonly ServiceEndpoint[])[], grpc: boolean, opts: LocalityOptions): ProtoJson[] {
+  const out: ProtoJson[] = [];
+  let base = 0;
+  for (const tier of tiers) {
+    const groups = localityGroups(tier, grpc, opts);
+    if (groups.length === 0) continue;
+    let top = 0;
+    for (const g of groups) {
+      const p = (g['priority'] as number | undefined) ?? 0;
+      top = Math.max(top, p);
+      if (base + p > 0) g['priority'] = base + p;
+    }
+    base += top + 1;
+    out.push(...groups);
+  }
+  return out;
+}
+
+/** The DestinationRule's local-health threshold as Envoy's overprovisioning factor (percent), when it sets one. */
+function overprovisioningFactor(dr: ResolvedOutbound['dr']): number | undefined {
+  const v = dr?.resource.metadata.annotations?.[FAILOVER_THRESHOLD_ANNOTATION];
+  if (v === undefined) return undefined;
+  const t = parseFailoverThreshold(v);
+  return typeof t === 'number' ? Math.round(10_000 / t) : undefined;
 }
 
 function subsetEndpoints(push: SextantPushContext, service: Service, port: number, subset: string, namespace: string): ServiceEndpoint[] {
@@ -193,13 +235,16 @@ export function loadAssignment(push: SextantPushContext, proxy: Proxy, name: str
   const { service, dr, policy, subset, port, clusterLocal } = resolved;
   const grpc = proxy.generator === 'grpc';
   const loc = policy?.loadBalancer?.localityLbSetting;
-  const localityAware = proxy.locality !== undefined && policy !== undefined && loc?.enabled !== false &&
-    ((loc?.distribute?.length ?? 0) > 0 || policy.outlierDetection !== undefined);
+  // A proxy in a data centre fails over by locality with or without outlierDetection (Istio needs it).
+  const dcAware = proxyDataCentre(proxy) !== undefined && loc?.enabled !== false;
+  const localityAware = proxy.locality !== undefined && ((policy !== undefined && loc?.enabled !== false &&
+    ((loc?.distribute?.length ?? 0) > 0 || policy.outlierDetection !== undefined)) || dcAware);
+  const lane = laneOfSubset(subset);
   // failoverPriority compares the proxy's labels with the endpoints'.
   const failoverKeys = loc?.enabled !== false ? (loc?.failoverPriority ?? []) : [];
   const topology: Topology = { cluster: proxy.clusterId, network: proxy.network };
   const labelsKey = failoverKeys.length > 0 ? JSON.stringify(failoverKeys.map((k) => labelValue(k, proxy.labels, proxy.locality, topology))) : '';
-  const locKey = (localityAware ? localityKey(proxy.locality) : '') + labelsKey;
+  const locKey = (localityAware ? localityKey(proxy.locality) : '') + labelsKey + (dcAware ? '|dc' : '');
   // Every other service's assignment is shared by all clusters' proxies.
   const clusterKey = clusterLocal ? `|cluster=${proxy.clusterId}` : '';
   return push.memoizeEndpoints(service.key, `eds|${grpc ? 'g' : 'e'}|${name}|${dr?.key ?? ''}|${locKey}${clusterKey}`, () => {
@@ -210,9 +255,20 @@ export function loadAssignment(push: SextantPushContext, proxy: Proxy, name: str
       opts.proxyTopology = topology;
     }
     if (policy?.loadBalancer) opts.lb = policy.loadBalancer;
-    let eps = subsetEndpoints(push, service, port, subset, proxy.namespace);
-    if (clusterLocal) eps = inCluster(eps, proxy.clusterId);
-    return { clusterName: name, endpoints: localityGroups(eps, grpc, opts) };
+    if (dcAware || lane !== undefined) opts.drainingUnhealthy = true;
+    const factor = overprovisioningFactor(dr);
+    const cla: ProtoJson = { clusterName: name };
+    if (lane !== undefined) {
+      let all = (push.registry.endpoints.get(service.key)?.get(port) ?? []) as ServiceEndpoint[];
+      if (clusterLocal) all = inCluster(all, proxy.clusterId);
+      cla['endpoints'] = tieredGroups(laneTiers(push, service, lane, all) ?? [], grpc, opts);
+    } else {
+      let eps = subsetEndpoints(push, service, port, subset, proxy.namespace);
+      if (clusterLocal) eps = inCluster(eps, proxy.clusterId);
+      cla['endpoints'] = localityGroups(baselineEndpoints(push, service, eps), grpc, opts);
+    }
+    if (factor !== undefined) cla['policy'] = { overprovisioningFactor: factor };
+    return cla;
   });
 }
 

@@ -186,8 +186,10 @@ function applyListenerPatch(listeners: ProtoJson[], p: Patch, value: ProtoJson |
           if (filterName && f['name'] !== filterName) continue;
           const sub = m?.filterChain?.filter?.subFilter?.name;
           const list = (hcm['httpFilters'] as ProtoJson[] | undefined) ?? [];
-          if ((op === 'INSERT_BEFORE' || op === 'INSERT_AFTER' || op === 'MERGE' || op === 'REPLACE') && !sub) continue;
-          hcm['httpFilters'] = patchList(list, op, value, (h) => h['name'] === sub, sub !== undefined);
+          if ((op === 'MERGE' || op === 'REPLACE') && !sub) continue;
+          // As Istio: INSERT_BEFORE without a subFilter inserts first, INSERT_AFTER without one appends.
+          const unanchored: Op = op === 'INSERT_BEFORE' ? 'INSERT_FIRST' : op === 'INSERT_AFTER' ? 'ADD' : op;
+          hcm['httpFilters'] = patchList(list, sub === undefined ? unanchored : op, value, (h) => h['name'] === sub, sub !== undefined);
         }
       }
     }

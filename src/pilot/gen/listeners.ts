@@ -21,6 +21,9 @@ import { TLS_INSPECTOR, hasWorkloadCertificate, inboundChainsFor, needsTlsInspec
 import type { PeerAuthenticationMode } from './mtls.ts';
 import { inboundPorts } from './inbound.ts';
 import { applyAuthorization } from './rbac.ts';
+import { applyAdaptiveLimits } from './adaptive.ts';
+import { applyRateLimits } from './ratelimit.ts';
+import { applyLanes } from './lanes.ts';
 import { ensureType } from './protos.ts';
 import type { PathNormalizationType } from '../mesh-config/index.ts';
 
@@ -291,8 +294,11 @@ export function generateListeners(push: SextantPushContext, proxy: Proxy): Proto
       trafficDirection: 'INBOUND',
     });
   }
-  // AuthorizationPolicy: RBAC filters in the inbound chains of the workloads it selects.
-  return applyAuthorization(push, proxy, listeners);
+  // AuthorizationPolicy: RBAC filters in the inbound chains of the workloads it selects;
+  // RateLimit: local rate limits before the router of the inbound ports it covers (ratelimit.ts);
+  // AdaptiveLimit: the admission gate before the router of the inbound ports it covers.
+  // LaneGroup / SEXTANT_DC: the lanes filter first in every connection manager (lanes.ts).
+  return applyLanes(push, proxy, applyAdaptiveLimits(push, proxy, applyRateLimits(push, proxy, applyAuthorization(push, proxy, listeners))));
 }
 
 /** The RDS names a sidecar's listeners refer to. */

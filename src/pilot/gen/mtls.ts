@@ -49,11 +49,15 @@ export function clientAlpn(protocol: 'http1' | 'http2' | 'tcp'): string[] {
   return ['istio-peer-exchange', 'istio'];
 }
 
-/** The ISTIO_MUTUAL transport socket of an outbound cluster (SNI `outbound_.PORT_.SUBSET_.HOST`, as Istio sets). */
-export function istioMutualTransportSocket(host: string, port: number, subset: string, protocol: 'http1' | 'http2' | 'tcp', sans: readonly string[]): ProtoJson {
+/**
+ * The ISTIO_MUTUAL transport socket of an outbound cluster: SNI `outbound_.PORT_.SUBSET_.HOST`
+ * as Istio sets it, unless the DestinationRule names one (`tls.sni`, e.g. the host an egress
+ * gateway's ISTIO_MUTUAL server is for).
+ */
+export function istioMutualTransportSocket(host: string, port: number, subset: string, protocol: 'http1' | 'http2' | 'tcp', sans: readonly string[], sni?: string): ProtoJson {
   return {
     name: 'envoy.transport_sockets.tls',
-    typedConfig: { '@type': UPSTREAM_TLS, commonTlsContext: commonTlsContext(clientAlpn(protocol), sans), sni: `outbound_.${port}_.${subset}_.${host}` },
+    typedConfig: { '@type': UPSTREAM_TLS, commonTlsContext: commonTlsContext(clientAlpn(protocol), sans), sni: sni !== undefined && sni !== '' ? sni : `outbound_.${port}_.${subset}_.${host}` },
   };
 }
 
@@ -64,7 +68,7 @@ export function istioMutualTransportSocket(host: string, port: number, subset: s
  */
 export function applyMeshTls(cluster: ProtoJson, tls: ClientTLSSettings | undefined, host: string, port: number, subset: string, protocol: 'http1' | 'http2' | 'tcp', auto: boolean): void {
   if (tls?.mode === 'ISTIO_MUTUAL') {
-    cluster['transportSocket'] = istioMutualTransportSocket(host, port, subset, protocol, tls.subjectAltNames ?? []);
+    cluster['transportSocket'] = istioMutualTransportSocket(host, port, subset, protocol, tls.subjectAltNames ?? [], tls.sni);
     return;
   }
   if (!auto || tls?.mode !== undefined || cluster['type'] !== 'EDS') return;
@@ -134,6 +138,11 @@ function spec(r: Resource): PeerAuthenticationSpec {
 
 function hasSelector(s: PeerAuthenticationSpec): boolean {
   return s.selector?.matchLabels !== undefined && Object.keys(s.selector.matchLabels).length > 0;
+}
+
+/** Whether a PeerAuthentication with a workload selector selects these labels (namespace-wide ones: false). */
+export function peerAuthenticationSelects(r: Resource, labels: Readonly<Record<string, string>>): boolean {
+  return hasSelector(spec(r)) && selects(spec(r), labels);
 }
 
 function selects(s: PeerAuthenticationSpec, labels: Readonly<Record<string, string>>): boolean {

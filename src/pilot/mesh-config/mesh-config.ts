@@ -29,6 +29,31 @@ export interface MeshConfig {
   readonly serviceSettings: readonly ServiceSettings[];
   /** `defaultConfig`: only `discoveryAddress` is read (its host is cluster-local by default, as in Istio). */
   readonly defaultConfig: { readonly discoveryAddress: string };
+  /** Telemetry providers by name (`extensionProviders`); absent when the file names none. */
+  readonly extensionProviders?: readonly ExtensionProvider[];
+  /** Providers used when a Telemetry names none (`defaultProviders`); absent when the file sets none. */
+  readonly defaultProviders?: { readonly accessLogging: readonly string[] };
+}
+
+/** Istio's `envoyHttpAls` provider: HTTP access logs over ALS to a gRPC service in the mesh. */
+export interface EnvoyHttpAlsProvider {
+  /** The service host (`als.istio-system.svc.cluster.local`, or `NAMESPACE/HOST`). */
+  readonly service: string;
+  readonly port: number;
+  /** The ALS log name; default `http_envoy_accesslog`, as Istio's. */
+  readonly logName: string;
+  readonly filterStateObjectsToLog: readonly string[];
+  readonly additionalRequestHeadersToLog: readonly string[];
+  readonly additionalResponseHeadersToLog: readonly string[];
+  readonly additionalResponseTrailersToLog: readonly string[];
+}
+
+/** One `extensionProviders` entry: its name and kind; only `envoyHttpAls` is generated from. */
+export interface ExtensionProvider {
+  readonly name: string;
+  /** The provider's kind as written (`envoyHttpAls`, `envoyFileAccessLog`, `prometheus`, …). */
+  readonly kind: string;
+  readonly envoyHttpAls?: EnvoyHttpAlsProvider;
 }
 
 /** Istio's defaults for the honoured fields (its `DefaultMeshConfig`). */
@@ -79,7 +104,7 @@ const MESH_CONFIG_FIELDS = new Set([
   'pathNormalization', 'defaultHttpRetryPolicy', 'meshMTLS', 'tlsDefaults', 'compliancePolicy', 'serviceScopeConfigs',
 ]);
 
-const HONOURED = new Set(['rootNamespace', 'outboundTrafficPolicy', 'connectTimeout', 'pathNormalization', 'serviceSettings', 'defaultConfig']);
+const HONOURED = new Set(['rootNamespace', 'outboundTrafficPolicy', 'connectTimeout', 'pathNormalization', 'serviceSettings', 'defaultConfig', 'extensionProviders', 'defaultProviders']);
 
 const OUTBOUND_MODES: readonly OutboundTrafficMode[] = ['ALLOW_ANY', 'REGISTRY_ONLY'];
 const NORMALIZATIONS: readonly PathNormalizationType[] = ['DEFAULT', 'NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES'];
@@ -181,6 +206,68 @@ function readServiceSettings(source: string, v: unknown, unknown: string[]): Ser
   });
 }
 
+const PROVIDER_KINDS = new Set([
+  'envoyExtAuthzHttp', 'envoyExtAuthzGrpc', 'zipkin', 'lightstep', 'datadog', 'stackdriver', 'opencensus', 'skywalking',
+  'opentelemetry', 'prometheus', 'envoyFileAccessLog', 'envoyHttpAls', 'envoyTcpAls', 'envoyOtelAls', 'sds',
+]);
+const ALS_FIELDS = new Set(['service', 'port', 'logName', 'filterStateObjectsToLog', 'additionalRequestHeadersToLog', 'additionalResponseHeadersToLog', 'additionalResponseTrailersToLog']);
+
+function stringsAt(source: string, path: string, v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new MeshConfigError(source, path, `expected a list of strings, got ${describe(v)}`);
+  return v.map((s, i) => stringAt(source, `${path}[${i}]`, s));
+}
+
+/**
+ * `extensionProviders`: each a name and one provider kind. `envoyHttpAls` is read and checked
+ * (service and port required); other kinds are kept by name, and a Telemetry naming one is
+ * reported when the pilot generates from it.
+ */
+function readExtensionProviders(source: string, v: unknown, unknown: string[]): ExtensionProvider[] {
+  if (v === null || v === undefined) return [];
+  if (!Array.isArray(v)) throw new MeshConfigError(source, 'extensionProviders', `expected a list, got ${describe(v)}`);
+  const names = new Set<string>();
+  return v.map((entry, i) => {
+    const at = `extensionProviders[${i}]`;
+    const f = fields(source, at, objectAt(source, at, entry), undefined, unknown);
+    const name = stringAt(source, `${at}.name`, f.get('name') ?? '');
+    if (name === '') throw new MeshConfigError(source, `${at}.name`, 'required');
+    if (names.has(name)) throw new MeshConfigError(source, `${at}.name`, `${JSON.stringify(name)} is the name of an earlier provider`);
+    names.add(name);
+    const kinds = [...f.keys()].filter((k) => k !== 'name');
+    for (const k of kinds) if (!PROVIDER_KINDS.has(k)) unknown.push(`${at}.${k}`);
+    const known = kinds.filter((k) => PROVIDER_KINDS.has(k));
+    if (known.length !== 1) throw new MeshConfigError(source, at, `a provider sets exactly one kind (${[...PROVIDER_KINDS].join(', ')}), got ${known.length === 0 ? 'none' : known.join(', ')}`);
+    const kind = known[0]!;
+    if (kind !== 'envoyHttpAls') return { name, kind };
+    const ap = `${at}.envoyHttpAls`;
+    const a = fields(source, ap, objectAt(source, ap, f.get(kind)), ALS_FIELDS, unknown);
+    const service = stringAt(source, `${ap}.service`, a.get('service') ?? '');
+    if (service === '') throw new MeshConfigError(source, `${ap}.service`, 'required: the host of the ALS service (e.g. als.istio-system.svc.cluster.local)');
+    const port = a.get('port');
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new MeshConfigError(source, `${ap}.port`, `expected a port number 1-65535, got ${describe(port)}`);
+    const logName = a.get('logName') === undefined || a.get('logName') === null ? 'http_envoy_accesslog' : stringAt(source, `${ap}.logName`, a.get('logName'));
+    return {
+      name, kind,
+      envoyHttpAls: {
+        service, port, logName: logName === '' ? 'http_envoy_accesslog' : logName,
+        filterStateObjectsToLog: stringsAt(source, `${ap}.filterStateObjectsToLog`, a.get('filterStateObjectsToLog')),
+        additionalRequestHeadersToLog: stringsAt(source, `${ap}.additionalRequestHeadersToLog`, a.get('additionalRequestHeadersToLog')),
+        additionalResponseHeadersToLog: stringsAt(source, `${ap}.additionalResponseHeadersToLog`, a.get('additionalResponseHeadersToLog')),
+        additionalResponseTrailersToLog: stringsAt(source, `${ap}.additionalResponseTrailersToLog`, a.get('additionalResponseTrailersToLog')),
+      },
+    };
+  });
+}
+
+/** `defaultProviders`: of it, `accessLogging` is honoured (the others are reported). */
+function readDefaultProviders(source: string, v: unknown, unknown: string[], unhonoured: string[]): { accessLogging: string[] } | undefined {
+  if (v === null || v === undefined) return undefined;
+  const d = fields(source, 'defaultProviders', objectAt(source, 'defaultProviders', v), new Set(['tracing', 'metrics', 'accessLogging']), unknown);
+  for (const k of d.keys()) if (k !== 'accessLogging') unhonoured.push(`defaultProviders.${k}`);
+  return { accessLogging: stringsAt(source, 'defaultProviders.accessLogging', d.get('accessLogging')) };
+}
+
 /** Go/proto durations ("10s", "500ms", "1m") → proto3 JSON seconds ("10s", "0.5s"). */
 function durationAt(source: string, path: string, v: unknown): string {
   const ms = typeof v === 'string' ? parseDurationMs(v) : undefined;
@@ -234,6 +321,9 @@ export function meshConfigFromObject(raw: unknown, source: string): ParsedMeshCo
     if (da !== undefined && da !== null && da !== '') discoveryAddress = stringAt(source, 'defaultConfig.discoveryAddress', da);
   }
 
+  const extensionProviders = readExtensionProviders(source, f.get('extensionProviders'), unknown);
+  const defaultProviders = readDefaultProviders(source, f.get('defaultProviders'), unknown, unhonoured);
+
   const warnings: string[] = [];
   if (unknown.length > 0) warnings.push(`${source}: unknown fields, not part of Istio's MeshConfig (ignored): ${unknown.join(', ')}`);
   if (unhonoured.length > 0) warnings.push(`${source}: MeshConfig fields Sextant does not implement (ignored): ${unhonoured.join(', ')}`);
@@ -244,6 +334,8 @@ export function meshConfigFromObject(raw: unknown, source: string): ParsedMeshCo
     pathNormalization: { normalization },
     serviceSettings,
     defaultConfig: { discoveryAddress },
+    ...(f.get('extensionProviders') !== undefined && f.get('extensionProviders') !== null ? { extensionProviders } : {}),
+    ...(defaultProviders !== undefined ? { defaultProviders } : {}),
   };
   return { config, warnings };
 }

@@ -12,6 +12,10 @@ import type { Indexed, SextantPushContext } from './context.ts';
 import { clusterName } from '../gen/names.ts';
 import { authorizationPolicySelects } from '../gen/rbac.ts';
 import { requestAuthenticationSelects } from '../gen/jwt.ts';
+import { adaptiveLimitSelects } from '../gen/adaptive.ts';
+import { rateLimitSelects } from '../gen/ratelimit.ts';
+import { operationsRequested, telemetrySelects } from '../gen/telemetry.ts';
+import { laneClusterNames } from '../gen/lanes.ts';
 
 /** One egress listener of a Sidecar (or the implicit catch-all one), with what it can reach. */
 export interface EgressScope {
@@ -213,6 +217,7 @@ export function serviceClusterNames(push: SextantPushContext, service: Service, 
     names.push(clusterName('outbound', p.port, '', service.hostname));
     for (const s of dr?.spec.subsets ?? []) if (s.name) names.push(clusterName('outbound', p.port, s.name, service.hostname));
   }
+  names.push(...laneClusterNames(push, service)); // lanes: `outbound|PORT|lane~LANE|HOST`
   return names;
 }
 
@@ -283,6 +288,26 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
         break;
       case 'RequestAuthentication':
         if ([before, after].some((ctx) => requestAuthenticationSelects(ctx.byKey.get(key), proxy, ctx.mesh.rootNamespace))) types.add(LISTENER_TYPE);
+        break;
+      case 'AdaptiveLimit':
+        // The admission gate lives in the inbound listeners of the workloads backing the rule's service.
+        if ([before, after].some((ctx) => adaptiveLimitSelects(ctx, key, proxy))) types.add(LISTENER_TYPE);
+        break;
+      case 'RateLimit':
+        // Local rate limits live in the inbound listeners of the workloads a rule selects (ratelimit.ts).
+        if ([before, after].some((ctx) => rateLimitSelects(ctx, key, proxy))) types.add(LISTENER_TYPE);
+        break;
+      case 'Telemetry':
+        // access logs and stats overrides live in the connection managers of the workloads it selects
+        if ([before, after].some((ctx) => telemetrySelects(ctx, key, proxy))) types.add(LISTENER_TYPE);
+        break;
+      case 'RouteTemplates':
+        // templates travel with the stats config, only while a Telemetry asks for request_operation
+        if ([before, after].some((ctx) => operationsRequested(ctx))) types.add(LISTENER_TYPE);
+        break;
+      case 'LaneGroup':
+        // Lane clusters, their endpoints and routes, and every sidecar's lanes filter (gen/lanes.ts).
+        if (proxy.type !== 'router') addAll();
         break;
       case 'Sidecar':
         if (scopeBefore.sidecar?.key === key || scopeAfter.sidecar?.key === key || scopeBefore.sidecar?.key !== scopeAfter.sidecar?.key) addAll();

@@ -4,7 +4,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { abbreviateTo } from '../../api/index.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, PUSH_ORDER } from '../../envoy/index.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, PUSH_ORDER, RUNTIME_TYPE } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
 import type { ConfigChange, Generators, Proxy, PushContext, PushPlan } from '../model.ts';
 import { PushQueue } from '../push/queue.ts';
@@ -18,6 +18,7 @@ import { controlPlaneField, deltaResponse, nodeToJson, sotwResponse } from './wi
 import type { DeltaRequest, SerializedResponse, SotwRequest } from './wire.ts';
 import { handleSotwRequest } from './sotw.ts';
 import { handleDeltaRequest } from './delta.ts';
+import { RuntimeDiscovery } from './runtime.ts';
 
 const KNOWN_TYPES: ReadonlySet<string> = new Set(PUSH_ORDER);
 /** Proxies planned between yields to the event loop. */
@@ -49,6 +50,11 @@ export interface DiscoveryServerOptions {
   maxConnections?: number;
   /** Sent as `control_plane.identifier` in every response. */
   controlPlaneId?: string;
+  /**
+   * Decides whether a stream may speak for its node (the closed control plane: the client
+   * certificate's identity against the node's namespace); throws ConnectionRefusedError to refuse.
+   */
+  authorize?: (call: ServerDuplexStream<unknown, Buffer>, proxy: Proxy) => void;
 }
 
 /** Why a type is being answered: a request (subscription) or a push (config change). */
@@ -79,6 +85,8 @@ export class DiscoveryServer {
   readonly connections = new Map<string, Connection>();
   readonly cache = new ResourceCache();
   readonly bodies = new ResponseBodyCache();
+  /** RTDS: Runtime resources from the controllers' source, leased and heartbeated (runtime.ts). */
+  readonly runtime: RuntimeDiscovery;
   readonly generators: Generators;
   readonly logger: Logger;
   readonly metrics: PilotMetrics;
@@ -91,6 +99,7 @@ export class DiscoveryServer {
   private readonly controlPlaneDelta: Buffer;
   private connectionSeq = 0;
   private readonly responseSlots: Semaphore;
+  private readonly authorize: DiscoveryServerOptions['authorize'];
   /** Per-proxy convergence of the last pushes, bounded to the connected proxies. */
   lastPush: { version: string; at: number; keys: string[]; endpointsOnly: boolean; proxies: number } | undefined;
 
@@ -99,10 +108,18 @@ export class DiscoveryServer {
     this.logger = options.logger;
     this.metrics = options.metrics;
     this.maxConnections = options.maxConnections ?? 20_000;
+    this.authorize = options.authorize;
     this.responseSlots = new Semaphore(options.maxConcurrentResponses ?? 32);
     const id = options.controlPlaneId ?? 'sextant-pilot';
     this.controlPlaneSotw = controlPlaneField(6, id);
     this.controlPlaneDelta = controlPlaneField(7, id);
+    this.runtime = new RuntimeDiscovery({
+      connections: this.connections,
+      controlPlaneSotw: this.controlPlaneSotw,
+      controlPlaneDelta: this.controlPlaneDelta,
+      send: (con, w, body, version, nonce, reason, started) => this.send(con, w, body, version, nonce, reason, started),
+      logger: this.logger,
+    });
     this.readyPromise = new Promise((resolve) => (this.resolveReady = resolve));
     this.queue = new PushQueue<Connection>({
       concurrency: options.pushConcurrency ?? 64,
@@ -245,6 +262,7 @@ export class DiscoveryServer {
     } catch (err) {
       throw new Error(`invalid node ${JSON.stringify(nodeJson['id'] ?? '')}: ${errorMessage(err)}`, { cause: err });
     }
+    this.authorize?.(call, proxy);
     this.connectionSeq++;
     const con = new Connection(`${proxy.id}-${this.connectionSeq}`, proxy, protocol, nodeJson, call.getPeer(), call);
     this.connections.set(con.id, con);
@@ -313,6 +331,7 @@ export class DiscoveryServer {
 
   private async respondNow(con: Connection, w: WatchedResource, reason: RespondReason, onWrite: (drained: Promise<void>) => void): Promise<RespondResult> {
     const push = this.current;
+    if (w.typeUrl === RUNTIME_TYPE) return await this.runtime.respond(con, w, reason);
     if (push === undefined || !KNOWN_TYPES.has(w.typeUrl)) return NOTHING_SENT;
     const typeUrl = w.typeUrl as XdsTypeUrl;
     const started = performance.now();
@@ -446,6 +465,7 @@ export class DiscoveryServer {
   }
 
   close(): void {
+    this.runtime.close();
     for (const con of this.connections.values()) this.disconnect(con);
   }
 }

@@ -25,6 +25,10 @@ export interface AdminState {
   /** Whether the first complete config's listeners are bound (ready needs that too, as `sextant wait` relies on it). */
   listenersBound?: () => boolean;
   quit: () => void;
+  /** More `/stats` lines (filters' stats: local rate limits, admission gates). */
+  extraStats?: () => string[];
+  /** A gateway's SDS secrets, described without key material (config_dump's SecretsConfigDump). */
+  secrets?: () => { name: string; kind: 'cert' | 'ca'; version: string; serial?: string; notAfter?: string }[];
 }
 
 const DUMP = 'type.googleapis.com/envoy.admin.v3.';
@@ -57,6 +61,9 @@ export async function startAdmin(address: string, s: AdminState, paths: 'admin' 
           return ready();
         case '/stats':
           return send(200, envoyStats(s));
+        case '/runtime':
+          // Envoy's /runtime: the RTDS layers and each key's value per layer and in effect
+          return send(200, JSON.stringify(s.config.layers.dump(), null, 2), 'application/json');
         case '/config_dump':
           return send(200, JSON.stringify(configDump(s), null, 2), 'application/json');
         case '/clusters':
@@ -69,7 +76,7 @@ export async function startAdmin(address: string, s: AdminState, paths: 'admin' 
           s.quit();
           return;
         case '/':
-          return send(200, ['/ready', '/stats', '/stats/prometheus', '/config_dump', '/clusters', '/listeners', '/quitquitquit'].join('\n') + '\n');
+          return send(200, ['/ready', '/stats', '/stats/prometheus', '/config_dump', '/runtime', '/clusters', '/listeners', '/quitquitquit'].join('\n') + '\n');
         default:
           return send(404, 'not found\n');
       }
@@ -124,6 +131,7 @@ function envoyStats(s: AdminState): string {
   }
   // Envoy's downstream_cx_total, by listener name: what reached the sidecar at all.
   for (const [name, n] of s.listeners.acceptedConnections()) out.push(`listener.${name}.downstream_cx_total: ${n}`);
+  if (s.extraStats !== undefined) out.push(...s.extraStats());
   out.push(`server.state: ${s.state() === 'DRAINING' ? 1 : s.config.ready ? 0 : 2}`);
   out.push(`metrics.series: ${s.metrics.seriesCount()}`);
   return out.join('\n') + '\n';
@@ -198,6 +206,17 @@ function configDump(s: AdminState): ProtoJson {
       {
         '@type': `${DUMP}EndpointsConfigDump`,
         dynamicEndpointConfigs: acc(ENDPOINT_TYPE).map((r) => ({ versionInfo: r.version, endpointConfig: withType(ENDPOINT_TYPE, r.resource), lastUpdated: when(ENDPOINT_TYPE), errorState: errorFor(ENDPOINT_TYPE) })),
+      },
+      {
+        // As Envoy dumps secrets: every value redacted; the serial and expiry say which certificate is in use.
+        '@type': `${DUMP}SecretsConfigDump`,
+        dynamicActiveSecrets: (s.secrets?.() ?? []).map((x) => ({
+          name: x.name, versionInfo: x.version,
+          secret: x.kind === 'cert'
+            ? { name: x.name, tlsCertificate: { certificateChain: { inlineString: '[redacted]' }, privateKey: { inlineString: '[redacted]' } } }
+            : { name: x.name, validationContext: { trustedCa: { inlineString: '[redacted]' } } },
+          ...(x.serial !== undefined ? { serialNumber: x.serial } : {}), ...(x.notAfter !== undefined ? { notAfter: x.notAfter } : {}),
+        })),
       },
     ],
   };

@@ -12,6 +12,11 @@ export interface LbContext {
   exclude?: ReadonlySet<Host> | undefined;
   /** Attempts at picking a host outside `exclude` (host_selection_retry_max_attempts). */
   excludeAttempts?: number | undefined;
+  /**
+   * Priority levels tried already (retry priority previous_priorities): the load is computed
+   * over the other levels, unless none of them has a healthy host.
+   */
+  excludePriorities?: ReadonlySet<number> | undefined;
 }
 
 export interface BalancerOptions {
@@ -25,6 +30,11 @@ export interface BalancerOptions {
   maximumRingSize: number;
   /** Least request: how many random hosts are compared. */
   choiceCount: number;
+  /**
+   * common_lb_config.locality_weighted_lb_config: within a level, a locality is chosen first by
+   * its EDS weight × its health, then a host within it (Istio's localityLbSetting.distribute).
+   */
+  localityWeighted?: boolean;
 }
 
 export const DEFAULT_BALANCER_OPTIONS: BalancerOptions = {
@@ -37,6 +47,8 @@ export const DEFAULT_BALANCER_OPTIONS: BalancerOptions = {
 };
 
 interface PriorityLevel {
+  /** The hosts' priority (EDS `priority`): levels are the non-empty ones, in order. */
+  priority: number;
   hosts: Host[];
   /** Hosts not excluded (EDS DRAINING hosts are): the base of the panic threshold and the panic pool. */
   eligible: Host[];
@@ -48,6 +60,8 @@ interface PriorityLevel {
   current: Map<Host, number> | undefined;
   weighted: boolean;
   ring: { hashes: Uint32Array; hosts: Host[] } | undefined;
+  /** Locality-weighted: the level's localities with a share (cumulative effective weights). */
+  localities: { level: PriorityLevel; upTo: number }[] | undefined;
 }
 
 /** A balancer over one host set; rebuilt lazily when hosts or their health change. */
@@ -58,9 +72,26 @@ export class Balancer {
   /** Cumulative per-priority load in percent. */
   private loads: number[] = [];
   private dirty = true;
+  /** Health of each level (percent, scaled by the overprovisioning factor, capped at 100). */
+  private health: number[] = [];
+  /** The overprovisioning factor of the current assignment (EDS policy), else the cluster's. */
+  private factor: number;
 
   constructor(opts: BalancerOptions) {
     this.opts = opts;
+    this.factor = opts.overprovisioningFactor;
+  }
+
+  /**
+   * The ClusterLoadAssignment's overprovisioning factor (a ratio: Envoy's percent / 100);
+   * undefined restores the cluster's.
+   */
+  setOverprovisioningFactor(factor: number | undefined): void {
+    const f = factor ?? this.opts.overprovisioningFactor;
+    if (f !== this.factor) {
+      this.factor = f;
+      this.dirty = true;
+    }
   }
 
   setHosts(hosts: Host[]): void {
@@ -86,7 +117,10 @@ export class Balancer {
   pick(ctx: LbContext = {}): Host | undefined {
     this.rebuild();
     if (this.levels.length === 0) return undefined;
-    const level = this.levels[this.choosePriority(ctx.hash)]!;
+    const skip = ctx.excludePriorities;
+    const index = skip !== undefined && skip.size > 0 && this.levels.length > 1 ? this.choosePriorityExcluding(skip, ctx.hash) : this.choosePriority(ctx.hash);
+    let level = this.levels[index]!;
+    if (level.localities !== undefined) level = pickLocality(level.localities);
     if (level.pool.length === 0) return undefined;
     const exclude = ctx.exclude;
     let attempts = exclude && exclude.size > 0 ? Math.max(1, ctx.excludeAttempts ?? 1) : 0;
@@ -97,11 +131,54 @@ export class Balancer {
     return host;
   }
 
+  /**
+   * The level's localities by effective weight, Envoy's: the locality's EDS weight × its health
+   * (healthy share × overprovisioning factor, capped at 1). Undefined when no locality has a
+   * weight (or one locality holds every host): the level is balanced as a whole.
+   */
+  private localityShares(l: PriorityLevel): { level: PriorityLevel; upTo: number }[] | undefined {
+    const by = new Map<string, Host[]>();
+    for (const h of l.hosts) {
+      const list = by.get(h.locality);
+      if (list) list.push(h);
+      else by.set(h.locality, [h]);
+    }
+    if (by.size < 2 || !l.hosts.some((h) => h.localityWeight > 0)) return undefined;
+    const out: { level: PriorityLevel; upTo: number }[] = [];
+    let upTo = 0;
+    for (const hosts of by.values()) {
+      const sub = newLevel(l.priority, hosts);
+      if (sub.eligible.length === 0 || sub.healthy.length === 0) continue;
+      const health = Math.min(1, (this.factor * sub.healthy.length) / sub.eligible.length);
+      const w = hosts[0]!.localityWeight * health;
+      if (w <= 0) continue;
+      sub.pool = sub.healthy;
+      sub.weighted = sub.pool.some((h) => h.weight !== sub.pool[0]!.weight);
+      upTo += w;
+      out.push({ level: sub, upTo });
+    }
+    return out.length > 0 ? out : undefined;
+  }
+
   private choosePriority(hash: number | undefined): number {
     if (this.levels.length === 1) return 0;
     const r = hash === undefined ? Math.random() * 100 : (hash % 100);
     for (let i = 0; i < this.loads.length; i++) if (r < this.loads[i]!) return i;
     return 0;
+  }
+
+  /**
+   * Envoy's previous_priorities retry priority: the levels tried already count as having no
+   * healthy host and the priority load is computed again over the others; when none of the
+   * others has any, the ordinary load applies.
+   */
+  private choosePriorityExcluding(skip: ReadonlySet<number>, hash: number | undefined): number {
+    const health = this.levels.map((l, i) => (skip.has(l.priority) ? 0 : this.health[i]!));
+    if (!health.some((h) => h > 0)) return this.choosePriority(hash);
+    const loads = cumulativeLoads(health);
+    const r = hash === undefined ? Math.random() * 100 : (hash % 100);
+    for (let i = 0; i < loads.length; i++) if (r < loads[i]!) return i;
+    return health.findIndex((h) => h > 0);
   }
 
   private pickIn(level: PriorityLevel, hash: number | undefined): Host | undefined {
@@ -135,39 +212,57 @@ export class Balancer {
     const byPriority: Host[][] = [];
     for (const h of this.hosts) (byPriority[h.priority] ??= []).push(h);
     const levels: PriorityLevel[] = [];
-    for (const hosts of byPriority) if (hosts && hosts.length > 0) levels.push(newLevel(hosts));
+    byPriority.forEach((hosts, p) => { if (hosts && hosts.length > 0) levels.push(newLevel(p, hosts)); });
     // Health of each level in percent, scaled by the overprovisioning factor, capped at 100.
-    const health = levels.map((l) => (l.eligible.length === 0 ? 0 : Math.min(100, Math.floor((this.opts.overprovisioningFactor * 100 * l.healthy.length) / l.eligible.length))));
+    const health = levels.map((l) => (l.eligible.length === 0 ? 0 : Math.min(100, Math.floor((this.factor * 100 * l.healthy.length) / l.eligible.length))));
+    this.health = health;
     const total = Math.min(100, health.reduce((a, b) => a + b, 0));
-    const loads: number[] = [];
-    if (total === 0) {
-      levels.forEach((_, i) => loads.push(i === 0 ? 100 : 0));
-    } else {
-      let remaining = 100;
-      for (const h of health) {
-        const load = Math.min(remaining, Math.floor((h * 100) / total));
-        loads.push(load);
-        remaining -= load;
-      }
-      // Rounding leftovers go to the first level with any health, as Envoy does.
-      const first = health.findIndex((h) => h > 0);
-      if (remaining > 0 && first >= 0) loads[first]! += remaining;
-    }
-    let cum = 0;
-    this.loads = loads.map((l) => (cum += l));
+    this.loads = cumulativeLoads(health);
     for (const l of levels) {
       const healthyPct = l.eligible.length === 0 ? 0 : (100 * l.healthy.length) / l.eligible.length;
-      const panic = this.opts.healthyPanicThreshold > 0 && healthyPct < this.opts.healthyPanicThreshold;
+      // As Envoy: no level panics while the levels together are fully available (normalized
+      // total health 100), however few healthy hosts one level has.
+      const panic = total < 100 && this.opts.healthyPanicThreshold > 0 && healthyPct < this.opts.healthyPanicThreshold;
       l.pool = panic ? l.eligible : l.healthy;
       l.weighted = l.pool.some((h) => h.weight !== l.pool[0]!.weight);
+      // in panic every host of the level takes traffic, whatever its locality (as Envoy)
+      l.localities = this.opts.localityWeighted === true && !panic ? this.localityShares(l) : undefined;
     }
     this.levels = levels;
   }
 }
 
-function newLevel(hosts: Host[]): PriorityLevel {
+/** One locality of a level, chosen by its cumulative share (locality-weighted balancing). */
+function pickLocality(localities: readonly { level: PriorityLevel; upTo: number }[]): PriorityLevel {
+  const r = Math.random() * localities[localities.length - 1]!.upTo;
+  for (const l of localities) if (r < l.upTo) return l.level;
+  return localities[localities.length - 1]!.level;
+}
+
+/** Per-level load in percent from per-level health (Envoy's priority load), as cumulative bounds. */
+function cumulativeLoads(health: readonly number[]): number[] {
+  const total = Math.min(100, health.reduce((a, b) => a + b, 0));
+  const loads: number[] = [];
+  if (total === 0) {
+    health.forEach((_, i) => loads.push(i === 0 ? 100 : 0));
+  } else {
+    let remaining = 100;
+    for (const h of health) {
+      const load = Math.min(remaining, Math.floor((h * 100) / total));
+      loads.push(load);
+      remaining -= load;
+    }
+    // Rounding leftovers go to the first level with any health, as Envoy does.
+    const first = health.findIndex((h) => h > 0);
+    if (remaining > 0 && first >= 0) loads[first]! += remaining;
+  }
+  let cum = 0;
+  return loads.map((l) => (cum += l));
+}
+
+function newLevel(priority: number, hosts: Host[]): PriorityLevel {
   const eligible = hosts.filter((h) => !h.edsDraining);
-  return { hosts, eligible, healthy: eligible.filter((h) => h.healthy), pool: [], rr: Math.floor(Math.random() * hosts.length), current: undefined, weighted: false, ring: undefined };
+  return { priority, hosts, eligible, healthy: eligible.filter((h) => h.healthy), pool: [], rr: Math.floor(Math.random() * hosts.length), current: undefined, weighted: false, ring: undefined, localities: undefined };
 }
 
 function smoothWeighted(level: PriorityLevel): Host | undefined {

@@ -129,6 +129,7 @@ export class Cluster {
       minimumRingSize: Number(ring['minimumRingSize'] ?? DEFAULT_BALANCER_OPTIONS.minimumRingSize),
       maximumRingSize: Number(ring['maximumRingSize'] ?? DEFAULT_BALANCER_OPTIONS.maximumRingSize),
       choiceCount: Number(lr['choiceCount'] ?? 2),
+      localityWeighted: common['localityWeightedLbConfig'] !== undefined,
     };
     if (this.balancerOptions.minimumRingSize > this.balancerOptions.maximumRingSize) {
       throw new ConfigError(`${at}.ringHashLbConfig: minimumRingSize exceeds maximumRingSize`);
@@ -188,6 +189,10 @@ export class Cluster {
 
   /** Replaces the endpoints (EDS or static), keeping the observed state of hosts that stay. */
   setAssignment(cla: ProtoJson, at: string): void {
+    // The assignment's overprovisioning factor (percent; Envoy's default 140): how healthy a
+    // priority level must be to keep all of its load (Sextant's failover threshold sets it).
+    const factor = (cla['policy'] as ProtoJson | undefined)?.['overprovisioningFactor'];
+    if (factor !== undefined && !(Number.isInteger(Number(factor)) && Number(factor) > 0)) throw new ConfigError(`${at}.policy.overprovisioningFactor: expected a positive integer (percent), got ${JSON.stringify(factor)}`);
     const next = new Map<string, Host>();
     const list: Host[] = [];
     const localities = (cla['endpoints'] as ProtoJson[] | undefined) ?? [];
@@ -210,6 +215,7 @@ export class Cluster {
         const host = next.get(key) ?? this.hostsByKey.get(key) ?? new Host(address, port);
         host.priority = priority;
         host.locality = locName;
+        host.localityWeight = Number(loc['loadBalancingWeight'] ?? 0);
         host.weight = Math.max(1, Number(lbe['loadBalancingWeight'] ?? 1));
         const hs = (lbe['healthStatus'] as string | undefined) ?? 'UNKNOWN';
         host.edsHealthy = hs === 'UNKNOWN' || hs === 'HEALTHY';
@@ -224,6 +230,7 @@ export class Cluster {
     });
     const removed = [...this.hostsByKey.values()].filter((h) => next.get(h.key) !== h);
     this.hostsByKey = next;
+    this.balancer.setOverprovisioningFactor(factor === undefined ? undefined : Number(factor) / 100);
     this.balancer.setHosts(list);
     if (removed.length > 0) this.onHostsRemoved?.(removed);
     this.subsetBalancers.clear();

@@ -21,6 +21,8 @@ export class Host {
   weight = 1;
   priority = 0;
   locality = '';
+  /** The EDS weight of the host's locality (0: none), for locality-weighted balancing. */
+  localityWeight = 0;
   /** Health as EDS reports it (UNKNOWN and HEALTHY count as healthy). */
   edsHealthy = true;
   /**

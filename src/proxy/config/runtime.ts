@@ -3,13 +3,15 @@
 // invalid update throws (the xDS client NACKs it) and the previous objects keep serving.
 // The request path only reads the maps held here.
 import type pino from 'pino';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../envoy/index.ts';
-import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, RUNTIME_TYPE } from '../../envoy/index.ts';
+import type { ProtoJson } from '../../envoy/index.ts';
 import { Cluster } from '../cluster/cluster.ts';
 import { compileListener } from '../listener/listener-spec.ts';
 import type { ListenerSpec } from '../listener/listener-spec.ts';
 import { RouteTable } from '../router/route-table.ts';
-import type { ResourceSink, XdsResource } from '../xds/ads-client.ts';
+import type { ResourceSink, SubscribedTypeUrl, XdsResource } from '../xds/ads-client.ts';
+import { compileRouteLimits } from '../filters/local-ratelimit/index.ts';
+import { RuntimeLayers } from './runtime-layer.ts';
 
 /** Who to tell when the compiled config changes (the listener manager, the pools, admin). */
 export interface RuntimeConfigHooks {
@@ -23,9 +25,11 @@ export class RuntimeConfig implements ResourceSink {
   clusters = new Map<string, Cluster>();
   routes = new Map<string, RouteTable>();
   listeners = new Map<string, ListenerSpec>();
+  /** RTDS: the runtime layers filters read (runtime-layer.ts). */
+  readonly layers: RuntimeLayers;
   /** Latest assignment by EDS service name (kept for clusters that arrive later). */
   private assignments = new Map<string, ProtoJson>();
-  private readonly received = new Set<XdsTypeUrl>();
+  private readonly received = new Set<SubscribedTypeUrl>();
   private readyAt = 0;
   private readonly logger: pino.Logger;
   /** Envoy's initial_fetch_timeout: after it, missing EDS/RDS no longer hold readiness. */
@@ -36,6 +40,7 @@ export class RuntimeConfig implements ResourceSink {
   constructor(logger: pino.Logger, initialFetchTimeoutMs = 15_000) {
     this.logger = logger;
     this.initialFetchDeadline = Date.now() + initialFetchTimeoutMs;
+    this.layers = new RuntimeLayers({ logger });
   }
 
   /** True once a complete config (CDS, EDS for its clusters, LDS, RDS for its listeners) is applied. */
@@ -43,8 +48,9 @@ export class RuntimeConfig implements ResourceSink {
     return this.readyAt > 0;
   }
 
-  apply(typeUrl: XdsTypeUrl, resources: ReadonlyMap<string, XdsResource>): void {
+  apply(typeUrl: SubscribedTypeUrl, resources: ReadonlyMap<string, XdsResource>): void {
     switch (typeUrl) {
+      case RUNTIME_TYPE: this.layers.apply(resources); break;
       case CLUSTER_TYPE: this.applyClusters(resources); break;
       case ENDPOINT_TYPE: this.applyEndpoints(resources); break;
       case LISTENER_TYPE: this.applyListeners(resources); break;
@@ -54,7 +60,8 @@ export class RuntimeConfig implements ResourceSink {
     this.checkReady();
   }
 
-  interest(typeUrl: XdsTypeUrl): ReadonlySet<string> {
+  interest(typeUrl: SubscribedTypeUrl): ReadonlySet<string> {
+    if (typeUrl === RUNTIME_TYPE) return this.layers.interest();
     const out = new Set<string>();
     if (typeUrl === ENDPOINT_TYPE) {
       for (const c of this.clusters.values()) if (c.type === 'EDS') out.add(c.edsServiceName);
@@ -170,7 +177,10 @@ export class RuntimeConfig implements ResourceSink {
     const next = new Map<string, RouteTable>();
     for (const [name, r] of resources) {
       const old = this.routes.get(name);
-      next.set(name, old && old.sourceKey === JSON.stringify(r.resource) ? old : new RouteTable(r.resource, `RouteConfiguration ${name}`));
+      const table = old && old.sourceKey === JSON.stringify(r.resource) ? old : new RouteTable(r.resource, `RouteConfiguration ${name}`);
+      // per-route local rate limits and rate_limits actions: refused here (NACK), not at request time
+      compileRouteLimits(table, `RouteConfiguration ${name}`);
+      next.set(name, table);
     }
     this.routes = next;
   }

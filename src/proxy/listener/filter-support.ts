@@ -7,8 +7,12 @@ import { CORS_TYPE, FAULT_TYPE, HCM_TYPE, ROUTER_TYPE, TCP_PROXY_TYPE, TYPED_STR
 import type { ProtoJson } from '../../envoy/index.ts';
 import { HTTP_RBAC_TYPE, NETWORK_RBAC_TYPE } from '../filters/rbac/index.ts';
 import { ISTIO_AUTHN_TYPE, JWT_AUTHN_TYPE } from '../filters/jwt/index.ts';
+import { LOCAL_RATELIMIT_TYPE } from '../filters/local-ratelimit/index.ts';
+import { ADMISSION_TYPE } from '../filters/admission/index.ts';
+import { LANES_TYPE } from '../filters/lanes/index.ts';
+import { WASM_HTTP_TYPE } from '../filters/wasm/index.ts';
 
-export type HttpFilterKind = 'router' | 'fault' | 'cors' | 'stats' | 'rbac' | 'jwt_authn' | 'istio_authn';
+export type HttpFilterKind = 'router' | 'fault' | 'cors' | 'stats' | 'rbac' | 'jwt_authn' | 'istio_authn' | 'local_ratelimit' | 'admission' | 'lanes' | 'wasm';
 export type NetworkFilterKind = 'http_connection_manager' | 'tcp_proxy' | 'stats' | 'rbac';
 
 /** Istio's stats filter config, as istiod sends it inside a TypedStruct. */
@@ -28,6 +32,13 @@ const HTTP_FILTERS: ReadonlyMap<string, HttpFilterKind> = new Map([
   [HTTP_RBAC_TYPE, 'rbac'],
   [JWT_AUTHN_TYPE, 'jwt_authn'],
   [ISTIO_AUTHN_TYPE, 'istio_authn'],
+  // local rate limits (filters/local-ratelimit) and the adaptive-limits admission gate (filters/admission)
+  [LOCAL_RATELIMIT_TYPE, 'local_ratelimit'],
+  [ADMISSION_TYPE, 'admission'],
+  // lanes and data-centre context (filters/lanes)
+  [LANES_TYPE, 'lanes'],
+  // WebAssembly filters (filters/wasm), inline or over ECDS (config_discovery, see httpFilterKind)
+  [WASM_HTTP_TYPE, 'wasm'],
 ]);
 
 const NETWORK_FILTERS: ReadonlyMap<string, NetworkFilterKind> = new Map([
@@ -59,6 +70,8 @@ export function filterIdentity(f: ProtoJson): FilterIdentity {
  */
 export function httpFilterKind(f: ProtoJson, id: FilterIdentity = filterIdentity(f)): HttpFilterKind | undefined {
   if (id.name === 'istio.stats' && isStructConfig(f)) return 'stats';
+  // wasm: a discovered filter runs when ECDS may send it a Wasm config
+  if (f['typedConfig'] === undefined && ((f['configDiscovery'] as ProtoJson | undefined)?.['typeUrls'] as string[] | undefined)?.includes(WASM_HTTP_TYPE) === true) return 'wasm';
   return HTTP_FILTERS.get(id.implementation);
 }
 

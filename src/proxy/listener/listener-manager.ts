@@ -12,10 +12,15 @@ import type { Cluster } from '../cluster/cluster.ts';
 import { routeRequest } from '../router/router.ts';
 import type { RouteOutcome, RouterContext, UpstreamDispatch } from '../router/router.ts';
 import { connectionSubject, evaluateRbac } from '../filters/rbac/index.ts';
+import type { LocalRateLimits } from '../filters/local-ratelimit/index.ts';
+import type { AdmissionGates } from '../filters/admission/index.ts';
+import { LaneState, markMeshPeer } from '../filters/lanes/index.ts';
+import { WasmHost } from '../filters/wasm/index.ts';
 import type { AccessLogWriter } from '../telemetry/access-log.ts';
 import type { IstioMetrics } from '../telemetry/metrics.ts';
 import { defaultStatsConfig } from '../telemetry/stats-config.ts';
 import { PeerCache, RequestLabelCache, requestLabels, stripPeerHeaders } from '../telemetry/peer.ts';
+import { RequestOperations } from '../telemetry/request-operation.ts';
 import type { WorkloadInfo } from '../telemetry/peer.ts';
 import type { RawHeader } from '../http/index.ts';
 import type { FilterChainSpec, HttpConnectionManagerSpec, ListenerSpec, PrefixRange, TcpProxySpec } from './listener-spec.ts';
@@ -24,6 +29,9 @@ import { OriginalDstResolver, UNKNOWN_ADDRESS, reachesListener } from './origina
 import type { LocalListeners } from './original-dst.ts';
 import { TLSSocket } from 'node:tls';
 import { acceptTls, looksLikeTls } from '../tls/downstream.ts';
+import { acceptServerTls } from '../tls/server-accept.ts';
+import type { ServerCredentials } from '../tls/server-credentials.ts';
+import { needsClientHello, readClientHello, selectTlsChain } from './tls-chains.ts';
 import type { DownstreamTlsOptions } from '../tls/downstream.ts';
 import type { UpstreamTls } from '../tls/upstream.ts';
 import { capturedDestination } from '../../inject/iptables/index.ts';
@@ -43,12 +51,20 @@ export interface ListenerManagerOptions {
   tls?: DownstreamTlsOptions;
   /** mTLS for tcp_proxy to TLS clusters; absent, such connections fail ('UF'). */
   upstreamTls?: UpstreamTls;
+  /** A gateway's certificates (SDS secrets, files) for its TLS chains; absent, such chains refuse connections. */
+  credentials?: ServerCredentials;
   /**
    * Traffic is captured by `sextant iptables` (INTERCEPTION_MODE REDIRECT): a connection the
    * NAT rules sent to a capture port has its original destination restored from the address
    * it arrived at (see restoreOriginalDestination).
    */
   capture?: { workloadAddress: string };
+  /** The proxy's local rate limit buckets and stats (src/proxy/filters/local-ratelimit); absent, such filters refuse nothing. */
+  localRateLimits?: LocalRateLimits;
+  /** The admission gates (src/proxy/filters/admission); absent, the admission filter admits everything. */
+  admission?: AdmissionGates;
+  /** The proxy's WASM host (src/proxy/filters/wasm); absent, the manager keeps one of its own. */
+  wasm?: WasmHost;
 }
 
 interface BoundListener {
@@ -74,7 +90,11 @@ export class ListenerManager implements LocalListeners {
   private readonly httpConnections = new Set<{ drain(): void }>();
   private readonly peers = new PeerCache();
   private readonly labels = new RequestLabelCache();
+  /** `request_operation`, when a stats config asks for it (bounded per service). */
+  readonly operations = new RequestOperations();
   private readonly routerContexts = new WeakMap<HttpConnectionManagerSpec, RouterContext>();
+  /** The connection manager whose limits a router context carries (its filters and gate are bound from it). */
+  private readonly limitSpecs = new WeakMap<RouterContext, HttpConnectionManagerSpec>();
   private draining = false;
   /** Requests being handled now (for drain). */
   inFlight = 0;
@@ -86,9 +106,14 @@ export class ListenerManager implements LocalListeners {
   /** Why the last mTLS connection was refused. */
   lastTlsRefusal: string | undefined;
   private readonly bindErrors = new Map<string, string>();
+  /** The lanes filters' trace table and lane counters, one per proxy (src/proxy/filters/lanes). */
+  readonly lanes = new LaneState();
+  /** Runs the connection managers' WASM filters (src/proxy/filters/wasm). */
+  readonly wasm: WasmHost;
 
   constructor(opts: ListenerManagerOptions) {
     this.opts = opts;
+    this.wasm = opts.wasm ?? new WasmHost({ logger: opts.logger });
   }
 
   /** Listener name → bound address:port (for /listeners and tests). */
@@ -201,7 +226,10 @@ export class ListenerManager implements LocalListeners {
       socket.pause();
       if (chunk.length > 0) socket.unshift(chunk);
       if (anyTls && looksLikeTls(chunk)) {
-        this.acceptMeshTls(s, candidates.filter(isTlsChain), socket);
+        const tlsChains = candidates.filter(isTlsChain);
+        // SNI, gateway certificates, passthrough: chosen by the ClientHello (chains with no match criteria as fallback)
+        if (needsClientHello(tlsChains)) this.acceptTlsBySni(s, [...tlsChains, ...candidates.filter(isAnyTransportChain)], socket);
+        else this.acceptMeshTls(s, tlsChains, socket);
         return;
       }
       const plain = anyTls ? candidates.filter((c) => !isTlsChain(c)) : candidates;
@@ -242,9 +270,8 @@ export class ListenerManager implements LocalListeners {
       if (dst < 0) continue;
       const src = bestPrefix(c.sourcePrefixRanges, remote);
       if (src < 0) continue;
-      // TLS is terminated for Istio's mesh TLS only; other TLS chains (SNI, passthrough) never match
-      if (c.tls !== undefined ? !c.tls.mesh : c.transportProtocol !== undefined && c.transportProtocol !== 'raw_buffer') continue;
-      if (c.serverNames.length > 0) continue; // needs SNI: TLS only
+      // TLS chains (mesh mTLS, gateway TLS, SNI, passthrough) are told apart from plaintext ones by the first bytes
+      if (c.tls === undefined && c.transportProtocol !== undefined && c.transportProtocol !== 'raw_buffer' && c.transportProtocol !== 'tls') continue;
       const score = (c.destinationPort !== undefined ? 1 << 20 : 0) + (dst << 12) + (c.transportProtocol ? 1 << 11 : 0) + (c.applicationProtocols.length > 0 ? 1 << 10 : 0) + src;
       scored.push({ c, score });
     }
@@ -279,6 +306,38 @@ export class ListenerManager implements LocalListeners {
       this.lastTlsRefusal = (err as Error).message;
       this.opts.logger.debug({ listener: spec.name, remote: `${socket.remoteAddress}:${socket.remotePort}`, err: (err as Error).message }, 'mTLS connection refused');
     });
+  }
+
+  // Envoy's tls_inspector for SNI and gateway chains: the ClientHello picks the chain, which
+  // terminates mesh mTLS, terminates the gateway's TLS with its certificates (SDS, files), or
+  // passes the untouched bytes through (tcp_proxy).
+  private acceptTlsBySni(spec: ListenerSpec, chains: FilterChainSpec[], socket: net.Socket): void {
+    const refuse = (reason: string): void => {
+      this.tlsRefused++;
+      this.lastTlsRefusal = reason;
+      socket.destroy();
+      this.opts.logger.debug({ listener: spec.name, remote: `${socket.remoteAddress}:${socket.remotePort}`, err: reason }, 'TLS connection refused');
+    };
+    readClientHello(socket, SNIFF_TIMEOUT_MS).then((hello) => {
+      if (socket.destroyed) return;
+      if (hello === undefined) return refuse('no TLS ClientHello');
+      const chain = selectTlsChain(chains, hello);
+      if (chain === undefined) return refuse(`no filter chain for server name ${hello.sni ?? '(none)'}`);
+      if (chain.tls === undefined) return this.runChain(spec, chain, socket); // passthrough: tcp_proxy replays the hello
+      // ISTIO_MUTUAL (a gateway's mesh server): the workload certificate, a SPIFFE client required
+      const mesh = chain.tls.mesh ? this.opts.tls : undefined;
+      if (chain.tls.mesh && (mesh === undefined || mesh.certs.current() === undefined)) return refuse('no workload certificate for an ISTIO_MUTUAL chain');
+      const ctx = mesh !== undefined ? { context: mesh.certs.serverContext() } : this.opts.credentials?.contextFor(chain.tls.server!) ?? { error: 'no gateway certificates in this proxy' };
+      if ('error' in ctx) return refuse(ctx.error);
+      acceptServerTls(socket, chain.tls, ctx.context, hello.alpn, mesh !== undefined ? { trustDomain: mesh.trustDomain } : undefined).then((a) => {
+        (a.socket as { peerPrincipal?: string | undefined }).peerPrincipal = a.principal;
+        this.runChain(spec, chain, a.socket, a.principal);
+      }, (err: unknown) => {
+        this.tlsRefused++;
+        this.lastTlsRefusal = (err as Error).message;
+        this.opts.logger.debug({ listener: spec.name, remote: `${socket.remoteAddress}:${socket.remotePort}`, err: (err as Error).message }, 'TLS connection refused');
+      });
+    }, (err: unknown) => refuse((err as Error).message));
   }
 
   private runChain(spec: ListenerSpec, chain: FilterChainSpec, socket: net.Socket, principal?: string): void {
@@ -330,7 +389,10 @@ export class ListenerManager implements LocalListeners {
     let peer: WorkloadInfo | undefined;
     if (inbound) {
       peer = this.peers.fromHeaders(req.head.headers);
-      if (peer) req.head.headers = stripPeerHeaders(req.head.headers);
+      if (peer) {
+        req.head.headers = stripPeerHeaders(req.head.headers);
+        markMeshPeer(req); // lanes: a mesh sidecar's lane headers are trusted
+      }
     }
     let routed: Promise<RouteOutcome>;
     try {
@@ -380,7 +442,8 @@ export class ListenerManager implements LocalListeners {
     const cfg = this.opts.config;
     const routes = hcm.inlineRoutes ?? (hcm.rdsName ? cfg.routes.get(hcm.rdsName) : undefined);
     const cached = this.routerContexts.get(hcm);
-    if (cached !== undefined && cached.routes === routes && cached.clusters === cfg.clusters && cached.inbound === inbound && cached.rbac === authz.rbac && cached.jwt === authz.jwt) return cached;
+    if (cached !== undefined && cached.routes === routes && cached.clusters === cfg.clusters && cached.inbound === inbound && cached.rbac === authz.rbac && cached.jwt === authz.jwt
+      && this.limitSpecs.get(cached) === authz) return cached;
     const ctx: RouterContext = {
       routes,
       clusters: cfg.clusters,
@@ -398,7 +461,15 @@ export class ListenerManager implements LocalListeners {
       rbac: authz.rbac,
       xffNumTrustedHops: hcm.xffNumTrustedHops,
       jwt: authz.jwt,
+      // local rate limits and the admission gate follow the config in force, as authorization does
+      localRateLimit: authz.localRateLimits !== undefined && this.opts.localRateLimits !== undefined ? { filters: authz.localRateLimits, limits: this.opts.localRateLimits } : undefined,
+      admission: authz.admission !== undefined ? this.opts.admission?.gate(authz.admission) : undefined,
+      lanes: hcm.lanes !== undefined ? { filter: hcm.lanes, state: this.lanes } : undefined,
+      wasm: hcm.wasm !== undefined ? this.wasm.chains(hcm.wasm) : undefined, // wasm
     };
+    // lanes: the table takes the filter's bounds; the counters are exposed once a filter is in use
+    if (hcm.lanes !== undefined && this.lanes.configure(hcm.lanes)) this.opts.metrics.addExposition(() => this.lanes.expose());
+    this.limitSpecs.set(ctx, authz);
     this.routerContexts.set(hcm, ctx);
     return ctx;
   }
@@ -414,11 +485,14 @@ export class ListenerManager implements LocalListeners {
       grpc = out.grpcStatus ?? grpcStatusOf(req.responseTrailers ?? null);
       if (grpc < 0) grpc = out.status === 0 ? 1 /* CANCELLED: the caller went away */ : 2 /* UNKNOWN */;
     }
-    const labels = this.labels.get(reporter, this.opts.self, peer, this.peers.idOf(peer), out.cluster, out.cluster?.name, out.host, out.status, flags, grpc);
+    let labels = this.labels.get(reporter, this.opts.self, peer, this.peers.idOf(peer), out.cluster, out.cluster?.name, out.host, out.status, flags, grpc);
+    if (stats.usesOperation === true) labels = this.operations.label(labels, stats.operationTemplates, req.head.method, out.path, out.routeName);
     this.opts.metrics.recordRequest(stats, labels, duration, req.bytesReceived(), req.bytesSent());
-    if (hcm.accessLogs.length === 0) return;
+    // access logs follow the config in force (as authorization does): a Telemetry change reaches kept-alive connections
+    const accessLogs = this.currentAuthn(spec, hcm).accessLogs;
+    if (accessLogs.length === 0) return;
     const reqHeaders = out.requestHeaders;
-    this.opts.accessLog.write(hcm.accessLogs, {
+    this.opts.accessLog.write(accessLogs, {
       startTime: start,
       method: req.head.method,
       path: out.path,
@@ -444,6 +518,8 @@ export class ListenerManager implements LocalListeners {
       downstreamPeerUriSan: req.peerPrincipal,
       routeName: out.routeName,
       requestHeader: (n) => findHeader(reqHeaders, n),
+      downstreamPeer: peer,
+      upstreamPeer: out.host?.workload,
     });
   }
 
@@ -582,7 +658,12 @@ function findHeader(h: readonly RawHeader[], lowerName: string): string | undefi
 }
 
 function isTlsChain(c: FilterChainSpec): boolean {
-  return c.tls !== undefined || c.transportProtocol === 'tls';
+  return c.tls !== undefined || c.transportProtocol === 'tls' || c.serverNames.length > 0;
+}
+
+/** A chain with no transport criterion at all: it takes TLS connections no TLS chain wants. */
+function isAnyTransportChain(c: FilterChainSpec): boolean {
+  return c.tls === undefined && c.transportProtocol === undefined && c.serverNames.length === 0 && c.applicationProtocols.length === 0;
 }
 
 function sniffProtocol(chunk: Buffer): string {

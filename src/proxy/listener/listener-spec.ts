@@ -19,6 +19,14 @@ import { compileRbac } from '../filters/rbac/index.ts';
 import type { RbacFilter } from '../filters/rbac/index.ts';
 import { compileJwtAuthn } from '../filters/jwt/index.ts';
 import type { JwtFilter } from '../filters/jwt/index.ts';
+import { compileLocalRateLimit, compileRouteLimits } from '../filters/local-ratelimit/index.ts';
+import type { LocalRateLimitFilter } from '../filters/local-ratelimit/index.ts';
+import { compileAdmission } from '../filters/admission/index.ts';
+import type { AdmissionConfig } from '../filters/admission/index.ts';
+import { compileLanes } from '../filters/lanes/index.ts';
+import type { LaneFilter } from '../filters/lanes/index.ts';
+import { compileWasmFilter } from '../filters/wasm/index.ts';
+import type { WasmFilterConfig } from '../filters/wasm/index.ts';
 
 export type TrafficDirection = 'INBOUND' | 'OUTBOUND' | 'UNSPECIFIED';
 
@@ -47,6 +55,14 @@ export interface HttpConnectionManagerSpec {
   jwt: readonly JwtFilter[];
   /** HTTP filters marked `is_optional` that this proxy does not implement, skipped. */
   skippedFilters: readonly SkippedFilter[];
+  /** `envoy.filters.http.local_ratelimit` filters in chain order (absent: none). */
+  localRateLimits?: readonly LocalRateLimitFilter[];
+  /** The adaptive-limits admission gate (`sextant.filters.http.admission`), when in the chain. */
+  admission?: AdmissionConfig | undefined;
+  /** The lanes filter (`sextant.filters.http.lanes`), when in the chain. */
+  lanes?: LaneFilter | undefined;
+  /** `envoy.filters.http.wasm` filters in chain order, each placed relative to JWT and RBAC (filters/wasm); absent: none. */
+  wasm?: readonly WasmFilterConfig[];
   streamIdleTimeoutMs: number;
   requestTimeoutMs: number;
   maxRequestsPerConnection: number;
@@ -117,8 +133,8 @@ export function compileListener(json: ProtoJson, at: string): ListenerSpec {
   if (!(port >= 0 && port < 65536)) throw new ConfigError(`${at}.address.socketAddress.portValue: ${port} is not a port`);
   const bind = json['bindToPort'];
   const deprecatedV1 = (json['deprecatedV1'] as ProtoJson | undefined)?.['bindToPort'];
-  const chains = ((json['filterChains'] as ProtoJson[] | undefined) ?? []).map((c, i) => compileChain(c, `${at}.filterChains[${i}]`));
-  const def = json['defaultFilterChain'] ? compileChain(json['defaultFilterChain'] as ProtoJson, `${at}.defaultFilterChain`) : undefined;
+  const chains = ((json['filterChains'] as ProtoJson[] | undefined) ?? []).map((c, i) => compileChain(c, `${at}.filterChains[${i}]`, `${name}/${String(c['name'] ?? '') || `#${i}`}`));
+  const def = json['defaultFilterChain'] ? compileChain(json['defaultFilterChain'] as ProtoJson, `${at}.defaultFilterChain`, `${name}/${String((json['defaultFilterChain'] as ProtoJson)['name'] ?? '') || 'default'}`) : undefined;
   if (chains.length === 0 && !def) throw new ConfigError(`${at}.filterChains: a listener needs at least one filter chain`);
   return {
     name,
@@ -143,7 +159,8 @@ function prefixRanges(v: unknown, at: string): PrefixRange[] {
   });
 }
 
-function compileChain(c: ProtoJson, at: string): FilterChainSpec {
+/** `chainId` (listener/chain name) names what state outlives an update: local rate limit buckets. */
+function compileChain(c: ProtoJson, at: string, chainId: string): FilterChainSpec {
   const m = (c['filterChainMatch'] ?? {}) as ProtoJson;
   const filters = (c['filters'] as ProtoJson[] | undefined) ?? [];
   let network: FilterChainSpec['network'] | undefined;
@@ -153,7 +170,7 @@ function compileChain(c: ProtoJson, at: string): FilterChainSpec {
     const tc = f['typedConfig'] as ProtoJson | undefined;
     const where = `${at}.filters[${i}]`;
     const kind = networkFilterKind(f);
-    if (kind === 'http_connection_manager') network = compileHcm(tc!, `${where}.typedConfig`);
+    if (kind === 'http_connection_manager') network = compileHcm(tc!, `${where}.typedConfig`, chainId);
     else if (kind === 'tcp_proxy') network = compileTcpProxy(tc!, `${where}.typedConfig`);
     // Istio's TCP metrics config is a network filter of the same name before tcp_proxy.
     else if (kind === 'stats') tcpStats = compileStatsConfig(tc, `${where}.typedConfig`);
@@ -177,7 +194,7 @@ function compileChain(c: ProtoJson, at: string): FilterChainSpec {
   };
 }
 
-function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
+function compileHcm(h: ProtoJson, at: string, chainId: string): HttpConnectionManagerSpec {
   const rds = h['rds'] as ProtoJson | undefined;
   const rc = h['routeConfig'] as ProtoJson | undefined;
   if (!rds && !rc) throw new ConfigError(`${at}: needs rds or routeConfig`);
@@ -189,6 +206,10 @@ function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
   const rbac: RbacFilter[] = [];
   const jwt: JwtFilter[] = [];
   const skippedFilters: SkippedFilter[] = [];
+  const localRateLimits: LocalRateLimitFilter[] = [];
+  let admission: AdmissionConfig | undefined;
+  let lanes: LaneFilter | undefined;
+  const wasm: WasmFilterConfig[] = [];
   let running = 0;
   let router = false;
   httpFilters.forEach((f, i) => {
@@ -212,6 +233,17 @@ function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
     else if (kind === 'jwt_authn') jwt.push(compileJwtAuthn(f['typedConfig'] as ProtoJson, `${where}.typedConfig`));
     // istio_authn turns the payloads the JWT filters before it verified into request.auth metadata.
     else if (kind === 'istio_authn') for (let j = 0; j < jwt.length; j++) jwt[j] = { ...jwt[j]!, istioAuthn: true };
+    // local rate limits: buckets are named by listener, chain and filter, so an update keeps their balances
+    else if (kind === 'local_ratelimit') localRateLimits.push({ name: id.name, config: compileLocalRateLimit((f['typedConfig'] ?? {}) as ProtoJson, `${where}.typedConfig`, `${chainId}/${id.name}`, false) });
+    else if (kind === 'admission') {
+      if (admission !== undefined) throw new ConfigError(`${where}: only one admission filter per connection manager`);
+      admission = compileAdmission((f['typedConfig'] ?? {}) as ProtoJson, `${where}.typedConfig`);
+    } else if (kind === 'lanes') {
+      if (lanes !== undefined) throw new ConfigError(`${where}: only one lanes filter per connection manager`);
+      lanes = compileLanes(f['typedConfig'] as ProtoJson | undefined, `${where}.typedConfig`);
+    }
+    // wasm: runs before the JWT filters, before RBAC, or before routing, by where it stands
+    else if (kind === 'wasm') wasm.push(compileWasmFilter(f, where, rbac.length > 0 ? 'route' : jwt.length > 0 ? 'authz' : 'authn'));
   });
   // An empty chain is the router alone (Envoy's default); any other chain ends in it.
   if (running > 0 && !router) throw new ConfigError(`${at}.httpFilters: the last HTTP filter must be the router (envoy.filters.http.router)`);
@@ -225,11 +257,14 @@ function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
     if (type === 'connect') return; // CONNECT tunnels are not served by this proxy
     if ((u['enabled'] as { value?: boolean } | boolean | undefined) !== false && (u['enabled'] as { value?: boolean } | undefined)?.value !== false) upgradeTypes.add(type);
   });
+  const inlineRoutes = rc ? new RouteTable({ name: 'inline', ...rc }, `${at}.routeConfig`) : undefined;
+  // per-route local rate limits and rate_limits actions of inline routes, checked now (NACK)
+  if (inlineRoutes !== undefined) compileRouteLimits(inlineRoutes, `${at}.routeConfig`);
   return {
     kind: 'http',
     statPrefix: String(h['statPrefix'] ?? ''),
     rdsName,
-    inlineRoutes: rc ? new RouteTable({ name: 'inline', ...rc }, `${at}.routeConfig`) : undefined,
+    inlineRoutes,
     accessLogs: compileAccessLogs(h['accessLog'], `${at}.accessLog`),
     useRemoteAddress: h['useRemoteAddress'] === true,
     skipXffAppend: h['skipXffAppend'] === true,
@@ -242,6 +277,10 @@ function compileHcm(h: ProtoJson, at: string): HttpConnectionManagerSpec {
     jwt,
     xffNumTrustedHops: Number(h['xffNumTrustedHops'] ?? 0),
     skippedFilters,
+    ...(localRateLimits.length > 0 ? { localRateLimits } : {}),
+    ...(admission !== undefined ? { admission } : {}),
+    ...(lanes !== undefined ? { lanes } : {}),
+    ...(wasm.length > 0 ? { wasm } : {}),
     streamIdleTimeoutMs: durationMs(h['streamIdleTimeout'], `${at}.streamIdleTimeout`) ?? 300_000,
     requestTimeoutMs: durationMs(h['requestTimeout'], `${at}.requestTimeout`) ?? 0,
     maxRequestsPerConnection: Number(common['maxRequestsPerConnection'] ?? 0),
@@ -276,7 +315,7 @@ function compileTcpProxy(t: ProtoJson, at: string): TcpProxySpec {
     cluster,
     weighted,
     idleTimeoutMs: durationMs(t['idleTimeout'], `${at}.idleTimeout`) ?? 3_600_000,
-    accessLogs: compileAccessLogs(t['accessLog'], `${at}.accessLog`),
+    accessLogs: compileAccessLogs(t['accessLog'], `${at}.accessLog`, false),
     stats: undefined,
     rbac: [],
   };

@@ -40,6 +40,8 @@ export interface RetryPolicy {
   baseIntervalMs: number;
   maxIntervalMs: number;
   previousHosts: boolean;
+  /** retry_priority envoy.retry_priorities.previous_priorities: a retry goes to another priority level. */
+  previousPriorities: boolean;
   hostSelectionAttempts: number;
 }
 
@@ -436,8 +438,18 @@ function compileRetry(p: ProtoJson, at: string): RetryPolicy {
     baseIntervalMs: base,
     maxIntervalMs: durationMs(backoff['maxInterval'], `${at}.retryBackOff.maxInterval`) ?? base * 10,
     previousHosts: preds.includes('envoy.retry_host_predicates.previous_hosts'),
+    previousPriorities: retryPriority(p['retryPriority'], `${at}.retryPriority`),
     hostSelectionAttempts: Number(p['hostSelectionRetryMaxAttempts'] ?? 1),
   };
+}
+
+/** The one retry priority Envoy has (previous_priorities); any other is refused (NACK). */
+function retryPriority(v: unknown, at: string): boolean {
+  if (v === undefined) return false;
+  const name = String((v as ProtoJson)['name'] ?? '');
+  const type = String(((v as ProtoJson)['typedConfig'] as ProtoJson | undefined)?.['@type'] ?? '');
+  if (name === 'envoy.retry_priorities.previous_priorities' || type.endsWith('.PreviousPrioritiesConfig')) return true;
+  throw new ConfigError(`${at}: unsupported retry priority ${JSON.stringify(name || type)} (this proxy has envoy.retry_priorities.previous_priorities)`);
 }
 
 const REDIRECT_CODES: Record<string, number> = { MOVED_PERMANENTLY: 301, FOUND: 302, SEE_OTHER: 303, TEMPORARY_REDIRECT: 307, PERMANENT_REDIRECT: 308 };

@@ -20,6 +20,14 @@ import { evaluateRbac, httpSubject, RBAC_DENIED_BODY, RBAC_FLAG } from '../filte
 import type { RbacFilter } from '../filters/rbac/index.ts';
 import { authenticate } from '../filters/jwt/index.ts';
 import type { JwtFilter } from '../filters/jwt/index.ts';
+import { remoteAddressOf } from '../filters/rbac/index.ts';
+import { routeLimits } from '../filters/local-ratelimit/index.ts';
+import type { LocalRateLimitFilter, LocalRateLimits, RateLimitVerdict } from '../filters/local-ratelimit/index.ts';
+import { ADMISSION_DETAILS, ADMISSION_FLAG } from '../filters/admission/index.ts';
+import type { AdmissionGate, AdmissionTicket } from '../filters/admission/index.ts';
+import { encodeLane, laneRequest } from '../filters/lanes/index.ts';
+import type { LaneDecision, LaneRuntime } from '../filters/lanes/index.ts';
+import type { WasmChain, WasmChains } from '../filters/wasm/index.ts';
 
 /** How the router reaches upstream hosts (the cluster's connection pool). */
 export interface UpstreamDispatch {
@@ -68,6 +76,14 @@ export interface RouterContext {
   xffNumTrustedHops?: number;
   /** `envoy.filters.http.jwt_authn` filters (RequestAuthentication); they run before RBAC. */
   jwt?: readonly JwtFilter[];
+  /** Local rate limits (src/proxy/filters/local-ratelimit): the chain's filters and the proxy's buckets. */
+  localRateLimit?: { filters: readonly LocalRateLimitFilter[]; limits: LocalRateLimits } | undefined;
+  /** The adaptive-limits admission gate of this inbound port (src/proxy/filters/admission). */
+  admission?: AdmissionGate | undefined;
+  /** The lanes filter and the proxy's trace table (src/proxy/filters/lanes). */
+  lanes?: LaneRuntime | undefined;
+  /** `envoy.filters.http.wasm` filters (src/proxy/filters/wasm) by where they run: before JWT, before RBAC, before routing. */
+  wasm?: WasmChains | undefined;
 }
 
 /** The outcome of one request, for access logs and metrics. */
@@ -88,6 +104,10 @@ export interface RouteOutcome {
   requestHeaders: readonly RawHeader[];
   /** The gRPC status of the answer when its headers carried one (trailers-only, or a local reply to a gRPC request). */
   grpcStatus: number | undefined;
+  /** Headers a filter adds to whatever answer goes out, the upstream's or a local one (x-ratelimit-*). */
+  responseHeadersToAdd?: RawHeader[] | undefined;
+  /** The request's lane (src/proxy/filters/lanes), when the lanes filter ran. */
+  lane?: LaneDecision | undefined;
 }
 
 /**
@@ -146,6 +166,8 @@ export function routeRequest(req: DownstreamRequest, ctx: RouterContext): Promis
   out.xForwardedFor = xff;
   if (!headerValue(headers, 'x-forwarded-proto')) headers.push({ name: 'x-forwarded-proto', value: 'http' });
   out.requestHeaders = headers;
+  // wasm: WASM filters before the JWT filters or RBAC take the request from here (the wasm section below)
+  if (ctx.wasm !== undefined && (ctx.wasm.authn !== undefined || ctx.wasm.authz !== undefined)) return wasmAuthn(req, ctx, out, headers, target, authority);
   // RequestAuthentication's JWT filters, then RBAC, run before routing, as Envoy's filter chain does.
   if (ctx.jwt !== undefined && ctx.jwt.length > 0) {
     return authenticate(ctx.jwt, headers, query, req.head.method).then((r) => {
@@ -161,10 +183,26 @@ function authorizeThenRoute(
   req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, headers: RawHeader[], target: string, path: string, query: string,
   authority: string, metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined,
 ): Promise<RouteOutcome> {
-  const head = req.head;
   if (ctx.rbac !== undefined && ctx.rbac.length > 0) {
     const denied = rbacDenial(req, ctx, target, path, authority, headers, metadata);
     if (denied !== undefined) return localReply(req, out, 403, [RBAC_FLAG], denied, RBAC_DENIED_BODY, []);
+  }
+  // wasm: WASM filters after RBAC run before the route is chosen, on what they leave of the request
+  if (ctx.wasm?.route !== undefined) return wasmStage(ctx.wasm.route, req, out, headers, target, authority, (r, h, t, a) => routeAfterAuthz(r, ctx, out, h, t, a));
+  return routeAfterAuthz(req, ctx, out, headers, target, authority);
+}
+
+function routeAfterAuthz(req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, headers: RawHeader[], target: string, authority: string): Promise<RouteOutcome> {
+  const head = req.head;
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  const query = q < 0 ? '' : target.slice(q + 1);
+  // lanes: the request's lane rides in its lane header before the routes match it
+  if (ctx.lanes !== undefined) {
+    const l = laneRequest(ctx.lanes, req, headers);
+    headers = l.headers;
+    out.requestHeaders = headers;
+    out.lane = l.decision;
   }
 
   const table = ctx.routes;
@@ -177,6 +215,8 @@ function authorizeThenRoute(
   out.routeName = route.name || undefined;
   // Envoy's HCM: an Upgrade its config (the route's upgradeConfigs, else its own) does not enable is refused.
   if (req.upgrade !== undefined && !upgradeAllowed(ctx, route, req.upgrade)) return localReply(req, out, 403, [], 'upgrade_failed', undefined, []);
+  // Local rate limits and the admission gate, once the route is known (the limits section below).
+  if (ctx.localRateLimit !== undefined || ctx.admission !== undefined) return throughLimits(req, ctx, out, headers, table, vh, route, path, query);
   if (ctx.faultFilter && route.fault) return withFault(req, ctx, out, headers, table, vh, route, route.fault, path, query);
   return afterFaults(req, ctx, out, headers, table, vh, route, path, query);
 }
@@ -368,6 +408,8 @@ async function localReply(req: DownstreamRequest, out: RouteOutcome, status: num
   let headers: RawHeader[] = [];
   if (text !== undefined && text !== '') headers.push({ name: 'content-type', value: 'text/plain' });
   if (extra.length > 0) headers = applyAll(headers, extra, formatContext(req, req.head.headers));
+  if (out.responseHeadersToAdd !== undefined) headers.push(...out.responseHeadersToAdd);
+  if (out.lane !== undefined) headers = encodeLane(out.lane, headers, status, out.clusterName); // lanes
   headers.push({ name: 'date', value: new Date().toUTCString() }, { name: 'server', value: 'envoy' });
   await safeRespond(req, { status, reason: reasonPhrase(status), version: '1.1', headers }, text === undefined ? null : Buffer.from(text, 'latin1'), status === 400 ? CLOSE : undefined);
   return out;
@@ -533,6 +575,8 @@ class Forwarding {
   readonly deadline: number;
   /** Hosts already tried, kept only when the retry policy excludes previous hosts. */
   readonly tried: Set<Host> | undefined;
+  /** Priority levels already tried, kept only when retries go to other levels (previous_priorities). */
+  readonly triedPriorities: Set<number> | undefined;
   readonly maxAttempts: number;
   /** ORIGINAL_DST: the one destination every attempt goes to. */
   readonly pinned: Host | undefined;
@@ -563,6 +607,7 @@ class Forwarding {
     this.setCookie = setCookie;
     this.deadline = deadlineOf(action, head.headers);
     this.tried = retry?.previousHosts ? new Set<Host>() : undefined;
+    this.triedPriorities = retry?.previousPriorities ? new Set<number>() : undefined;
     this.maxAttempts = 1 + (retry ? retry.numRetries : 0);
     this.pinned = pinned;
   }
@@ -585,9 +630,10 @@ class Forwarding {
   /** Sends an attempt to the next host; undefined when no healthy host is left. */
   send(): Promise<{ head: ResponseHead; body: AsyncIterable<Buffer> }> | undefined {
     const { req, retry } = this;
-    const host = this.pinned ?? this.cluster.pick({ hash: this.hash, exclude: this.tried, excludeAttempts: retry?.hostSelectionAttempts });
+    const host = this.pinned ?? this.cluster.pick({ hash: this.hash, exclude: this.tried, excludeAttempts: retry?.hostSelectionAttempts, excludePriorities: this.triedPriorities });
     if (!host) return undefined;
     this.tried?.add(host);
+    this.triedPriorities?.add(host.priority);
     this.host = host;
     this.out.host = host;
     const now = Date.now();
@@ -734,6 +780,8 @@ function deliver(
   if (respOps.length > 0) headers = applyAll(headers, respOps, { ...formatContext(req, out.requestHeaders), upstreamHost: host.key });
   if (hasHeader(headers, 'x-envoy-upstream-service-time')) headers = withoutHeader(headers, 'x-envoy-upstream-service-time');
   headers.push({ name: 'x-envoy-upstream-service-time', value: String(out.upstreamServiceTimeMs) });
+  if (out.responseHeadersToAdd !== undefined) headers.push(...out.responseHeadersToAdd);
+  if (out.lane !== undefined) headers = encodeLane(out.lane, headers, status, out.clusterName); // lanes
   if (setCookie) headers.push({ name: 'set-cookie', value: setCookie });
   if (req.protocol === 'HTTP/2') {
     const g = grpcStatusOf(headers);
@@ -775,4 +823,130 @@ function mirror(ctx: RouterContext, action: RouteAction, head: RequestHead, body
       () => { /* shadow failures are never the caller's problem */ },
     );
   }
+}
+
+// ---------------------------------------------------------------- limits
+// Envoy's local rate limit (429, RL) and the adaptive-limits admission gate (503, UO), in that
+// order once the route is known: a request the token bucket refuses takes no concurrency slot.
+// An admitted request gives its slot back when its answer is written.
+
+function throughLimits(
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, headers: RawHeader[], table: RouteTable, vh: VirtualHost,
+  route: Route, path: string, query: string,
+): Promise<RouteOutcome> {
+  let h = headers;
+  const rl = ctx.localRateLimit;
+  if (rl !== undefined) {
+    const v = rl.limits.check(rl.filters, routeLimits(table, route), {
+      method: req.head.method, path, query, authority: out.authority, headers: h,
+      remoteAddress: remoteAddressOf(req.remoteAddress, headerValue(req.head.headers, 'x-forwarded-for'), ctx.useRemoteAddress, ctx.xffNumTrustedHops ?? 0),
+      principal: req.peerPrincipal, routeCluster: route.action.kind === 'route' ? route.action.cluster : undefined,
+      localCluster: rl.limits.localCluster, connection: `${req.remoteAddress}:${req.remotePort}`,
+    });
+    if (v !== undefined) {
+      if (v.limited) return rateLimited(req, out, v);
+      if (v.responseHeaders.length > 0) out.responseHeadersToAdd = [...v.responseHeaders];
+      if (v.requestHeaders.length > 0) {
+        const fmt = formatContext(req, h);
+        for (const ops of v.requestHeaders) h = applyHeaderOps(h, ops, fmt);
+        out.requestHeaders = h;
+      }
+    }
+  }
+  const gate = ctx.admission;
+  if (gate === undefined) return pastLimits(req, ctx, out, h, table, vh, route, path, query);
+  const a = gate.admit(gate.tierOf(headerValue(h, gate.config.tierHeader)));
+  if (a.kind === 'admitted') return admitted(gate, a.ticket, req, ctx, out, h, table, vh, route, path, query);
+  if (a.kind === 'rejected') return overloaded(req, out, gate);
+  return a.settled.then((r) => {
+    if (r.kind === 'rejected') return overloaded(req, out, gate);
+    if (req.signal.aborted) {
+      // the caller left while it waited
+      gate.leave(r.ticket, 0);
+      out.flags.push('DC');
+      out.details = 'downstream_remote_disconnect';
+      return out;
+    }
+    return admitted(gate, r.ticket, req, ctx, out, h, table, vh, route, path, query);
+  });
+}
+
+function pastLimits(
+  req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, headers: RawHeader[], table: RouteTable, vh: VirtualHost,
+  route: Route, path: string, query: string,
+): Promise<RouteOutcome> {
+  if (ctx.faultFilter && route.fault) return withFault(req, ctx, out, headers, table, vh, route, route.fault, path, query);
+  return afterFaults(req, ctx, out, headers, table, vh, route, path, query);
+}
+
+function admitted(
+  gate: AdmissionGate, ticket: AdmissionTicket, req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, headers: RawHeader[],
+  table: RouteTable, vh: VirtualHost, route: Route, path: string, query: string,
+): Promise<RouteOutcome> {
+  let p: Promise<RouteOutcome>;
+  try {
+    p = pastLimits(req, ctx, out, headers, table, vh, route, path, query);
+  } catch (err) {
+    gate.leave(ticket, 0);
+    throw err;
+  }
+  return p.then((o) => { gate.leave(ticket, o.status); return o; }, (err: unknown) => { gate.leave(ticket, 0); throw err; });
+}
+
+/** Envoy's local rate limit answer: `local_rate_limited`, flag RL, x-envoy-ratelimited. */
+function rateLimited(req: DownstreamRequest, out: RouteOutcome, v: Extract<RateLimitVerdict, { limited: true }>): Promise<RouteOutcome> {
+  if (v.grpcStatus !== undefined && isGrpcRequest(req.head.headers)) return grpcReply(req, out, v.grpcStatus, ['RL'], 'local_rate_limited', 'local_rate_limited');
+  return localReply(req, out, v.status, ['RL'], 'local_rate_limited', 'local_rate_limited', v.headerOps === undefined ? v.responseHeaders : [...v.responseHeaders, v.headerOps]);
+}
+
+/** The admission gate's refusal: its status and body, flag UO, x-envoy-overloaded (callers do not retry it). */
+function overloaded(req: DownstreamRequest, out: RouteOutcome, gate: AdmissionGate): Promise<RouteOutcome> {
+  const c = gate.config;
+  return localReply(req, out, c.rejectStatus, [ADMISSION_FLAG], ADMISSION_DETAILS, c.rejectBody, [OVERLOADED]);
+}
+
+// ---------------------------------------------------------------- wasm
+// WASM filters (src/proxy/filters/wasm) where the connection manager lists them: before the JWT
+// filters (Istio's AUTHN phase), between JWT and RBAC (AUTHZ), after RBAC (the 'route' point
+// above). Each point hands the request on as its filters left it: a wrapped request whose body
+// and answer go through them.
+
+function wasmAuthn(req: DownstreamRequest, ctx: RouterContext, out: RouteOutcome, headers: RawHeader[], target: string, authority: string): Promise<RouteOutcome> {
+  const chains = ctx.wasm!;
+  const afterAuthn = (r: DownstreamRequest, h: RawHeader[], t: string, a: string): Promise<RouteOutcome> => {
+    const q = t.indexOf('?');
+    const path = q < 0 ? t : t.slice(0, q);
+    const authz = (r2: DownstreamRequest, h2: RawHeader[], metadata: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined): Promise<RouteOutcome> => (chains.authz === undefined
+      ? authorizeThenRoute(r2, ctx, out, h2, t, path, q < 0 ? '' : t.slice(q + 1), a, metadata)
+      : wasmStage(chains.authz, r2, out, h2, t, a, (r3, h3, t3, a3) => {
+        const q3 = t3.indexOf('?');
+        return authorizeThenRoute(r3, ctx, out, h3, t3, q3 < 0 ? t3 : t3.slice(0, q3), q3 < 0 ? '' : t3.slice(q3 + 1), a3, metadata);
+      }));
+    if (ctx.jwt === undefined || ctx.jwt.length === 0) return authz(r, h, undefined);
+    return authenticate(ctx.jwt, h, q < 0 ? '' : t.slice(q + 1), r.head.method).then((x) => {
+      if (!x.ok) return localReply(r, out, x.status, [], x.details, x.body, [{ name: 'www-authenticate', value: `Bearer realm="http://${a}${path}", error="invalid_token"` }]);
+      out.requestHeaders = x.headers;
+      return authz(r, x.headers, x.metadata);
+    });
+  };
+  if (chains.authn === undefined) return afterAuthn(req, headers, target, authority);
+  return wasmStage(chains.authn, req, out, headers, target, authority, afterAuthn);
+}
+
+/** Runs one point's WASM filters, then `next` on the request they leave (or answers for them). */
+function wasmStage(
+  chain: WasmChain, req: DownstreamRequest, out: RouteOutcome, headers: RawHeader[], target: string, authority: string,
+  next: (req: DownstreamRequest, headers: RawHeader[], target: string, authority: string) => Promise<RouteOutcome>,
+): Promise<RouteOutcome> {
+  return chain.run(req, { method: req.head.method, target, authority, scheme: 'http', headers }).then((r) => {
+    if (r.kind === 'reply') {
+      const x = r.reply;
+      return localReply(r.req, out, x.status, x.flags, x.details, x.body ?? '', x.headers);
+    }
+    const v = r.view;
+    out.requestHeaders = v.headers;
+    out.authority = v.authority;
+    out.path = v.target;
+    return next(r.req, v.headers, v.target, v.authority);
+  });
 }

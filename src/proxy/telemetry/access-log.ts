@@ -1,10 +1,19 @@
-// Access logs as JSON lines: the file access logger of an HCM or tcp_proxy, with Envoy's
-// command operators for a json_format, and Istio's default JSON field set otherwise.
-// Writes are buffered with a byte bound; lines beyond it are dropped and counted.
+// Access logs of an HCM or tcp_proxy: JSON lines (the file and stdout loggers, with Envoy's
+// command operators for a json_format and Istio's default JSON field set otherwise) and ALS
+// (`envoy.access_loggers.http_grpc`, ./als.ts), each behind its optional filter (./log-filter.ts).
+// Writes are buffered with a bound; what is beyond it is dropped and counted. A logger type
+// this proxy lacks is refused (NACK), as Envoy refuses an unknown extension.
 import { createWriteStream } from 'node:fs';
 import type { WriteStream } from 'node:fs';
 import type { ProtoJson } from '../../envoy/index.ts';
+import { HTTP_GRPC_ACCESS_LOG_TYPE } from '../../envoy/access-log.ts';
 import { ConfigError } from '../config/fields.ts';
+import type { WorkloadIdentity } from '../cluster/host.ts';
+import { compileGrpcAccessLog } from './als.ts';
+import type { AccessLogService, GrpcAccessLogSpec } from './als.ts';
+import { compileLogFilter } from './log-filter.ts';
+import type { LogFilter } from './log-filter.ts';
+import type { WorkloadInfo } from './peer.ts';
 
 /** Everything a log line may say about one request or connection. */
 export interface AccessLogRecord {
@@ -34,12 +43,29 @@ export interface AccessLogRecord {
   downstreamPeerUriSan?: string | undefined;
   routeName: string | undefined;
   requestHeader: (name: string) => string | undefined;
+  /** The caller's workload from Istio's peer metadata (inbound), for ALS. */
+  downstreamPeer?: WorkloadInfo | undefined;
+  /** The upstream endpoint's workload from EDS metadata (outbound), for ALS. */
+  upstreamPeer?: WorkloadIdentity | undefined;
 }
 
-export interface AccessLogSpec {
+/** A JSON-lines logger (file or stdout). */
+export interface FileAccessLogSpec {
+  kind?: 'file';
   path: string;
   format: [string, (r: AccessLogRecord) => unknown][];
+  /** Only records it accepts are logged; absent, all. */
+  filter?: LogFilter | undefined;
 }
+
+/** An ALS logger (`envoy.access_loggers.http_grpc`). */
+export interface GrpcAccessLogLoggerSpec {
+  kind: 'grpc';
+  grpc: GrpcAccessLogSpec;
+  filter?: LogFilter | undefined;
+}
+
+export type AccessLogSpec = FileAccessLogSpec | GrpcAccessLogLoggerSpec;
 
 /** Istio's default JSON access log format (meshConfig accessLogEncoding: JSON). */
 export const ISTIO_JSON_FORMAT: Record<string, string> = {
@@ -74,17 +100,30 @@ export const ISTIO_JSON_FORMAT: Record<string, string> = {
 const FILE_LOGGER = 'type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog';
 const STDOUT_LOGGER = 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog';
 
-export function compileAccessLogs(v: unknown, at: string): AccessLogSpec[] {
+/**
+ * Compiles an HCM's or tcp_proxy's `access_log` list. `http` is false for tcp_proxy, where
+ * the HTTP gRPC logger has nothing to log (Envoy's tcp_grpc logger is not supported).
+ */
+export function compileAccessLogs(v: unknown, at: string, http = true): AccessLogSpec[] {
   const out: AccessLogSpec[] = [];
   ((v as ProtoJson[] | undefined) ?? []).forEach((al, i) => {
+    const where = `${at}[${i}]`;
     const tc = al['typedConfig'] as ProtoJson | undefined;
     const type = tc?.['@type'];
-    if (type !== FILE_LOGGER && type !== STDOUT_LOGGER) return; // gRPC/OTel loggers are not ours
+    const filter = compileLogFilter(al['filter'], `${where}.filter`);
+    if (type === HTTP_GRPC_ACCESS_LOG_TYPE) {
+      if (!http) throw new ConfigError(`${where}.typedConfig: the HTTP gRPC access logger applies to HTTP connection managers, not tcp_proxy`);
+      out.push({ kind: 'grpc', grpc: compileGrpcAccessLog(tc!, `${where}.typedConfig`), filter });
+      return;
+    }
+    if (type !== FILE_LOGGER && type !== STDOUT_LOGGER) {
+      throw new ConfigError(`${where}.typedConfig: access logger ${JSON.stringify(type ?? al['name'] ?? '')} is not supported by this proxy (supported: ${FILE_LOGGER}, ${STDOUT_LOGGER}, ${HTTP_GRPC_ACCESS_LOG_TYPE})`);
+    }
     const path = type === STDOUT_LOGGER ? '/dev/stdout' : String(tc!['path'] ?? '');
-    if (!path) throw new ConfigError(`${at}[${i}].typedConfig.path: required`);
+    if (!path) throw new ConfigError(`${where}.typedConfig.path: required`);
     const lf = tc!['logFormat'] as ProtoJson | undefined;
     const json = (lf?.['jsonFormat'] as Record<string, unknown> | undefined) ?? ISTIO_JSON_FORMAT;
-    out.push({ path, format: Object.entries(json).map(([k, op]) => [k, compileOperator(String(op), `${at}[${i}].typedConfig.logFormat.jsonFormat.${k}`)]) });
+    out.push({ path, format: Object.entries(json).map(([k, op]) => [k, compileOperator(String(op), `${where}.typedConfig.logFormat.jsonFormat.${k}`)]), filter });
   });
   return out;
 }
@@ -179,17 +218,27 @@ class LogSink {
   }
 }
 
-/** Writes records for every AccessLogSpec of a listener; sinks are opened once per path. */
+/**
+ * Writes records for every AccessLogSpec of a listener; file sinks are opened once per path,
+ * ALS loggers go to `als` (the proxy's streams; without one, ALS loggers log nothing).
+ */
 export class AccessLogWriter {
   private readonly sinks = new Map<string, LogSink>();
   private readonly maxBufferedBytes: number;
+  readonly als: AccessLogService | undefined;
 
-  constructor(maxBufferedBytes = 4 * 1024 * 1024) {
+  constructor(maxBufferedBytes = 4 * 1024 * 1024, als?: AccessLogService) {
     this.maxBufferedBytes = maxBufferedBytes;
+    this.als = als;
   }
 
   write(specs: readonly AccessLogSpec[], record: AccessLogRecord): void {
     for (const spec of specs) {
+      if (spec.filter !== undefined && !spec.filter(record)) continue;
+      if (spec.kind === 'grpc') {
+        this.als?.log(spec.grpc, record);
+        continue;
+      }
       let sink = this.sinks.get(spec.path);
       if (!sink) {
         sink = new LogSink(spec.path, this.maxBufferedBytes);
@@ -214,5 +263,6 @@ export class AccessLogWriter {
   close(): void {
     for (const s of this.sinks.values()) s.close();
     this.sinks.clear();
+    this.als?.close();
   }
 }

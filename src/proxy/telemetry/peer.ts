@@ -195,6 +195,7 @@ export function requestLabels(
     destination_cluster: dst.cluster,
     request_protocol: grpcStatus >= 0 ? 'grpc' : 'http', response_code: String(status), grpc_response_status: grpcStatus >= 0 ? String(grpcStatus) : '',
     response_flags: flags || '-', connection_security_policy: 'none',
+    request_operation: 'unknown',
   };
   return out;
 }

@@ -1,8 +1,11 @@
 // Istio's stats filter config (`istio.stats`, a TypedStruct of `stats.PluginConfig`, which is
 // what a Telemetry resource's metrics overrides compile to): which standard metrics are
-// dropped and which labels are removed or added back, per metric or for all of them.
+// dropped and which labels are removed or added back, per metric or for all of them; and,
+// when `request_operation` is added, the RouteTemplates the operation is named by.
 import type { ProtoJson } from '../../envoy/index.ts';
 import { ConfigError } from '../config/fields.ts';
+import { OperationTemplateError, compileOperationTemplate } from '../../telemetry/operations.ts';
+import type { OperationTemplate } from '../../telemetry/operations.ts';
 
 export const STANDARD_METRICS = ['requests_total', 'request_duration_milliseconds', 'request_bytes', 'response_bytes', 'tcp_sent_bytes_total', 'tcp_received_bytes_total', 'tcp_connections_opened_total', 'tcp_connections_closed_total'] as const;
 export type StandardMetric = (typeof STANDARD_METRICS)[number];
@@ -15,6 +18,8 @@ export const ALL_LABELS = [
   'destination_service', 'destination_service_name', 'destination_service_namespace',
   'destination_canonical_service', 'destination_canonical_revision', 'destination_cluster',
   'request_protocol', 'response_code', 'grpc_response_status', 'response_flags', 'connection_security_policy',
+  // Istio's and Kiali's operation label (opt-in: a Telemetry tagOverride adds it); bounded per service
+  'request_operation',
 ] as const;
 export type MetricLabel = (typeof ALL_LABELS)[number];
 
@@ -33,7 +38,12 @@ export interface MetricSettings {
   labels: readonly MetricLabel[];
 }
 
-export type StatsConfig = ReadonlyMap<StandardMetric, MetricSettings>;
+export interface StatsConfig extends ReadonlyMap<StandardMetric, MetricSettings> {
+  /** Some metric carries `request_operation`: requests are named by operation (src/telemetry/operations.ts). */
+  readonly usesOperation?: boolean;
+  /** The declared operations (RouteTemplates) the pilot sends along (`value.operations.templates`). */
+  readonly operationTemplates?: readonly OperationTemplate[];
+}
 
 export function defaultStatsConfig(): StatsConfig {
   return new Map(STANDARD_METRICS.map((m) => [m, { enabled: true, labels: DEFAULT_LABELS }]));
@@ -78,5 +88,30 @@ export function compileStatsConfig(typed: ProtoJson | undefined, at: string): St
     if (!interned.has(k)) interned.set(k, labels);
     s.labels = interned.get(k)!;
   }
-  return out;
+  const usesOperation = [...out.values()].some((s) => s.enabled && s.labels.includes('request_operation'));
+  return Object.assign(out, { usesOperation, operationTemplates: compileTemplates(value['operations'], `${at}.value.operations`) });
+}
+
+/** `{templates: [{service?, template, name?, methods?}]}`: each checked as the sink and the API check it. */
+function compileTemplates(v: unknown, at: string): OperationTemplate[] {
+  if (v === undefined || v === null) return [];
+  const list = (v as ProtoJson)['templates'];
+  if (!Array.isArray(list)) throw new ConfigError(`${at}.templates: expected a list`);
+  return list.map((t, i) => {
+    const o = (t ?? {}) as ProtoJson;
+    const methods = o['methods'];
+    const tpl: OperationTemplate = {
+      template: String(o['template'] ?? ''),
+      ...(typeof o['service'] === 'string' ? { service: o['service'] } : {}),
+      ...(typeof o['name'] === 'string' ? { name: o['name'] } : {}),
+      ...(Array.isArray(methods) ? { methods: methods.map(String) } : {}),
+    };
+    try {
+      compileOperationTemplate(tpl);
+    } catch (err) {
+      if (err instanceof OperationTemplateError) throw new ConfigError(`${at}.templates[${i}]: ${err.message}`);
+      throw err;
+    }
+    return tpl;
+  });
 }

@@ -22,19 +22,58 @@ export interface IssuedChain {
 
 type CreateCertificate = (req: IstioCertificateRequest, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: IstioCertificateResponse) => void) => void;
 
-export class CaClient {
-  private readonly client: grpc.Client & { CreateCertificate: CreateCertificate };
+/**
+ * TLS to a closed control plane: the root that signed the pilot's certificate, the name to
+ * check it for, and the workload certificate to present once there is one (renewals).
+ */
+export interface ControlPlaneTls {
+  rootPem: string;
+  /**
+   * The name the pilot's certificate must carry (`--xds-server-name`); default
+   * `istiod.istio-system.svc`, which every pilot certificate names, as Istio's agents check istiod.
+   */
+  serverName?: string;
+  /** The current workload certificate, when there is one (presented as the client certificate). */
+  clientCertificate?: () => { keyPem: string; chainPem: string } | undefined;
+}
 
-  constructor(address: string) {
+/** Channel credentials and options for the pilot's TLS port (xDS and the CA). */
+export function controlPlaneCredentials(t: ControlPlaneTls): { credentials: grpc.ChannelCredentials; options: grpc.ChannelOptions } {
+  const own = t.clientCertificate?.();
+  const credentials = grpc.credentials.createSsl(Buffer.from(t.rootPem), own !== undefined ? Buffer.from(own.keyPem) : null, own !== undefined ? Buffer.from(own.chainPem) : null);
+  const name = t.serverName ?? DEFAULT_CONTROL_PLANE_NAME;
+  return { credentials, options: { 'grpc.ssl_target_name_override': name, 'grpc.default_authority': name } };
+}
+
+export const DEFAULT_CONTROL_PLANE_NAME = 'istiod.istio-system.svc';
+
+type CaStub = grpc.Client & { CreateCertificate: CreateCertificate };
+
+export class CaClient {
+  private readonly address: string;
+  private readonly tls: ControlPlaneTls | undefined;
+  private client: CaStub | undefined;
+
+  constructor(address: string, tls?: ControlPlaneTls) {
+    this.address = address;
+    this.tls = tls;
+  }
+
+  // Over TLS the client certificate changes with each rotation: a channel per request (rare).
+  private stub(): CaStub {
     const Ctor = grpc.makeGenericClientConstructor(certificateServiceDefinition(), 'IstioCertificateService');
-    this.client = new Ctor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { CreateCertificate: CreateCertificate };
+    if (this.tls === undefined) return (this.client ??= new Ctor(this.address, grpc.credentials.createInsecure()) as unknown as CaStub);
+    const { credentials, options } = controlPlaneCredentials(this.tls);
+    return new Ctor(this.address, credentials, options) as unknown as CaStub;
   }
 
   request(req: CertificateRequest, timeoutMs = 10_000): Promise<IssuedChain> {
     const md = new grpc.Metadata();
     if (req.token !== undefined) md.set('authorization', `Bearer ${req.token}`);
-    return new Promise((resolve, reject) => {
-      this.client.CreateCertificate(
+    const client = this.stub();
+    const done = (): void => { if (client !== this.client) client.close(); };
+    return new Promise<IssuedChain>((resolve, reject) => {
+      client.CreateCertificate(
         { csr: req.csrPem, validityDuration: String(req.ttlSeconds), metadata: stringStruct(req.metadata) },
         md,
         { deadline: Date.now() + timeoutMs },
@@ -45,10 +84,10 @@ export class CaClient {
           resolve({ chainPem: chain.slice(0, -1).join(''), rootPem: chain[chain.length - 1]! });
         },
       );
-    });
+    }).finally(done);
   }
 
   close(): void {
-    this.client.close();
+    this.client?.close();
   }
 }

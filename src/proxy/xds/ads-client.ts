@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import type pino from 'pino';
 import {
-  CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, ROUTE_TYPE, SHORT_TYPE_NAMES,
+  CLUSTER_TYPE, DISCOVERY_RESOURCE_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, ROUTE_TYPE, RUNTIME_TYPE, SHORT_TYPE_NAMES,
   decodeMessage, encodeMessage, messageType,
 } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
@@ -28,11 +28,18 @@ const WILDCARD_TYPES: readonly XdsTypeUrl[] = [CLUSTER_TYPE, LISTENER_TYPE];
 /** Request order on a fresh stream: clusters before listeners, as Envoy does. */
 const SUBSCRIBE_ORDER: readonly XdsTypeUrl[] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
 
+/** The resource types this client subscribes to: the pushed ones, and RTDS (runtime layers). */
+export type SubscribedTypeUrl = XdsTypeUrl | typeof RUNTIME_TYPE;
+
 /** A resource as received: its name, the version the server gave it, and its body. */
 export interface XdsResource {
   name: string;
   version: string;
   resource: ProtoJson;
+  /** xDS `Resource.ttl` in ms: the resource lapses unless refreshed within it (Envoy's TTL). */
+  ttlMs?: number;
+  /** A TTL refresh without a body (the body is the one accepted before). */
+  heartbeat?: boolean;
 }
 
 /**
@@ -41,9 +48,9 @@ export interface XdsResource {
  * is invalid; nothing of a rejected update may take effect.
  */
 export interface ResourceSink {
-  apply(typeUrl: XdsTypeUrl, resources: ReadonlyMap<string, XdsResource>): void;
-  /** Names this proxy needs of a non-wildcard type (EDS: cluster names, RDS: route names). */
-  interest(typeUrl: XdsTypeUrl): ReadonlySet<string>;
+  apply(typeUrl: SubscribedTypeUrl, resources: ReadonlyMap<string, XdsResource>): void;
+  /** Names this proxy needs of a non-wildcard type (EDS: cluster names, RDS: route names, RTDS: layers). */
+  interest(typeUrl: SubscribedTypeUrl): ReadonlySet<string>;
 }
 
 export interface AdsClientOptions {
@@ -60,6 +67,8 @@ export interface AdsClientOptions {
   protocol?: 'delta' | 'sotw';
   /** Further types subscribed as wildcards after the four (NDS, when the DNS proxy runs). */
   extraTypes?: readonly XdsTypeUrl[];
+  /** Further types subscribed by name (the sink's interest), after the others: RTDS's runtime layers. */
+  namedTypes?: readonly SubscribedTypeUrl[];
   /**
    * Backoff after a round in which every server failed: the first delay, doubling up to
    * maxBackoffMs, jittered (50-100 %). A stream that was working and is lost moves to the next
@@ -74,11 +83,16 @@ export interface AdsClientOptions {
    * the next server. Default 10 s.
    */
   establishTimeoutMs?: number;
+  /**
+   * Credentials for each new channel (the closed control plane: TLS with the workload
+   * certificate of the moment); default plaintext.
+   */
+  credentials?: () => { credentials: grpc.ChannelCredentials; options: grpc.ChannelOptions };
 }
 
 /** The outcome of one response, as kept for config_dump and tests. */
 export interface XdsUpdateStatus {
-  typeUrl: XdsTypeUrl;
+  typeUrl: SubscribedTypeUrl;
   nonce: string;
   accepted: boolean;
   error?: string;
@@ -108,9 +122,11 @@ export function xdsServerList(server: string | readonly string[]): string[] {
 }
 
 export class AdsClient {
-  private readonly opts: Required<Omit<AdsClientOptions, 'protocol' | 'server' | 'extraTypes'>> & { protocol: 'delta' | 'sotw' };
-  private readonly wildcardTypes: readonly XdsTypeUrl[];
-  private readonly subscribeOrder: readonly XdsTypeUrl[];
+  private readonly opts: Required<Omit<AdsClientOptions, 'protocol' | 'server' | 'extraTypes' | 'namedTypes' | 'credentials'>> & { protocol: 'delta' | 'sotw'; credentials?: AdsClientOptions['credentials'] };
+  private readonly wildcardTypes: readonly SubscribedTypeUrl[];
+  private readonly subscribeOrder: readonly SubscribedTypeUrl[];
+  /** Non-wildcard types whose names follow the sink's interest. */
+  private readonly namedTypes: readonly SubscribedTypeUrl[];
   /** The servers in order of preference. */
   readonly servers: readonly string[];
   /** Index in `servers` of the one in use (or tried next). */
@@ -119,7 +135,7 @@ export class AdsClient {
   private failuresInRound = 0;
   /** A channel per server, kept while its connection may still complete (see openStream). */
   private readonly channels = new Map<string, grpc.Client>();
-  private readonly state = new Map<XdsTypeUrl, TypeState>();
+  private readonly state = new Map<SubscribedTypeUrl, TypeState>();
   private stream: Stream | undefined;
   private mode: 'delta' | 'sotw';
   private backoffMs: number;
@@ -133,9 +149,10 @@ export class AdsClient {
   private static readonly HISTORY_LIMIT = 64;
 
   constructor(options: AdsClientOptions) {
-    const { server, extraTypes = [], ...rest } = options;
+    const { server, extraTypes = [], namedTypes = [], ...rest } = options;
     this.wildcardTypes = [...WILDCARD_TYPES, ...extraTypes];
-    this.subscribeOrder = [...SUBSCRIBE_ORDER, ...extraTypes];
+    this.subscribeOrder = [...SUBSCRIBE_ORDER, ...extraTypes, ...namedTypes];
+    this.namedTypes = [ENDPOINT_TYPE, ROUTE_TYPE, ...namedTypes];
     this.servers = xdsServerList(server);
     this.opts = {
       ...rest,
@@ -172,11 +189,11 @@ export class AdsClient {
   }
 
   /** Resources currently accepted for a type (for config_dump). */
-  accepted(typeUrl: XdsTypeUrl): ReadonlyMap<string, XdsResource> {
+  accepted(typeUrl: SubscribedTypeUrl): ReadonlyMap<string, XdsResource> {
     return this.typeState(typeUrl).accepted;
   }
 
-  versionInfo(typeUrl: XdsTypeUrl): string {
+  versionInfo(typeUrl: SubscribedTypeUrl): string {
     return this.typeState(typeUrl).versionInfo;
   }
 
@@ -198,7 +215,7 @@ export class AdsClient {
    * the compile layer calls this after CDS/LDS changes what is referenced.
    */
   refreshInterest(): void {
-    for (const t of [ENDPOINT_TYPE, ROUTE_TYPE] as const) {
+    for (const t of this.namedTypes) {
       const st = this.typeState(t);
       const want = this.opts.sink.interest(t);
       const add = [...want].filter((n) => !st.subscribed.has(n));
@@ -215,7 +232,7 @@ export class AdsClient {
     }
   }
 
-  private typeState(t: XdsTypeUrl): TypeState {
+  private typeState(t: SubscribedTypeUrl): TypeState {
     const st = this.state.get(t);
     if (!st) throw new Error(`unsupported xDS type ${t}`);
     return st;
@@ -224,7 +241,9 @@ export class AdsClient {
   private channel(server: string): grpc.Client {
     let c = this.channels.get(server);
     if (c === undefined) {
-      c = new grpc.Client(server, grpc.credentials.createInsecure(), {
+      const secure = this.opts.credentials?.();
+      c = new grpc.Client(server, secure?.credentials ?? grpc.credentials.createInsecure(), {
+        ...secure?.options,
         'grpc.keepalive_time_ms': 30_000,
         'grpc.keepalive_timeout_ms': 10_000,
         'grpc.max_receive_message_length': 256 * 1024 * 1024,
@@ -369,7 +388,7 @@ export class AdsClient {
   }
 
   private onDeltaResponse(msg: ProtoJson): void {
-    const typeUrl = String(msg['typeUrl'] ?? '') as XdsTypeUrl;
+    const typeUrl = String(msg['typeUrl'] ?? '') as SubscribedTypeUrl;
     const nonce = String(msg['nonce'] ?? '');
     if (!this.state.has(typeUrl)) {
       this.send({ typeUrl, responseNonce: nonce, errorDetail: { code: INVALID_ARGUMENT, message: `unsupported type ${typeUrl}` } });
@@ -382,15 +401,21 @@ export class AdsClient {
     for (const r of (msg['resources'] as ProtoJson[] | undefined) ?? []) {
       const name = String(r['name'] ?? '');
       const any = r['resource'] as { typeUrl?: string; value?: Uint8Array } | undefined;
+      const ttlMs = ttlOf(r['ttl']);
       if (!any) {
-        next.delete(name);
+        // Envoy's TTL: a resource with a ttl and no body refreshes the lease of the one held.
+        const held = next.get(name);
+        if (ttlMs !== undefined && held !== undefined) next.set(name, { ...held, ttlMs, heartbeat: true });
+        else if (ttlMs === undefined) next.delete(name);
         continue;
       }
       try {
         const body = decodeResource(typeUrl, any);
-        next.set(name || String(body['name'] ?? ''), { name: name || String(body['name'] ?? ''), version: String(r['version'] ?? ''), resource: body });
+        const entry: XdsResource = { name: name || String(body['name'] ?? ''), version: String(r['version'] ?? ''), resource: body };
+        if (ttlMs !== undefined) entry.ttlMs = ttlMs;
+        next.set(entry.name, entry);
       } catch (err) {
-        error = `${SHORT_TYPE_NAMES[typeUrl]} resource ${name}: ${(err as Error).message}`;
+        error = `${shortName(typeUrl)} resource ${name}: ${(err as Error).message}`;
         break;
       }
     }
@@ -411,7 +436,7 @@ export class AdsClient {
   }
 
   private onSotwResponse(msg: ProtoJson): void {
-    const typeUrl = String(msg['typeUrl'] ?? '') as XdsTypeUrl;
+    const typeUrl = String(msg['typeUrl'] ?? '') as SubscribedTypeUrl;
     const nonce = String(msg['nonce'] ?? '');
     const versionInfo = String(msg['versionInfo'] ?? '');
     if (!this.state.has(typeUrl)) {
@@ -422,13 +447,25 @@ export class AdsClient {
     st.lastNonce = nonce;
     const next = new Map<string, XdsResource>();
     let error: string | undefined;
-    for (const any of (msg['resources'] as { typeUrl?: string; value?: Uint8Array }[] | undefined) ?? []) {
+    for (const any of (msg['resources'] as { typeUrl?: string; type_url?: string; value?: Uint8Array }[] | undefined) ?? []) {
       try {
+        if ((any.typeUrl ?? any.type_url) === DISCOVERY_RESOURCE_TYPE) {
+          // A resource wrapped to carry a TTL; without a body it is a heartbeat for the one held.
+          const w = unwrapResource(typeUrl, any.value ?? new Uint8Array());
+          const held = w.body === undefined ? st.accepted.get(w.name) : undefined;
+          if (w.body !== undefined) {
+            const name = w.name || resourceName(typeUrl, w.body);
+            next.set(name, { name, version: versionInfo, resource: w.body, ...(w.ttlMs !== undefined ? { ttlMs: w.ttlMs } : {}) });
+          } else if (held !== undefined && w.ttlMs !== undefined) {
+            next.set(w.name, { ...held, ttlMs: w.ttlMs, heartbeat: true });
+          }
+          continue;
+        }
         const body = decodeResource(typeUrl, any);
         const name = resourceName(typeUrl, body);
         next.set(name, { name, version: versionInfo, resource: body });
       } catch (err) {
-        error = `${SHORT_TYPE_NAMES[typeUrl]} resource: ${(err as Error).message}`;
+        error = `${shortName(typeUrl)} resource: ${(err as Error).message}`;
         break;
       }
     }
@@ -451,7 +488,7 @@ export class AdsClient {
     }
   }
 
-  private applyToSink(typeUrl: XdsTypeUrl, next: ReadonlyMap<string, XdsResource>): string | undefined {
+  private applyToSink(typeUrl: SubscribedTypeUrl, next: ReadonlyMap<string, XdsResource>): string | undefined {
     try {
       this.opts.sink.apply(typeUrl, next);
       return undefined;
@@ -460,13 +497,13 @@ export class AdsClient {
     }
   }
 
-  private record(typeUrl: XdsTypeUrl, nonce: string, error: string | undefined): void {
+  private record(typeUrl: SubscribedTypeUrl, nonce: string, error: string | undefined): void {
     const entry: XdsUpdateStatus = { typeUrl, nonce, accepted: error === undefined, at: Date.now() };
     if (error !== undefined) {
       entry.error = error;
-      this.opts.logger.warn({ type: SHORT_TYPE_NAMES[typeUrl], nonce, reason: error }, 'xDS update rejected (NACK); keeping last good config');
+      this.opts.logger.warn({ type: shortName(typeUrl), nonce, reason: error }, 'xDS update rejected (NACK); keeping last good config');
     } else {
-      this.opts.logger.debug({ type: SHORT_TYPE_NAMES[typeUrl], nonce }, 'xDS update applied (ACK)');
+      this.opts.logger.debug({ type: shortName(typeUrl), nonce }, 'xDS update applied (ACK)');
     }
     this.history.push(entry);
     if (this.history.length > AdsClient.HISTORY_LIMIT) this.history.shift();
@@ -480,7 +517,7 @@ export class AdsClient {
  * it is marked optional, as Envoy finds a filter's implementation by its type. Elsewhere an
  * unknown type fails the decode, naming the type.
  */
-export function decodeResource(expected: XdsTypeUrl, any: { typeUrl?: string; type_url?: string; value?: Uint8Array }): ProtoJson {
+export function decodeResource(expected: SubscribedTypeUrl, any: { typeUrl?: string; type_url?: string; value?: Uint8Array }): ProtoJson {
   // protobufjs's built-in Any keeps the proto field name (type_url).
   const url = any.typeUrl ?? any.type_url ?? '';
   if (url !== expected) throw new Error(`resource has type ${url}, expected ${expected}`);
@@ -499,7 +536,28 @@ function typeOrOpaque(url: string): protobuf.Type {
   }
 }
 
-function resourceName(typeUrl: XdsTypeUrl, body: ProtoJson): string {
+/** The short name of a type for logs and NACK reasons (CDS, …, RTDS). */
+function shortName(t: SubscribedTypeUrl): string {
+  return t === RUNTIME_TYPE ? 'RTDS' : SHORT_TYPE_NAMES[t];
+}
+
+/** A google.protobuf.Duration as decoded raw ({seconds, nanos}) in ms; undefined when absent or zero. */
+function ttlOf(v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const d = v as { seconds?: number | string; nanos?: number };
+  const ms = Number(d.seconds ?? 0) * 1000 + Number(d.nanos ?? 0) / 1e6;
+  return ms > 0 ? ms : undefined;
+}
+
+/** An `envoy.service.discovery.v3.Resource` of a SotW response: its name, TTL and body (absent for a heartbeat). */
+function unwrapResource(expected: SubscribedTypeUrl, bytes: Uint8Array): { name: string; ttlMs: number | undefined; body: ProtoJson | undefined } {
+  const t = messageType(DISCOVERY_RESOURCE_TYPE);
+  const r = t.toObject(t.decode(bytes), { longs: Number, defaults: false }) as ProtoJson;
+  const any = r['resource'] as { typeUrl?: string; type_url?: string; value?: Uint8Array } | undefined;
+  return { name: String(r['name'] ?? ''), ttlMs: ttlOf(r['ttl']), body: any === undefined ? undefined : decodeResource(expected, any) };
+}
+
+function resourceName(typeUrl: SubscribedTypeUrl, body: ProtoJson): string {
   if (typeUrl === NAME_TABLE_TYPE) return ''; // one table per proxy, unnamed (as istiod sends it)
   const name = typeUrl === ENDPOINT_TYPE ? body['clusterName'] : body['name'];
   if (typeof name !== 'string' || name === '') throw new Error('resource without a name');

@@ -10,7 +10,7 @@ import { TokenFile } from './tokens.ts';
 
 export type { AckSource, InstanceAckQuery, InstanceAcks, ProxyAck } from './handlers.ts';
 export { API_PREFIX, openApiDocument } from './openapi.ts';
-export { TokenFile, TokenFileError, parseTokenFile, readTokenFile, type Authorization } from './tokens.ts';
+export { generatedToken, TokenFile, TokenFileError, parseTokenFile, readTokenFile, type Authorization, type GeneratedToken } from './tokens.ts';
 export { MANAGED_BY, MANAGED_BY_LABEL, CLUSTER_LABEL } from './resources.ts';
 
 export interface RegistrationApiOptions {

@@ -1,8 +1,8 @@
 // Who may call the registration API: bearer tokens from a file (`--registration-tokens`), one
 // `TOKEN NAMESPACE[,NAMESPACE...]` or `TOKEN *` per line, re-read when it changes. Tokens are
 // kept only as SHA-256 digests and compared in constant time; they are never logged.
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync, statSync, watch as watchFs, type FSWatcher } from 'node:fs';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdirSync, readFileSync, statSync, watch as watchFs, writeFileSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 
@@ -146,4 +146,32 @@ export class TokenFile {
     this.watcher?.close();
     clearInterval(this.poll);
   }
+}
+
+/** A token generated once into a directory, and the token file granting it on every namespace. */
+export interface GeneratedToken {
+  /** The file holding the token alone (mode 0600): what a client reads (`--token-file`, `--ca-token-file`). */
+  tokenFile: string;
+  /** The token file (`TOKEN *`) the server reads. */
+  tokensFile: string;
+}
+
+/**
+ * The token in `dir/NAME` (created once, 32 random bytes, mode 0600; a concurrent start that wrote
+ * it first wins) and `dir/NAME` + `s` granting it on `*`. For one host's defaults: a pilot's
+ * first certificates, its monitoring pages. The token itself is never logged.
+ */
+export function generatedToken(dir: string, name: string, comment: string): GeneratedToken {
+  const tokenFile = path.join(dir, name);
+  const tokensFile = path.join(dir, `${name}s`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    writeFileSync(tokenFile, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const token = readFileSync(tokenFile, 'utf8').trim().split(/\s+/)[0] ?? '';
+  if (!TOKEN.test(token)) throw new TokenFileError(`${tokenFile}: not a token (delete the file to have a new one generated)`);
+  writeFileSync(tokensFile, `# ${comment} (generated from ${tokenFile})\n${token} *\n`, { mode: 0o600 });
+  return { tokenFile, tokensFile };
 }

@@ -418,3 +418,33 @@ spec:
   assert.equal(evaluateRbac(filters, subject([], 'spiffe://cluster.local/ns/other/sa/frontend')).allowed, true);
   assert.equal(evaluateRbac(filters, subject([], 'spiffe://cluster.local/ns/other/sa/frontend-x')).allowed, false);
 });
+
+test('two workloads alike but for their labels: each gets its own policies, whichever is generated first (listeners are shared only between equals)', () => {
+  const yaml = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop-svc, namespace: redirect}
+spec:
+  hosts: [shop.redirect.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {tier: shop}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-reviews, namespace: redirect}
+spec: {selector: {matchLabels: {app: reviews}}, action: DENY, rules: [{to: [{operation: {methods: ["DELETE"]}}]}]}
+`;
+  const rs = resources(yaml);
+  const a = sidecar('127.0.1.21', 'reviews-v1', 'redirect', { app: 'reviews', tier: 'shop' }, { INTERCEPTION_MODE: 'REDIRECT' });
+  const b = sidecar('127.0.1.22', 'ratings-v1', 'redirect', { app: 'ratings', tier: 'shop' }, { INTERCEPTION_MODE: 'REDIRECT' });
+  const hasRbac = (lds: Map<string, ProtoJson>): boolean => JSON.stringify(lds.get('virtualInbound') ?? {}).includes('policy[deny-reviews]');
+  for (const order of [[a, b], [b, a]] as const) {
+    const push = generators.buildPushContext(rs);
+    const first = generate(push, order[0], LISTENER_TYPE);
+    const second = generate(push, order[1], LISTENER_TYPE);
+    const byName = new Map([[order[0].id, first], [order[1].id, second]]);
+    assert.equal(hasRbac(byName.get(a.id)!), true, 'the DENY policy reaches reviews');
+    assert.equal(hasRbac(byName.get(b.id)!), false, 'and never ratings');
+  }
+});

@@ -54,8 +54,9 @@ export class AdsStream {
   error: grpc.ServiceError | undefined;
   private errorWaiters: ((e: grpc.ServiceError) => void)[] = [];
 
-  constructor(address: string, mode: 'sotw' | 'delta') {
-    this.client = new ADS_CLIENT(address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+  /** `secure`: TLS credentials and channel options (a closed control plane); default plaintext. */
+  constructor(address: string, mode: 'sotw' | 'delta', secure?: { credentials: grpc.ChannelCredentials; options: grpc.ChannelOptions }) {
+    this.client = new ADS_CLIENT(address, secure?.credentials ?? grpc.credentials.createInsecure(), { ...secure?.options, 'grpc.max_receive_message_length': -1 });
     const method = mode === 'sotw' ? 'StreamAggregatedResources' : 'DeltaAggregatedResources';
     this.call = (this.client as unknown as Record<string, () => grpc.ClientDuplexStream<ProtoJson, ProtoJson>>)[method]!.call(this.client);
     this.call.on('data', (r: ProtoJson) => {
