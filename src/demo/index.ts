@@ -104,12 +104,12 @@ function printTopology(out: NodeJS.WriteStream, workloads: readonly DemoWorkload
   const vs = existsSync(sample) ? sample : 'my-virtual-service.yaml';
   const pad = (label: string): string => label.padEnd(16);
   out.write(`
-${pad('Pilot:')}xDS ${opts.xdsAddress}, status http://${opts.httpAddress}/debug/syncz
+${pad('Pilot:')}xDS ${opts.xdsAddress} in plaintext (a local demo: a pilot started by hand serves TLS only), HTTP http://${opts.httpAddress}
 ${pad('Try:')}curl ${front}
 ${pad('')}curl -H 'end-user: jason' ${front}
 ${pad('Shift traffic:')}${cli} apply --config-dir ${configDir} -f ${vs}
 ${pad('')}(or edit the files in ${configDir})
-${pad('Status:')}${cli} proxy-status --pilot http://${opts.httpAddress}
+${pad('Status:')}${cli} proxy-status --pilot http://${opts.httpAddress} --token-file ${monitoring.tokenFile}
 ${pad('Dashboard:')}${monitoring.dashboardUrl}
 ${pad('')}(topology, 4xx/5xx by origin, operations, who called a path; the token is in ${monitoring.tokenFile})
 ${pad('Access logs:')}${cli} logs --pilot http://${opts.httpAddress} --token-file ${monitoring.tokenFile} --since 5m

@@ -133,9 +133,14 @@ async function nothingListens(demo: Demo): Promise<string[]> {
   return open;
 }
 
-function get(url: string): Promise<{ status: number; body: string }> {
+/** The demo's token for /debug (the pilot's monitoring tokens guard it), from its work folder. */
+function debugAuth(demo: { workDir: string }): Record<string, string> {
+  return { authorization: `Bearer ${readFileSync(path.join(demo.workDir, 'api-token'), 'utf8').trim()}` };
+}
+
+function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, timeout: 5000 }, (res) => {
+    const req = http.get(url, { agent: false, timeout: 5000, headers }, (res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -234,7 +239,7 @@ test('a sidecar killed with -9 comes back on its address with its config, and tr
   assert.notEqual(restarted, victim);
   assert.equal(await listening(front.address, front.port), true);
   assert.equal((await get(`http://${front.address}:${front.port}/productpage`)).status, 200);
-  const syncz = JSON.parse((await get(`http://127.0.0.1:${demo.httpPort}/debug/syncz`)).body) as Array<{ proxy: string; connectedAt: string }>;
+  const syncz = JSON.parse((await get(`http://127.0.0.1:${demo.httpPort}/debug/syncz`, debugAuth(demo))).body) as Array<{ proxy: string; connectedAt: string }>;
   const conn = syncz.find((c) => c.proxy.includes('productpage-v1'));
   assert.ok(conn && Date.parse(conn.connectedAt) > killedAt, `reconnected to the pilot after the kill: ${JSON.stringify(conn)}`);
 
@@ -277,7 +282,7 @@ test('the pilot killed with -9: the data plane keeps serving, the pilot comes ba
   await eventually('the pilot is ready', async () => (await get(`http://127.0.0.1:${demo.httpPort}/ready`)).status === 200, 30_000);
   assert.notEqual(pidOf(demo, needle), pilot);
   await eventually('every sidecar reconnected to the new pilot', async () => {
-    const r = await get(`http://127.0.0.1:${demo.httpPort}/debug/syncz`);
+    const r = await get(`http://127.0.0.1:${demo.httpPort}/debug/syncz`, debugAuth(demo));
     if (r.status !== 200) return false;
     const conns = JSON.parse(r.body) as Array<{ connectedAt: string }>;
     return conns.length === workloads.length && conns.every((c) => Date.parse(c.connectedAt) > killedAt);

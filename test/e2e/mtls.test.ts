@@ -185,3 +185,16 @@ test('PERMISSIVE: plaintext and mTLS both accepted on the same port', async () =
   assert.equal(lines.find((l) => l['path'] === '/direct')?.['downstream_peer_uri_san'], null);
   assert.equal(lines.find((l) => l['path'] === '/permissive')?.['downstream_peer_uri_san'], 'spiffe://cluster.local/ns/default/sa/productpage');
 });
+
+test('PERMISSIVE: plaintext TCP to the inbound port keeps its first bytes (sent before the upstream connects)', async () => {
+  await mesh.setPolicy(PERMISSIVE, () => [...mesh.server.config.listeners.values()].some((l) => l.filterChains.some((c) => c.transportProtocol === 'raw_buffer')));
+  const answer = await new Promise<string>((resolve) => {
+    const s = net.connect(9091, SERVER_ADDRESS, () => s.write('first-bytes'));
+    let got = '';
+    s.on('data', (c) => { got += c.toString(); if (got.length >= 'echo:first-bytes'.length) { s.destroy(); resolve(got); } });
+    s.on('error', () => resolve(got));
+    s.on('close', () => resolve(got));
+    setTimeout(() => { s.destroy(); resolve(got); }, 5000);
+  });
+  assert.equal(answer, 'echo:first-bytes');
+});

@@ -241,7 +241,9 @@ export class ListenerManager implements LocalListeners {
         return;
       }
       this.runChain(s, chain, socket);
-      socket.resume();
+      // HTTP reads on; tcp_proxy resumes once its upstream is piped (resuming now would drop the
+      // sniffed bytes, with no reader yet)
+      if (chain.network.kind !== 'tcp') socket.resume();
     };
     socket.on('data', onData);
   }
