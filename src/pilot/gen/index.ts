@@ -21,7 +21,7 @@ import { credentialNames, gatewayListeners, gatewayRoute, gatewaySecrets, merged
 import { dnsCaptureEnabled, nameTable } from './nametable.ts';
 import { envoyFiltersFor, sidecarScope } from '../push/scope.ts';
 import type { MeshConfig } from '../mesh-config/index.ts';
-import { authorizationPoliciesFor } from './rbac.ts';
+import { applyAuthorization, authorizationPoliciesFor } from './rbac.ts';
 import { requestAuthenticationSelects } from './jwt.ts';
 import { hasWorkloadCertificate, peerAuthenticationSelects } from './mtls.ts';
 
@@ -108,7 +108,7 @@ function envoyClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
 
 function envoyListeners(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
   const key = proxy.type === 'router' ? `${proxyClass(push, proxy)}|${JSON.stringify(proxy.labels)}|${proxy.ipAddresses.join(',')}` : proxyClass(push, proxy);
-  return push.memoize(`lds-class|${key}`, () => applyEnvoyFilters(push, proxy, LISTENER_TYPE, applyTelemetry(push, proxy, proxy.type === 'router' ? gatewayListeners(push, proxy) : generateListeners(push, proxy))));
+  return push.memoize(`lds-class|${key}`, () => applyEnvoyFilters(push, proxy, LISTENER_TYPE, applyTelemetry(push, proxy, proxy.type === 'router' ? applyAuthorization(push, proxy, gatewayListeners(push, proxy)) : generateListeners(push, proxy))));
 }
 
 function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl, names?: ReadonlySet<string>): Map<string, ProtoJson> {

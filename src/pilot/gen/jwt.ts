@@ -20,7 +20,7 @@ export const ISTIO_AUTHN_TYPE = 'type.googleapis.com/io.istio.network.authn.Conf
 
 /** Whether a RequestAuthentication applies to a sidecar (its namespace or the root one, and its selector). */
 export function requestAuthenticationSelects(r: Resource | undefined, proxy: Proxy, rootNamespace: string): boolean {
-  if (r === undefined || r.kind !== 'RequestAuthentication' || proxy.type !== 'sidecar') return false;
+  if (r === undefined || r.kind !== 'RequestAuthentication' || (proxy.type !== 'sidecar' && proxy.type !== 'router')) return false;
   const ns = r.metadata.namespace;
   if (ns !== proxy.namespace && ns !== rootNamespace) return false;
   const spec = (r.spec ?? {}) as RequestAuthenticationSpec;

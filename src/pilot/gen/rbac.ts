@@ -33,12 +33,12 @@ export interface SelectedPolicy {
 }
 
 /**
- * Whether a policy applies to a sidecar: in the proxy's namespace or the root namespace, with
- * no selector or one its labels match. Policies with targetRef(s) bind to gateways and
- * waypoints, never to sidecars.
+ * Whether a policy applies to a sidecar or a gateway: in the proxy's namespace or the root
+ * namespace, with no selector or one its labels match. Policies with targetRef(s) bind to
+ * Gateway API gateways and waypoints, which are not run here.
  */
 export function authorizationPolicySelects(r: Resource | undefined, proxy: Proxy, rootNamespace: string): boolean {
-  if (r === undefined || r.kind !== 'AuthorizationPolicy' || proxy.type !== 'sidecar') return false;
+  if (r === undefined || r.kind !== 'AuthorizationPolicy' || (proxy.type !== 'sidecar' && proxy.type !== 'router')) return false;
   const ns = r.metadata.namespace;
   if (ns !== proxy.namespace && ns !== rootNamespace) return false;
   const spec = (r.spec ?? {}) as AuthorizationPolicySpec;
@@ -339,13 +339,15 @@ function cidr(v: string): ProtoJson {
  * objects are copied, never edited.
  */
 export function applyAuthorization(push: SextantPushContext, proxy: Proxy, listeners: ProtoJson[]): ProtoJson[] {
-  if (proxy.type !== 'sidecar') return listeners;
+  if (proxy.type !== 'sidecar' && proxy.type !== 'router') return listeners;
+  // a gateway's listeners all face its callers (Istio: policies selecting the gateway's pods)
+  const guarded = (l: ProtoJson): boolean => proxy.type === 'router' || l['trafficDirection'] === 'INBOUND';
   // RequestAuthentication's JWT filters come first: RBAC reads what they verified.
   const http = [...jwtHttpFilters(push, proxy), ...rbacHttpFilters(push, proxy)];
   if (http.length === 0 && authorizationPoliciesFor(push, proxy).length === 0) return listeners;
   const tcp = rbacNetworkFilters(push, proxy);
   return listeners.map((l) => {
-    if (l['trafficDirection'] !== 'INBOUND') return l;
+    if (!guarded(l)) return l;
     const chains = (l['filterChains'] as ProtoJson[] | undefined) ?? [];
     return { ...l, filterChains: chains.map((c) => withRbac(c, http, tcp)) };
   });
