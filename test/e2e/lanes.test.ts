@@ -34,16 +34,18 @@ function cHop(r: Reply): Record<string, string | undefined> {
   return r.body?.next?.body?.next?.headers ?? {};
 }
 
-/** How many of the routes to c in a sidecar's route configurations retry. */
-async function routeRetries(mesh: LaneMesh, name: string): Promise<number> {
-  const dump = await (await fetch(`http://${mesh.workload(name).admin}/config_dump`)).json() as { configs: Array<{ dynamicRouteConfigs?: Array<{ routeConfig: { virtualHosts?: Array<{ name: string; routes: Array<{ route?: { retryPolicy?: unknown } }> }> } }> }> };
-  let n = 0;
+/** The retries (numRetries) of the routes to c that retry, in a sidecar's route configurations. */
+async function routeRetries(mesh: LaneMesh, name: string): Promise<number[]> {
+  const dump = await (await fetch(`http://${mesh.workload(name).admin}/config_dump`)).json() as { configs: Array<{ dynamicRouteConfigs?: Array<{ routeConfig: { virtualHosts?: Array<{ name: string; routes: Array<{ route?: { retryPolicy?: { numRetries?: number } } }> }> } }> }> };
+  const out: number[] = [];
   for (const c of dump.configs) {
     for (const rc of c.dynamicRouteConfigs ?? []) {
-      for (const vh of rc.routeConfig.virtualHosts ?? []) if (vh.name.startsWith('c.default')) n += vh.routes.filter((r) => r.route?.retryPolicy !== undefined).length;
+      for (const vh of rc.routeConfig.virtualHosts ?? []) {
+        if (vh.name.startsWith('c.default')) for (const r of vh.routes) if (r.route?.retryPolicy !== undefined) out.push(r.route.retryPolicy.numRetries ?? 1);
+      }
     }
   }
-  return n;
+  return out;
 }
 
 function inLane(lane: string | undefined): Record<string, string> {
@@ -163,26 +165,32 @@ spec:
   });
 
   it('health-aware fallback: the lane\'s c killed while registered: zero failures with a retry, a handful without, back after restart', async () => {
-    // default routes retry (connect failures, 503) on the next priority: the baseline's c
-    await mesh.kill('c-s2');
-    const withRetry = [];
-    for (let i = 0; i < 200; i++) withRetry.push(await mesh.send('client', 'a', inLane('s2')));
-    assert.deepEqual(withRetry.filter((r) => r.status !== 200).map((r) => r.text), []);
-    assert.ok(withRetry.every((r) => chain(r)[2] === 'c-base'));
-    await mesh.restart('c-s2');
-    await until('s2 is back on its own c', async () => chain(await mesh.send('client', 'a', inLane('s2')))[2] === 'c-s2', 60_000);
-
-    // no retries: only the requests sent before the dead instance is ejected fail
-    mesh.writeConfig('vs-c.yaml', `apiVersion: networking.istio.io/v1
+    const retries = (attempts: number): string => `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: c, namespace: default}
 spec:
   hosts: [c]
   http:
   - route: [{destination: {host: c}}]
-    retries: {attempts: 0}
-`);
-    await until('b\'s sidecar routes to c without retries', () => routeRetries(mesh, 'b-base').then((n) => n === 0));
+    retries: ${attempts > 0 ? `{attempts: ${attempts}, retryOn: connect-failure}` : '{attempts: 0}'}
+`;
+    // one retry, on connect failures: it goes to the next priority, the baseline's c
+    mesh.writeConfig('vs-c.yaml', retries(1));
+    await until('b\'s sidecar retries c once', () => routeRetries(mesh, 'b-base').then((n) => n.length > 0 && n.every((x) => x === 1)));
+    await mesh.kill('c-s2');
+    try {
+      const withRetry = [];
+      for (let i = 0; i < 200; i++) withRetry.push(await mesh.send('client', 'a', inLane('s2')));
+      assert.deepEqual(withRetry.filter((r) => r.status !== 200).map((r) => r.text), []);
+      assert.ok(withRetry.every((r) => chain(r)[2] === 'c-base'));
+    } finally {
+      await mesh.restart('c-s2');
+    }
+    await until('s2 is back on its own c', async () => chain(await mesh.send('client', 'a', inLane('s2')))[2] === 'c-s2', 60_000);
+
+    // no retries: only the requests sent before the dead instance is ejected fail
+    mesh.writeConfig('vs-c.yaml', retries(0));
+    await until('b\'s sidecar routes to c without retries', () => routeRetries(mesh, 'b-base').then((n) => n.length === 0));
     await mesh.kill('c-s2');
     try {
       const noRetry: Reply[] = [];

@@ -104,3 +104,25 @@ test('locality-weighted balancing (Istio\'s distribute): localities share a leve
   const e = (share(even, 10_000).get(1) ?? 0) / 10_000;
   assert.ok(e > 0.45 && e < 0.55, String(e));
 });
+
+test('outlier detection: with ejectWholePriority a level may be ejected whole while another has a healthy host', () => {
+  const od = { consecutiveGatewayFailure: 1, enforcingConsecutiveGatewayFailure: 100, maxEjectionPercent: 10, interval: '10s' };
+  for (const whole of [true, false]) {
+    const c = new Cluster({
+      name: 'c', type: 'EDS', edsClusterConfig: { serviceName: 'c' }, outlierDetection: od,
+      ...(whole ? { metadata: { filterMetadata: { 'sextant.io': { ejectWholePriority: true } } } } : {}),
+    }, 'Cluster c');
+    c.setAssignment(assignment([[[1, 'HEALTHY'], [2, 'HEALTHY'], [4, 'HEALTHY']], [[3, 'HEALTHY'], [5, 'HEALTHY']]]), 'cla');
+    for (const h of c.hosts.filter((x) => x.priority === 0)) c.outlier!.report(h, 'localOriginFailure');
+    const ejected = c.hosts.filter((h) => h.ejected).map((h) => h.port).sort();
+    // Envoy's rule: 10 % of the cluster, at least one host; Sextant's: the whole level, P1 being healthy
+    assert.deepEqual(ejected, whole ? [1, 2, 4] : [1]);
+    if (whole) {
+      assert.deepEqual(c.balancer.priorityLoads(), [0, 100]);
+      // with no healthy level left elsewhere, the cap holds again (one host, as Envoy always allows)
+      for (const h of c.hosts.filter((x) => x.priority === 1)) c.outlier!.report(h, 'localOriginFailure');
+      assert.equal(c.hosts.filter((h) => h.priority === 1 && h.ejected).length, 1);
+    }
+    c.close();
+  }
+});

@@ -35,15 +35,39 @@ export const PASSIVE_FAILOVER_OUTLIER: Readonly<ProtoJson> = Object.freeze({
   enforcingSuccessRate: 0,
 });
 
-/** Envoy's retry priority that sends a retry to another priority level than the one that failed. */
-export const PREVIOUS_PRIORITIES: Readonly<ProtoJson> = Object.freeze({ name: 'envoy.retry_priorities.previous_priorities' });
+/**
+ * A cluster whose endpoints fall back by priority, as a sidecar in a data centre (or a lane
+ * cluster) gets it: Sextant's passive health checking when the DestinationRule has none, and
+ * the cluster metadata (`sextant.io` `ejectWholePriority`) that lets outlier detection eject a
+ * whole priority level while another one still has healthy hosts. Envoy ignores the metadata.
+ */
+export function priorityFailoverCluster(cluster: ProtoJson): ProtoJson {
+  const md = (cluster['metadata'] ?? {}) as { filterMetadata?: ProtoJson };
+  return {
+    ...cluster,
+    outlierDetection: cluster['outlierDetection'] ?? PASSIVE_FAILOVER_OUTLIER,
+    metadata: { ...md, filterMetadata: { ...md.filterMetadata, 'sextant.io': { ejectWholePriority: true } } },
+  };
+}
+
+/**
+ * Envoy's retry priority that sends a retry to another priority level than the one that failed,
+ * with its typed config as istiod writes it (`update_frequency` = the retry attempts): Envoy finds
+ * the extension by that type.
+ */
+export function previousPriorities(attempts: number): ProtoJson {
+  return {
+    name: 'envoy.retry_priorities.previous_priorities',
+    typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig', updateFrequency: Math.max(1, Math.floor(attempts)) },
+  };
+}
 
 /** A route's retry policy with retries going to the next priority level (data centre, fallback lane). */
 export function withRetryToOtherPriorities(route: ProtoJson): ProtoJson {
   const action = route['route'] as ProtoJson | undefined;
   const retry = action?.['retryPolicy'] as ProtoJson | undefined;
   if (action === undefined || retry === undefined || retry['retryPriority'] !== undefined) return route;
-  return { ...route, route: { ...action, retryPolicy: { ...retry, retryPriority: PREVIOUS_PRIORITIES } } };
+  return { ...route, route: { ...action, retryPolicy: { ...retry, retryPriority: previousPriorities(Number(retry['numRetries'] ?? 1)) } } };
 }
 
 function headerAdd(key: string, value: string, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT'): ProtoJson {

@@ -14,7 +14,7 @@ import { inboundPorts } from './inbound.ts';
 import { isHttp2Protocol } from '../../registry/index.ts';
 import { applyMeshTls, hasWorkloadCertificate, meshProtocol } from './mtls.ts';
 import { laneClusters } from './lanes.ts';
-import { PASSIVE_FAILOVER_OUTLIER, proxyDataCentre } from './active-active.ts';
+import { priorityFailoverCluster, proxyDataCentre } from './active-active.ts';
 
 export const ADS_CONFIG_SOURCE: ProtoJson = { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' };
 
@@ -165,13 +165,13 @@ export function inboundClusters(push: SextantPushContext, proxy: Proxy): ProtoJs
 const passiveCopies = new WeakMap<ProtoJson, ProtoJson>();
 
 /**
- * An EDS cluster with Sextant's passive health checking when its DestinationRule has none: for a
- * proxy in a data centre, whose endpoints fall back to the other data centre by priority.
+ * An EDS cluster as a proxy in a data centre gets it, whose endpoints fall back to the other
+ * data centre by priority (active-active.ts); one copy per cluster object.
  */
 function withPassiveFailover(cluster: ProtoJson): ProtoJson {
-  if (cluster['type'] !== 'EDS' || cluster['outlierDetection'] !== undefined) return cluster;
+  if (cluster['type'] !== 'EDS') return cluster;
   let copy = passiveCopies.get(cluster);
-  if (copy === undefined) passiveCopies.set(cluster, (copy = { ...cluster, outlierDetection: PASSIVE_FAILOVER_OUTLIER }));
+  if (copy === undefined) passiveCopies.set(cluster, (copy = priorityFailoverCluster(cluster)));
   return copy;
 }
 

@@ -17,7 +17,7 @@ import type { Proxy } from '../model.ts';
 import type { SextantPushContext } from '../push/context.ts';
 import { proxyServiceTargets } from '../push/scope.ts';
 import { clusterName, parseClusterName } from './names.ts';
-import { PASSIVE_FAILOVER_OUTLIER, dataCentreRoutes, proxyDataCentre, servedDataCentreRoutes } from './active-active.ts';
+import { dataCentreRoutes, previousPriorities, priorityFailoverCluster, proxyDataCentre, servedDataCentreRoutes } from './active-active.ts';
 
 /** Cluster subsets `lane~NAME` name lane clusters; `~` is not allowed in DestinationRule subset names. */
 export const LANE_SUBSET_PREFIX = 'lane~';
@@ -160,10 +160,10 @@ function laneCluster(base: ProtoJson, name: string, lane: string): ProtoJson {
   const hit = copies.get(name);
   if (hit !== undefined) return hit;
   const eds = base['edsClusterConfig'] as ProtoJson;
-  const c: ProtoJson = { ...base, name, edsClusterConfig: { ...eds, serviceName: name } };
-  if (c['outlierDetection'] === undefined) c['outlierDetection'] = PASSIVE_FAILOVER_OUTLIER;
+  let c: ProtoJson = { ...base, name, edsClusterConfig: { ...eds, serviceName: name } };
   const md = base['metadata'] as { filterMetadata?: { istio?: ProtoJson } } | undefined;
   if (md?.filterMetadata?.istio) c['metadata'] = { ...md, filterMetadata: { ...md.filterMetadata, istio: { ...md.filterMetadata.istio, subset: `${LANE_SUBSET_PREFIX}${lane}` } } };
+  c = priorityFailoverCluster(c);
   copies.set(name, c);
   return c;
 }
@@ -232,7 +232,7 @@ function laneVariants(push: SextantPushContext, proxy: Proxy, g: LaneGroupModel,
     } else {
       const action = route['route'] as ProtoJson;
       const retry = action['retryPolicy'] as ProtoJson | undefined;
-      variant['route'] = { ...action, cluster: laneClusterName(port, l.name, host), ...(retry !== undefined ? { retryPolicy: { ...retry, retryPriority: { name: 'envoy.retry_priorities.previous_priorities' } } } : {}) };
+      variant['route'] = { ...action, cluster: laneClusterName(port, l.name, host), ...(retry !== undefined ? { retryPolicy: { ...retry, retryPriority: previousPriorities(Number(retry['numRetries'] ?? 1)) } } : {}) };
     }
     for (const k of ['requestHeadersToAdd', 'requestHeadersToRemove', 'responseHeadersToRemove', 'typedPerFilterConfig']) if (route[k] !== undefined) variant[k] = route[k];
     if (route['responseHeadersToAdd'] !== undefined) variant['responseHeadersToAdd'] = [...(route['responseHeadersToAdd'] as ProtoJson[]), ...((variant['responseHeadersToAdd'] as ProtoJson[] | undefined) ?? [])];

@@ -12,6 +12,7 @@ import { hostMatches, resolveHost } from '../push/context.ts';
 import { sidecarScope } from '../push/scope.ts';
 import type { EgressScope, SidecarScope } from '../push/scope.ts';
 import { clusterName } from './names.ts';
+import { previousPriorities } from './active-active.ts';
 import { effectivePolicy, hashPolicy, protoDuration } from './policy.ts';
 
 export const DEFAULT_RETRY_ON = 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes';
@@ -180,7 +181,7 @@ function retryPolicy(r: NonNullable<HTTPRoute['retries']>, grpc: boolean): Proto
   }
   const perTry = protoDuration(r.perTryTimeout);
   if (perTry) out['perTryTimeout'] = perTry;
-  if (r.retryRemoteLocalities && !grpc) out['retryPriority'] = { name: 'envoy.retry_priorities.previous_priorities' };
+  if (r.retryRemoteLocalities && !grpc) out['retryPriority'] = previousPriorities(Number(out['numRetries'] ?? 1));
   return out;
 }
 

@@ -154,7 +154,10 @@ export class Cluster {
       maxRequestsPerConnection: maxReqPerConn,
     };
     const od = json['outlierDetection'] as ProtoJson | undefined;
-    this.outlier = od ? new OutlierDetector(compileOutlier(od, `${at}.outlierDetection`), () => [...this.hostsByKey.values()], () => this.invalidate()) : undefined;
+    // Sextant's priority failover: a whole priority level (data centre, lane) may be ejected
+    const sextantMeta = ((json['metadata'] as ProtoJson | undefined)?.['filterMetadata'] as ProtoJson | undefined)?.['sextant.io'] as ProtoJson | undefined;
+    const wholePriority = sextantMeta?.['ejectWholePriority'] === true;
+    this.outlier = od ? new OutlierDetector({ ...compileOutlier(od, `${at}.outlierDetection`), ejectWholePriority: wholePriority }, () => [...this.hostsByKey.values()], () => this.invalidate()) : undefined;
     const services = ((json['metadata'] as ProtoJson | undefined)?.['filterMetadata'] as ProtoJson | undefined)?.['istio'] as ProtoJson | undefined;
     const svc = (services?.['services'] as ProtoJson[] | undefined)?.[0];
     this.service = svc ? { host: String(svc['host'] ?? ''), name: String(svc['name'] ?? ''), namespace: String(svc['namespace'] ?? '') } : undefined;

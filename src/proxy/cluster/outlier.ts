@@ -14,6 +14,12 @@ export interface OutlierConfig {
   baseEjectionTimeMs: number;
   maxEjectionTimeMs: number;
   maxEjectionPercent: number;
+  /**
+   * Sextant's priority failover (cluster metadata `sextant.io` `ejectWholePriority`):
+   * maxEjectionPercent holds per priority level, and a level may be ejected whole while another
+   * level still has a healthy host, so a dead data centre (or lane) stops taking first tries.
+   */
+  ejectWholePriority?: boolean;
 }
 
 /** What happened to one request on one host, as the detector classifies it. */
@@ -61,8 +67,12 @@ export class OutlierDetector {
 
   private eject(host: Host): void {
     const all = this.hosts();
-    const ejected = all.filter((h) => h.ejected).length;
-    if (ejected > 0 && ((ejected + 1) * 100) / all.length > this.config.maxEjectionPercent) return;
+    if (this.config.ejectWholePriority === true) {
+      if (!this.mayEjectInLevel(host, all)) return;
+    } else {
+      const ejected = all.filter((h) => h.ejected).length;
+      if (ejected > 0 && ((ejected + 1) * 100) / all.length > this.config.maxEjectionPercent) return;
+    }
     host.ejectionCount++;
     const time = Math.min(this.config.baseEjectionTimeMs * host.ejectionCount, Math.max(this.config.maxEjectionTimeMs, this.config.baseEjectionTimeMs));
     host.ejectedUntil = Date.now() + time;
@@ -70,6 +80,20 @@ export class OutlierDetector {
     host.consecutiveGatewayFailure = 0;
     this.ejectionsTotal++;
     this.onChange();
+  }
+
+  /** The cap within the host's priority level, lifted while another level has a healthy host. */
+  private mayEjectInLevel(host: Host, all: readonly Host[]): boolean {
+    let size = 0;
+    let ejected = 0;
+    let healthyElsewhere = false;
+    for (const h of all) {
+      if (h.priority === host.priority) {
+        size++;
+        if (h.ejected) ejected++;
+      } else if (h.healthy && !h.edsDraining) healthyElsewhere = true;
+    }
+    return healthyElsewhere || ejected === 0 || ((ejected + 1) * 100) / size <= this.config.maxEjectionPercent;
   }
 
   /** Interval tick: return hosts whose time is up; decay the ejection multiplier of healthy ones. */

@@ -101,6 +101,8 @@ test('lane clusters: one per covered service port and lane (a mocked service get
   assert.deepEqual(c2['edsClusterConfig'], { edsConfig: { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' }, serviceName: 'outbound|9080|lane~s2|c.default.svc.cluster.local' });
   assert.equal((c2['outlierDetection'] as ProtoJson)['consecutiveGatewayFailure'], 3);
   assert.equal((c2['outlierDetection'] as ProtoJson)['maxEjectionPercent'], 100);
+  assert.deepEqual(((c2['metadata'] as ProtoJson)['filterMetadata'] as ProtoJson)['sextant.io'], { ejectWholePriority: true });
+  assert.equal((((c2['metadata'] as ProtoJson)['filterMetadata'] as ProtoJson)['istio'] as ProtoJson)['subset'], 'lane~s2');
   // the default cluster keeps Istio's shape: no outlier detection was asked for
   assert.equal(cds.get('outbound|9080||c.default.svc.cluster.local')!['outlierDetection'], undefined);
 });
@@ -154,7 +156,7 @@ test('routes: a variant per lane before each route to a covered service, matchin
     ['default', 'outbound|9080||c.default.svc.cluster.local', undefined],
   ]);
   // a retry goes to the next priority (the fallback lane)
-  assert.deepEqual(((routes[0]!['route'] as ProtoJson)['retryPolicy'] as ProtoJson)['retryPriority'], { name: 'envoy.retry_priorities.previous_priorities' });
+  assert.deepEqual(((routes[0]!['route'] as ProtoJson)['retryPolicy'] as ProtoJson)['retryPriority'], { name: 'envoy.retry_priorities.previous_priorities', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig', updateFrequency: 2 } });
   const pay = ((rc['virtualHosts'] as ProtoJson[]).find((v) => v['name'] === 'pay.default.svc.cluster.local:9080')!['routes'] as ProtoJson[])[0]!;
   assert.equal(pay['name'], 'default@s2');
   assert.deepEqual(pay['directResponse'], { status: 200, body: { inlineString: '{"mock":true}' } });
@@ -223,7 +225,9 @@ test('data centres: own first without outlierDetection; lanes and data centres m
   // without a data centre, Istio's behaviour: no locality priorities without outlierDetection
   assert.deepEqual(priorities(generate(p, client(), ENDPOINT_TYPE).get('outbound|9080||d.default.svc.cluster.local')).map(([pr]) => pr), [0, 0]);
   const cds = generate(p, dcProxy('sh/dc-a'), CLUSTER_TYPE);
-  assert.equal((cds.get('outbound|9080||d.default.svc.cluster.local')!['outlierDetection'] as ProtoJson)['maxEjectionPercent'], 100);
+  const dCluster = cds.get('outbound|9080||d.default.svc.cluster.local')!;
+  assert.equal((dCluster['outlierDetection'] as ProtoJson)['maxEjectionPercent'], 100);
+  assert.deepEqual(((dCluster['metadata'] as ProtoJson)['filterMetadata'] as ProtoJson)['sextant.io'], { ejectWholePriority: true });
 });
 
 test('data centres: the caller\'s and the first hop\'s headers on outbound routes, the serving one on inbound responses', () => {
@@ -253,7 +257,7 @@ spec:
     { header: { key: 'x-sextant-origin-dc', value: 'sh/dc-a' }, appendAction: 'ADD_IF_ABSENT' },
   ]);
   const d = ((rc['virtualHosts'] as ProtoJson[]).find((v) => v['name'] === 'd.default.svc.cluster.local:9080')!['routes'] as ProtoJson[])[0]!;
-  assert.deepEqual(((d['route'] as ProtoJson)['retryPolicy'] as ProtoJson)['retryPriority'], { name: 'envoy.retry_priorities.previous_priorities' });
+  assert.deepEqual(((d['route'] as ProtoJson)['retryPolicy'] as ProtoJson)['retryPriority'], { name: 'envoy.retry_priorities.previous_priorities', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig', updateFrequency: 2 } });
   const lds = generate(p, proxy, LISTENER_TYPE);
   const inbound = lds.get('127.0.9.3_9080')!;
   const hcm = (((inbound['filterChains'] as ProtoJson[])[0]!['filters'] as ProtoJson[])[0]!['typedConfig']) as ProtoJson;

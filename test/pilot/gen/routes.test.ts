@@ -146,7 +146,8 @@ test('timeout, retries and their defaults', () => {
     hostSelectionRetryMaxAttempts: 5,
     retriableStatusCodes: [503],
     perTryTimeout: '0.5s',
-    retryPriority: { name: 'envoy.retry_priorities.previous_priorities' },
+    // istiod's shape: the extension found by its typed config, update_frequency = the attempts
+    retryPriority: { name: 'envoy.retry_priorities.previous_priorities', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig', updateFrequency: 3 } },
   });
   assert.equal(routes[1]?.route?.['retryPolicy'], undefined);
   assert.equal(routes[2]?.route?.['timeout'], '0s');

@@ -171,6 +171,17 @@ function declared(f: LaneFilter, lane: string | undefined): string | undefined {
  * restored from the trace table when the app did not forward it.
  */
 export function decodeOutbound(f: LaneFilter, state: LaneState, headers: RawHeader[]): { headers: RawHeader[]; decision: LaneDecision } {
+  if (f.lanes.size === 0) {
+    // no lanes (a data centre only): the first hop's data centre is all there is to restore
+    if (f.dataCentre !== undefined && findHeader(headers, ORIGIN_DC_HEADER) < 0) {
+      const now = Date.now();
+      for (const k of traceKeys(headers)) {
+        const ctx = state.table.get(k, now);
+        if (ctx?.originDc !== undefined) { headers.push({ name: ORIGIN_DC_HEADER, value: ctx.originDc }); break; }
+      }
+    }
+    return { headers, decision: { filter: f, state, lane: f.baseline, reason: 'baseline' } };
+  }
   let lane: string | undefined;
   let reason: LaneReason = 'baseline';
   const hi = findHeader(headers, LANE_HEADER);
