@@ -13,14 +13,14 @@
 //
 // Writes bench/results/als.json (full runs only).
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { encodeMessage } from '../src/envoy/index.ts';
-import { STREAM_ACCESS_LOGS_METHOD } from '../src/envoy/access-log.ts';
+import { encodeMessage, messageType } from '../src/envoy/index.ts';
+import { HTTP_ACCESS_LOG_ENTRY, STREAM_ACCESS_LOGS_METHOD } from '../src/envoy/access-log.ts';
 import { compileGrpcAccessLog, encodeHttpEntry } from '../src/proxy/telemetry/als.ts';
 import type { AccessLogRecord } from '../src/proxy/telemetry/access-log.ts';
 import { AccessLogSink } from '../src/telemetry/sink.ts';
@@ -47,7 +47,14 @@ const work = mkdtempSync(path.join(tmpdir(), 'sextant-bench-als-'));
 const logger = pino({ level: 'silent' });
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-interface Wrk { rps: number; p50Ms: number; p99Ms: number; errors: number }
+interface Wrk { rps: number; requests: number; p50Ms: number; p99Ms: number; errors: number; cpuMicrosEach?: number }
+
+/** CPU time (user + system) of a process so far, in µs, from /proc (clock ticks of 10 ms). */
+function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
 
 function parseMs(v: string): number {
   const m = /^([\d.]+)(us|ms|s)$/.exec(v);
@@ -68,6 +75,7 @@ async function wrk(url: string, host: string, seconds: number): Promise<Wrk> {
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   return {
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
     p50Ms: parseMs(/^\s+50%\s+(\S+)$/m.exec(out)?.[1] ?? ''),
     p99Ms: parseMs(/^\s+99%\s+(\S+)$/m.exec(out)?.[1] ?? ''),
     errors: non2xx + (sock === null ? 0 : sock.slice(1).reduce((a, b) => a + Number(b), 0)),
@@ -113,11 +121,19 @@ ${egressSidecar({ name: 'client-plain', bind: OFF_IP, port: PORT })}
   try {
     const targets = { off: `http://${OFF_IP}:${PORT}/`, on: `http://${ON_IP}:${PORT}/` } as const;
     const rounds: Record<'on' | 'off', Wrk[]> = { on: [], off: [] };
+    /** The pilot's CPU per request of the ALS sidecar (its sink: decode, names, store). */
+    const pilotCpu: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       // alternate which goes first, so neither always follows the other's garbage
       for (const name of (r % 2 === 0 ? ['off', 'on'] : ['on', 'off']) as ('on' | 'off')[]) {
         await wrk(targets[name], `${HOST}:${PORT}`, 1);
-        rounds[name].push(await wrk(targets[name], `${HOST}:${PORT}`, ROUND_SECONDS));
+        const pid = (name === 'on' ? on : off).pid;
+        const cpu0 = cpuMicros(pid);
+        const pilotCpu0 = cpuMicros(pilot.proc!.child.pid!);
+        const w = await wrk(targets[name], `${HOST}:${PORT}`, ROUND_SECONDS);
+        w.cpuMicrosEach = (cpuMicros(pid) - cpu0) / w.requests;
+        if (name === 'on') pilotCpu.push((cpuMicros(pilot.proc!.child.pid!) - pilotCpu0) / w.requests);
+        rounds[name].push(w);
       }
     }
     // every entry of the ALS sidecar reaches the store (or is counted as dropped)
@@ -125,7 +141,7 @@ ${egressSidecar({ name: 'client-plain', bind: OFF_IP, port: PORT })}
     while (Date.now() < deadline && sample(await on.stats(), 'sextant_accesslog_buffered') > 0) await new Promise((r) => setTimeout(r, 200));
     const onStats = await on.stats();
     const pilotMetrics = await pilot.metrics();
-    const summary = (list: Wrk[]) => ({ rps: Math.round(median(list.map((w) => w.rps))), p50Ms: median(list.map((w) => w.p50Ms)), p99Ms: median(list.map((w) => w.p99Ms)), errors: list.reduce((a, w) => a + w.errors, 0), rounds: list.map((w) => Math.round(w.rps)) });
+    const summary = (list: Wrk[]) => ({ rps: Math.round(median(list.map((w) => w.rps))), sidecarCpuMicrosEach: Math.round(median(list.map((w) => w.cpuMicrosEach ?? NaN)) * 10) / 10, p50Ms: median(list.map((w) => w.p50Ms)), p99Ms: median(list.map((w) => w.p99Ms)), errors: list.reduce((a, w) => a + w.errors, 0), rounds: list.map((w) => Math.round(w.rps)) });
     const off_ = summary(rounds.off);
     const on_ = summary(rounds.on);
     return {
@@ -133,6 +149,8 @@ ${egressSidecar({ name: 'client-plain', bind: OFF_IP, port: PORT })}
       alsOff: off_,
       alsOn: { ...on_, sent: sample(onStats, 'sextant_accesslog_sent_total'), dropped: sample(onStats, 'sextant_accesslog_dropped_total') },
       throughputChangePercent: Math.round((on_.rps / off_.rps - 1) * 1000) / 10,
+      sidecarCpuChangePercent: Math.round((on_.sidecarCpuMicrosEach / off_.sidecarCpuMicrosEach - 1) * 1000) / 10,
+      pilotCpuMicrosPerEntry: Math.round(median(pilotCpu) * 10) / 10,
       sink: { received: sample(pilotMetrics, 'sextant_accesslog_sink_received_total'), stored: sample(pilotMetrics, 'sextant_accesslog_sink_stored_total'), dropped: sample(pilotMetrics, 'sextant_accesslog_sink_dropped_total') },
     };
   } finally {
@@ -208,11 +226,30 @@ async function ingest(store: LogStore, encoded: Uint8Array[][]): Promise<Record<
   return { entries: total, streams: encoded.length, seconds: Math.round(seconds * 100) / 100, entriesPerSecond: Math.round(st.stored / seconds), stored: st.stored, dropped: st.dropped, rows: (await store.stats()).rows };
 }
 
+/** The sink's own work per entry (decode, names, origin, operation), without a store: µs each. */
+function convertCost(entries: Uint8Array[]): number {
+  const type = messageType(HTTP_ACCESS_LOG_ENTRY);
+  const sink = new AccessLogSink({ store: undefined as unknown as LogStore, logger });
+  const node = { id: 'sidecar~127.0.1.2~client-v1-abcde.default~default.svc.cluster.local', type: 'sidecar', ip: '127.0.1.2', workload: 'client-v1', namespace: 'default' };
+  let n = 0;
+  const started = performance.now();
+  for (let round = 0; round < 3; round++) {
+    for (const e of entries) {
+      sink.entryOf(type.decode(e) as unknown as Record<string, unknown>, node);
+      n++;
+    }
+  }
+  const micros = ((performance.now() - started) * 1000) / n;
+  void sink.close();
+  return Math.round(micros * 10) / 10;
+}
+
 async function ingestAll(): Promise<Record<string, unknown>> {
   const per = Math.ceil(ENTRIES / STREAMS);
   const spec = compileGrpcAccessLog({ commonConfig: { logName: 'sextant', grpcService: { envoyGrpc: { clusterName: 'xds-grpc' } }, filterStateObjectsToLog: ['upstream_peer', 'downstream_peer'], customTags: [{ tag: 'reporter', literal: { value: 'source' } }] } }, 'bench');
   const encoded = Array.from({ length: STREAMS }, (_, s) => Array.from({ length: per }, (_, i) => encodeHttpEntry(spec, record(s * per + i))));
   const out: Record<string, unknown> = {};
+  out['sinkCpuMicrosEach'] = convertCost(encoded[0]!.slice(0, 20_000));
   const sqlite = new SqliteLogStore({ path: path.join(work, 'ingest.db'), retentionIntervalMs: 0 });
   try {
     out['sqlite'] = await ingest(sqlite, encoded);

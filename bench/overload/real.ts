@@ -2,7 +2,7 @@
 // one `sextant proxy` in front of the knee app (test/support/knee-app.ts: M/M/c of timers, 8
 // workers, 40 ms mean, thrashing past the knee), an AdaptiveLimit enforced on it, and an
 // open-loop Poisson load from this process (test/support/open-loop.ts). Schedule: 0.5μ, 2μ,
-// 0.5μ, 5μ with the pilot SIGKILLed a third of the way into 5μ; the proxy's limit is polled
+// 0.5μ, 5μ with the pilot SIGKILLed 1.25 phases into 5μ; the proxy's limit is polled
 // to see it held while the lease runs and lapse to the fail-safe after.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -113,7 +113,7 @@ spec:
   enforce: true
   target: {latency: ${TARGET_MS}ms, percentile: 99}
   limits: {floor: 4, initial: 24, ceiling: 256}
-  queue: {size: 0}
+  queue: {size: 8, timeout: 50ms}
   priority: {tiers: 6, tier0ReservePercent: 20}
   failSafe: {limit: ${FAIL_SAFE}, lease: 3s}
 `);
@@ -136,8 +136,9 @@ spec:
     for (let i = 0; i < 50; i++) await Promise.all([0, 1, 2, 3].map(() => fetch(`http://${IP}:9080/`).then((r) => r.text(), () => '')));
 
     const P = phaseS * 1000;
-    const phases = [{ name: '0.5μ', x: 0.5 }, { name: '2μ', x: 2 }, { name: '0.5μ after 2μ', x: 0.5 }, { name: '5μ', x: 5 }];
-    const killAt = 3 * P + P / 3;
+    // 5μ lasts two phases: the pilot is killed 1.25 phases in
+    const phases = [{ name: '0.5μ', x: 0.5 }, { name: '2μ', x: 2 }, { name: '0.5μ after 2μ', x: 0.5 }, { name: '5μ', x: 5 }, { name: '5μ', x: 5 }];
+    const killAt = 3 * P + 1.25 * P;
     const cpuBefore = cpuSeconds(proxy.pid!);
     let pushesAtKill: number | undefined;
     let limitAtKill: number | undefined;
@@ -163,7 +164,7 @@ spec:
     const windows = [
       ...phases.slice(0, 3).map((p, i) => ({ name: p.name, x: p.x, from: i * P + skip, to: (i + 1) * P })),
       { name: '5μ, pilot up', x: 5, from: 3 * P + skip, to: killAt },
-      ...(lapsedAt === undefined ? [] : [{ name: '5μ, lease lapsed to the fail-safe', x: 5, from: killAt + lapsedAt, to: 4 * P }]),
+      ...(lapsedAt === undefined ? [] : [{ name: '5μ, lease lapsed to the fail-safe', x: 5, from: killAt + lapsedAt, to: 5 * P }]),
     ];
     const out: RealPhase[] = windows.map((p) => {
       const s = summarize(load.sent, p.from, p.to);

@@ -123,9 +123,10 @@ async function main(): Promise<void> {
   const names = Object.keys(results);
   const phaseNames = results[names[0]!]!.phases.map((p) => p.phase);
   console.log(`\nGoodput ratio per phase (median of ${REPEATS}; first quarter of each ${PHASE_S} s phase excluded)`);
-  console.log(['arm'.padEnd(28), ...phaseNames.map((p) => p.padStart(13))].join(''));
+  console.log(['arm'.padEnd(28), ...phaseNames.map((p) => ` ${p.replace('0.5μ after ', 'after ').replace('0.8μ, c ', 'c ')}`.padStart(13))].join(''));
   for (const n of names) console.log([n.padEnd(28), ...results[n]!.phases.map((p) => fmt(p.goodputRatio).padStart(13))].join(''));
   console.log('\nAdmitted p99 (ms) per phase');
+  console.log(['arm'.padEnd(28), ...phaseNames.map((p) => ` ${p.replace('0.5μ after ', 'after ').replace('0.8μ, c ', 'c ')}`.padStart(13))].join(''));
   for (const n of names) console.log([n.padEnd(28), ...results[n]!.phases.map((p) => fmt(p.admittedP99Ms, 0).padStart(13))].join(''));
   console.log('\narm                          t_c 2μ  t_c 5μ  t_r     false-shed  tier0@5μ  CV(L)  rev/min  pushes/min  lapse');
   for (const n of names) {

@@ -5,6 +5,7 @@
 import { simulate, type Limiter, type SimResult } from '../../test/support/mmc.ts';
 import { SextantSimLimiter } from '../../test/support/adaptive-sim.ts';
 import type { StepRule } from '../../src/controllers/adaptive/index.ts';
+import { adaptiveLimitSettings } from '../../src/api/index.ts';
 import { ENVOY_GRADIENT_DEFAULTS, GradientLimiter, NoLimiter, StaticLimiter, ThresholdSwitchLimiter } from './limiters.ts';
 
 export const WORKERS = 8;
@@ -71,8 +72,7 @@ export function timeline(phases: Phase[]): Timeline {
  * twice the workers, the defaults otherwise.
  */
 export const SEXTANT_RULE: StepRule = {
-  latencyTargetMs: 100, errorRate: 0.05, kp: 0.5, ki: 0.4, kd: 0, intervalMs: 1000,
-  maxStepUp: 0.2, maxStepDown: 0.5, deadband: 0.05, floor: 4, initial: 16, ceiling: 1024,
+  ...adaptiveLimitSettings({ host: 'app', target: { latency: '100ms', percentile: 99 }, limits: { initial: 16 } }),
 };
 export const SEXTANT_PERCENTILE = 99;
 
@@ -115,7 +115,11 @@ export interface PhaseMetrics {
   admittedP99Ms: number | null;
   shedFraction: number;
   tier0Success: number | null;
-  /** Seconds from the phase start until goodput and p99 stay near their steady values (up-steps). */
+  /**
+   * Seconds from the phase start until the 5 s from then have a median 1-s admitted p99 within 10%
+   * of the steady one and goodput within 5% of the steady one (up-steps; steady = the median of
+   * the phase's last 20 s; none when the steady goodput is under half the capacity).
+   */
   convergeS: number | null;
   /** Seconds until shedding stopped and admitted ≥ 95% of offered (after an overload). */
   recoverS: number | null;
@@ -228,7 +232,8 @@ export function runArm(arm: Arm, seed: number, phaseMs: number): ArmRun {
     const gss = median(steady.map((x) => x.ok));
     const up = prev !== undefined && p.from > prev.to;
     let convergeS: number | null = null;
-    if (up && Number.isFinite(p99ss)) {
+    // a collapsed arm has no steady state worth converging to
+    if (up && Number.isFinite(p99ss) && gss >= 0.5 * capacity) {
       // the 5 s from t on: their 1-s bins' median p99 within 10% of steady, their goodput within 5%
       for (let i = 0; i + 5 <= b.length; i++) {
         const w = b.slice(i, i + 5);

@@ -41,3 +41,5 @@ export type { RouteTemplatesSpec, RouteTemplate } from './route-templates.ts';
 export { ROUTE_TEMPLATES_API_VERSION, MAX_ROUTE_TEMPLATES } from './route-templates.ts';
 export type { RateLimitSpec, RateLimitBucket } from './rate-limit.ts';
 export { RATE_LIMIT_API_VERSION, MAX_RATE_LIMIT_ENTRIES } from './rate-limit.ts';
+export type { LazyScopeSpec, LazyScopeFallback, LazyScopeSettings, WorkloadScopeSpec, WorkloadScopeEgress, ScopeEdge, EdgeSource } from './lazy-scope.ts';
+export { LAZY_SCOPE_API_VERSION, LAZY_SCOPE_DEFAULTS, MANAGED_BY_LABEL, MANAGED_BY_LAZY_SCOPE, LAZY_SCOPE_ANNOTATION, lazyScopeSettings } from './lazy-scope.ts';

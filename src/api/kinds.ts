@@ -4,6 +4,7 @@ import type { AdaptiveLimitSpec } from './adaptive-limit.ts';
 import type { LaneGroupSpec } from './lane-group.ts';
 import type { RouteTemplatesSpec } from './route-templates.ts';
 import type { RateLimitSpec } from './rate-limit.ts';
+import type { LazyScopeSpec, WorkloadScopeSpec } from './lazy-scope.ts';
 
 // ---------------------------------------------------------------- shared shapes
 
@@ -758,6 +759,8 @@ export interface SpecByKind {
   WasmPlugin: WasmPluginSpec;
   RouteTemplates: RouteTemplatesSpec;
   RateLimit: RateLimitSpec;
+  LazyScope: LazyScopeSpec;
+  WorkloadScope: WorkloadScopeSpec;
 }
 
 export type SupportedKind = keyof SpecByKind;
@@ -787,6 +790,8 @@ export const KINDS: readonly KindInfo[] = Object.freeze([
   { group: 'extensions.istio.io', kind: 'WasmPlugin', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'wasmplugins' },
   { group: 'sextant.io', kind: 'RouteTemplates', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'routetemplates' },
   { group: 'sextant.io', kind: 'RateLimit', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'ratelimits' },
+  { group: 'sextant.io', kind: 'LazyScope', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'lazyscopes' },
+  { group: 'sextant.io', kind: 'WorkloadScope', versions: ['v1alpha1'], canonicalVersion: 'v1alpha1', plural: 'workloadscopes' },
 ].map((k) => Object.freeze(k)));
 
 // apiVersion → kind → info: two lookups and no string building on the hot path.

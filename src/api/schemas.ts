@@ -7,6 +7,7 @@ import type { SupportedKind } from './kinds.ts';
 import { adaptiveLimitSchema } from './adaptive-limit.ts';
 import { laneGroupSchema } from './lane-group.ts';
 import { routeTemplatesSchema } from './route-templates.ts';
+import { lazyScopeSchema, workloadScopeSchema } from './lazy-scope.ts';
 import { rateLimitSchema } from './rate-limit.ts';
 import {
   any, arr, bool, int, int32, map, num, obj, str, strEnum, strs, uint32,
@@ -795,4 +796,6 @@ export const SPEC_SCHEMAS: Readonly<Record<SupportedKind, ObjectSchema>> = {
   WasmPlugin: wasmPlugin,
   RouteTemplates: routeTemplatesSchema,
   RateLimit: rateLimitSchema,
+  LazyScope: lazyScopeSchema,
+  WorkloadScope: workloadScopeSchema,
 };

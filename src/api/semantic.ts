@@ -22,6 +22,7 @@ import { checkPatchValue } from './envoy-patch.ts';
 import { checkAdaptiveLimit } from './adaptive-limit.ts';
 import { checkLaneGroup } from './lane-group.ts';
 import { checkRouteTemplates } from './route-templates.ts';
+import { checkLazyScope, checkWorkloadScope } from './lazy-scope.ts';
 import { checkRateLimit } from './rate-limit.ts';
 import { child, type Issues } from './schema.ts';
 
@@ -1413,4 +1414,6 @@ export const SEMANTIC_RULES: { readonly [K in SupportedKind]: SemanticRule<SpecB
   WasmPlugin: wasmPlugin,
   RouteTemplates: checkRouteTemplates,
   RateLimit: checkRateLimit,
+  LazyScope: checkLazyScope,
+  WorkloadScope: checkWorkloadScope,
 };

@@ -32,6 +32,9 @@ interface PilotFlags extends LogStoreFlags {
   apiTokens?: string;
   dashboardInsecure?: boolean;
   prometheus?: string;
+  wasmMaxModule: string;
+  wasmFetchTimeout: string;
+  wasmInsecureRegistries?: string;
   ca: boolean;
   caDir: string;
   caCertFile?: string;
@@ -74,6 +77,9 @@ export function registerPilot(program: Command): void {
     .option('--registration-tokens <file>', 'turn on the registration API (/apis/registration/v1) for the tokens in FILE: "TOKEN NAMESPACE[,NAMESPACE...]" or "TOKEN *" per line')
     .option('--api-tokens <file>', 'turn on the monitoring API (/api/v1) and the dashboard (/dashboard) for the tokens in FILE granted on *: "TOKEN *" per line')
     .option('--dashboard-insecure', 'turn on the monitoring API and the dashboard for every caller, without a token (a trusted host only)')
+    .option('--wasm-max-module <bytes>', 'largest WasmPlugin module the pilot fetches (bytes)', String(32 * 1024 * 1024))
+    .option('--wasm-fetch-timeout <duration>', 'time for one WasmPlugin module fetch', '30s')
+    .option('--wasm-insecure-registries <hosts>', 'OCI registries (host:port, comma-separated) WasmPlugin modules are pulled from over plain HTTP')
     .option('--prometheus <url>', 'Prometheus that evaluates the mesh\'s alert rules (sextant alerts rules): /api/v1/alerts and the dashboard list its alerts')
     .option(...LOG_STORE_OPTIONS[0]!)
     .option(...LOG_STORE_OPTIONS[1]!)
@@ -127,6 +133,7 @@ async function runPilot(flags: PilotFlags): Promise<void> {
     logger,
     processMetrics: true,
     ...(flags.registrationTokens !== undefined ? { registrationTokens: flags.registrationTokens } : {}),
+    wasm: wasmFlags(flags),
     ...(monitoring !== undefined ? { monitoring } : {}),
     ...(flags.ca ? {
       ca: {
@@ -233,4 +240,17 @@ function checkTokenFile(file: string): void {
     if (err instanceof TokenFileError) throw new UsageError(`--registration-tokens: ${err.message}`);
     throw err;
   }
+}
+
+/** WasmPlugin module fetching (src/pilot/wasm): its bounds and plain-HTTP registries. */
+function wasmFlags(flags: PilotFlags): { limits: { maxBytes: number; timeoutMs: number; insecureRegistries: string[] } } {
+  const maxBytes = Number(flags.wasmMaxModule);
+  if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new UsageError(`invalid --wasm-max-module "${flags.wasmMaxModule}": expected a number of bytes >= 1`);
+  return {
+    limits: {
+      maxBytes,
+      timeoutMs: parseDurationFlag(flags.wasmFetchTimeout, '--wasm-fetch-timeout'),
+      insecureRegistries: (flags.wasmInsecureRegistries ?? '').split(',').map((h) => h.trim()).filter((h) => h !== ''),
+    },
+  };
 }

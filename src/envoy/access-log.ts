@@ -70,10 +70,12 @@ export const REQUEST_METHODS: Readonly<Record<string, number>> = {
   GET: 1, HEAD: 2, POST: 3, PUT: 4, DELETE: 5, CONNECT: 6, OPTIONS: 7, TRACE: 8, PATCH: 9,
 };
 
+const METHOD_NAMES: readonly string[] = ['', ...Object.keys(REQUEST_METHODS)];
+
 /** The method name of a RequestMethod value (a number or, from JSON, its name); '' when unspecified. */
 export function requestMethodName(v: unknown): string {
+  if (typeof v === 'number') return METHOD_NAMES[v] ?? '';
   if (typeof v === 'string') return v === 'METHOD_UNSPECIFIED' ? '' : v;
-  for (const [name, n] of Object.entries(REQUEST_METHODS)) if (n === v) return name;
   return '';
 }
 

@@ -17,6 +17,7 @@ import type { DebouncedChange } from './push/debounce.ts';
 import { ADS_SERVICE, CSDS_SERVICE, DiscoveryServer, csdsHandlers } from './xds/index.ts';
 import { createMonitoringServer, listen } from './http.ts';
 import { createRegistrationApi } from '../registry/api/index.ts';
+import { ResourceMap } from '../registry/index.ts';
 import { createDashboard, type Access } from '../dashboard/index.ts';
 import { instanceAcks } from './instance-acks.ts';
 import { defaultPilotIdentity, startLeadership, type Leadership, type LeaderStatus } from './leader/index.ts';
@@ -240,8 +241,9 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     logger,
   });
 
-  // The config as the store last delivered it, by Kind/namespace/name.
-  const resources = new Map<string, Resource>();
+  // The config as the store last delivered it, by Kind/namespace/name (WorkloadEntries also
+  // by namespace and label, for the endpoint fast path).
+  const resources = new ResourceMap();
   let current: PushContext | undefined;
 
   const telemetryReported = new Set<string>();

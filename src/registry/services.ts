@@ -315,8 +315,12 @@ export interface EndpointUpdate {
   services: ReadonlySet<string>;
   /** The current ServiceEntry of each service in `services`, by `ServiceEntry/ns/name`. */
   serviceEntries: ReadonlyMap<string, Resource<ServiceEntrySpec>>;
-  /** Every current WorkloadEntry of the namespaces of the selector services in `services`. */
-  workloadEntries: ReadonlyMap<string, readonly Resource<WorkloadEntrySpec>[]>;
+  /**
+   * For a selector service in `services`: the current WorkloadEntries of its namespace its
+   * selector may match (all of them, or only the matching ones), in the order buildRegistry
+   * meets them (the order of the resources it is given).
+   */
+  workloadsOf: (service: Service) => readonly Resource<WorkloadEntrySpec>[];
   /** The WorkloadEntry keys that changed (added, modified or deleted), for `servicesOf`. */
   changedWorkloads: ReadonlySet<string>;
 }
@@ -373,7 +377,7 @@ export function updateRegistryEndpoints(before: Registry, update: EndpointUpdate
       endpointCount -= list.length;
       for (const ep of list) touchedAddresses.add(ep.address);
     }
-    const { endpoints: eps, workloads } = serviceEndpoints(svc, se, update.workloadEntries.get(svc.namespace) ?? []);
+    const { endpoints: eps, workloads } = serviceEndpoints(svc, se, svc.selector ? update.workloadsOf(svc) : []);
     const perPort = new Map<number, ServiceEndpoint[]>();
     for (const ep of eps) {
       let list = perPort.get(ep.servicePort.port);
@@ -406,7 +410,9 @@ export function updateRegistryEndpoints(before: Registry, update: EndpointUpdate
     const kept = (before.byAddress.get(addr) ?? []).filter((t) => !update.services.has(t.service.key));
     const added = fresh.get(addr) ?? [];
     if (kept.length + added.length === 0) { byAddress.delete(addr); continue; }
-    if (kept.length === 0) { byAddress.set(addr, added); continue; }
+    // One service's endpoints are in endpoint order already; several services' need ranking
+    // (`added` comes in the order the services were recomputed, not registry order).
+    if (kept.length === 0 && added.every((t) => t.service === added[0]!.service)) { byAddress.set(addr, added); continue; }
     order ??= new Map(before.services.map((s, i) => [s.key, i]));
     const rank = order;
     byAddress.set(addr, [...kept, ...added].sort((a, b) => (rank.get(a.service.key) ?? 0) - (rank.get(b.service.key) ?? 0)));

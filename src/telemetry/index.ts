@@ -34,10 +34,10 @@ export {
 export type { OperationNamerOptions, OperationRequest, OperationTemplate } from './operations.ts';
 export { LogStoreSpecError, DEFAULT_SQLITE_FILE, defaultLogStoreSpec, openLogStore } from './open-store.ts';
 export type { OpenLogStoreOptions } from './open-store.ts';
-export { SqliteLogStore } from './sqlite-store.ts';
+export { SqliteLogStore, openSqliteLogStore } from './sqlite-store.ts';
 export { SqliteThreadLogStore } from './sqlite-thread-store.ts';
 export type { SqliteLogStoreOptions } from './sqlite-store.ts';
-export { PostgresLogStore } from './postgres-store.ts';
+export { PostgresLogStore, openPostgresLogStore } from './postgres-store.ts';
 export type { PostgresLogStoreOptions } from './postgres-store.ts';
 export { DEFAULT_RETENTION, LogQueryError, MAX_LOG_LIMIT, MAX_PEER_ROWS } from './query.ts';
 export { LATENCY_BUCKETS_MS, quantileOf } from './rollup.ts';

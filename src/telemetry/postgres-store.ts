@@ -4,8 +4,8 @@
 // in one process. The schema is created on open under an advisory lock; retention runs in one
 // pilot at a time (another advisory lock) and PostgreSQL's autovacuum reuses the freed space.
 import pg from 'pg';
-import { BUCKET_COLUMNS, COUNTER_COLUMNS, KEY_COLUMNS, foldRollups } from './rollup.ts';
-import type { RollupRow } from './rollup.ts';
+import { BUCKET_COLUMNS, COUNTER_COLUMNS, EDGE_FAMILY, MINUTE_MS, OP_FAMILY, foldRollups } from './rollup.ts';
+import type { RollupFamily, RollupRow } from './rollup.ts';
 import {
   assembleGraph,
   assembleOperations,
@@ -18,7 +18,11 @@ import {
   rollupBounds,
   retentionOf,
 } from './query.ts';
-import { GRAPH_SQL, LOG_COLUMNS, PEER_INDEX_COLUMNS, ROLLUP_TABLES, edgeKeyOf, entryOf, logConditions, logValues, operationKeyOf, operationsParams, operationsSql, peerOf, peersSql, rollupValues, sumsOf } from './sql.ts';
+import {
+  GRAPH_SQL, LOG_COLUMNS, PEER_INDEX_COLUMNS, ROLLUP_TABLES, edgeKeyOf, entryOf, logConditions, logValues, minutesFromName, operationKeyOf, operationsParams, operationsSql,
+  peerOf, peersSql, rollupColumns, rollupValues, sumsOf,
+} from './sql.ts';
+import type { RollupTable } from './sql.ts';
 import type { AccessLogEntry, Graph, LogPage, LogQuery, LogStore, LogStoreStats, OperationRow, OperationsQuery, PeerRow, PeersQuery, RetentionPolicy, TimeWindow } from './types.ts';
 
 export interface PostgresLogStoreOptions {
@@ -42,11 +46,14 @@ function logColumnType(c: string): string {
   return BIGINT_COLUMNS.has(c) ? 'bigint' : INT_COLUMNS.has(c) ? 'integer' : c === 'duration_ms' ? 'double precision' : 'text';
 }
 
-function rollupColumnType(c: string): string {
-  return c === 'bucket' ? 'bigint' : (KEY_COLUMNS as readonly string[]).includes(c) ? 'text' : c === 'duration_sum' ? 'double precision' : 'bigint';
+function rollupColumnType(family: RollupFamily, c: string): string {
+  return c === 'bucket' ? 'bigint' : family.keyColumns.includes(c) ? 'text' : c === 'duration_sum' ? 'double precision' : 'bigint';
 }
 
-const ROLLUP_COLUMNS: readonly string[] = [...KEY_COLUMNS, ...COUNTER_COLUMNS, ...BUCKET_COLUMNS];
+function rollupSchema(t: RollupTable): string {
+  const cols = rollupColumns(t.family).map((c) => `${c} ${rollupColumnType(t.family, c)} NOT NULL`);
+  return `CREATE TABLE IF NOT EXISTS ${t.table} (${cols.join(', ')}, PRIMARY KEY (${t.family.keyColumns.join(', ')}));`;
+}
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS access_log (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ${LOG_COLUMNS.map((c) => `${c} ${logColumnType(c)} NOT NULL`).join(', ')});
@@ -58,18 +65,18 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS access_log_path_peers ON access_log (path, ${PEER_INDEX_COLUMNS});
   CREATE INDEX IF NOT EXISTS access_log_service ON access_log (dst_service, ts);
   CREATE INDEX IF NOT EXISTS access_log_src_ip ON access_log (src_ip, ts);
-  CREATE TABLE IF NOT EXISTS rollup_1m (${ROLLUP_COLUMNS.map((c) => `${c} ${rollupColumnType(c)} NOT NULL`).join(', ')}, PRIMARY KEY (${KEY_COLUMNS.join(', ')}));
+  ${ROLLUP_TABLES.map(rollupSchema).join('\n  ')}
   CREATE TABLE IF NOT EXISTS rollup_meta (name text PRIMARY KEY, value bigint NOT NULL);
-  CREATE TABLE IF NOT EXISTS rollup_1h (${ROLLUP_COLUMNS.map((c) => `${c} ${rollupColumnType(c)} NOT NULL`).join(', ')}, PRIMARY KEY (${KEY_COLUMNS.join(', ')}));
 `;
 
 const INSERT_LOG = `INSERT INTO access_log (${LOG_COLUMNS.join(', ')})
   SELECT * FROM unnest(${LOG_COLUMNS.map((c, i) => `$${i + 1}::${logColumnType(c)}[]`).join(', ')})`;
 
-function upsertRollupSql(table: string): string {
-  return `INSERT INTO ${table} (${ROLLUP_COLUMNS.join(', ')})
-  SELECT * FROM unnest(${ROLLUP_COLUMNS.map((c, i) => `$${i + 1}::${rollupColumnType(c)}[]`).join(', ')})
-  ON CONFLICT (${KEY_COLUMNS.join(', ')}) DO UPDATE SET ${[...COUNTER_COLUMNS, ...BUCKET_COLUMNS].map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(', ')}`;
+function upsertRollupSql(t: RollupTable): string {
+  const cols = rollupColumns(t.family);
+  return `INSERT INTO ${t.table} (${cols.join(', ')})
+  SELECT * FROM unnest(${cols.map((c, i) => `$${i + 1}::${rollupColumnType(t.family, c)}[]`).join(', ')})
+  ON CONFLICT (${t.family.keyColumns.join(', ')}) DO UPDATE SET ${[...COUNTER_COLUMNS, ...BUCKET_COLUMNS].map((c) => `${c} = ${t.table}.${c} + excluded.${c}`).join(', ')}`;
 }
 
 /** `?` placeholders (the shared SQL) as PostgreSQL's `$1, $2, …`. */
@@ -89,10 +96,12 @@ const RETRYABLE = new Set(['40P01', '40001']);
 const MAX_ATTEMPTS = 5;
 
 function compareRollups(a: RollupRow, b: RollupRow): number {
-  if (a.bucket !== b.bucket) return a.bucket - b.bucket;
-  const ka = `${a.reporter}\u0000${a.srcWorkload}\u0000${a.srcNamespace}\u0000${a.srcIp}\u0000${a.dstService}\u0000${a.dstWorkload}\u0000${a.dstNamespace}\u0000${a.operation}`;
-  const kb = `${b.reporter}\u0000${b.srcWorkload}\u0000${b.srcNamespace}\u0000${b.srcIp}\u0000${b.dstService}\u0000${b.dstWorkload}\u0000${b.dstNamespace}\u0000${b.operation}`;
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
+  for (let i = 0; i < a.key.length; i++) {
+    const x = a.key[i]!;
+    const y = b.key[i]!;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
 }
 
 export class PostgresLogStore implements LogStore {
@@ -157,15 +166,15 @@ export class PostgresLogStore implements LogStore {
       });
     });
     // Upserts in one key order in every pilot, so two batches touching the same rows cannot deadlock each other.
-    const rollups = ROLLUP_TABLES.map(([table, ms]) => {
-      const rows = foldRollups(bounded, ms).sort(compareRollups);
-      const columns: unknown[][] = ROLLUP_COLUMNS.map(() => new Array<unknown>(rows.length));
+    const rollups = ROLLUP_TABLES.map((t) => {
+      const rows = foldRollups(bounded, t.bucketMs, t.family).sort(compareRollups);
+      const columns: unknown[][] = rollupColumns(t.family).map(() => new Array<unknown>(rows.length));
       rows.forEach((r, i) => {
         rollupValues(r).forEach((v, c) => {
           columns[c]![i] = v;
         });
       });
-      return { name: `sextant_upsert_${table}`, text: upsertRollupSql(table), values: columns };
+      return { name: `sextant_upsert_${t.table}`, text: upsertRollupSql(t), values: columns };
     });
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
@@ -218,20 +227,20 @@ export class PostgresLogStore implements LogStore {
   async operations(query: OperationsQuery): Promise<OperationRow[]> {
     const q = checkOperationsQuery(query);
     const withService = q.service !== undefined && q.service !== '';
-    const params = operationsParams(rollupBounds(q, await this.minutesFrom()), withService ? q.service : undefined);
+    const params = operationsParams(rollupBounds(q, await this.minutesFrom(OP_FAMILY)), withService ? q.service : undefined);
     const rows = await this.all(operationsSql(withService), params);
     return assembleOperations(rows.map((r) => sumsOf(r, operationKeyOf(r))), q);
   }
 
   async graph(w: TimeWindow): Promise<Graph> {
     checkWindow(w, 'graph');
-    const rows = await this.all(GRAPH_SQL, operationsParams(rollupBounds(w, await this.minutesFrom()), undefined));
+    const rows = await this.all(GRAPH_SQL, operationsParams(rollupBounds(w, await this.minutesFrom(EDGE_FAMILY)), undefined));
     return assembleGraph(rows.map((r) => sumsOf(r, edgeKeyOf(r))), w);
   }
 
   /** Where retention has removed minute rollups up to (exclusive), if it has. */
-  private async minutesFrom(): Promise<number | undefined> {
-    const [row] = await this.all(`SELECT value FROM rollup_meta WHERE name = 'minutes_from'`, []);
+  private async minutesFrom(family: RollupFamily): Promise<number | undefined> {
+    const [row] = await this.all('SELECT value FROM rollup_meta WHERE name = ?', [minutesFromName(family)]);
     return row === undefined ? undefined : Number(row['value']);
   }
 
@@ -271,8 +280,8 @@ export class PostgresLogStore implements LogStore {
           if (cut !== undefined) removed += (await client.query('DELETE FROM access_log WHERE ts <= $1', [cut.ts])).rowCount ?? 0;
         }
         if (rowsOnly) return removed;
-        for (const [table, maxAge] of [['rollup_1m', r.minuteRollupMaxAgeMs], ['rollup_1h', r.rollupMaxAgeMs]] as const) {
-          let before = now - maxAge;
+        for (const { table, family, bucketMs } of ROLLUP_TABLES) {
+          let before = now - (bucketMs === MINUTE_MS ? r.minuteRollupMaxAgeMs : r.rollupMaxAgeMs);
           await client.query(`DELETE FROM ${table} WHERE bucket < $1`, [before]);
           const rollups = Number(((await client.query(`SELECT count(*) AS n FROM ${table}`)).rows[0] as { n: number }).n);
           if (rollups > r.rollupMaxRows) {
@@ -282,8 +291,8 @@ export class PostgresLogStore implements LogStore {
               before = Math.max(before, cut.bucket + 1);
             }
           }
-          if (table === 'rollup_1m') {
-            await client.query(`INSERT INTO rollup_meta (name, value) VALUES ('minutes_from', $1) ON CONFLICT (name) DO UPDATE SET value = GREATEST(rollup_meta.value, excluded.value)`, [before]);
+          if (bucketMs === MINUTE_MS) {
+            await client.query('INSERT INTO rollup_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = GREATEST(rollup_meta.value, excluded.value)', [minutesFromName(family), before]);
           }
         }
         return removed;
@@ -296,9 +305,9 @@ export class PostgresLogStore implements LogStore {
   }
 
   async stats(): Promise<LogStoreStats> {
-    const [row] = await this.all(`SELECT (SELECT count(*) FROM access_log) AS n, (SELECT count(*) FROM rollup_1m) + (SELECT count(*) FROM rollup_1h) AS r,
+    const [row] = await this.all(`SELECT (SELECT count(*) FROM access_log) AS n, ${ROLLUP_TABLES.map((t) => `(SELECT count(*) FROM ${t.table})`).join(' + ')} AS r,
       (SELECT min(ts) FROM access_log) AS oldest, (SELECT max(ts) FROM access_log) AS newest,
-      pg_total_relation_size('access_log') + pg_total_relation_size('rollup_1m') + pg_total_relation_size('rollup_1h') AS bytes`, []);
+      ${['access_log', ...ROLLUP_TABLES.map((t) => t.table)].map((t) => `pg_total_relation_size('${t}')`).join(' + ')} AS bytes`, []);
     return {
       rows: Number(row!['n']),
       rollupRows: Number(row!['r']),

@@ -25,21 +25,33 @@ export const COUNTER_COLUMNS = ['total', 'c2xx', 'c3xx', 'c4xx', 'c5xx', 'app_4x
 export type CounterColumn = (typeof COUNTER_COLUMNS)[number];
 
 /**
- * The key columns: the bucket (start of its minute or hour, ms), who reported, the caller (its workload, or its IP when it has
- * none: a caller outside the mesh), the destination service and workload, the operation.
+ * Two families of rollups, so each query reads only the rows it groups: `op` per (bucket,
+ * reporter, destination service, operation) for the operations table, `edge` per (bucket,
+ * reporter, caller — its workload, or its IP when it has none: a caller outside the mesh —,
+ * destination service, destination workload) for the graph. Each has a minute and an hour table.
  */
-export const KEY_COLUMNS = ['bucket', 'reporter', 'src_workload', 'src_ns', 'src_ip', 'dst_service', 'dst_workload', 'dst_ns', 'operation'] as const;
+export interface RollupFamily {
+  name: 'op' | 'edge';
+  keyColumns: readonly string[];
+  /** The key values of an entry, in keyColumns order after the bucket. */
+  keyOf(e: AccessLogEntry): Array<string | number>;
+}
+
+export const OP_FAMILY: RollupFamily = {
+  name: 'op',
+  keyColumns: ['bucket', 'reporter', 'dst_service', 'operation'],
+  keyOf: (e) => [e.reporter, e.destinationService, e.operation],
+};
+
+export const EDGE_FAMILY: RollupFamily = {
+  name: 'edge',
+  keyColumns: ['bucket', 'reporter', 'src_workload', 'src_ns', 'src_ip', 'dst_service', 'dst_workload', 'dst_ns'],
+  keyOf: (e) => [e.reporter, e.sourceWorkload, e.sourceNamespace, e.sourceWorkload === '' ? e.sourceIp : '', e.destinationService, e.destinationWorkload, e.destinationNamespace],
+};
 
 export interface RollupRow {
-  bucket: number;
-  reporter: Reporter;
-  srcWorkload: string;
-  srcNamespace: string;
-  srcIp: string;
-  dstService: string;
-  dstWorkload: string;
-  dstNamespace: string;
-  operation: string;
+  /** The bucket, then the family's key values. */
+  key: Array<string | number>;
   counters: number[];
   buckets: number[];
 }
@@ -56,29 +68,16 @@ export function bucketOf(durationMs: number): number {
   return lo;
 }
 
-/** Folds a batch into rollup rows of `bucketMs` (a minute or an hour), one per key, so a batch makes one upsert per key, not per entry. */
-export function foldRollups(entries: readonly AccessLogEntry[], bucketMs: number): RollupRow[] {
+/** Folds a batch into a family's rollup rows of `bucketMs` (a minute or an hour), one per key, so a batch makes one upsert per key, not per entry. */
+export function foldRollups(entries: readonly AccessLogEntry[], bucketMs: number, family: RollupFamily): RollupRow[] {
   const rows = new Map<string, RollupRow>();
   for (const e of entries) {
-    const bucket = e.time - (e.time % bucketMs);
-    const srcIp = e.sourceWorkload === '' ? e.sourceIp : '';
-    const key = `${bucket}\u0000${e.reporter}\u0000${e.sourceWorkload}\u0000${e.sourceNamespace}\u0000${srcIp}\u0000${e.destinationService}\u0000${e.destinationWorkload}\u0000${e.destinationNamespace}\u0000${e.operation}`;
-    let row = rows.get(key);
+    const key = [e.time - (e.time % bucketMs), ...family.keyOf(e)];
+    const id = key.join('\u0000');
+    let row = rows.get(id);
     if (row === undefined) {
-      row = {
-        bucket,
-        reporter: e.reporter,
-        srcWorkload: e.sourceWorkload,
-        srcNamespace: e.sourceNamespace,
-        srcIp,
-        dstService: e.destinationService,
-        dstWorkload: e.destinationWorkload,
-        dstNamespace: e.destinationNamespace,
-        operation: e.operation,
-        counters: new Array<number>(COUNTER_COLUMNS.length).fill(0),
-        buckets: new Array<number>(BUCKET_COUNT).fill(0),
-      };
-      rows.set(key, row);
+      row = { key, counters: new Array<number>(COUNTER_COLUMNS.length).fill(0), buckets: new Array<number>(BUCKET_COUNT).fill(0) };
+      rows.set(id, row);
     }
     const c = row.counters;
     c[0]!++;

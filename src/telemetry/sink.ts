@@ -94,19 +94,29 @@ function structField(s: unknown, key: string): unknown {
   return (s as { fields?: Record<string, unknown> } | undefined)?.fields?.[key];
 }
 
+/** Peers by their encoded bytes: a proxy sends the same few peers over and over (bounded). */
+const peerCache = new Map<string, { workload: string; namespace: string } | undefined>();
+const PEER_CACHE_MAX = 4096;
+
 /** A peer object logged by the proxy (an Any holding a Struct: workload, namespace, …). */
 function peerOf(objects: unknown, key: string): { workload: string; namespace: string } | undefined {
   const any = (objects as Record<string, { type_url?: string; value?: Uint8Array }> | undefined)?.[key] ?? (objects as Record<string, { type_url?: string; value?: Uint8Array }> | undefined)?.[`wasm.${key}`];
   if (any?.value === undefined || !String(any.type_url ?? '').endsWith('google.protobuf.Struct')) return undefined;
+  const cacheKey = Buffer.from(any.value.buffer, any.value.byteOffset, any.value.byteLength).toString('latin1');
+  if (peerCache.has(cacheKey)) return peerCache.get(cacheKey);
   structType ??= messageType('google.protobuf.Struct');
+  let peer: { workload: string; namespace: string } | undefined;
   try {
     const f = structStrings(structType.decode(any.value));
     const workload = f['workload'] ?? f['WORKLOAD_NAME'] ?? '';
     const namespace = f['namespace'] ?? f['NAMESPACE'] ?? '';
-    return workload === '' || workload === 'unknown' ? undefined : { workload, namespace: namespace === 'unknown' ? '' : namespace };
+    peer = workload === '' || workload === 'unknown' ? undefined : { workload, namespace: namespace === 'unknown' ? '' : namespace };
   } catch {
-    return undefined;
+    peer = undefined;
   }
+  if (peerCache.size >= PEER_CACHE_MAX) peerCache.clear();
+  peerCache.set(cacheKey, peer);
+  return peer;
 }
 
 /** The reporting proxy as the stream's identifier names it (istio-agent's node id and metadata). */
@@ -168,6 +178,8 @@ export class AccessLogSink {
   /** Whether the store's current failure was logged (one line per outage). */
   private storeFailing = false;
   readonly counts: SinkStats = { streams: 0, received: 0, stored: 0, dropped: 0, queued: 0, malformed: 0 };
+  /** In-process subscribers to every entry as it arrives (the lazy-scope controller), with the stream's log name. */
+  private readonly subscribers = new Set<(entry: AccessLogEntry, logName: string) => void>();
 
   constructor(o: AccessLogSinkOptions) {
     this.store = o.store;
@@ -180,6 +192,16 @@ export class AccessLogSink {
     this.timer = setInterval(() => this.flush(), o.flushIntervalMs ?? 100);
     this.timer.unref();
     if (o.registry !== undefined) this.registerMetrics(o.registry);
+  }
+
+  /**
+   * Calls `listener` with every entry as it arrives (before it is queued for the store), with the
+   * log name its stream announced; returns the unsubscribe. A listener must be quick and must
+   * not throw (a throw is caught and logged).
+   */
+  subscribe(listener: (entry: AccessLogEntry, logName: string) => void): () => void {
+    this.subscribers.add(listener);
+    return () => { this.subscribers.delete(listener); };
   }
 
   /** Serves ALS on a gRPC server (the pilot's xDS port). */
@@ -209,6 +231,7 @@ export class AccessLogSink {
     this.counts.streams++;
     this.calls.add(call);
     let node: StreamNode | undefined;
+    let logName = '';
     const type = messageType(STREAM_ACCESS_LOGS_MESSAGE);
     let done = false;
     const finish = (err: grpc.ServiceError | null): void => {
@@ -229,6 +252,7 @@ export class AccessLogSink {
       }
       if (msg['identifier'] !== undefined && msg['identifier'] !== null) {
         node = nodeOf(msg['identifier']);
+        logName = String((msg['identifier'] as { logName?: unknown }).logName ?? '');
         try {
           this.authorize?.(call, node);
         } catch (err) {
@@ -245,14 +269,14 @@ export class AccessLogSink {
       const entries = (msg['httpLogs'] as { logEntry?: Msg[] } | undefined)?.logEntry ?? [];
       if (entries.length === 0) return;
       this.counts.received += entries.length;
-      this.accept(entries, node ?? UNKNOWN_NODE);
+      this.accept(entries, node ?? UNKNOWN_NODE, logName);
     });
     call.on('end', () => finish(null));
     call.on('error', () => finish({ code: grpc.status.CANCELLED } as grpc.ServiceError));
     call.on('cancelled', () => finish({ code: grpc.status.CANCELLED } as grpc.ServiceError));
   }
 
-  private accept(raw: readonly Msg[], node: StreamNode): void {
+  private accept(raw: readonly Msg[], node: StreamNode, logName = ''): void {
     const room = this.maxQueued - this.queue.length;
     if (room <= 0) {
       this.counts.dropped += raw.length;
@@ -263,7 +287,9 @@ export class AccessLogSink {
     this.refreshTemplates();
     for (let i = 0; i < n; i++) {
       try {
-        this.queue.push(this.entryOf(raw[i]!, node));
+        const entry = this.entryOf(raw[i]!, node);
+        this.queue.push(entry);
+        if (this.subscribers.size > 0) this.publish(entry, logName);
       } catch (err) {
         this.counts.malformed++;
         this.counts.dropped++;
@@ -278,6 +304,16 @@ export class AccessLogSink {
     if (t !== undefined && t !== this.templates) {
       this.templates = t;
       this.namer.setTemplates(t);
+    }
+  }
+
+  private publish(entry: AccessLogEntry, logName: string): void {
+    for (const l of this.subscribers) {
+      try {
+        l(entry, logName);
+      } catch (err) {
+        this.logger.error({ err: (err as Error).message }, 'access-log subscriber failed');
+      }
     }
   }
 

@@ -1,8 +1,8 @@
 // The SQL both stores share (node:sqlite and PostgreSQL speak the same dialect for these):
-// the access_log and rollup_1m columns, the queries with `?` placeholders (the PostgreSQL store
+// the access_log and rollup columns, the queries with `?` placeholders (the PostgreSQL store
 // numbers them), and reading rows back into the contract's types.
-import { BUCKET_COLUMNS, COUNTER_COLUMNS, HOUR_MS, KEY_COLUMNS, MINUTE_MS } from './rollup.ts';
-import type { RollupRow } from './rollup.ts';
+import { BUCKET_COLUMNS, COUNTER_COLUMNS, EDGE_FAMILY, HOUR_MS, MINUTE_MS, OP_FAMILY } from './rollup.ts';
+import type { RollupFamily, RollupRow } from './rollup.ts';
 import { reporterOf } from './query.ts';
 import type { CheckedLogQuery, EdgeKey, GroupedSums, OperationKey } from './query.ts';
 import type { AccessLogEntry, Origin, PeerRow } from './types.ts';
@@ -133,18 +133,19 @@ export function peerOf(r: Record<string, unknown>): PeerRow {
  * The rollup rows of a window: minutes, hours, minutes (six bounds from rollupBounds). Both
  * tables have the same columns in the same order.
  */
-function rollupSource(where: string): string {
+function rollupSource(family: RollupFamily, where: string): string {
   const part = (table: string): string => `SELECT * FROM ${table} WHERE bucket >= ? AND bucket < ?${where}`;
-  return `(${part('rollup_1m')} UNION ALL ${part('rollup_1h')} UNION ALL ${part('rollup_1m')}) AS r`;
+  const [minutes, hours] = [rollupTable(family, MINUTE_MS), rollupTable(family, HOUR_MS)];
+  return `(${part(minutes)} UNION ALL ${part(hours)} UNION ALL ${part(minutes)}) AS r`;
 }
 
 /** Parameters: the six bounds, each followed by the service when `withService`. */
 export function operationsSql(withService: boolean): string {
-  return `SELECT dst_service, operation, reporter, ${SUM_COLUMNS} FROM ${rollupSource(withService ? ' AND dst_service = ?' : '')}
+  return `SELECT dst_service, operation, reporter, ${SUM_COLUMNS} FROM ${rollupSource(OP_FAMILY, withService ? ' AND dst_service = ?' : '')}
     GROUP BY dst_service, operation, reporter`;
 }
 
-export const GRAPH_SQL = `SELECT src_workload, src_ns, src_ip, dst_service, dst_workload, dst_ns, reporter, ${SUM_COLUMNS} FROM ${rollupSource('')}
+export const GRAPH_SQL = `SELECT src_workload, src_ns, src_ip, dst_service, dst_workload, dst_ns, reporter, ${SUM_COLUMNS} FROM ${rollupSource(EDGE_FAMILY, '')}
   GROUP BY src_workload, src_ns, src_ip, dst_service, dst_workload, dst_ns, reporter`;
 
 /** The parameters of operationsSql: each pair of bounds, then the service when there is one. */
@@ -172,18 +173,39 @@ export function operationKeyOf(r: Record<string, unknown>): OperationKey {
   return { service: String(r['dst_service']), operation: String(r['operation']) };
 }
 
-/** The rollup tables: minutes and hours, the same columns. */
-export const ROLLUP_TABLES = [['rollup_1m', MINUTE_MS], ['rollup_1h', HOUR_MS]] as const;
+export function rollupTable(family: RollupFamily, bucketMs: number): string {
+  return `rollup_${family.name}_${bucketMs === MINUTE_MS ? '1m' : '1h'}`;
+}
 
-/** The rollup upsert into `table`: counters and buckets added to the row of the same key. */
-export function rollupUpsertSql(table: string): string {
-  const cols = [...KEY_COLUMNS, ...COUNTER_COLUMNS, ...BUCKET_COLUMNS];
-  const add = [...COUNTER_COLUMNS, ...BUCKET_COLUMNS].map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(', ');
-  return `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})
-    ON CONFLICT (${KEY_COLUMNS.join(', ')}) DO UPDATE SET ${add}`;
+export interface RollupTable {
+  table: string;
+  family: RollupFamily;
+  bucketMs: number;
+}
+
+/** The four rollup tables: each family by minute and by hour. */
+export const ROLLUP_TABLES: readonly RollupTable[] = [OP_FAMILY, EDGE_FAMILY].flatMap((family) =>
+  [MINUTE_MS, HOUR_MS].map((bucketMs) => ({ table: rollupTable(family, bucketMs), family, bucketMs })));
+
+/** All columns of a rollup table: its key, the counters, the histogram. */
+export function rollupColumns(family: RollupFamily): string[] {
+  return [...family.keyColumns, ...COUNTER_COLUMNS, ...BUCKET_COLUMNS];
+}
+
+/** The rollup upsert into a table (`?` placeholders): counters and buckets added to the row of the same key. */
+export function rollupUpsertSql(t: RollupTable): string {
+  const cols = rollupColumns(t.family);
+  const add = [...COUNTER_COLUMNS, ...BUCKET_COLUMNS].map((c) => `${c} = ${t.table}.${c} + excluded.${c}`).join(', ');
+  return `INSERT INTO ${t.table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})
+    ON CONFLICT (${t.family.keyColumns.join(', ')}) DO UPDATE SET ${add}`;
 }
 
 /** A rollup row's values in column order. */
 export function rollupValues(r: RollupRow): Array<string | number> {
-  return [r.bucket, r.reporter, r.srcWorkload, r.srcNamespace, r.srcIp, r.dstService, r.dstWorkload, r.dstNamespace, r.operation, ...r.counters, ...r.buckets];
+  return [...r.key, ...r.counters, ...r.buckets];
+}
+
+/** The name under which retention records how far it removed a minute table's rows. */
+export function minutesFromName(family: RollupFamily): string {
+  return `minutes_from:${family.name}`;
 }

@@ -1,12 +1,13 @@
 // The embedded access-log store: one node:sqlite file under the pilot's data directory, in WAL
-// mode, written a batch per transaction with prepared statements; per-minute rollups kept on
-// insert; retention by age and by rows, with incremental auto-vacuum so the file gives freed
+// mode, written a batch per transaction with prepared statements; rollups by minute and by hour
+// kept on insert; retention by age and by rows, with incremental auto-vacuum so the file gives freed
 // pages back instead of growing. One writer (this process) per file.
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { StatementSync } from 'node:sqlite';
-import { BUCKET_COLUMNS, COUNTER_COLUMNS, KEY_COLUMNS, foldRollups } from './rollup.ts';
+import { EDGE_FAMILY, MINUTE_MS, OP_FAMILY, foldRollups } from './rollup.ts';
+import type { RollupFamily } from './rollup.ts';
 import {
   assembleGraph,
   assembleOperations,
@@ -19,7 +20,11 @@ import {
   rollupBounds,
   retentionOf,
 } from './query.ts';
-import { GRAPH_SQL, LOG_COLUMNS, PEER_INDEX_COLUMNS, ROLLUP_TABLES, edgeKeyOf, entryOf, logConditions, logValues, operationKeyOf, operationsParams, operationsSql, peerOf, peersSql, rollupUpsertSql, rollupValues, sumsOf } from './sql.ts';
+import {
+  GRAPH_SQL, LOG_COLUMNS, PEER_INDEX_COLUMNS, ROLLUP_TABLES, edgeKeyOf, entryOf, logConditions, logValues, minutesFromName, operationKeyOf, operationsParams, operationsSql,
+  peerOf, peersSql, rollupColumns, rollupUpsertSql, rollupValues, sumsOf,
+} from './sql.ts';
+import type { RollupTable } from './sql.ts';
 import type { AccessLogEntry, Graph, LogPage, LogQuery, LogStore, LogStoreStats, OperationRow, OperationsQuery, PeerRow, PeersQuery, RetentionPolicy, TimeWindow } from './types.ts';
 
 export interface SqliteLogStoreOptions {
@@ -34,11 +39,10 @@ function schema(): string {
   const text = (c: string): string => `${c} TEXT NOT NULL`;
   const int = (c: string): string => `${c} INTEGER NOT NULL`;
   const logCols = LOG_COLUMNS.map((c) => (['ts', 'dst_port', 'code', 'bytes_in', 'bytes_out'].includes(c) ? int(c) : c === 'duration_ms' ? `${c} REAL NOT NULL` : text(c)));
-  const rollupCols = [
-    ...KEY_COLUMNS.map((c) => (c === 'bucket' ? int(c) : text(c))),
-    ...COUNTER_COLUMNS.map((c) => (c === 'duration_sum' ? `${c} REAL NOT NULL` : int(c))),
-    ...BUCKET_COLUMNS.map(int),
-  ];
+  const rollup = (t: RollupTable): string => {
+    const cols = rollupColumns(t.family).map((c) => (c === 'duration_sum' ? `${c} REAL NOT NULL` : c === 'bucket' || !t.family.keyColumns.includes(c) ? int(c) : text(c)));
+    return `CREATE TABLE IF NOT EXISTS ${t.table} (${cols.join(', ')}, PRIMARY KEY (${t.family.keyColumns.join(', ')}));`;
+  };
   return `
     CREATE TABLE IF NOT EXISTS access_log (id INTEGER PRIMARY KEY, ${logCols.join(', ')});
     CREATE INDEX IF NOT EXISTS access_log_ts ON access_log (ts);
@@ -46,9 +50,8 @@ function schema(): string {
     CREATE INDEX IF NOT EXISTS access_log_path_peers ON access_log (path, ${PEER_INDEX_COLUMNS});
     CREATE INDEX IF NOT EXISTS access_log_service ON access_log (dst_service, ts);
     CREATE INDEX IF NOT EXISTS access_log_src_ip ON access_log (src_ip, ts);
-    CREATE TABLE IF NOT EXISTS rollup_1m (${rollupCols.join(', ')}, PRIMARY KEY (${KEY_COLUMNS.join(', ')}));
+    ${ROLLUP_TABLES.map(rollup).join('\n    ')}
     CREATE TABLE IF NOT EXISTS rollup_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS rollup_1h (${rollupCols.join(', ')}, PRIMARY KEY (${KEY_COLUMNS.join(', ')}));
   `;
 }
 
@@ -69,7 +72,7 @@ export class SqliteLogStore implements LogStore {
   readonly retention: Required<RetentionPolicy>;
   private readonly db: DatabaseSync;
   private readonly insertLog: StatementSync;
-  private readonly upsertRollups: Array<[StatementSync, number]>;
+  private readonly upsertRollups: Array<[StatementSync, RollupTable]>;
   private readonly statements = new Map<string, StatementSync>();
   private readonly timer: NodeJS.Timeout | undefined;
   /** Rows in access_log: counted once on open, then kept by this (the only) writer. */
@@ -80,7 +83,11 @@ export class SqliteLogStore implements LogStore {
     this.path = path.resolve(opts.path);
     this.retention = retentionOf(opts.retention);
     mkdirSync(path.dirname(this.path), { recursive: true, mode: 0o700 });
-    this.db = new DatabaseSync(this.path);
+    try {
+      this.db = new DatabaseSync(this.path);
+    } catch (err) {
+      throw new Error(`access-log store ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
     try {
       // auto_vacuum only takes effect on a database without tables; an older file is converted once.
       this.db.exec('PRAGMA auto_vacuum = INCREMENTAL');
@@ -88,7 +95,7 @@ export class SqliteLogStore implements LogStore {
       this.db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = ${JOURNAL_SIZE_LIMIT}; PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY`);
       this.db.exec(schema());
       this.insertLog = this.db.prepare(`INSERT INTO access_log (${LOG_COLUMNS.join(', ')}) VALUES (${LOG_COLUMNS.map(() => '?').join(', ')})`);
-      this.upsertRollups = ROLLUP_TABLES.map(([table, ms]) => [this.db.prepare(rollupUpsertSql(table)), ms]);
+      this.upsertRollups = ROLLUP_TABLES.map((t) => [this.db.prepare(rollupUpsertSql(t)), t]);
       this.rows = Number((this.db.prepare('SELECT COUNT(*) AS n FROM access_log').get() as { n: number }).n);
     } catch (err) {
       this.db.close();
@@ -139,8 +146,8 @@ export class SqliteLogStore implements LogStore {
     const bounded = entries.map(boundEntry);
     this.transaction(() => {
       for (const e of bounded) this.insertLog.run(...logValues(e));
-      for (const [upsert, ms] of this.upsertRollups) {
-        for (const r of foldRollups(bounded, ms)) upsert.run(...rollupValues(r));
+      for (const [upsert, t] of this.upsertRollups) {
+        for (const r of foldRollups(bounded, t.bucketMs, t.family)) upsert.run(...rollupValues(r));
       }
     });
     this.rows += bounded.length;
@@ -178,7 +185,7 @@ export class SqliteLogStore implements LogStore {
     this.open();
     const q = checkOperationsQuery(query);
     const withService = q.service !== undefined && q.service !== '';
-    const params = operationsParams(rollupBounds(q, this.minutesFrom()), withService ? q.service : undefined);
+    const params = operationsParams(rollupBounds(q, this.minutesFrom(OP_FAMILY)), withService ? q.service : undefined);
     const rows = this.statement(operationsSql(withService)).all(...params) as Array<Record<string, unknown>>;
     return assembleOperations(rows.map((r) => sumsOf(r, operationKeyOf(r))), q);
   }
@@ -186,17 +193,17 @@ export class SqliteLogStore implements LogStore {
   async graph(w: TimeWindow): Promise<Graph> {
     this.open();
     checkWindow(w, 'graph');
-    const rows = this.statement(GRAPH_SQL).all(...operationsParams(rollupBounds(w, this.minutesFrom()), undefined)) as Array<Record<string, unknown>>;
+    const rows = this.statement(GRAPH_SQL).all(...operationsParams(rollupBounds(w, this.minutesFrom(EDGE_FAMILY)), undefined)) as Array<Record<string, unknown>>;
     return assembleGraph(rows.map((r) => sumsOf(r, edgeKeyOf(r))), w);
   }
 
   /** Where retention has removed minute rollups up to (exclusive), if it has. */
-  private minutesFrom(): number | undefined {
-    return (this.statement(`SELECT value FROM rollup_meta WHERE name = 'minutes_from'`).get() as { value: number } | undefined)?.value;
+  private minutesFrom(family: RollupFamily): number | undefined {
+    return (this.statement('SELECT value FROM rollup_meta WHERE name = ?').get(minutesFromName(family)) as { value: number } | undefined)?.value;
   }
 
-  private minutesRemovedBefore(t: number): void {
-    this.statement(`INSERT INTO rollup_meta (name, value) VALUES ('minutes_from', ?) ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)`).run(t);
+  private minutesRemovedBefore(family: RollupFamily, t: number): void {
+    this.statement('INSERT INTO rollup_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)').run(minutesFromName(family), t);
   }
 
   async enforceRetention(now = Date.now()): Promise<number> {
@@ -209,8 +216,8 @@ export class SqliteLogStore implements LogStore {
     let removed = Number(this.statement('DELETE FROM access_log WHERE ts < ?').run(now - r.maxAgeMs).changes);
     this.rows -= removed;
     if (this.rows > r.maxRows) removed += this.deleteOldest(this.rows - r.maxRows);
-    for (const [table, maxAge] of [['rollup_1m', r.minuteRollupMaxAgeMs], ['rollup_1h', r.rollupMaxAgeMs]] as const) {
-      let before = now - maxAge;
+    for (const { table, family, bucketMs } of ROLLUP_TABLES) {
+      let before = now - (bucketMs === MINUTE_MS ? r.minuteRollupMaxAgeMs : r.rollupMaxAgeMs);
       this.statement(`DELETE FROM ${table} WHERE bucket < ?`).run(before);
       const rollups = Number((this.statement(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n);
       if (rollups > r.rollupMaxRows) {
@@ -220,7 +227,7 @@ export class SqliteLogStore implements LogStore {
           before = Math.max(before, cut.bucket + 1);
         }
       }
-      if (table === 'rollup_1m') this.minutesRemovedBefore(before);
+      if (bucketMs === MINUTE_MS) this.minutesRemovedBefore(family, before);
     }
     this.reclaim();
     return removed;
@@ -249,7 +256,7 @@ export class SqliteLogStore implements LogStore {
   async stats(): Promise<LogStoreStats> {
     this.open();
     const range = this.statement('SELECT MIN(ts) AS oldest, MAX(ts) AS newest FROM access_log').get() as { oldest: number | null; newest: number | null };
-    const rollupRows = Number((this.statement('SELECT (SELECT COUNT(*) FROM rollup_1m) + (SELECT COUNT(*) FROM rollup_1h) AS n').get() as { n: number }).n);
+    const rollupRows = Number((this.statement(`SELECT ${ROLLUP_TABLES.map((t) => `(SELECT COUNT(*) FROM ${t.table})`).join(' + ')} AS n`).get() as { n: number }).n);
     let bytes = 0;
     for (const f of [this.path, `${this.path}-wal`]) {
       try {

@@ -47,7 +47,7 @@ test('kind: List expands its items', () => {
   const r = parseDocuments(JSON.stringify(list), 'list.json');
   assert.deepEqual(r.documents.map((d) => resourceKey(d.resource)), ['ServiceEntry/default/a']);
   assert.equal(r.errors.length, 1);
-  assert.equal(r.errors[0]!.toString(), 'list.json:0 Frobnicator/default/b: items[1]: unsupported kind Frobnicator (networking.istio.io/v1): Sextant serves VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry, AuthorizationPolicy, PeerAuthentication, RequestAuthentication');
+  assert.equal(r.errors[0]!.toString(), 'list.json:0 Frobnicator/default/b: items[1]: unsupported kind Frobnicator (networking.istio.io/v1): Sextant serves VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry, AuthorizationPolicy, PeerAuthentication, RequestAuthentication, Secret, AdaptiveLimit, LaneGroup, WasmPlugin, RouteTemplates, RateLimit, LazyScope, WorkloadScope');
 });
 
 test('unknown kinds, missing names and broken YAML are reported with file and index', () => {
@@ -105,7 +105,7 @@ test('toYaml writes a document that parses back to the same resource', () => {
 });
 
 test('kinds registry: canonical versions, aliases and plurals', () => {
-  assert.equal(KINDS.length, 12);
+  assert.equal(KINDS.length, 20);
   assert.deepEqual(lookupKind('networking.istio.io/v1alpha3', 'VirtualService'),
     { group: 'networking.istio.io', kind: 'VirtualService', versions: ['v1', 'v1beta1', 'v1alpha3'], canonicalVersion: 'v1', plural: 'virtualservices' });
   assert.equal(lookupKind('networking.istio.io/v1alpha3', 'EnvoyFilter')?.canonicalVersion, 'v1alpha3');

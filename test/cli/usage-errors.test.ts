@@ -39,7 +39,7 @@ const CASES: Array<[string, string[], string]> = [
   ['a gateway name that is not a DNS label', ['gateway', '--xds', '127.0.0.1:1', '--name', 'Edge_GW'], 'error: invalid --name "Edge_GW": expected a DNS label (lower-case letters, digits, \'-\')\n'],
   ['a node id given to a gateway', ['gateway', '--xds', '127.0.0.1:1', '--id', ID], 'error: --id: a gateway\'s node id comes from --name, --namespace and --ip\n'],
   ['a bad proxy flag given to a gateway', ['gateway', '--xds', '127.0.0.1:1', '--drain-duration', '5'], 'error: invalid --drain-duration "5": expected a duration like 100ms, 10s or 1m\n'],
-  ['an unknown kind', ['get', 'nosuchkind', '--config-dir', '.'], 'error: unknown kind "nosuchkind"; expected one of VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry, AuthorizationPolicy, PeerAuthentication, RequestAuthentication\n'],
+  ['an unknown kind', ['get', 'nosuchkind', '--config-dir', '.'], 'error: unknown kind "nosuchkind"; expected one of VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry, AuthorizationPolicy, PeerAuthentication, RequestAuthentication, Secret, AdaptiveLimit, LaneGroup, WasmPlugin, RouteTemplates, RateLimit, LazyScope, WorkloadScope\n'],
   ['no config store named', ['get', 'vs'], 'error: no config store: pass --config-dir DIR or --etcd-endpoints URL (or set SEXTANT_CONFIG_DIR)\n'],
 ];
 

@@ -64,13 +64,14 @@ export interface PilotRun {
   metrics(): Promise<string>;
 }
 
-export async function pilotRun(configDir: string, storeFile: string, extra: string[] = []): Promise<PilotRun> {
+/** `closed`: the CLI's default closed control plane (TLS xDS) instead of `--plaintext-xds`. */
+export async function pilotRun(configDir: string, storeFile: string, extra: string[] = [], closed = false): Promise<PilotRun> {
   const xds = `127.0.0.1:${await freePort()}`;
   const httpAddr = `127.0.0.1:${await freePort()}`;
   const run: PilotRun = {
     xds, http: httpAddr, proc: undefined,
     async start() {
-      run.proc = start(['pilot', '--plaintext-xds', '--config-dir', configDir, '--xds-address', xds, '--http-address', httpAddr, '--log-store', `sqlite:${storeFile}`, '--log-level', 'warn', '--debounce-after', '20ms', ...extra]);
+      run.proc = start(['pilot', ...(closed ? [] : ['--plaintext-xds']), '--config-dir', configDir, '--xds-address', xds, '--http-address', httpAddr, '--log-store', `sqlite:${storeFile}`, '--log-level', 'warn', '--debounce-after', '20ms', ...extra]);
       const p = run.proc;
       await until('the pilot is ready', async () => {
         if (p.child.exitCode !== null) throw new Error(`the pilot exited (${p.child.exitCode})`);

@@ -231,7 +231,7 @@ for (const b of backends) {
       assert.equal(await total(T0 - 100 * MIN, T0 - 20 * MIN), 2, 'before 11:00 the minutes are gone: the 10:00 hour, then minutes');
       const st = await s.stats();
       assert.equal(st.rows, 1);
-      assert.equal(st.rollupRows, 4, 'minute rows 11:30 and 11:59, hour rows 10:00 and 11:00');
+      assert.equal(st.rollupRows, 8, 'per family (operations, edges): minute rows 11:30 and 11:59, hour rows 10:00 and 11:00');
       assert.equal(st.oldest, T0 - MIN);
       await assert.rejects(b.open({ minuteRollupMaxAgeMs: 10 * MIN }), /minuteRollupMaxAgeMs must be at least an hour/);
     });
@@ -281,5 +281,7 @@ test('openLogStore: sqlite:PATH, postgres:// URLs, and a clear error for anythin
   await s.close();
   await assert.rejects(openLogStore('mysql://u:secret@h/db'), (e: unknown) => e instanceof LogStoreSpecError && /neither sqlite:PATH nor a postgres:\/\/ URL/.test(e.message) && !e.message.includes('secret'));
   await assert.rejects(openLogStore('sqlite:'), /sqlite: needs a file path/);
+  const notAFile = tempDir();
+  await assert.rejects(openLogStore(`sqlite:${notAFile}`), (e: unknown) => e instanceof Error && e.message.startsWith(`access-log store ${notAFile}: `));
   await assert.rejects(openLogStore('postgres://u:secret@127.0.0.1:1/db'), (e: unknown) => e instanceof Error && /access-log store postgres:\/\/u:\*\*\*@127\.0\.0\.1:1\/db/.test(e.message) && !e.message.includes('secret'));
 });

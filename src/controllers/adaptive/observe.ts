@@ -22,6 +22,8 @@ export interface InstanceLoad {
   dropped: number;
   /** Would-be sheds (shadow mode). */
   shadowShed: number;
+  /** Sheds by tier summed (`shed_tier_N`): drops, and queue timeouts where the gate counts them there. */
+  tierShed: number;
   /** latency metric name → samples and sum of value × samples. */
   latency: Map<string, { count: number; total: number }>;
   /** Highest concurrency reported; undefined when the proxy does not report it (a plain Envoy). */
@@ -107,7 +109,7 @@ export class LoadLedger {
 }
 
 function emptyLoad(lastAt: number): InstanceLoad {
-  return { successful: 0, errors: 0, dropped: 0, shadowShed: 0, latency: new Map(), peak: undefined, limitInEffect: undefined, reports: 0, lastAt };
+  return { successful: 0, errors: 0, dropped: 0, shadowShed: 0, tierShed: 0, latency: new Map(), peak: undefined, limitInEffect: undefined, reports: 0, lastAt };
 }
 
 function fold(load: InstanceLoad, c: ClusterSample, at: number): void {
@@ -127,6 +129,8 @@ function fold(load: InstanceLoad, c: ClusterSample, at: number): void {
       load.limitInEffect = m.count > 0 ? m.total / m.count : m.total;
     } else if (name === 'shed_shadow') {
       load.shadowShed += m.total;
+    } else if (name.startsWith('shed_tier_')) {
+      load.tierShed += m.total;
     }
   }
 }
@@ -164,9 +168,12 @@ export function observation(instances: readonly InstanceTick[], percentile: numb
       samples += lat.count;
       weighted += lat.total;
     }
-    finished += l.successful + l.errors;
-    errors += l.errors;
-    shed += l.dropped + l.shadowShed;
+    // A gate that counts its queue timeouts as errors also counts them in shed_tier_N: they are
+    // sheds (overload's normal answer), not the service's errors, so they come out of the errors.
+    const timeouts = Math.min(l.errors, Math.max(0, l.tierShed - l.dropped));
+    finished += l.successful + l.errors - timeouts;
+    errors += l.errors - timeouts;
+    shed += l.dropped + l.shadowShed + timeouts;
     if (l.peak === undefined) peakUnknown = true;
     else peak += l.peak;
   }

@@ -24,6 +24,7 @@ import type { MeshConfig } from '../mesh-config/index.ts';
 import { applyAuthorization, authorizationPoliciesFor } from './rbac.ts';
 import { requestAuthenticationSelects } from './jwt.ts';
 import { hasWorkloadCertificate, peerAuthenticationSelects } from './mtls.ts';
+import { hubListeners, hubRoute, hubRouteNames, isHub, lazyClusters, lazyRoutes } from './lazyscope.ts';
 
 function snapshot(push: PushContext): SextantPushContext {
   if (!(push instanceof SextantPushContext)) throw new Error('PushContext was not built by buildPushContext');
@@ -103,10 +104,13 @@ function envoyClusters(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
       return applyEnvoyFilters(push, proxy, CLUSTER_TYPE, [...clusters, ...sniDnatClusters(push, proxy, clusters)]);
     });
   }
-  return push.memoize(key, () => applyEnvoyFilters(push, proxy, CLUSTER_TYPE, generateClusters(push, proxy)));
+  // lazy scope: a fallback given as an address is a static cluster of its own
+  return push.memoize(key, () => applyEnvoyFilters(push, proxy, CLUSTER_TYPE, lazyClusters(push, proxy, generateClusters(push, proxy))));
 }
 
 function envoyListeners(push: SextantPushContext, proxy: Proxy): ProtoJson[] {
+  // lazy scope: a hub serves its hub listeners only
+  if (isHub(proxy)) return hubListeners(push, proxy);
   const key = proxy.type === 'router' ? `${proxyClass(push, proxy)}|${JSON.stringify(proxy.labels)}|${proxy.ipAddresses.join(',')}` : proxyClass(push, proxy);
   return push.memoize(`lds-class|${key}`, () => applyEnvoyFilters(push, proxy, LISTENER_TYPE, applyTelemetry(push, proxy, proxy.type === 'router' ? applyAuthorization(push, proxy, gatewayListeners(push, proxy)) : generateListeners(push, proxy))));
 }
@@ -132,10 +136,12 @@ function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl
     }
     case ROUTE_TYPE: {
       if (grpc) return byName(grpcRoutes(push, proxy, names), undefined);
-      const wanted = names ?? new Set(routeNames(envoyListeners(push, proxy)));
+      const hub = isHub(proxy);
+      const wanted = names ?? new Set(hub ? hubRouteNames(push) : routeNames(envoyListeners(push, proxy)));
       const list: ProtoJson[] = [];
       for (const n of wanted) {
-        const rc = proxy.type === 'router' ? gatewayRoute(push, proxy, n) : routeConfiguration(push, proxy, n);
+        // lazy scope: the hub's scoped routes; a lazy proxy's catch-all goes to its fallback
+        const rc = proxy.type === 'router' ? gatewayRoute(push, proxy, n) : hub ? hubRoute(push, n) : lazyRoutesOf(push, proxy, routeConfiguration(push, proxy, n));
         // lanes: lane variants of routes to covered services; active-active: data-centre headers
         if (rc) list.push(proxy.type === 'router' ? rc : laneRoutes(push, proxy, rc));
       }
@@ -156,6 +162,10 @@ function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl
     default:
       throw new Error(`unknown xDS type ${String(typeUrl)}`);
   }
+}
+
+function lazyRoutesOf(push: SextantPushContext, proxy: Proxy, rc: ProtoJson | undefined): ProtoJson | undefined {
+  return rc === undefined ? undefined : lazyRoutes(push, proxy, rc);
 }
 
 /** A change that reaches a proxy's clusters (its services) reaches its name table too. */

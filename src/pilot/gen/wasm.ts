@@ -4,6 +4,7 @@
 // phase (AUTHN before the JWT filters, AUTHZ before RBAC, STATS and unspecified after RBAC) and
 // ordered by priority; the ECDS resource is the Wasm filter config with the module the pilot
 // fetched inline. Pure: the modules are a snapshot the caller took (src/pilot/wasm).
+import { createHash } from 'node:crypto';
 import type { Resource } from '../../api/resource.ts';
 import type { WasmPluginSpec } from '../../api/kinds.ts';
 import type { ProtoJson } from '../../envoy/index.ts';
@@ -38,8 +39,10 @@ export interface WasmPluginRef {
   namespace: string;
   name: string;
   spec: WasmPluginSpec;
-  /** The resource's version (metadata.resourceVersion, else its spec's content). */
+  /** What the plugin's config is made of (its spec and resourceVersion), hashed: equal versions, equal config. */
   version: string;
+  /** metadata.resourceVersion (else `version`), as istiod hands it to the VM. */
+  resourceVersion: string;
   creation: string;
 }
 
@@ -59,12 +62,14 @@ function pluginRef(r: Resource): WasmPluginRef {
   const spec = r.spec as WasmPluginSpec;
   const namespace = r.metadata.namespace ?? 'default';
   const meta = r.metadata as { resourceVersion?: string; creationTimestamp?: string };
+  const version = createHash('sha256').update(JSON.stringify([meta.resourceVersion ?? '', spec])).digest('hex').slice(0, 16);
   return {
     key: `WasmPlugin/${namespace}/${r.metadata.name}`,
     namespace,
     name: r.metadata.name,
     spec,
-    version: meta.resourceVersion ?? JSON.stringify(spec),
+    version,
+    resourceVersion: meta.resourceVersion ?? version,
     creation: meta.creationTimestamp ?? '',
   };
 }
@@ -156,7 +161,8 @@ export function withPluginFilters(filters: readonly ProtoJson[], plugins: readon
  * Listener objects are copied, never edited.
  */
 export function applyWasmPlugins(listeners: readonly ProtoJson[], proxy: Proxy, plugins: readonly WasmPluginRef[], modules: ModuleSnapshot): ProtoJson[] {
-  const running = plugins.filter((p) => p.spec.failStrategy !== 'FAIL_OPEN' || modules.module(p).state !== 'pending');
+  // a file:// module is the proxy's to read: never pending here
+  const running = plugins.filter((p) => p.spec.failStrategy !== 'FAIL_OPEN' || p.spec.url.startsWith('file://') || modules.module(p).state !== 'pending');
   if (running.length === 0) return [...listeners];
   return listeners.map((l) => {
     const mode = proxy.type === 'router' ? 'GATEWAY' : l['trafficDirection'] === 'INBOUND' ? 'SERVER' : 'CLIENT';
@@ -227,7 +233,7 @@ function moduleCode(p: WasmPluginRef, modules: ModuleSnapshot): { code: ProtoJso
 }
 
 function wasmFilterConfig(p: WasmPluginRef, code: { code: ProtoJson; env: Record<string, string> }): ProtoJson {
-  const keyValues: Record<string, string> = { [RESOURCE_VERSION_ENV]: p.version, ...code.env };
+  const keyValues: Record<string, string> = { [RESOURCE_VERSION_ENV]: p.resourceVersion, ...code.env };
   const hostEnvKeys: string[] = [];
   for (const e of p.spec.vmConfig?.env ?? []) {
     if (e.valueFrom === 'HOST') hostEnvKeys.push(e.name);

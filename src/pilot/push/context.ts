@@ -3,7 +3,7 @@
 // plus per-snapshot memo tables so resources identical across proxies are built once.
 import type { Resource } from '../../api/resource.ts';
 import type { ConfigChange, PushContext } from '../model.ts';
-import { OverlayMap, buildRegistry, byAge, updateRegistryEndpoints } from '../../registry/index.ts';
+import { OverlayMap, ResourceMap, buildRegistry, byAge, updateRegistryEndpoints } from '../../registry/index.ts';
 import type { Registry, Service } from '../../registry/index.ts';
 import type {
   DestinationRuleSpec, EnvoyFilterSpec, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec, WorkloadEntrySpec,
@@ -11,6 +11,7 @@ import type {
 import type { GatewaySpec } from '../../api/index.ts';
 import { ClusterLocalHosts, DEFAULT_MESH_CONFIG } from '../mesh-config/index.ts';
 import type { MeshConfig } from '../mesh-config/index.ts';
+import { MemoTable } from './memo.ts';
 
 /** Istio's default root namespace (MeshConfig `rootNamespace`): a Sidecar or EnvoyFilter here applies mesh-wide. */
 export const ROOT_NAMESPACE = DEFAULT_MESH_CONFIG.rootNamespace;
@@ -70,12 +71,13 @@ export class SextantPushContext implements PushContext {
    * Memo tables for proxy-independent results (a cluster's ClusterLoadAssignment, the
    * clusters of one visibility scope, …). Bounded by the snapshot: dropped with it.
    */
-  readonly memo: Map<string, unknown>;
+  private readonly memo: MemoTable<unknown>;
   /**
    * Memo tables for results that read a service's endpoints (ClusterLoadAssignments), by
    * service key, so an endpoint-only snapshot drops exactly the affected services' entries.
+   * On the endpoint fast path both are layered over the previous snapshot's (memo.ts).
    */
-  readonly endpointMemo: Map<string, Map<string, unknown>>;
+  private readonly endpointMemo: MemoTable<Map<string, unknown>>;
 
   constructor(resources: readonly Resource[], version?: string, derived?: DerivedInputs, reuse?: { registry?: Registry; mesh?: MeshConfig; clusterLocalHosts?: ClusterLocalHosts }) {
     this.builtAt = Date.now();
@@ -99,13 +101,12 @@ export class SextantPushContext implements PushContext {
       this.sidecarsByNamespace = from.sidecarsByNamespace;
       this.envoyFiltersByNamespace = from.envoyFiltersByNamespace;
       this.stats = { ...from.stats, endpoints: this.registry.endpointCount };
-      this.memo = new Map(from.memo);
-      this.endpointMemo = new Map(from.endpointMemo);
-      for (const k of derived.endpointsChanged) this.endpointMemo.delete(k);
+      this.memo = from.memo.fork();
+      this.endpointMemo = from.endpointMemo.fork(derived.endpointsChanged);
       return;
     }
-    this.memo = new Map();
-    this.endpointMemo = new Map();
+    this.memo = new MemoTable();
+    this.endpointMemo = new MemoTable();
     this.mesh = reuse?.mesh ?? DEFAULT_MESH_CONFIG;
     this.clusterLocalHosts = reuse?.clusterLocalHosts ?? new ClusterLocalHosts(this.mesh);
     const ses: Resource<ServiceEntrySpec>[] = [];
@@ -326,7 +327,7 @@ export function updateEndpoints(before: SextantPushContext, resources: readonly 
     const we = current.get(key) as Resource<WorkloadEntrySpec> | undefined;
     if (we === undefined) continue;
     // Services that select the workload now (its labels may have changed).
-    selectorServices ??= groupSelectorServices(reg.services);
+    selectorServices ??= selectorServicesOf(reg.services);
     const labels = we.metadata.labels ? { ...we.metadata.labels, ...we.spec?.labels } : (we.spec?.labels ?? {});
     for (const s of selectorServices.get(we.metadata.namespace) ?? []) if (labelsMatchAll(s.selector, labels)) affected.add(s.key);
   }
@@ -340,16 +341,25 @@ export function updateEndpoints(before: SextantPushContext, resources: readonly 
     if (!se) return undefined;
     serviceEntries.set(svc.source, se);
   }
-  const workloadEntries = new Map<string, Resource<WorkloadEntrySpec>[]>();
-  if (selectorNamespaces.size > 0) {
-    for (const r of resources) {
-      if (r.kind !== 'WorkloadEntry' || !selectorNamespaces.has(r.metadata.namespace)) continue;
-      let list = workloadEntries.get(r.metadata.namespace);
-      if (!list) workloadEntries.set(r.metadata.namespace, (list = []));
-      list.push(r as Resource<WorkloadEntrySpec>);
+  // The workloads a selector may match: asked of the caller's index when it keeps one,
+  // else found by one pass over every resource.
+  let workloadsOf: (service: Service) => readonly Resource<WorkloadEntrySpec>[];
+  const index = change.current instanceof ResourceMap ? change.current : undefined;
+  if (index !== undefined) {
+    workloadsOf = (svc) => index.selectWorkloads(svc.namespace, svc.selector ?? {});
+  } else {
+    const byNamespace = new Map<string, Resource<WorkloadEntrySpec>[]>();
+    if (selectorNamespaces.size > 0) {
+      for (const r of resources) {
+        if (r.kind !== 'WorkloadEntry' || !selectorNamespaces.has(r.metadata.namespace)) continue;
+        let list = byNamespace.get(r.metadata.namespace);
+        if (!list) byNamespace.set(r.metadata.namespace, (list = []));
+        list.push(r as Resource<WorkloadEntrySpec>);
+      }
     }
+    workloadsOf = (svc) => byNamespace.get(svc.namespace) ?? [];
   }
-  const registry = updateRegistryEndpoints(reg, { services: affected, serviceEntries, workloadEntries, changedWorkloads });
+  const registry = updateRegistryEndpoints(reg, { services: affected, serviceEntries, workloadsOf, changedWorkloads });
   // Derived from the previous snapshot's, not copied (60,000 entries for a few changes).
   const byKey = OverlayMap.derive(before.byKey);
   for (const key of change.keys) {
@@ -360,9 +370,16 @@ export function updateEndpoints(before: SextantPushContext, resources: readonly 
   return new SextantPushContext(resources, undefined, { from: before, registry, byKey: byKey.done(), endpointsChanged: affected });
 }
 
-function groupSelectorServices(services: readonly Service[]): Map<string, Service[]> {
-  const out = new Map<string, Service[]>();
+// Selector services by namespace, per list of services: the registries derived on the
+// endpoint fast path share their predecessor's list, so this is computed once per full build.
+const selectorServicesByList = new WeakMap<readonly Service[], Map<string, Service[]>>();
+
+function selectorServicesOf(services: readonly Service[]): Map<string, Service[]> {
+  let out = selectorServicesByList.get(services);
+  if (out !== undefined) return out;
+  out = new Map<string, Service[]>();
   for (const s of services) if (s.selector) push(out, s.namespace, s);
+  selectorServicesByList.set(services, out);
   return out;
 }
 

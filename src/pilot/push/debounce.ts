@@ -20,7 +20,11 @@ export interface DebounceOptions {
    * within this bound plus the push.
    */
   endpointsMaxMs?: number;
+  /** Longest a batch holding an urgent event waits (default 10 ms: events of the same moment still merge). */
+  urgentMs?: number;
 }
+
+export const DEFAULT_URGENT_MS = 10;
 
 /**
  * Merges events into batches and hands each to `flush`. A batch is not released while the
@@ -28,7 +32,7 @@ export interface DebounceOptions {
  * merging meanwhile.
  */
 export class Debouncer {
-  private pending: { keys: Set<string>; endpointsOnly: boolean; firstEventAt: number; lastEventAt: number; events: number } | undefined;
+  private pending: { keys: Set<string>; endpointsOnly: boolean; firstEventAt: number; lastEventAt: number; events: number; urgentAt?: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private flushing = false;
   private closed = false;
@@ -43,8 +47,12 @@ export class Debouncer {
     this.flush = flush;
   }
 
-  /** Adds one event: `key` is `Kind/namespace/name`, `endpointsOnly` when it only moved endpoints. */
-  add(key: string, endpointsOnly: boolean, at = Date.now()): void {
+  /**
+   * Adds one event: `key` is `Kind/namespace/name`, `endpointsOnly` when it only moved endpoints.
+   * An `urgent` event (a lazy-scope Sidecar: a proxy's calls wait on it) releases its batch
+   * within `urgentMs` instead of waiting for quiet.
+   */
+  add(key: string, endpointsOnly: boolean, at = Date.now(), urgent = false): void {
     if (this.closed) return;
     if (this.pending === undefined) {
       this.pending = { keys: new Set([key]), endpointsOnly, firstEventAt: at, lastEventAt: at, events: 1 };
@@ -54,14 +62,20 @@ export class Debouncer {
       this.pending.lastEventAt = at;
       this.pending.events++;
     }
+    if (urgent) this.pending.urgentAt = Math.min(this.pending.urgentAt ?? at, at);
     this.schedule();
+  }
+
+  /** The release time of a batch holding an urgent event. */
+  private urgentDeadline(p: { urgentAt?: number }): number {
+    return p.urgentAt === undefined ? Infinity : p.urgentAt + (this.options.urgentMs ?? DEFAULT_URGENT_MS);
   }
 
   private schedule(): void {
     if (this.pending === undefined || this.flushing) return;
     const now = Date.now();
     const quietAt = this.pending.lastEventAt + this.options.afterMs;
-    const deadline = this.pending.firstEventAt + this.maxFor(this.pending.endpointsOnly);
+    const deadline = Math.min(this.pending.firstEventAt + this.maxFor(this.pending.endpointsOnly), this.urgentDeadline(this.pending));
     const delay = Math.max(0, Math.min(quietAt, deadline) - now);
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.release(), delay);
@@ -73,7 +87,7 @@ export class Debouncer {
     if (batch === undefined || this.closed) return;
     const now = Date.now();
     // A timer set for the max deadline may fire before quiet; re-check both bounds.
-    if (now < batch.lastEventAt + this.options.afterMs && now < batch.firstEventAt + this.maxFor(batch.endpointsOnly)) {
+    if (now < batch.lastEventAt + this.options.afterMs && now < batch.firstEventAt + this.maxFor(batch.endpointsOnly) && now < this.urgentDeadline(batch)) {
       this.schedule();
       return;
     }

@@ -16,6 +16,7 @@ import { adaptiveLimitSelects } from '../gen/adaptive.ts';
 import { rateLimitSelects } from '../gen/ratelimit.ts';
 import { operationsRequested, telemetrySelects } from '../gen/telemetry.ts';
 import { laneClusterNames } from '../gen/lanes.ts';
+import { isHub, isManagedSidecar, lazyFallbackFor } from '../gen/lazyscope.ts';
 
 /** One egress listener of a Sidecar (or the implicit catch-all one), with what it can reach. */
 export interface EgressScope {
@@ -76,8 +77,11 @@ function visibleFrom(exportTo: ReadonlySet<string> | null, owner: string, namesp
  */
 export function sidecarFor(push: SextantPushContext, proxy: Proxy): Indexed<SidecarSpec> | undefined {
   if (proxy.type === 'router') return undefined; // Sidecar resources never apply to gateways
+  if (isHub(proxy)) return undefined; // lazy scope: a hub has full scope
   const own = push.sidecarsByNamespace.get(proxy.namespace) ?? [];
-  const selected = own.find((s) => s.spec.workloadSelector?.labels && labelsMatch(s.spec.workloadSelector.labels, proxy.labels));
+  const selects = (s: Indexed<SidecarSpec>): boolean => s.spec.workloadSelector?.labels !== undefined && labelsMatch(s.spec.workloadSelector.labels, proxy.labels);
+  // lazy scope: a Sidecar the user wrote for the workload wins over the controller's
+  const selected = own.find((s) => selects(s) && !isManagedSidecar(s.resource)) ?? own.find(selects);
   if (selected) return selected;
   const nsWide = own.find((s) => !s.spec.workloadSelector?.labels);
   if (nsWide) return nsWide;
@@ -222,6 +226,8 @@ export function serviceClusterNames(push: SextantPushContext, service: Service, 
 }
 
 const ALL_TYPES: ReadonlySet<XdsTypeUrl> = new Set([CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE]);
+/** Kinds whose change may touch a hub's scoped routes (any namespace's view of any host). */
+const HUB_KINDS: ReadonlySet<string> = new Set(['VirtualService', 'DestinationRule', 'ServiceEntry', 'Sidecar', 'LazyScope']);
 
 function kindOf(key: string): string {
   return key.slice(0, key.indexOf('/'));
@@ -246,13 +252,22 @@ export function planPush(before: SextantPushContext, after: SextantPushContext, 
   };
   const addAll = (): void => { for (const t of ALL_TYPES) types.add(t); edsAll = true; };
 
+  // lazy scope: a hub routes with every namespace's view; a lazy proxy's catch-all follows its LazyScope
+  const hub = isHub(proxy);
   for (const key of change.keys) {
     if (key === MESH_CONFIG_KEY) {
       // Mesh-wide settings may change any resource of any proxy.
       addAll();
       continue;
     }
+    if (hub && HUB_KINDS.has(kindOf(key))) {
+      addAll();
+      continue;
+    }
     switch (kindOf(key)) {
+      case 'LazyScope':
+        if ([before, after].some((ctx) => lazyFallbackFor(ctx, proxy)?.scope.key === key)) addAll();
+        break;
       case 'EnvoyFilter': {
         const concerned = [before, after].some((ctx) => {
           const r = ctx.byKey.get(key);
@@ -385,37 +400,86 @@ const CDS_PLAN: PushPlan = { types: new Set(PUSH_ORDER.filter((t) => t === CLUST
 
 /**
  * The plan for an endpoint-only change (WorkloadEntries, ServiceEntry `endpoints`): EDS for
- * the affected services' clusters the proxy's scope holds. It reads the affected services
- * and the proxy's scope (memoized, and shared with `before` on the endpoint fast path), so
- * it costs a few lookups per proxy, not a scope computation. A proxy whose own workload
- * changed gets everything (its inbound side may differ); a service with inline (DNS)
- * endpoints gets CDS.
+ * the affected services' clusters the proxy's scope holds. What the batch means is worked out
+ * once for the first proxy planned (endpointBatch), and the plan once per scope (and proxy
+ * cluster, when a cluster-local service is affected), so planning P proxies costs P lookups
+ * rather than P × K (batch size). A proxy whose own workload changed gets everything (its
+ * inbound side may differ); a service with inline (DNS) endpoints gets CDS.
  */
 function planEndpointPush(before: SextantPushContext, after: SextantPushContext, change: ConfigChange, proxy: Proxy): PushPlan | null {
+  const batch = endpointBatch(before, after, change);
+  for (const ip of proxy.ipAddresses) if (batch.selfAddresses.has(ip)) return FULL_PLAN;
+  if (batch.otherKinds) return planPush(before, after, { keys: change.keys, endpointsOnly: false }, proxy);
   const scope = sidecarScope(after, proxy);
-  const eds = new Set<string>();
-  let cds = false;
+  const clusterId = batch.clusterDependent ? proxy.clusterId : '';
+  let byCluster = batch.plans.get(scope);
+  if (byCluster === undefined) batch.plans.set(scope, (byCluster = new Map()));
+  let plan = byCluster.get(clusterId);
+  if (plan === undefined) byCluster.set(clusterId, (plan = scopePlan(before, after, batch, scope, proxy.clusterId)));
+  return plan;
+}
+
+/** One endpoint-only batch, whatever the proxy. */
+interface EndpointBatch {
+  /** Addresses whose proxy gets everything: a changed workload's, before or after, and the endpoints of a changed ServiceEntry's services. */
+  selfAddresses: ReadonlySet<string>;
+  /** Some key is neither a WorkloadEntry nor a ServiceEntry: planned as a config change. */
+  otherKinds: boolean;
+  /** Per key, the services whose endpoints it changed (see WorkloadFacts). */
+  entries: readonly { services: readonly string[]; notClusterLocal: readonly string[] | undefined; clusters: ReadonlySet<string> }[];
+  /** Some service is cluster-local: plans differ by proxy cluster. */
+  clusterDependent: boolean;
+  /** Plans made so far, per scope and proxy cluster ('' when not clusterDependent). */
+  plans: Map<SidecarScope, Map<string, PushPlan | null>>;
+}
+
+const endpointBatches = new WeakMap<ConfigChange, { before: SextantPushContext; after: SextantPushContext; batch: EndpointBatch }>();
+
+function endpointBatch(before: SextantPushContext, after: SextantPushContext, change: ConfigChange): EndpointBatch {
+  const cached = endpointBatches.get(change);
+  if (cached !== undefined && cached.before === before && cached.after === after) return cached.batch;
+  const selfAddresses = new Set<string>();
+  const entries: EndpointBatch['entries'][number][] = [];
+  let otherKinds = false;
+  let clusterDependent = false;
   for (const key of change.keys) {
     const kind = kindOf(key);
-    let services: readonly string[];
     if (kind === 'WorkloadEntry') {
       const facts = workloadFacts(before, after, change, key);
-      for (const addr of facts.addresses) if (proxy.ipAddresses.includes(addr)) return FULL_PLAN;
-      services = facts.services;
-      // A cluster-local service's endpoints in other clusters are not this proxy's concern.
-      if (facts.notClusterLocal !== undefined && !facts.clusters.has(proxy.clusterId)) services = facts.notClusterLocal;
+      for (const addr of facts.addresses) selfAddresses.add(addr);
+      if (facts.notClusterLocal !== undefined) clusterDependent = true;
+      entries.push(facts);
     } else if (kind === 'ServiceEntry') {
-      services = (after.registry.bySource.get(key) ?? before.registry.bySource.get(key) ?? []).map((s) => s.key);
-      for (const svcKey of services) if (isServedBy(before, svcKey, proxy) || isServedBy(after, svcKey, proxy)) return FULL_PLAN;
+      const services = (after.registry.bySource.get(key) ?? before.registry.bySource.get(key) ?? []).map((s) => s.key);
+      // The proxies serving one of them (isServedBy): their inbound side may change.
+      for (const ctx of [before, after]) {
+        for (const svcKey of services) {
+          for (const list of ctx.registry.endpoints.get(svcKey)?.values() ?? []) for (const ep of list) selfAddresses.add(ep.address);
+        }
+      }
+      entries.push({ services, notClusterLocal: undefined, clusters: new Set() });
     } else {
-      return planPush(before, after, { keys: change.keys, endpointsOnly: false }, proxy);
+      otherKinds = true;
     }
+  }
+  const batch: EndpointBatch = { selfAddresses, otherKinds, entries, clusterDependent, plans: new Map() };
+  endpointBatches.set(change, { before, after, batch });
+  return batch;
+}
+
+/** The plan of a batch for the proxies of one scope (in cluster `clusterId`), not serving any changed workload. */
+function scopePlan(before: SextantPushContext, after: SextantPushContext, batch: EndpointBatch, scope: SidecarScope, clusterId: string): PushPlan | null {
+  const eds = new Set<string>();
+  let cds = false;
+  for (const entry of batch.entries) {
+    // A cluster-local service's endpoints in other clusters are not this proxy's concern.
+    const services = entry.notClusterLocal !== undefined && !entry.clusters.has(clusterId) ? entry.notClusterLocal : entry.services;
     for (const svcKey of services) {
       if (!scope.serviceKeys.has(svcKey)) continue;
       const svc = after.registry.byKey.get(svcKey) ?? before.registry.byKey.get(svcKey);
       if (!svc) continue;
       if (svc.resolution === 'DNS' || svc.resolution === 'DNS_ROUND_ROBIN') cds = true;
-      for (const n of serviceClusterNames(after, svc, proxy.namespace)) eds.add(n);
+      for (const n of serviceClusterNames(after, svc, scope.namespace)) eds.add(n);
     }
   }
   if (cds) return CDS_PLAN;

@@ -4,7 +4,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { abbreviateTo } from '../../api/index.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, PUSH_ORDER, RUNTIME_TYPE } from '../../envoy/index.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, PUSH_ORDER, ROUTE_TYPE, RUNTIME_TYPE } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
 import type { ConfigChange, Generators, Proxy, PushContext, PushPlan } from '../model.ts';
 import { PushQueue } from '../push/queue.ts';
@@ -21,6 +21,8 @@ import { handleDeltaRequest } from './delta.ts';
 import { RuntimeDiscovery } from './runtime.ts';
 
 const KNOWN_TYPES: ReadonlySet<string> = new Set(PUSH_ORDER);
+/** The longest the listeners and routes of a push wait for the endpoints of the new clusters they may use. */
+export const WARM_WAIT_MS = 2000;
 /** Proxies planned between yields to the event loop. */
 const PLAN_BATCH = 16;
 /**
@@ -123,7 +125,7 @@ export class DiscoveryServer {
     this.readyPromise = new Promise((resolve) => (this.resolveReady = resolve));
     this.queue = new PushQueue<Connection>({
       concurrency: options.pushConcurrency ?? 64,
-      push: (con, plan, eventAt) => con.run(() => this.pushPlan(con, plan, eventAt)),
+      push: (con, plan, eventAt) => this.pushWarm(con, plan, eventAt),
       onError: (con, err) => this.logger.error({ proxy: con.proxy.id, connection: con.id, err: errorMessage(err) }, 'push failed'),
     });
   }
@@ -282,10 +284,42 @@ export class DiscoveryServer {
 
   // --- responses ---
 
-  /** Pushes a planned change to one proxy, types in CDS, EDS, LDS, RDS order. */
-  async pushPlan(con: Connection, plan: PushPlan, eventAt: number): Promise<void> {
+  /**
+   * Make before break: when the clusters pushed include ones whose endpoints the proxy has not
+   * asked for yet (new EDS clusters), the listeners and routes that may use them wait until the
+   * proxy has subscribed to their endpoints and acknowledged them (at most WARM_WAIT_MS), so no
+   * request meets a cluster without endpoints. The stream serves requests meanwhile.
+   */
+  private async pushWarm(con: Connection, plan: PushPlan, eventAt: number): Promise<void> {
+    let cold: string[] = [];
+    await con.run(async () => { cold = await this.pushPlan(con, plan, eventAt, 'clusters'); });
+    if (cold.length > 0 && (plan.types.has(LISTENER_TYPE) || plan.types.has(ROUTE_TYPE))) await this.edsWarm(con, cold);
+    await con.run(async () => { await this.pushPlan(con, plan, eventAt, 'rest'); });
+  }
+
+  /** Resolves once the proxy subscribed to every EDS name in `names` and acknowledged what it was sent, or after WARM_WAIT_MS. */
+  private async edsWarm(con: Connection, names: readonly string[]): Promise<void> {
+    const deadline = Date.now() + WARM_WAIT_MS;
+    while (!con.closed && Date.now() < deadline) {
+      const e = con.watched.get(ENDPOINT_TYPE);
+      if (e === undefined) return;
+      const subscribed = e.wildcard || names.every((n) => e.names.has(n));
+      if (subscribed && e.nonceSent !== undefined && e.nonceAcked === e.nonceSent) return;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /**
+   * Pushes a planned change to one proxy, types in CDS, EDS, LDS, RDS order (`phase`: only CDS
+   * and EDS, or only the rest). Returns the EDS names of pushed clusters the proxy has not
+   * subscribed to yet (it will ask for them).
+   */
+  async pushPlan(con: Connection, plan: PushPlan, eventAt: number, phase: 'all' | 'clusters' | 'rest' = 'all'): Promise<string[]> {
     let forcedEds: Set<string> | undefined;
+    const cold: string[] = [];
     for (const typeUrl of PUSH_ORDER) {
+      const early = typeUrl === CLUSTER_TYPE || typeUrl === ENDPOINT_TYPE;
+      if ((phase === 'clusters' && !early) || (phase === 'rest' && early)) continue;
       const w = con.watched.get(typeUrl);
       // Not subscribed, or not answered yet (the pending request will be answered in full).
       if (w === undefined || w.nonceSent === undefined) continue;
@@ -303,8 +337,13 @@ export class DiscoveryServer {
       }
       if (!plan.types.has(typeUrl)) continue;
       const result = await this.respond(con, w, { kind: 'push', eventAt });
-      if (typeUrl === CLUSTER_TYPE && result.edsServiceNames.length > 0) forcedEds = new Set(result.edsServiceNames);
+      if (typeUrl === CLUSTER_TYPE && result.edsServiceNames.length > 0) {
+        forcedEds = new Set(result.edsServiceNames);
+        const e = con.watched.get(ENDPOINT_TYPE);
+        if (e !== undefined && e.nonceSent !== undefined && !e.wildcard) for (const n of result.edsServiceNames) if (!e.names.has(n)) cold.push(n);
+      }
     }
+    return cold;
   }
 
   /**

@@ -28,6 +28,8 @@ export interface WatchedResource {
   names: Set<string>;
   /** SotW: the resource_names of the last request that changed the subscription, as sent. */
   requested?: readonly string[];
+  /** SotW: the last request's resource_names as they came on the wire (SotwRequest.resourceNamesWire). */
+  requestedWire?: Buffer | undefined;
   /**
    * What the proxy holds, by name: for delta all types, for SotW the named types (RDS/EDS)
    * whose responses may carry only what changed.

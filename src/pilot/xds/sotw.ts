@@ -23,11 +23,14 @@ export async function handleSotwRequest(server: DiscoveryServer, con: Connection
   }
 
   // An ACK repeats the subscription, in the same order (Envoy's full-mesh EDS: 10,000 names):
+  // the same bytes as the last request's names are the same list, not decoded at all; else
   // comparing it with the last list is cheaper than hashing every name into a new Set.
-  const requested = req.resourceNames;
+  const wire = req.resourceNamesWire;
+  const sameWire = wire !== undefined && w.requestedWire !== undefined && wire.equals(w.requestedWire);
   const added = new Set<string>();
   let wildcardChanged = false;
-  if (w.requested === undefined || !sameList(requested, w.requested)) {
+  if (!sameWire && (w.requested === undefined || !sameList(req.resourceNames, w.requested))) {
+    const requested = req.resourceNames;
     const names = new Set(requested.filter((n) => n !== '*'));
     // LDS/CDS with no names is the legacy wildcard; `*` is the explicit one, for any type.
     const wildcard = requested.includes('*') || (requested.length === 0 && isWildcardType(typeUrl));
@@ -45,6 +48,8 @@ export async function handleSotwRequest(server: DiscoveryServer, con: Connection
     w.names = names;
     w.requested = requested;
   }
+  // Kept as a copy: the request's bytes belong to the gRPC message they were read from.
+  if (!sameWire) w.requestedWire = wire === undefined ? undefined : Buffer.from(wire);
 
   if (isNew || w.nonceSent === undefined || wildcardChanged) {
     await server.respond(con, w, { kind: 'request' });

@@ -13,6 +13,12 @@ export interface SotwRequest {
   typeUrl: string;
   responseNonce: string;
   errorDetail?: { code?: number; message?: string } | null;
+  /**
+   * The resource_names fields as they came on the wire, when they came as one run: a request
+   * whose run is byte for byte the previous one names the same list, which need not be decoded
+   * (a state-of-the-world ACK repeats the whole subscription, 10,000 names for a full mesh).
+   */
+  resourceNamesWire?: Buffer;
 }
 
 /** A DeltaDiscoveryRequest as protobufjs decodes it. */
@@ -42,6 +48,102 @@ export function nodeToJson(node: unknown): ProtoJson {
   return decodeMessage(NODE_TYPE, type.encode(type.fromObject(node as Record<string, unknown>)).finish());
 }
 
+/** Reads a varint at `pos`: [value, next position], or undefined past `end` or beyond 2^53. */
+function readVarint(buf: Buffer, pos: number, end: number): [number, number] | undefined {
+  let value = 0;
+  let scale = 1;
+  while (pos < end) {
+    const b = buf[pos++]!;
+    value += (b & 0x7f) * scale;
+    if (b < 0x80) return [value, pos];
+    scale *= 128;
+    if (scale > 2 ** 49) return undefined;
+  }
+  return undefined;
+}
+
+/** A decoded SotW request whose resource names are decoded from the wire only when read. */
+class LazySotwRequest implements SotwRequest {
+  versionInfo = '';
+  typeUrl = '';
+  responseNonce = '';
+  errorDetail = null;
+  resourceNamesWire: Buffer | undefined;
+  private names: string[] | undefined;
+  private readonly wire: Buffer;
+  /** Where the resource_names fields are: one run [start, end), or every field's [start, end) when scattered. */
+  private readonly spans: readonly number[];
+
+  constructor(wire: Buffer, spans: readonly number[]) {
+    this.wire = wire;
+    this.spans = spans;
+  }
+
+  get resourceNames(): string[] {
+    if (this.names === undefined) {
+      const names: string[] = [];
+      const buf = this.wire;
+      // Each span holds resource_names fields only (checked when the request was read).
+      for (let i = 0; i < this.spans.length; i += 2) {
+        let pos = this.spans[i]!;
+        const end = this.spans[i + 1]!;
+        while (pos < end) {
+          const len = readVarint(buf, pos + 1, end)!;
+          names.push(buf.toString('utf8', len[1], len[1] + len[0]));
+          pos = len[1] + len[0];
+        }
+      }
+      this.names = names;
+    }
+    return this.names;
+  }
+}
+
+const sotwDecoder = decoder<SotwRequest>('envoy.service.discovery.v3.DiscoveryRequest');
+
+/**
+ * DiscoveryRequest: version_info 1, node 2, resource_names 3, type_url 4, response_nonce 5,
+ * error_detail 6. A request with only fields 1, 3, 4 and 5 (every ACK after the first request)
+ * is read here, its names left as bytes until asked for; any other goes through protobufjs.
+ */
+export function decodeSotwRequest(buf: Buffer): SotwRequest {
+  const spans: number[] = [];
+  const strings: [string, string, string] = ['', '', ''];
+  let pos = 0;
+  const size = buf.length;
+  while (pos < size) {
+    const at = pos;
+    // One-byte tags only: fields 1 to 15 (the four read here are 0x0a, 0x1a, 0x22 and 0x2a).
+    const key = buf[pos]!;
+    if (key !== 0x1a && key !== 0x0a && key !== 0x22 && key !== 0x2a) return sotwDecoder(buf);
+    let len = buf[pos + 1] ?? 0x80;
+    let start = pos + 2;
+    if (len >= 0x80) {
+      const v = readVarint(buf, pos + 1, size);
+      if (v === undefined) return sotwDecoder(buf);
+      [len, start] = v;
+    }
+    const end = start + len;
+    if (end > size) return sotwDecoder(buf);
+    if (key === 0x1a) {
+      // Names in one run extend the current span.
+      if (spans.length > 0 && spans[spans.length - 1] === at) spans[spans.length - 1] = end;
+      else spans.push(at, end);
+    } else {
+      strings[key === 0x0a ? 0 : key === 0x22 ? 1 : 2] = buf.toString('utf8', start, end);
+    }
+    pos = end;
+  }
+  const req = new LazySotwRequest(buf, spans);
+  req.versionInfo = strings[0];
+  req.typeUrl = strings[1];
+  req.responseNonce = strings[2];
+  req.resourceNamesWire = spans.length === 0 ? EMPTY_WIRE : spans.length === 2 ? buf.subarray(spans[0], spans[1]) : undefined;
+  return req;
+}
+
+const EMPTY_WIRE = Buffer.alloc(0);
+
 const identity = (b: Buffer): Buffer => b;
 // Typed as Buffer for grpc-js; a ResponseParts is framed by its byteLength and copy().
 const prepared = (r: SerializedResponse): Buffer => r as Buffer;
@@ -52,7 +154,7 @@ export const ADS_SERVICE: ServiceDefinition = {
     requestStream: true,
     responseStream: true,
     requestSerialize: identity,
-    requestDeserialize: decoder<SotwRequest>('envoy.service.discovery.v3.DiscoveryRequest'),
+    requestDeserialize: decodeSotwRequest,
     responseSerialize: prepared,
     responseDeserialize: identity,
   },

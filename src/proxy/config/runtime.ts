@@ -69,6 +69,8 @@ export class RuntimeConfig implements ResourceSink {
       for (const l of this.listeners.values()) {
         for (const fc of [...l.filterChains, ...(l.defaultChain ? [l.defaultChain] : [])]) {
           if (fc.network.kind === 'http' && fc.network.rdsName) out.add(fc.network.rdsName);
+          // scoped routes: every scope's route configuration
+          if (fc.network.kind === 'http' && fc.network.scopedRoutes !== undefined) for (const n of fc.network.scopedRoutes.byKey.values()) out.add(n);
         }
       }
     }

@@ -24,6 +24,7 @@ import { RequestOperations } from '../telemetry/request-operation.ts';
 import type { WorkloadInfo } from '../telemetry/peer.ts';
 import type { RawHeader } from '../http/index.ts';
 import type { FilterChainSpec, HttpConnectionManagerSpec, ListenerSpec, PrefixRange, TcpProxySpec } from './listener-spec.ts';
+import { scopeKeyOf } from './listener-spec.ts';
 import { BLACKHOLE_CLUSTER } from '../../envoy/index.ts';
 import { OriginalDstResolver, UNKNOWN_ADDRESS, reachesListener } from './original-dst.ts';
 import type { LocalListeners } from './original-dst.ts';
@@ -93,6 +94,8 @@ export class ListenerManager implements LocalListeners {
   /** `request_operation`, when a stats config asks for it (bounded per service). */
   readonly operations = new RequestOperations();
   private readonly routerContexts = new WeakMap<HttpConnectionManagerSpec, RouterContext>();
+  /** Router contexts of scoped-route connection managers, by route configuration name. */
+  private readonly scopedContexts = new WeakMap<HttpConnectionManagerSpec, Map<string, RouterContext>>();
   /** The connection manager whose limits a router context carries (its filters and gate are bound from it). */
   private readonly limitSpecs = new WeakMap<RouterContext, HttpConnectionManagerSpec>();
   private draining = false;
@@ -395,10 +398,14 @@ export class ListenerManager implements LocalListeners {
         req.head.headers = stripPeerHeaders(req.head.headers);
         markMeshPeer(req); // lanes: a mesh sidecar's lane headers are trusted
       }
+    } else if (spec.originalSource === true) {
+      // a hop standing in for its caller (the lazy-scope hub): the caller's identity passes through
+      peer = this.peers.fromHeaders(req.head.headers);
     }
     let routed: Promise<RouteOutcome>;
     try {
-      routed = routeRequest(req, this.routerContext(hcm, inbound, this.currentAuthn(spec, hcm)));
+      const authz = this.currentAuthn(spec, hcm);
+      routed = routeRequest(req, hcm.scopedRoutes !== undefined ? this.scopedContext(hcm, spec, req, inbound, authz) : this.routerContext(hcm, inbound, authz));
     } catch (err) {
       routed = Promise.reject(err as Error);
     }
@@ -440,10 +447,30 @@ export class ListenerManager implements LocalListeners {
     return chain !== undefined && chain.network.kind === 'http' ? chain.network : hcm;
   }
 
-  private routerContext(hcm: HttpConnectionManagerSpec, inbound: boolean, authz: HttpConnectionManagerSpec = hcm): RouterContext {
+  /**
+   * Scoped routes (Envoy's scoped_routes): the route configuration of the scope the request's
+   * key header names; no such scope leaves the request without routes (404 NR). A listener
+   * with original_src keeps the caller's address upstream and adds no identity of its own.
+   */
+  private scopedContext(hcm: HttpConnectionManagerSpec, spec: ListenerSpec, req: DownstreamRequest, inbound: boolean, authz: HttpConnectionManagerSpec): RouterContext {
+    const scoped = hcm.scopedRoutes!;
+    const key = scopeKeyOf(scoped, findHeader(req.head.headers, scoped.header));
+    const name = key === undefined ? '' : (scoped.byKey.get(key) ?? '');
+    let byName = this.scopedContexts.get(hcm);
+    if (byName === undefined) this.scopedContexts.set(hcm, (byName = new Map()));
+    const cached = byName.get(name);
+    const fresh = this.routerContext(hcm, inbound, authz, name, cached, spec.originalSource === true);
+    if (fresh !== cached) {
+      if (byName.size >= MAX_SCOPED_CONTEXTS && !byName.has(name)) byName.clear();
+      byName.set(name, fresh);
+    }
+    return fresh;
+  }
+
+  private routerContext(hcm: HttpConnectionManagerSpec, inbound: boolean, authz: HttpConnectionManagerSpec = hcm, scopeRoute?: string, scopeCached?: RouterContext, originalSource = false): RouterContext {
     const cfg = this.opts.config;
-    const routes = hcm.inlineRoutes ?? (hcm.rdsName ? cfg.routes.get(hcm.rdsName) : undefined);
-    const cached = this.routerContexts.get(hcm);
+    const routes = scopeRoute !== undefined ? (scopeRoute === '' ? undefined : cfg.routes.get(scopeRoute)) : hcm.inlineRoutes ?? (hcm.rdsName ? cfg.routes.get(hcm.rdsName) : undefined);
+    const cached = scopeRoute !== undefined ? scopeCached : this.routerContexts.get(hcm);
     if (cached !== undefined && cached.routes === routes && cached.clusters === cfg.clusters && cached.inbound === inbound && cached.rbac === authz.rbac && cached.jwt === authz.jwt
       && this.limitSpecs.get(cached) === authz) return cached;
     const ctx: RouterContext = {
@@ -457,7 +484,8 @@ export class ListenerManager implements LocalListeners {
       pathNormalization: hcm.pathNormalization,
       generateRequestId: hcm.generateRequestId,
       faultFilter: hcm.faultFilter,
-      peerHeaders: inbound ? [] : this.opts.peerHeaders,
+      peerHeaders: inbound || originalSource ? [] : this.opts.peerHeaders,
+      ...(originalSource ? { originalSource: true } : {}),
       retryBufferBytes: this.opts.retryBufferBytes,
       upgradeTypes: hcm.upgradeTypes,
       rbac: authz.rbac,
@@ -472,7 +500,7 @@ export class ListenerManager implements LocalListeners {
     // lanes: the table takes the filter's bounds; the counters are exposed once a filter is in use
     if (hcm.lanes !== undefined && this.lanes.configure(hcm.lanes)) this.opts.metrics.addExposition(() => this.lanes.expose());
     this.limitSpecs.set(ctx, authz);
-    this.routerContexts.set(hcm, ctx);
+    if (scopeRoute === undefined) this.routerContexts.set(hcm, ctx);
     return ctx;
   }
 
@@ -487,7 +515,10 @@ export class ListenerManager implements LocalListeners {
       grpc = out.grpcStatus ?? grpcStatusOf(req.responseTrailers ?? null);
       if (grpc < 0) grpc = out.status === 0 ? 1 /* CANCELLED: the caller went away */ : 2 /* UNKNOWN */;
     }
-    let labels = this.labels.get(reporter, this.opts.self, peer, this.peers.idOf(peer), out.cluster, out.cluster?.name, out.host, out.status, flags, grpc);
+    // a hop standing in for its caller (original_src, the lazy-scope hub) reports the caller's request as the caller would
+    let labels = spec.originalSource === true && peer !== undefined
+      ? requestLabels('source', peer, undefined, out.cluster, out.cluster?.name, out.host, out.status, flags, grpc)
+      : this.labels.get(reporter, this.opts.self, peer, this.peers.idOf(peer), out.cluster, out.cluster?.name, out.host, out.status, flags, grpc);
     if (stats.usesOperation === true) labels = this.operations.label(labels, stats.operationTemplates, req.head.method, out.path, out.routeName);
     this.opts.metrics.recordRequest(stats, labels, duration, req.bytesReceived(), req.bytesSent());
     // access logs follow the config in force (as authorization does): a Telemetry change reaches kept-alive connections
@@ -653,6 +684,9 @@ export function restoreOriginalDestination(socket: net.Socket, workloadAddress: 
     localPort: { value: original.port, enumerable: true },
   });
 }
+
+/** Router contexts kept per scoped-route connection manager (one per scope in use) at most. */
+const MAX_SCOPED_CONTEXTS = 4096;
 
 function findHeader(h: readonly RawHeader[], lowerName: string): string | undefined {
   for (const e of h) if (e.name.length === lowerName.length && e.name.toLowerCase() === lowerName) return e.value;

@@ -36,6 +36,8 @@ export interface HttpConnectionManagerSpec {
   /** RDS route configuration name, or an inline table. */
   rdsName: string | undefined;
   inlineRoutes: RouteTable | undefined;
+  /** Envoy's scoped routes (inline scopes): the route configuration chosen per request by a header's value. */
+  scopedRoutes?: ScopedRoutesSpec | undefined;
   accessLogs: AccessLogSpec[];
   useRemoteAddress: boolean;
   skipXffAppend: boolean;
@@ -71,6 +73,16 @@ export interface HttpConnectionManagerSpec {
   codecType: 'AUTO' | 'HTTP1' | 'HTTP2';
   /** `upgradeConfigs` enabled on this connection manager, lower-cased (`websocket`). */
   upgradeTypes: ReadonlySet<string>;
+}
+
+/** `scoped_routes` with `scoped_route_configurations_list`: the key is the header's value (or one element of it). */
+export interface ScopedRoutesSpec {
+  header: string;
+  /** Splits the value into elements; '' takes the whole value. */
+  separator: string;
+  index: number;
+  /** Scope key → RDS route configuration name. */
+  byKey: ReadonlyMap<string, string>;
 }
 
 /** An optional filter left out of the chain, and where it was (`Listener l.filterChains[0]…`). */
@@ -118,6 +130,8 @@ export interface ListenerSpec {
   direction: TrafficDirection;
   filterChains: FilterChainSpec[];
   defaultChain: FilterChainSpec | undefined;
+  /** Envoy's original_src listener filter: upstream connections leave from the downstream's address (and, here, the caller's identity passes through). */
+  originalSource?: boolean;
   source: ProtoJson;
   sourceKey: string;
 }
@@ -145,9 +159,25 @@ export function compileListener(json: ProtoJson, at: string): ListenerSpec {
     direction: ((json['trafficDirection'] as string | undefined) ?? 'UNSPECIFIED') as TrafficDirection,
     filterChains: chains,
     defaultChain: def,
+    originalSource: compileListenerFilters(json['listenerFilters'], `${at}.listenerFilters`),
     source: json,
     sourceKey: JSON.stringify(json),
   };
+}
+
+const ORIGINAL_SRC_TYPE = 'type.googleapis.com/envoy.extensions.filters.listener.original_src.v3.OriginalSrc';
+
+/** Whether the listener filters include original_src (its `mark` is for TPROXY routing, which this proxy does not need). */
+function compileListenerFilters(v: unknown, at: string): boolean {
+  let originalSource = false;
+  ((v as ProtoJson[] | undefined) ?? []).forEach((f, i) => {
+    const type = String((f['typedConfig'] as ProtoJson | undefined)?.['@type'] ?? '');
+    if (type !== ORIGINAL_SRC_TYPE && f['name'] !== 'envoy.filters.listener.original_src') return;
+    const cfg = (f['typedConfig'] ?? {}) as ProtoJson;
+    if (cfg['bindPort'] === true) throw new ConfigError(`${at}[${i}].typedConfig.bindPort: binding the downstream's port is not supported by this proxy`);
+    originalSource = true;
+  });
+  return originalSource;
 }
 
 function prefixRanges(v: unknown, at: string): PrefixRange[] {
@@ -197,7 +227,9 @@ function compileChain(c: ProtoJson, at: string, chainId: string): FilterChainSpe
 function compileHcm(h: ProtoJson, at: string, chainId: string): HttpConnectionManagerSpec {
   const rds = h['rds'] as ProtoJson | undefined;
   const rc = h['routeConfig'] as ProtoJson | undefined;
-  if (!rds && !rc) throw new ConfigError(`${at}: needs rds or routeConfig`);
+  const scoped = h['scopedRoutes'] as ProtoJson | undefined;
+  if (!rds && !rc && !scoped) throw new ConfigError(`${at}: needs rds, routeConfig or scopedRoutes`);
+  const scopedRoutes = scoped ? compileScopedRoutes(scoped, `${at}.scopedRoutes`) : undefined;
   const rdsName = rds ? String(rds['routeConfigName'] ?? '') : undefined;
   if (rds && !rdsName) throw new ConfigError(`${at}.rds.routeConfigName: required`);
   const httpFilters = (h['httpFilters'] as ProtoJson[] | undefined) ?? [];
@@ -265,6 +297,7 @@ function compileHcm(h: ProtoJson, at: string, chainId: string): HttpConnectionMa
     statPrefix: String(h['statPrefix'] ?? ''),
     rdsName,
     inlineRoutes,
+    ...(scopedRoutes !== undefined ? { scopedRoutes } : {}),
     accessLogs: compileAccessLogs(h['accessLog'], `${at}.accessLog`),
     useRemoteAddress: h['useRemoteAddress'] === true,
     skipXffAppend: h['skipXffAppend'] === true,
@@ -288,6 +321,48 @@ function compileHcm(h: ProtoJson, at: string, chainId: string): HttpConnectionMa
     codecType,
     upgradeTypes,
   };
+}
+
+/**
+ * Envoy's ScopedRoutes with the scopes listed inline: one fragment from a header (its whole
+ * value, or one element of it); every scope names an RDS route configuration. What this proxy
+ * does not implement (scoped RDS, several fragments, key-value elements, inline route
+ * configurations in a scope) is refused with the field.
+ */
+function compileScopedRoutes(s: ProtoJson, at: string): ScopedRoutesSpec {
+  if (s['scopedRds'] !== undefined) throw new ConfigError(`${at}.scopedRds: scoped RDS is not supported by this proxy; list the scopes in scopedRouteConfigurationsList`);
+  const fragments = ((s['scopeKeyBuilder'] as ProtoJson | undefined)?.['fragments'] as ProtoJson[] | undefined) ?? [];
+  if (fragments.length !== 1) throw new ConfigError(`${at}.scopeKeyBuilder.fragments: exactly one fragment is supported (got ${fragments.length})`);
+  const x = fragments[0]!['headerValueExtractor'] as ProtoJson | undefined;
+  if (x === undefined) throw new ConfigError(`${at}.scopeKeyBuilder.fragments[0]: only headerValueExtractor is supported`);
+  const header = String(x['name'] ?? '').toLowerCase();
+  if (header === '') throw new ConfigError(`${at}.scopeKeyBuilder.fragments[0].headerValueExtractor.name: required`);
+  if (x['element'] !== undefined) throw new ConfigError(`${at}.scopeKeyBuilder.fragments[0].headerValueExtractor.element: key-value elements are not supported`);
+  const separator = String(x['elementSeparator'] ?? '');
+  const index = Number(x['index'] ?? 0);
+  if (separator === '' && index !== 0) throw new ConfigError(`${at}.scopeKeyBuilder.fragments[0].headerValueExtractor.index: must be 0 without an elementSeparator`);
+  const list = ((s['scopedRouteConfigurationsList'] as ProtoJson | undefined)?.['scopedRouteConfigurations'] as ProtoJson[] | undefined);
+  if (list === undefined) throw new ConfigError(`${at}.scopedRouteConfigurationsList: required (the scopes, inline)`);
+  const byKey = new Map<string, string>();
+  list.forEach((c, i) => {
+    const where = `${at}.scopedRouteConfigurationsList.scopedRouteConfigurations[${i}]`;
+    if (c['routeConfiguration'] !== undefined) throw new ConfigError(`${where}.routeConfiguration: inline route configurations in a scope are not supported; name one (routeConfigurationName)`);
+    const name = String(c['routeConfigurationName'] ?? '');
+    if (name === '') throw new ConfigError(`${where}.routeConfigurationName: required`);
+    const keyFragments = ((c['key'] as ProtoJson | undefined)?.['fragments'] as ProtoJson[] | undefined) ?? [];
+    if (keyFragments.length !== 1 || typeof keyFragments[0]!['stringKey'] !== 'string') throw new ConfigError(`${where}.key.fragments: one stringKey fragment, as the key builder has one fragment`);
+    const key = keyFragments[0]!['stringKey'] as string;
+    if (byKey.has(key)) throw new ConfigError(`${where}.key: scope key ${JSON.stringify(key)} is listed twice`);
+    byKey.set(key, name);
+  });
+  return { header, separator, index, byKey };
+}
+
+/** The scope key of a request (undefined: the header is absent or has no such element). */
+export function scopeKeyOf(s: ScopedRoutesSpec, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (s.separator === '') return value;
+  return value.split(s.separator)[s.index];
 }
 
 // Absent fields take Envoy's defaults (its runtime keys unset): no normalization, slashes

@@ -59,6 +59,8 @@ export interface RouterContext {
   originalDst: OriginalDestinations;
   /** INBOUND listeners append the peer to x-forwarded-for so the app sees the client (M17). */
   inbound: boolean;
+  /** Envoy's original_src: upstream connections bind to the downstream's address (the lazy-scope hub, M17). */
+  originalSource?: boolean;
   useRemoteAddress: boolean;
   skipXffAppend: boolean;
   /** Applied to the path before routing (Envoy's normalize_path, merge_slashes, escaped slashes). */
@@ -647,7 +649,7 @@ class Forwarding {
     const signal = req.signal;
     const downstreamH2 = req.protocol === 'HTTP/2';
     const upgrade = req.upgrade !== undefined;
-    return this.ctx.upstream.request(this.cluster, host, this.head, this.body, this.ctx.inbound ? { timeoutMs, signal, sourceAddress: req.remoteAddress, downstreamH2, upgrade } : { timeoutMs, signal, downstreamH2, upgrade });
+    return this.ctx.upstream.request(this.cluster, host, this.head, this.body, this.ctx.inbound || this.ctx.originalSource === true ? { timeoutMs, signal, sourceAddress: req.remoteAddress, downstreamH2, upgrade } : { timeoutMs, signal, downstreamH2, upgrade });
   }
 
   /** The attempt got no response; true to try again. */

@@ -171,8 +171,9 @@ test('the ECDS resource: the Wasm filter config with the module inline, its chec
     - {name: MODE, value: strict}
     - {name: HOME, valueFrom: HOST}`), { 'http://modules.local/cfg.wasm': MODULE });
   const r = gens.generate(push, reviews, EXTENSION_CONFIG_TYPE).get('extensions.istio.io/wasmplugin/shop.cfg')!;
-  // no resourceVersion in a file: the spec's content is the version
-  const version = JSON.stringify(push.resources.find((x) => x.metadata.name === 'cfg')!.spec);
+  // no resourceVersion here: the version is the spec's hash
+  const spec = push.resources.find((x) => x.metadata.name === 'cfg')!.spec;
+  const version = createHash('sha256').update(JSON.stringify(['', spec])).digest('hex').slice(0, 16);
   assert.deepEqual(r, {
     name: 'extensions.istio.io/wasmplugin/shop.cfg',
     typedConfig: {
@@ -196,12 +197,12 @@ test('the ECDS resource: the Wasm filter config with the module inline, its chec
   // Envoy's protos take it, and the proxy compiles it (its module checked against the checksum)
   const decoded = decodeMessage(EXTENSION_CONFIG_TYPE, encodeMessage(EXTENSION_CONFIG_TYPE, r));
   assertEnvoyRules(EXTENSION_CONFIG_TYPE, 'cfg', r);
-  const spec = compileExtensionConfig(decoded, 'ecds');
-  assert.equal(spec.rootId, 'my_root');
-  assert.equal(spec.failOpen, true);
-  assert.equal(Buffer.from(spec.pluginConfiguration).toString(), '{"denyPrefix":"/admin","n":2}');
+  const compiled = compileExtensionConfig(decoded, 'ecds');
+  assert.equal(compiled.rootId, 'my_root');
+  assert.equal(compiled.failOpen, true);
+  assert.equal(Buffer.from(compiled.pluginConfiguration).toString(), '{"denyPrefix":"/admin","n":2}');
   // (MODULE_SHA is not these bytes' checksum: the proxy refuses them)
-  assert.deepEqual(spec.code, { error: `module checksum mismatch: sha256 ${createHash('sha256').update(MODULE).digest('hex')}, expected ${MODULE_SHA}` });
+  assert.deepEqual(compiled.code, { error: `module checksum mismatch: sha256 ${createHash('sha256').update(MODULE).digest('hex')}, expected ${MODULE_SHA}` });
 });
 
 test('file:// is a file the proxy reads; a module the pilot could not fetch goes out as remote code with the reason; one in flight not at all', async () => {
@@ -210,6 +211,10 @@ test('file:// is a file the proxy reads; a module the pilot could not fetch goes
 kind: WasmPlugin
 metadata: {name: local, namespace: shop}
 spec: {url: "file:///opt/filters/local.wasm", sha256: ${MODULE_SHA}}`,
+    `apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: local-open, namespace: shop}
+spec: {url: "file:///opt/filters/local.wasm", failStrategy: FAIL_OPEN}`,
     plugin('broken', ''),
     plugin('slow', '  failStrategy: FAIL_OPEN'),
     plugin('slow-closed', ''),
@@ -224,7 +229,7 @@ spec: {url: "file:///opt/filters/local.wasm", sha256: ${MODULE_SHA}}`,
   const push = gens.buildPushContext(rs);
   await new Promise((r) => setImmediate(r));
   const ecds = gens.generate(push, reviews, EXTENSION_CONFIG_TYPE);
-  assert.deepEqual([...ecds.keys()].sort(), ['extensions.istio.io/wasmplugin/shop.broken', 'extensions.istio.io/wasmplugin/shop.local']);
+  assert.deepEqual([...ecds.keys()].sort(), ['extensions.istio.io/wasmplugin/shop.broken', 'extensions.istio.io/wasmplugin/shop.local', 'extensions.istio.io/wasmplugin/shop.local-open']);
   const vm = (n: string): ProtoJson => ((ecds.get(`extensions.istio.io/wasmplugin/shop.${n}`)!['typedConfig'] as ProtoJson)['config'] as ProtoJson)['vmConfig'] as ProtoJson;
   assert.deepEqual(vm('local')['code'], { local: { filename: '/opt/filters/local.wasm' } });
   assert.equal(((vm('local')['environmentVariables'] as ProtoJson)['keyValues'] as Record<string, string>)['SEXTANT_WASM_MODULE_SHA256'], MODULE_SHA);
@@ -235,6 +240,8 @@ spec: {url: "file:///opt/filters/local.wasm", sha256: ${MODULE_SHA}}`,
   const names = httpFilterNames(gens.generate(push, reviews, LISTENER_TYPE).get('127.0.1.5_9080')!);
   assert.equal(names.includes('extensions.istio.io/wasmplugin/shop.slow'), false);
   assert.equal(names.includes('extensions.istio.io/wasmplugin/shop.slow-closed'), true);
+  // (a file:// module is never in flight: the proxy reads it)
+  assert.equal(names.includes('extensions.istio.io/wasmplugin/shop.local-open'), true);
   store.close();
 });
 

@@ -446,7 +446,10 @@ class BodyPump {
   paused = false;
   stopped = false;
 
+  private readonly source: AsyncIterable<Buffer>;
+
   constructor(source: AsyncIterable<Buffer>, pipeline: Pipeline, trailersOf: () => RawHeader[] | null, makeMap: (t: RawHeader[]) => HeaderMap) {
+    this.source = source;
     this.it = source[Symbol.asyncIterator]();
     this.pipeline = pipeline;
     this.trailersOf = trailersOf;
@@ -469,13 +472,28 @@ class BodyPump {
 
   async run(onError: (e: Error) => void): Promise<void> {
     try {
+      const stream = this.source instanceof BodyStream ? this.source : undefined;
       for (;;) {
         if (this.paused) await new Promise<void>((r) => { this.waiting = r; });
         if (this.stopped || this.pipeline.finished) return;
-        const r = await this.it.next();
-        if (this.stopped || this.pipeline.finished) return;
-        if (r.done === true) break;
-        if (r.value.length > 0) this.pipeline.data(0, r.value, false);
+        // bytes already here are taken in this turn: a body that arrived whole is filtered
+        // before its head goes on, and leaves with it in one write
+        const ready = stream?.tryRead();
+        if (ready === null) break;
+        let chunk: Buffer;
+        if (ready !== undefined) chunk = ready;
+        else {
+          const r = await this.it.next();
+          if (this.stopped || this.pipeline.finished) return;
+          if (r.done === true) break;
+          chunk = r.value;
+        }
+        // the last chunk of a body already ended (and without trailers) carries end_of_stream
+        if (stream !== undefined && stream.finished && stream.bufferedBytes === 0 && stream.trailers === null && stream.tryRead() === null) {
+          this.pipeline.data(0, chunk, true);
+          return;
+        }
+        if (chunk.length > 0) this.pipeline.data(0, chunk, false);
       }
       const t = this.trailersOf();
       if (t !== null && t.length > 0) this.pipeline.trailers(0, this.makeMap(t));
