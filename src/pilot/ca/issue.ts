@@ -51,24 +51,39 @@ export async function parseCsr(pem: string): Promise<ParsedCsr> {
  * minute ago (clock skew between hosts). Returns the chain: leaf first, root last.
  */
 export async function signWorkloadCertificate(root: SigningRoot, csr: x509.Pkcs10CertificateRequest, identity: string, ttlMs: number, now = Date.now()): Promise<string[]> {
+  const cert = await signLeaf(root, csr.publicKey, [{ type: 'url', value: identity }], [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], ttlMs, now);
+  return [cert.toString('pem') + '\n', ...root.chain];
+}
+
+/** A SAN of a leaf: the SPIFFE URI, or the DNS names and IPs a server is dialled by. */
+export interface LeafName {
+  type: 'url' | 'dns' | 'ip';
+  value: string;
+}
+
+/**
+ * A leaf signed by the mesh CA's signer: no subject, the names as a critical SAN, the given
+ * extended key usages, a random 128-bit serial, valid from a minute ago (clock skew) for `ttlMs`,
+ * never past the signer's own expiry.
+ */
+export async function signLeaf(root: SigningRoot, publicKey: x509.PublicKey | webcrypto.CryptoKey, names: readonly LeafName[], usages: readonly string[], ttlMs: number, now = Date.now()): Promise<x509.X509Certificate> {
   const notAfter = Math.min(now + ttlMs, root.cert.notAfter.getTime());
-  const cert = await x509.X509CertificateGenerator.create({
+  return x509.X509CertificateGenerator.create({
     serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
     subject: '',
     issuer: root.cert.subject,
     notBefore: new Date(now - 60_000),
     notAfter: new Date(notAfter),
-    publicKey: csr.publicKey,
+    publicKey,
     signingKey: root.key,
     signingAlgorithm: root.key.algorithm.name === 'ECDSA' ? { name: 'ECDSA', hash: (root.key.algorithm as webcrypto.EcKeyAlgorithm).namedCurve === 'P-384' ? 'SHA-384' : 'SHA-256' } : root.key.algorithm,
     extensions: [
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.ExtendedKeyUsageExtension([...usages]),
       new x509.BasicConstraintsExtension(false, undefined, true),
       await x509.AuthorityKeyIdentifierExtension.create(root.cert, false),
       // no subject: the SAN is the identity and must be critical (RFC 5280 4.2.1.6)
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: identity }], true),
+      new x509.SubjectAlternativeNameExtension(names.map((n) => ({ ...n })), true),
     ],
   });
-  return [cert.toString('pem') + '\n', ...root.chain];
 }

@@ -3,7 +3,7 @@
 // its life without restarting the port; and the caller's identity read from the client
 // certificate it presented, verified against the mesh CA (grpc-js asks for a client certificate
 // without requiring one, so a proxy with only a bootstrap token can obtain its first certificate).
-import { X509Certificate, randomBytes, webcrypto } from 'node:crypto';
+import { X509Certificate, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
@@ -13,6 +13,8 @@ import type { SpiffeIdentity } from '../../api/spiffe.ts';
 import { toPem } from './root.ts';
 import type { SigningRoot } from './root.ts';
 import { x509, EC_P256 } from './x509.ts';
+import { signLeaf } from './issue.ts';
+import type { LeafName } from './issue.ts';
 
 /** The pilot's identity, as istiod's (`spiffe://TD/ns/istio-system/sa/istiod`). */
 export const PILOT_NAMESPACE = 'istio-system';
@@ -101,31 +103,13 @@ interface IssuedLeaf {
   serial: string;
 }
 
-async function issueServingCertificate(root: SigningRoot, identity: string, hosts: readonly string[], ttlMs: number, now = Date.now()): Promise<IssuedLeaf> {
+async function issueServingCertificate(root: SigningRoot, identity: string, hosts: readonly string[], ttlMs: number): Promise<IssuedLeaf> {
   const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair;
-  const notAfter = Math.min(now + ttlMs, root.cert.notAfter.getTime());
-  const serial = randomBytes(16).toString('hex').replace(/^[89a-f]/, '1');
-  const names: { type: 'url' | 'ip' | 'dns'; value: string }[] = [{ type: 'url', value: identity }];
+  const names: LeafName[] = [{ type: 'url', value: identity }];
   for (const h of hosts) names.push(isIP(h) !== 0 ? { type: 'ip', value: h } : { type: 'dns', value: h });
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial,
-    subject: '',
-    issuer: root.cert.subject,
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(notAfter),
-    publicKey: keys.publicKey,
-    signingKey: root.key,
-    signingAlgorithm: root.key.algorithm.name === 'ECDSA' ? { name: 'ECDSA', hash: (root.key.algorithm as webcrypto.EcKeyAlgorithm).namedCurve === 'P-384' ? 'SHA-384' : 'SHA-256' } : root.key.algorithm,
-    extensions: [
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      await x509.AuthorityKeyIdentifierExtension.create(root.cert, false),
-      new x509.SubjectAlternativeNameExtension(names, true),
-    ],
-  });
+  const cert = await signLeaf(root, keys.publicKey, names, [x509.ExtendedKeyUsage.serverAuth], ttlMs);
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  return { keyPem: toPem(pkcs8, 'PRIVATE KEY'), chainPem: [cert.toString('pem') + '\n', ...root.chain.slice(0, -1)].join(''), notAfter, serial };
+  return { keyPem: toPem(pkcs8, 'PRIVATE KEY'), chainPem: [cert.toString('pem') + '\n', ...root.chain.slice(0, -1)].join(''), notAfter: cert.notAfter.getTime(), serial: cert.serialNumber };
 }
 
 /**
