@@ -1,6 +1,6 @@
 // The pure xDS generators: (PushContext, Proxy) → Listener, RouteConfiguration, Cluster and
 // ClusterLoadAssignment resources, for Envoy-style sidecars and proxyless gRPC clients.
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, PUSH_ORDER, ROUTE_TYPE, SECRET_TYPE } from '../../envoy/index.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, PUSH_ORDER, ROUTE_TYPE, SECRET_TYPE } from '../../envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../envoy/index.ts';
 import type { ConfigChange, Generators, PushContext, PushPlan, Proxy } from '../model.ts';
 import { SextantPushContext, buildPushContext, updateEndpoints } from '../push/context.ts';
@@ -159,6 +159,9 @@ function generateFor(push: SextantPushContext, proxy: Proxy, typeUrl: XdsTypeUrl
       if (grpc || !dnsCaptureEnabled(proxy)) return new Map();
       return new Map([['', nameTable(push, proxy)]]);
     }
+    case EXTENSION_CONFIG_TYPE:
+      // WasmPlugin modules are the pilot's module store's (withWasmPlugins wraps these generators)
+      return new Map();
     default:
       throw new Error(`unknown xDS type ${String(typeUrl)}`);
   }

@@ -85,6 +85,7 @@ test('a DestinationRule and VirtualService using most options encode for sidecar
     generators.proxyFromNode({ id: 'sidecar~10.0.0.8~c.default~default.svc.cluster.local', locality: { region: 'a', zone: 'b' }, metadata: { GENERATOR: 'grpc' } }),
   ];
   const counts = proxies.map((p) => PUSH_ORDER.map((t) => generate(push, p, t).size));
-  // The name table (NDS) is only for proxies that capture DNS: none of these.
-  assert.deepEqual(counts, [[7, 4, 4, 2, 0], [7, 4, 4, 2, 0], [4, 4, 2, 2, 0]]);
+  // CDS, EDS, LDS, RDS, then ECDS (no WasmPlugin), NDS (only for proxies that capture DNS: none
+  // of these) and SDS (gateways' credentials: none).
+  assert.deepEqual(counts, [[7, 4, 4, 2, 0, 0, 0], [7, 4, 4, 2, 0, 0, 0], [4, 4, 2, 2, 0, 0, 0]]);
 });

@@ -4,7 +4,7 @@
 // only the proxies that hold the affected clusters.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, ROUTE_TYPE } from '../../../src/envoy/index.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, ROUTE_TYPE, SECRET_TYPE } from '../../../src/envoy/index.ts';
 import type { ProtoJson, XdsTypeUrl } from '../../../src/envoy/index.ts';
 import { generators } from '../../../src/pilot/gen/index.ts';
 import type { ConfigChange, Proxy, PushContext } from '../../../src/pilot/model.ts';
@@ -128,7 +128,7 @@ test('a WorkloadEntry address change: EDS differs only for its service; every ot
   const eds = { types: [ENDPOINT_TYPE], edsClusters: changed.sort() };
   assert.deepEqual(plan(before, after, c, productpage), eds);
   assert.equal(plan(before, after, c, cart), null);
-  assert.deepEqual(plan(before, after, c, reviewsV2)?.types, [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, NAME_TABLE_TYPE]);
+  assert.deepEqual(plan(before, after, c, reviewsV2)?.types, [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, EXTENSION_CONFIG_TYPE, NAME_TABLE_TYPE, SECRET_TYPE]);
 });
 
 test('inline ServiceEntry endpoints: only that service is replaced, and the plan is EDS only', () => {
