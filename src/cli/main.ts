@@ -11,6 +11,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   pilot: async () => (await import('./pilot.ts')).registerPilot,
   proxy: async () => (await import('./proxy.ts')).registerProxy,
   gateway: async () => (await import('./gateway.ts')).registerGateway,
+  hub: async () => (await import('./hub.ts')).registerHub,
   validate: async () => (await import('./validate.ts')).registerValidate,
   apply: async () => (await import('./config.ts')).registerConfigCommands,
   get: async () => (await import('./config.ts')).registerConfigCommands,

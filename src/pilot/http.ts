@@ -37,6 +37,8 @@ export interface DebugSources {
   leader?(): LeaderStatus | undefined;
   /** The adaptive limits: each rule's setpoint, measurement, budget and per-instance limits. */
   limits?(): unknown;
+  /** Lazy scope: each lazy workload's learned dependencies, their source and its Sidecar. */
+  lazyScope?(): unknown;
   /** The access-log store the ALS sink writes (`--log-store`), for the monitoring API; absent: none. */
   logStore?: LogStore | undefined;
 }
@@ -132,6 +134,12 @@ export function createMonitoringServer(src: DebugSources): http.Server {
           else sendJson(res, 200, limits);
           return;
         }
+        case '/debug/lazyscope': {
+          const report = src.lazyScope?.();
+          if (report === undefined) sendJson(res, 503, { error: 'lazy scope not started yet: the config store is still opening' });
+          else sendJson(res, 200, report);
+          return;
+        }
         case '/debug/leader': {
           const leader = src.leader?.();
           if (leader === undefined) sendJson(res, 503, { error: 'leader election not started yet: the config store is still opening' });
@@ -139,7 +147,7 @@ export function createMonitoringServer(src: DebugSources): http.Server {
           return;
         }
         default:
-          sendJson(res, 404, { error: `no such endpoint ${url.pathname}`, endpoints: ['/ready', '/metrics', '/debug/syncz', '/debug/push_status', '/debug/configz', '/debug/leader', '/debug/limits'] });
+          sendJson(res, 404, { error: `no such endpoint ${url.pathname}`, endpoints: ['/ready', '/metrics', '/debug/syncz', '/debug/push_status', '/debug/configz', '/debug/leader', '/debug/limits', '/debug/lazyscope'] });
       }
     };
     route().catch((err: unknown) => {

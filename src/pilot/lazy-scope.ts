@@ -30,8 +30,17 @@ export interface LazyScopeWiringOptions {
 
 export interface LazyScopeWiring {
   controller: LazyScopeController;
+  /** Every lazy workload's dependencies as the store holds them (any pilot), and whether this pilot runs the controller. */
+  report(): LazyScopeReport;
   /** Subscribes the controller to the hub's access logs; returns the unsubscribe. */
   follow(sink: AccessLogSink): () => void;
+}
+
+/** `/debug/lazyscope`, `sextant proxy-config lazyscope` and the dashboard's lazy-scope panel. */
+export interface LazyScopeReport {
+  /** This pilot runs the controller (it leads). */
+  controller: boolean;
+  workloads: { workload: string; lazyScope: string | null; sidecar: string | null; userSidecar: string | null; updated: string | null; edges: ScopeEdge[]; staticHosts: string[] }[];
 }
 
 /** A proxy's workload as it names itself (istio-agent's WORKLOAD_NAME), as the metrics and access logs do. */
@@ -137,6 +146,22 @@ export function startLazyScope(o: LazyScopeWiringOptions): LazyScopeWiring {
   });
   return {
     controller,
+    report() {
+      const push = snapshot();
+      const workloads: LazyScopeReport['workloads'] = [];
+      for (const r of push?.resources ?? []) {
+        if (r.kind !== 'WorkloadScope') continue;
+        const ws = (o.resource(`WorkloadScope/${r.metadata.namespace}/${r.metadata.name}`) ?? r) as Resource<WorkloadScopeSpec>;
+        const st = (ws.status ?? {}) as { lazyScope?: string; sidecar?: string | null; userSidecar?: string; updated?: string; edges?: ScopeEdge[] };
+        workloads.push({
+          workload: `${r.metadata.namespace}/${r.metadata.name}`, lazyScope: st.lazyScope ?? null,
+          sidecar: st.sidecar === undefined || st.sidecar === null ? null : `${r.metadata.namespace}/${st.sidecar}`,
+          userSidecar: st.userSidecar === undefined ? null : `${r.metadata.namespace}/${st.userSidecar}`,
+          updated: st.updated ?? null, edges: Array.isArray(st.edges) ? st.edges : [], staticHosts: ws.spec.staticHosts ?? [],
+        });
+      }
+      return { controller: controller.isRunning, workloads };
+    },
     follow(sink) {
       return sink.subscribe((e, logName) => {
         if (logName !== HUB_LOG_NAME || e.sourceWorkload === '' || e.destinationService === '') return;

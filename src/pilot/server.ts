@@ -29,6 +29,9 @@ import type { CertificateAuthority, CertificateAuthorityOptions, ServingCertific
 import { spiffeUri } from '../api/spiffe.ts';
 import { ConnectionRefusedError } from './xds/ads.ts';
 import { startAdaptiveLimits } from './adaptive-limits.ts';
+import { EtcdExchange } from './adaptive-exchange.ts';
+import { startLazyScope } from './lazy-scope.ts';
+import { isManagedSidecar } from './gen/lazyscope.ts';
 import { LRS_SERVICE } from './xds/lrs.ts';
 import { canonicalJson } from '../config/object.ts';
 import { AccessLogSink } from '../telemetry/sink.ts';
@@ -94,6 +97,8 @@ export interface PilotOptions {
   logStore?: LogStore;
   /** The sink's bounds: queued entries (default 100,000), batch size (1,000), flush interval (100 ms). */
   accessLogSink?: { maxQueuedEntries?: number; batchSize?: number; flushIntervalMs?: number };
+  /** Lazy scope: how often a WorkloadScope's status is rewritten when only last-use times moved (default 30 s). */
+  lazyScope?: { statusEveryMs?: number };
   /** WasmPlugin modules the pilot fetches (src/pilot/wasm): size and time bounds, plain-HTTP registries, cache size. */
   wasm?: { limits?: Partial<FetchLimits>; cacheBytes?: number; retryMs?: number };
 }
@@ -314,6 +319,13 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     authorize: (call, node) => guard?.(call as unknown as grpc.ServerDuplexStream<unknown, Buffer>, node as unknown as Proxy),
   });
   accessLogSink?.register(grpcServer);
+  // Lazy scope (M5): the controller (on the leader) learns from the hub's access logs and Prometheus.
+  const lazyScope = startLazyScope({
+    server, logger, registry: metrics.registry, store: () => store, resource: (key) => resources.get(key),
+    ...(options.monitoring?.prometheusUrl !== undefined ? { prometheusUrl: options.monitoring.prometheusUrl } : {}),
+    ...(options.lazyScope?.statusEveryMs !== undefined ? { statusEveryMs: options.lazyScope.statusEveryMs } : {}),
+  });
+  const unfollowLazyScope = accessLogSink === undefined ? undefined : lazyScope.follow(accessLogSink);
   const xdsPort = await new Promise<number>((resolve, reject) => {
     grpcServer.bindAsync(formatHostPort(xdsListen.host, xdsListen.port), serving?.credentials ?? grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`cannot listen for xDS on ${formatHostPort(xdsListen.host, xdsListen.port)}: ${err.message}`)) : resolve(port)));
   });
@@ -330,7 +342,8 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     debugRefusal: dashboard === undefined ? undefined : (req) => dashboard.refusal(req),
     logStore,
     leader: () => leaderStatus(),
-    limits: () => adaptive.controller.debug(),
+    limits: () => adaptive.debug(),
+    lazyScope: () => lazyScope.report(),
   });
   let httpInfo;
   try {
@@ -368,7 +381,11 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     }),
   });
   leaderStatus = () => leader.status();
+  // Several pilots on one etcd: load reports and limits pass through etcd, so every proxy reports
+  // into the leader's controller and gets its limit, whichever pilot it is connected to.
+  if (etcdStore !== undefined) adaptive.useExchange(new EtcdExchange({ client: etcdStore.client, configPrefix: etcdStore.prefix, identity: leader.identity, logger }));
   const stopAdaptive = leader.runOnLeader('adaptive-limits', () => adaptive.controller.start(), () => adaptive.controller.stop());
+  const stopLazyScope = leader.runOnLeader('lazy-scope', () => lazyScope.controller.start(), () => lazyScope.controller.stop());
   new Gauge({
     name: 'sextant_pilot_leader',
     help: '1 while this pilot is the elected leader of the mesh, else 0.',
@@ -385,7 +402,9 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     if (event.type === 'DELETED') resources.delete(key);
     else resources.set(key, event.resource);
     // A controller's status write (AdaptiveLimit) changes nothing any proxy is sent.
-    if (!initializing && !isStatusOnlyEvent(event, previous)) debouncer.add(key, isEndpointOnlyEvent(event, previous));
+    // A lazy-scope Sidecar is pushed at once: its workload's calls go the long way until it is.
+    const urgent = event.resource.kind === 'Sidecar' && (isManagedSidecar(event.resource) || isManagedSidecar(previous));
+    if (!initializing && !isStatusOnlyEvent(event, previous)) debouncer.add(key, isEndpointOnlyEvent(event, previous), Date.now(), urgent);
   }, {
     onError: (err) => logger.error({ err: err.message }, 'config watch stopped'),
   });
@@ -424,7 +443,10 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
       watch.cancel();
       mesh?.close();
       await stopAdaptive();
-      adaptive.close();
+      await adaptive.close();
+      unfollowLazyScope?.();
+      await stopLazyScope();
+      lazyScope.controller.stop();
       server.close();
       serving?.close();
       grpcServer.forceShutdown();

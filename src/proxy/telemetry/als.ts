@@ -7,14 +7,11 @@
 import * as grpc from '@grpc/grpc-js';
 import type pino from 'pino';
 import type { ProtoJson } from '../../envoy/index.ts';
-import { encodeMessage, messageType } from '../../envoy/index.ts';
-import {
-  HTTP_ACCESS_LOG_ENTRY, HTTP_VERSIONS, REQUEST_METHODS, RESPONSE_FLAG_FIELDS, STREAM_ACCESS_LOGS_METHOD, UNAUTHORIZED_FLAG, XDS_GRPC_CLUSTER,
-} from '../../envoy/access-log.ts';
+import { encodeMessage } from '../../envoy/index.ts';
+import { STREAM_ACCESS_LOGS_METHOD, XDS_GRPC_CLUSTER } from '../../envoy/access-log.ts';
+import { encodeHttpEntry } from './als-encode.ts';
 import { ConfigError, durationMs } from '../config/fields.ts';
 import type { AccessLogRecord } from './access-log.ts';
-import type { WorkloadInfo } from './peer.ts';
-import type { WorkloadIdentity } from '../cluster/host.ts';
 
 /** Where a gRPC access logger sends: a cluster of the config (`envoy_grpc`) or a target URI (`google_grpc`). */
 export type AlsTarget = { cluster: string } | { uri: string };
@@ -112,117 +109,7 @@ function compileCustomTag(t: ProtoJson, at: string): { tag: string; value: (r: A
 
 // ---------------------------------------------------------------- encoding
 
-const STRUCT_TYPE_URL = 'type.googleapis.com/google.protobuf.Struct';
-
-function address(hostPort: string | undefined): ProtoJson | undefined {
-  if (hostPort === undefined || hostPort === '') return undefined;
-  const i = hostPort.lastIndexOf(':');
-  if (i < 0) return { socketAddress: { address: hostPort, portValue: 0 } };
-  return { socketAddress: { address: hostPort.slice(0, i).replace(/^\[|\]$/g, ''), portValue: Number(hostPort.slice(i + 1)) || 0 } };
-}
-
-function timestamp(ms: number): { seconds: number; nanos: number } {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
-}
-
-function responseFlags(flags: string): ProtoJson | undefined {
-  if (flags === '' || flags === '-') return undefined;
-  const out: ProtoJson = {};
-  for (const f of flags.split(',')) {
-    const field = RESPONSE_FLAG_FIELDS[f];
-    if (field !== undefined) out[field] = true;
-    else if (f === UNAUTHORIZED_FLAG) out['unauthorizedDetails'] = { reason: 1 };
-  }
-  return out;
-}
-
-// google.protobuf.Any's fields keep their proto names in the loaded root (`type_url`)
-const packedPeers = new WeakMap<object, { type_url: string; value: Uint8Array }>();
-
-/** Istio's peer metadata object as ALS carries it: a google.protobuf.Struct, packed once per peer object. */
-function packPeer(p: WorkloadInfo | WorkloadIdentity): { type_url: string; value: Uint8Array } {
-  let packed = packedPeers.get(p);
-  if (packed === undefined) {
-    const workload = 'workload' in p ? p.workload : p.name;
-    const fields: Record<string, string> = { workload, namespace: p.namespace };
-    const known = (v: string | undefined): v is string => v !== undefined && v !== '' && v !== 'unknown';
-    if (known(p.cluster)) fields['cluster'] = p.cluster;
-    if (known(p.canonicalService)) fields['service'] = p.canonicalService;
-    if (known(p.canonicalRevision)) fields['revision'] = p.canonicalRevision;
-    if ('app' in p && known(p.app)) fields['app'] = p.app;
-    if ('version' in p && known(p.version)) fields['version'] = p.version;
-    packed = { type_url: STRUCT_TYPE_URL, value: encodeMessage('google.protobuf.Struct', fields) };
-    packedPeers.set(p, packed);
-  }
-  return packed;
-}
-
-let entryType: ReturnType<typeof messageType> | undefined;
-
-/** The HTTPAccessLogEntry of one request, as protobuf bytes. */
-export function encodeHttpEntry(spec: GrpcAccessLogSpec, r: AccessLogRecord): Uint8Array {
-  entryType ??= messageType(HTTP_ACCESS_LOG_ENTRY);
-  const common: ProtoJson = {
-    sampleRate: 1,
-    downstreamRemoteAddress: address(r.downstreamRemoteAddress),
-    downstreamDirectRemoteAddress: address(r.downstreamRemoteAddress),
-    downstreamLocalAddress: address(r.downstreamLocalAddress),
-    startTime: timestamp(r.startTime),
-    duration: timestamp(r.durationMs),
-    upstreamRemoteAddress: address(r.upstreamHost),
-    responseFlags: responseFlags(r.responseFlags),
-  };
-  // proto3 leaves empty strings out of the wire: so does this encoder
-  if (r.upstreamCluster) common['upstreamCluster'] = r.upstreamCluster;
-  if (r.routeName) common['routeName'] = r.routeName;
-  if (r.upstreamTransportFailureReason) common['upstreamTransportFailureReason'] = r.upstreamTransportFailureReason;
-  if (r.upstreamServiceTimeMs !== undefined) common['timeToFirstUpstreamRxByte'] = timestamp(r.upstreamServiceTimeMs);
-  if (r.downstreamPeerUriSan !== undefined) {
-    common['tlsProperties'] = { peerCertificateProperties: { subjectAltName: [{ uri: r.downstreamPeerUriSan }] } };
-  }
-  if (spec.downstreamPeer || spec.upstreamPeer) {
-    const objects: Record<string, unknown> = {};
-    if (spec.downstreamPeer && r.downstreamPeer !== undefined) objects['downstream_peer'] = packPeer(r.downstreamPeer);
-    if (spec.upstreamPeer && r.upstreamPeer !== undefined) objects['upstream_peer'] = packPeer(r.upstreamPeer);
-    common['filterStateObjects'] = objects;
-  }
-  if (spec.customTags.length > 0) {
-    const tags: Record<string, string> = {};
-    for (const t of spec.customTags) {
-      const v = t.value(r);
-      if (v !== undefined) tags[t.tag] = v;
-    }
-    common['customTags'] = tags;
-  }
-  const q = r.authority?.lastIndexOf(':') ?? -1;
-  const request: ProtoJson = {
-    requestMethod: REQUEST_METHODS[r.method] ?? 0,
-    scheme: 'http',
-    path: r.path,
-    requestBodyBytes: r.bytesReceived,
-  };
-  if (r.authority) request['authority'] = r.authority;
-  if (r.userAgent) request['userAgent'] = r.userAgent;
-  if (r.xForwardedFor) request['forwardedFor'] = r.xForwardedFor;
-  if (r.requestId) request['requestId'] = r.requestId;
-  if (r.originalPath) request['originalPath'] = r.originalPath;
-  if (q > 0 && /^\d+$/.test(r.authority!.slice(q + 1))) request['port'] = { value: Number(r.authority!.slice(q + 1)) };
-  if (spec.requestHeaders.length > 0) {
-    const headers: Record<string, string> = {};
-    for (const h of spec.requestHeaders) {
-      const v = r.requestHeader(h);
-      if (v !== undefined) headers[h] = v;
-    }
-    request['requestHeaders'] = headers;
-  }
-  const response: ProtoJson = {
-    responseCode: r.responseCode > 0 ? { value: r.responseCode } : undefined,
-    responseBodyBytes: r.bytesSent,
-  };
-  if (r.responseCodeDetails) response['responseCodeDetails'] = r.responseCodeDetails;
-  return entryType.encode({ commonProperties: common, protocolVersion: HTTP_VERSIONS[r.protocol] ?? 0, request, response }).finish();
-}
+export { encodeHttpEntry } from './als-encode.ts';
 
 // ---------------------------------------------------------------- streaming
 

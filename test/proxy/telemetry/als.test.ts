@@ -92,7 +92,7 @@ test('entries stream to the sink and decode with Envoy\'s protos; the identifier
     assert.deepEqual(ok['customTags'], { reporter: 'source' });
     assert.deepEqual(ok['filterStateObjects'], { upstream_peer: { '@type': 'type.googleapis.com/google.protobuf.Struct', value: { workload: 'orders-v1', namespace: 'default', cluster: 'Kubernetes', service: 'orders', revision: 'v1' } } });
     assert.equal(ok['startTime'], new Date(1_700_000_000_001).toISOString());
-    assert.deepEqual(e[1]!['request'], { requestMethod: 'GET', scheme: 'http', authority: 'orders:8080', port: 8080, path: '/orders/1?q=1', userAgent: 'test', requestId: 'req-1', requestBodyBytes: 0 });
+    assert.deepEqual(e[1]!['request'], { requestMethod: 'GET', scheme: 'http', authority: 'orders:8080', port: 8080, path: '/orders/1?q=1', userAgent: 'test', requestId: 'req-1' });
   } finally {
     als.close();
     await server.close();
@@ -158,4 +158,37 @@ test('what the sender cannot honour is refused naming the field', () => {
   ];
   for (const [tc, re] of bad) assert.throws(() => compileGrpcAccessLog(tc, at), re);
   assert.deepEqual(compileGrpcAccessLog({ commonConfig: { ...base, bufferSizeBytes: 1024, bufferFlushInterval: '2s' }, additionalRequestHeadersToLog: ['X-Tenant'] }, at).requestHeaders, ['x-tenant']);
+});
+
+test('long fields, IPv6, TLS identity, every flag and logged headers encode as Envoy decodes them', async () => {
+  const { encodeHttpEntry } = await import('../../../src/proxy/telemetry/als.ts');
+  const s = compileGrpcAccessLog({
+    commonConfig: { logName: 'x', grpcService: { envoyGrpc: { clusterName: 'c' } }, filterStateObjectsToLog: ['downstream_peer'], customTags: [{ tag: 'reporter', literal: { value: 'destination' } }, { tag: 'tenant', requestHeader: { name: 'x-tenant' } }] },
+    additionalRequestHeadersToLog: ['x-tenant', 'x-absent'],
+  }, 'l');
+  const path = `/${'p'.repeat(300)}?q=${'ü'.repeat(100)}`;
+  const flags = 'LH,UH,UT,LR,UR,UF,UC,UO,NR,DI,FI,RL,UAEX,RLSE,DC,URX,SI,IH,DPE,UMSDR,RFCF,NFCF,DT,UPE,NC,OM,DF,DR';
+  const bytes = encodeHttpEntry(s, {
+    ...record(3), path, responseFlags: flags, responseCode: 503, durationMs: 1234.5, startTime: 1_700_000_123_456,
+    downstreamRemoteAddress: '[fd00::2]:50000', downstreamLocalAddress: '[fd00::9]:8080', upstreamHost: undefined, upstreamCluster: undefined, upstreamPeer: undefined,
+    downstreamPeerUriSan: 'spiffe://cluster.local/ns/shop/sa/web', bytesReceived: 70_000, bytesSent: 5_000_000,
+    requestHeader: (n: string) => (n === 'x-tenant' ? 'blue' : undefined),
+    downstreamPeer: { workload: 'web-v1', namespace: 'shop', canonicalService: 'web', canonicalRevision: 'v1', app: 'web', version: 'v1', cluster: 'Kubernetes' },
+  });
+  const e = decodeMessage('envoy.data.accesslog.v3.HTTPAccessLogEntry', bytes);
+  const c = e['commonProperties'] as Record<string, unknown>;
+  assert.deepEqual(c['downstreamRemoteAddress'], { socketAddress: { address: 'fd00::2', portValue: 50000 } });
+  assert.deepEqual(c['downstreamLocalAddress'], { socketAddress: { address: 'fd00::9', portValue: 8080 } });
+  assert.deepEqual(c['tlsProperties'], { peerCertificateProperties: { subjectAltName: [{ uri: 'spiffe://cluster.local/ns/shop/sa/web' }] } });
+  assert.equal(c['startTime'], new Date(1_700_000_123_456).toISOString());
+  assert.equal(c['duration'], '1.2345s');
+  assert.equal(Object.keys(c['responseFlags'] as object).length, 28);
+  assert.deepEqual((c['responseFlags'] as Record<string, unknown>)['unauthorizedDetails'], { reason: 'EXTERNAL_SERVICE' });
+  assert.deepEqual(c['customTags'], { reporter: 'destination', tenant: 'blue' });
+  assert.deepEqual(c['filterStateObjects'], { downstream_peer: { '@type': 'type.googleapis.com/google.protobuf.Struct', value: { workload: 'web-v1', namespace: 'shop', cluster: 'Kubernetes', service: 'web', revision: 'v1', app: 'web', version: 'v1' } } });
+  const q = e['request'] as Record<string, unknown>;
+  assert.equal(q['path'], path);
+  assert.equal(q['requestBodyBytes'], 70_000);
+  assert.deepEqual(q['requestHeaders'], { 'x-tenant': 'blue' });
+  assert.deepEqual(e['response'], { responseCode: 503, responseBodyBytes: 5_000_000, responseCodeDetails: 'via_upstream' });
 });
