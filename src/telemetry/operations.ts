@@ -81,7 +81,10 @@ interface PathNode {
 }
 
 interface ServiceState {
+  /** Learned operations (the budget). */
   operations: Set<string>;
+  /** Route names and declared templates seen. */
+  declared: Set<string>;
   root: PathNode;
   nodes: number;
 }
@@ -187,13 +190,14 @@ export class OperationNamer {
   name(req: OperationRequest): string {
     const state = this.stateOf(req.service);
     if (state === undefined) return OTHER_OPERATION;
-    if (req.routeName !== undefined && req.routeName !== '') return this.admit(state, req.routeName);
+    // route names and declared templates are bounded by the config: always their own operation
+    if (req.routeName !== undefined && req.routeName !== '') return this.admitDeclared(state, req.routeName);
     const parts = splitPath(req.path);
     const method = req.method?.toUpperCase();
     for (const t of this.templates) {
       if (!serviceMatches(t.service, req.service)) continue;
       if (t.methods !== undefined && (method === undefined || !t.methods.has(method))) continue;
-      if (matches(t, parts)) return this.admit(state, t.name);
+      if (matches(t, parts)) return this.admitDeclared(state, t.name);
     }
     return this.admit(state, this.learn(state, parts));
   }
@@ -204,9 +208,10 @@ export class OperationNamer {
     return state === undefined ? OTHER_OPERATION : this.learn(state, splitPath(path));
   }
 
-  /** Operations counted so far for a service (its distinct names, at most the budget). */
+  /** Operations counted so far for a service: declared ones, then learned ones (at most the budget). */
   operationsOf(service: string): string[] {
-    return [...(this.services.get(service)?.operations ?? [])];
+    const s = this.services.get(service);
+    return s === undefined ? [] : [...s.declared, ...s.operations];
   }
 
   /** Services tracked, operations and tree nodes held: what the memory bound is about. */
@@ -214,7 +219,7 @@ export class OperationNamer {
     let operations = 0;
     let nodes = 0;
     for (const s of this.services.values()) {
-      operations += s.operations.size;
+      operations += s.operations.size + s.declared.size;
       nodes += s.nodes;
     }
     return { services: this.services.size, operations, nodes };
@@ -224,16 +229,26 @@ export class OperationNamer {
     let state = this.services.get(service);
     if (state === undefined) {
       if (this.services.size >= this.maxServices) return undefined;
-      state = { operations: new Set(), root: { literals: new Map(), wild: undefined }, nodes: 1 };
+      state = { operations: new Set(), declared: new Set(), root: { literals: new Map(), wild: undefined }, nodes: 1 };
       this.services.set(service, state);
     }
     return state;
   }
 
+  // A learned operation: counted against the service's budget, `__other__` past it.
   private admit(state: ServiceState, operation: string): string {
-    if (state.operations.has(operation)) return operation;
+    if (state.operations.has(operation) || state.declared.has(operation)) return operation;
     if (state.operations.size >= this.budget) return OTHER_OPERATION;
     state.operations.add(operation);
+    return operation;
+  }
+
+  // A route name or declared template: never refused for learned ones filling the budget first
+  // (their number is the config's; at most the budget more are held per service).
+  private admitDeclared(state: ServiceState, operation: string): string {
+    if (state.declared.has(operation) || state.operations.has(operation)) return operation;
+    if (state.declared.size >= this.budget) return OTHER_OPERATION;
+    state.declared.add(operation);
     return operation;
   }
 

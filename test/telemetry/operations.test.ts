@@ -99,8 +99,10 @@ test('a service at its budget names every new operation __other__ and keeps the 
   const n = new OperationNamer({ budget: 3 });
   assert.deepEqual(['/a', '/b', '/c', '/d', '/e'].map((path) => n.name({ service: 's', path })), ['/a', '/b', '/c', OTHER_OPERATION, OTHER_OPERATION]);
   assert.equal(n.name({ service: 's', path: '/b' }), '/b');
-  assert.equal(n.name({ service: 's', path: '/x', routeName: 'named' }), OTHER_OPERATION);
-  assert.deepEqual(n.operationsOf('s'), ['/a', '/b', '/c']);
+  // a route name is the config's own: not refused for the learned ones (declared ones have a budget of their own)
+  assert.equal(n.name({ service: 's', path: '/x', routeName: 'named' }), 'named');
+  assert.deepEqual(['r1', 'r2', 'r3'].map((routeName) => n.name({ service: 's', path: '/x', routeName })), ['r1', 'r2', OTHER_OPERATION]);
+  assert.deepEqual(n.operationsOf('s'), ['named', 'r1', 'r2', '/a', '/b', '/c']);
 });
 
 test('the number of services is bounded; past it every request is __other__', () => {
@@ -116,4 +118,13 @@ test('paths deeper than the depth cap fold their tail into {**}; long segments a
   assert.equal(n.name({ service: 'a', path: '/a/b/c/d/e' }), '/a/b/c/{**}');
   assert.equal(n.name({ service: 'a', path: '/a/b/c' }), '/a/b/c');
   assert.equal(n.name({ service: 'a', path: '/' + 'x'.repeat(80) }), '/{*}');
+});
+
+test('a declared template first seen after learned paths spent the budget is still its own operation', () => {
+  const namer = new OperationNamer({ budget: 3, templates: [{ template: '/orders/{id}' }] });
+  for (const p of ['/a', '/b', '/c', '/d']) namer.name({ service: 'shop', path: p });
+  assert.equal(namer.name({ service: 'shop', path: '/e' }), '__other__');
+  assert.equal(namer.name({ service: 'shop', path: '/orders/42' }), '/orders/{id}');
+  assert.equal(namer.name({ service: 'shop', path: '/x', routeName: 'checkout' }), 'checkout');
+  assert.deepEqual(namer.operationsOf('shop'), ['/orders/{id}', 'checkout', '/a', '/b', '/c']);
 });
