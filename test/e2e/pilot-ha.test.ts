@@ -112,7 +112,8 @@ interface SyncStatus { proxy: string; types: { type: string; state: string }[] }
 async function syncz(p: PilotProcess, proxy: string): Promise<SyncStatus | undefined> {
   return (await getJson<SyncStatus[]>(`http://${p.http}/debug/syncz?proxy=${encodeURIComponent(proxy)}`)).body?.[0];
 }
-const allSynced = (s: SyncStatus | undefined): boolean => s !== undefined && s.types.length === 4 && s.types.every((t) => t.state === 'SYNCED');
+// CDS, EDS, LDS and RDS each SYNCED, and so is any other type the proxy watches (RTDS, ECDS)
+const allSynced = (s: SyncStatus | undefined): boolean => s !== undefined && ['CDS', 'EDS', 'LDS', 'RDS'].every((t) => s.types.some((x) => x.type === t)) && s.types.every((t) => t.state === 'SYNCED');
 
 /** `sextant apply --etcd-endpoints` with the given YAML, as an operator (or the registration API) writes config. */
 async function apply(yaml: string): Promise<void> {
