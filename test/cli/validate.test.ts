@@ -68,7 +68,7 @@ spec: {concurrency: 2}
   assert.deepEqual(r.stderr.trimEnd().split('\n'), [
     `${file}:0 VirtualService/shop/reviews: spec.http[0].route[0].weight: weight -5 < 0`,
     `${file}:2 ServiceEntry/default/db: spec.hosts[0]: Invalid value: "string": hostname cannot be wildcard`,
-    `${file}:3 ProxyConfig/default/strict: unsupported kind ProxyConfig (networking.istio.io/v1beta1): Sextant serves VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry, AuthorizationPolicy, PeerAuthentication, RequestAuthentication`,
+    `${file}:3 ProxyConfig/default/strict: unsupported kind ProxyConfig (networking.istio.io/v1beta1): Sextant serves VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, WorkloadGroup, Sidecar, Gateway, EnvoyFilter, Telemetry, AuthorizationPolicy, PeerAuthentication, RequestAuthentication, Secret, AdaptiveLimit, LaneGroup, WasmPlugin, RouteTemplates, RateLimit, LazyScope, WorkloadScope`,
   ]);
 });
 
