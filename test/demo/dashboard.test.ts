@@ -79,7 +79,7 @@ describe('sextant demo with its dashboard', () => {
 
   it('prints the dashboard URL with a token the API accepts, and only that token', async () => {
     assert.equal(url.pathname, '/dashboard');
-    assert.match(token, /^[A-Za-z0-9_-]{32}$/);
+    assert.match(token, /^[A-Za-z0-9_-]{43}$/);
     assert.equal(readFileSync(path.join(workDir, 'api-token'), 'utf8').trim(), token);
     assert.equal((await fetch(new URL('/api/v1/graph', url))).status, 401);
     assert.equal((await fetch(new URL('/api/v1/graph', url), { headers: { authorization: `Bearer ${token}` } })).status, 200);
