@@ -139,7 +139,7 @@ test('`sextant proxy-config` shows what productpage\'s sidecar runs, as tables a
   const reviewsV2 = mesh.workload('reviews-v2');
   assert.match(endpoints.stdout, new RegExp(`^${reviewsV2.address.replaceAll('.', '\\.')}:9080\\s+HEALTHY\\s+1\\s+outbound\\|9080\\|v2\\|reviews\\.default\\.svc\\.cluster\\.local$`, 'm'));
 
-  const bad = run('secrets');
+  const bad = run('certificates');
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /^error: unknown section "secrets"; expected listeners, routes, clusters, endpoints/);
+  assert.match(bad.stderr, /^error: unknown section "certificates"; expected listeners, routes, clusters, endpoints, secrets/);
 });
