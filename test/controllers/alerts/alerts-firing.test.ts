@@ -145,7 +145,11 @@ describe('alert rules in Prometheus over real sidecars', { skip }, () => {
       { alertname: ALERT_NAMES.noRoute, severity: 'warning', origin: 'proxy', reporter: 'source', source_workload: 'client-v1', source_workload_namespace: 'default', destination_service: series.metric['destination_service'] },
     );
     // Prometheus's own clock: the first scrape that held the NR, and the evaluation that fired
-    const firstSample = await prom!.scalar('min_over_time(timestamp(istio_requests_total{response_flags="NR"})[5m:1s])');
+    // (a subquery evaluated as the first samples land may come back empty: asked again until it answers)
+    const firstSample = await prom!.waitFor('the first NR sample', async () => {
+      const t = await prom!.scalar('min_over_time(timestamp(istio_requests_total{response_flags="NR"})[5m:1s])');
+      return Number.isFinite(t) && t > 0 ? t : undefined;
+    }, 10_000);
     const activeAt = Date.parse(firing.activeAt) / 1000;
     assert.ok(activeAt - firstSample <= 2, `fired ${(activeAt - firstSample).toFixed(3)} s after the scrape that held the NR (evaluations are 1 s apart)`);
     noRouteLabels = firing.labels;
