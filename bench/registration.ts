@@ -13,8 +13,9 @@
 //
 //   node bench/registration.ts [--services 10000] [--instances 5] [--proxies 1000] [--namespaces 100]
 //                              [--samples 100] [--seconds 20] [--concurrency 32] [--background 50]
+//   env: BENCH_PILOT_NODE_ARGS / BENCH_CLIENTS_NODE_ARGS (e.g. --cpu-prof), BENCH_PILOT_LOG=FILE (the pilot's output)
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -101,8 +102,9 @@ const summary = (values: number[]): { n: number; p50Ms: number; p99Ms: number; m
   n: values.length, p50Ms: Math.round(percentile(values, 50)), p99Ms: Math.round(percentile(values, 99)), maxMs: Math.round(Math.max(...values)),
 });
 
-function lines(proc: ChildProcess, onLine: (entry: Record<string, unknown>) => void): void {
+function lines(proc: ChildProcess, onLine: (entry: Record<string, unknown>) => void, copyTo?: number): void {
   createInterface({ input: proc.stdout! }).on('line', (l) => {
+    if (copyTo !== undefined) writeSync(copyTo, `${l}\n`);
     try {
       onLine(JSON.parse(l) as Record<string, unknown>);
     } catch {
@@ -141,11 +143,13 @@ async function main(): Promise<void> {
     let readyMs = 0;
     let pushes = 0;
     const builds: number[] = [];
+    // BENCH_PILOT_LOG=FILE keeps the pilot's output (its log lines, and --trace-gc's) for a closer look.
+    const pilotLog = process.env['BENCH_PILOT_LOG'] ? openSync(process.env['BENCH_PILOT_LOG'], 'w') : undefined;
     lines(pilot, (e) => {
       if (e['msg'] === 'pilot ready') readyMs = Date.now() - t;
       if (e['msg'] === 'push queued') pushes++;
       if (e['msg'] === 'push context built' && builds.length < 100_000) builds.push(Number(e['ms']));
-    });
+    }, pilotLog);
     const clientExtra = (process.env['BENCH_CLIENTS_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
     const clients = spawn(nodeBin, ['--max-old-space-size=4096', ...clientExtra, 'bench/pilot-clients.ts', '--xds', xds, '--proxies', String(PROXIES), '--namespaces', String(NAMESPACES)], { cwd: repo, stdio: ['pipe', 'pipe', 'inherit'], detached: true });
     children.push(clients);

@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { table } from './table.ts';
 import { UsageError } from './flags.ts';
 import { fetchJson, isRecord, notExpected, RemoteError } from './remote-json.ts';
+import { pilotToken } from './monitoring-api.ts';
 
 type Json = Record<string, unknown>;
 const SECTIONS = ['listeners', 'routes', 'clusters', 'endpoints', 'secrets'] as const;
@@ -24,12 +25,16 @@ export function registerProxyConfig(program: Command): void {
   program
     .command('proxy-config')
     .description("show a sidecar's or gateway's listeners, routes, clusters, endpoints or secrets (from its admin /config_dump; secret values are never shown)")
-    .argument('<section>', SECTIONS.join(' | '))
+    .argument('<section>', `${SECTIONS.join(' | ')} | dependencies`)
     .argument('<proxy>', "the sidecar's admin address HOST[:PORT] (port 15000 when omitted)")
     .option('-o, --output <format>', 'table | json | yaml', 'table')
-    .action(async (section: string, proxy: string, o: { output: string }) => {
+    .option('--pilot <url>', "dependencies: the pilot's HTTP address (its /debug/lazyscope)", 'http://127.0.0.1:15014')
+    .option('--token-file <file>', "dependencies: a token of the pilot's --api-tokens file (default: the one a pilot on this host generated, when there)")
+    .action(async (section: string, proxy: string, o: { output: string; pilot: string; tokenFile?: string }) => {
       try {
-        process.exitCode = await proxyConfig(section, proxy, o.output);
+        // lazy scope: the workload's learned dependencies, from the pilot, checked against the proxy's clusters
+        if (section === 'dependencies' || section === 'dependency') process.exitCode = await dependencies(proxy, o);
+        else process.exitCode = await proxyConfig(section, proxy, o.output);
       } catch (err) {
         if (!(err instanceof RemoteError)) throw err;
         process.stderr.write(`error: ${err.message}\n`);
@@ -42,7 +47,7 @@ const SIDECAR_ADMIN = "a sidecar's admin endpoint (Sextant or Envoy)";
 
 async function proxyConfig(sectionName: string, proxy: string, output: string): Promise<number> {
   const section = SECTIONS.find((s) => s === sectionName || `${s.slice(0, -1)}` === sectionName);
-  if (!section) throw new UsageError(`unknown section "${sectionName}"; expected ${SECTIONS.join(', ')}`);
+  if (!section) throw new UsageError(`unknown section "${sectionName}"; expected ${SECTIONS.join(', ')}, dependencies`);
   if (!['table', 'json', 'yaml'].includes(output)) throw new UsageError(`--output ${output}: expected table, json or yaml`);
   const admin = /:\d+$/.test(proxy) ? proxy : `${proxy}:15000`;
   let url: URL;
@@ -138,4 +143,53 @@ function listenerDestination(l: Json): string {
 function abbreviate(domains: string[]): string {
   if (domains.length <= 2) return domains.join(', ');
   return `${domains.slice(0, 2).join(', ')} + ${domains.length - 2} more`;
+}
+
+/**
+ * `sextant proxy-config dependencies PROXY`: the lazy workload's learned dependencies (host,
+ * where each was seen first and last, ACTIVE or EXPIRING, first and last use) as the pilot's
+ * store holds them, and whether the proxy holds each one's cluster now.
+ */
+async function dependencies(proxy: string, o: { output: string; pilot: string; tokenFile?: string }): Promise<number> {
+  if (!['table', 'json', 'yaml'].includes(o.output)) throw new UsageError(`--output ${o.output}: expected table, json or yaml`);
+  const admin = /:\d+$/.test(proxy) ? proxy : `${proxy}:15000`;
+  let dumpUrl: URL;
+  let pilotUrl: URL;
+  try {
+    dumpUrl = new URL(`http://${admin}/config_dump`);
+  } catch {
+    throw new UsageError(`invalid proxy "${proxy}": expected the sidecar's admin address HOST[:PORT]`);
+  }
+  try {
+    pilotUrl = new URL('/debug/lazyscope', /^[a-z][a-z0-9+.-]*:\/\//i.test(o.pilot) ? o.pilot : `http://${o.pilot}`);
+  } catch {
+    throw new UsageError(`invalid --pilot "${o.pilot}": expected the pilot's HTTP address, e.g. http://127.0.0.1:15014`);
+  }
+  const dump = await fetchJson(dumpUrl, SIDECAR_ADMIN);
+  const configs = isRecord(dump.body) && Array.isArray(dump.body['configs']) ? dump.body['configs'] as Json[] : undefined;
+  if (configs === undefined) throw notExpected(dump, SIDECAR_ADMIN, 'not a config dump');
+  const node = ((configs.find((c) => c['@type'] === `${DUMP_PREFIX}BootstrapConfigDump`)?.['bootstrap'] as Json | undefined)?.['node'] ?? {}) as Json;
+  const meta = (node['metadata'] ?? {}) as Json;
+  const workload = `${String(meta['NAMESPACE'] ?? '')}/${String(meta['WORKLOAD_NAME'] ?? '')}`;
+  const clusters = extract('clusters', configs.find((c) => c['@type'] === DUMP_TYPES.clusters) ?? {}).map((c) => String(c['name'] ?? ''));
+  const token = pilotToken(o.tokenFile);
+  const report = await fetchJson(pilotUrl, "the pilot's /debug/lazyscope", 5000, token !== undefined ? { authorization: `Bearer ${token}` } : {});
+  const workloads = isRecord(report.body) && Array.isArray(report.body['workloads']) ? report.body['workloads'] as Json[] : undefined;
+  if (workloads === undefined) throw notExpected(report, "the pilot's /debug/lazyscope", 'no workloads list');
+  const w = workloads.find((x) => x['workload'] === workload);
+  if (w === undefined) {
+    process.stderr.write(`error: workload ${workload} has no WorkloadScope at ${pilotUrl.origin}: it is not lazy (no LazyScope selects it, or the controller has not seen it yet)\n`);
+    return 1;
+  }
+  const edges: (Json & { inProxy: boolean })[] = ((w['edges'] as Json[] | undefined) ?? []).map((e) => ({ ...e, inProxy: clusters.some((c) => c.endsWith(`|${String(e['host'])}`)) }));
+  if (o.output === 'json') process.stdout.write(JSON.stringify({ ...w, edges }, null, 2) + '\n');
+  else if (o.output === 'yaml') process.stdout.write(stringify({ ...w, edges }));
+  else {
+    const sidecar = w['userSidecar'] !== null && w['userSidecar'] !== undefined ? `${String(w['userSidecar'])} (the user's; lazy scope leaves it)` : String(w['sidecar'] ?? '-');
+    process.stdout.write(`workload ${workload}  LazyScope ${String(w['lazyScope'] ?? '-')}  Sidecar ${sidecar}\n`);
+    process.stdout.write(table(['HOST', 'SOURCE', 'LAST SOURCE', 'STATE', 'FIRST SEEN', 'LAST SEEN', 'IN PROXY'], edges.map((e) => [
+      String(e['host']), String(e['source']), String(e['lastSource'] ?? e['source']), String(e['state']), String(e['firstSeen']), String(e['lastSeen']), e.inProxy ? 'yes' : 'no',
+    ])) + '\n');
+  }
+  return 0;
 }

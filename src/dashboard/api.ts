@@ -19,6 +19,8 @@ export interface ApiSources {
   logStoreMissing(): string;
   prometheus: PrometheusAlerts | undefined;
   now(): number;
+  /** Lazy scope: each lazy workload's learned dependencies and their source (the pilot's store). */
+  dependencies?: (() => unknown) | undefined;
 }
 
 type Route = (params: URLSearchParams, src: ApiSources) => Promise<unknown>;
@@ -85,6 +87,14 @@ const ROUTES: Readonly<Record<string, { describe: string; run: Route }>> = {
       };
       const page = await store(src).logs(Object.fromEntries(Object.entries(q).filter(([, v]) => v !== undefined)) as typeof w);
       return { window: w, entries: page.entries, ...(page.next !== undefined ? { next: page.next } : {}) };
+    },
+  },
+  '/dependencies': {
+    describe: 'lazy scope: each lazy workload\'s learned dependencies (host, where each was seen first and last, ACTIVE or EXPIRING, first and last use) and its Sidecar',
+    run: async (search, src) => {
+      new Params(search, []);
+      if (src.dependencies === undefined) throw new ApiError(404, 'this pilot does not report lazy scope');
+      return src.dependencies();
     },
   },
   '/alerts': {

@@ -26,6 +26,8 @@ export interface DashboardOptions {
   /** Prometheus's base URL (`--prometheus`): /api/v1/alerts reads its alerts. */
   prometheusUrl?: string | undefined;
   logger: Logger;
+  /** Lazy scope's report (`/api/v1/dependencies`); absent: the endpoint answers 404. */
+  dependencies?: () => unknown;
   /** How often the token file is checked for changes a file watch misses (default 2 s). */
   tokensPollMs?: number;
   now?: () => number;
@@ -58,6 +60,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     logStoreMissing: options.logStoreMissing ?? (() => 'no access-log store: the pilot\'s access-log sink is off or still opening'),
     prometheus: options.prometheusUrl === undefined ? undefined : new PrometheusAlerts(options.prometheusUrl),
     now: options.now ?? Date.now,
+    dependencies: options.dependencies,
   };
 
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {

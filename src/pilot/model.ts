@@ -74,6 +74,8 @@ export interface Generators {
    * The endpoint fast path: the snapshot after an endpoint-only `change`, derived from
    * `before` (everything but the affected services' endpoints shared, as the same objects).
    * Undefined when this change cannot take it; the server then calls buildPushContext.
+   * `resources` may be empty when `change.current` is given: the snapshot then lists its
+   * resources itself, from its own indexes, only if asked.
    */
   updateEndpoints?(before: PushContext, resources: readonly Resource[], change: ConfigChange): PushContext | undefined;
   /** What `change` (between `before` and `after`) requires for `proxy`; null when it is not concerned. */

@@ -15,6 +15,7 @@ import { PilotMetrics } from './metrics.ts';
 import { Debouncer } from './push/debounce.ts';
 import type { DebouncedChange } from './push/debounce.ts';
 import { ADS_SERVICE, CSDS_SERVICE, DiscoveryServer, csdsHandlers } from './xds/index.ts';
+import { widenReceiveWindows } from './xds/flow.ts';
 import { createMonitoringServer, listen } from './http.ts';
 import { createRegistrationApi } from '../registry/api/index.ts';
 import { ResourceMap } from '../registry/index.ts';
@@ -235,7 +236,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     };
   }
   const registration = options.registrationTokens === undefined ? undefined
-    : createRegistrationApi({ tokensFile: options.registrationTokens, store: () => store, acks: instanceAcks(server), logger });
+    : createRegistrationApi({ tokensFile: options.registrationTokens, store: () => store, acks: instanceAcks(server), cached: (kind, ns, name) => resources.get(`${kind}/${ns}/${name}`), logger });
   const monitoring = options.monitoring;
   const dashboard = monitoring === undefined ? undefined : createDashboard({
     access: monitoring.access,
@@ -243,9 +244,12 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     // the access-log sink's store, once the pilot keeps one
     logStore: () => options.logStore,
     logStoreMissing: () => 'this pilot keeps no access-log store: the access-log sink is off',
+    // lazy scope's learned dependencies (bound once it is wired below)
+    dependencies: () => lazyScopeReport(),
     logger,
   });
 
+  let lazyScopeReport: () => unknown = () => ({ controller: false, workloads: [] });
   // The config as the store last delivered it, by Kind/namespace/name (WorkloadEntries also
   // by namespace and label, for the endpoint fast path).
   const resources = new ResourceMap();
@@ -254,12 +258,12 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
   const telemetryReported = new Set<string>();
   const build = (change?: ConfigChange): PushContext => {
     const started = performance.now();
-    const all = [...resources.values()];
-    // Endpoint-only batches take the short path: the previous snapshot with new endpoints.
+    // Endpoint-only batches take the short path: the previous snapshot with new endpoints,
+    // reading the changed resources from the map (no list of all of them is made).
     const derived = change?.endpointsOnly === true && current !== undefined && generators.updateEndpoints !== undefined
-      ? generators.updateEndpoints(current, all, { ...change, current: resources })
+      ? generators.updateEndpoints(current, [], { ...change, current: resources })
       : undefined;
-    const push = derived ?? generators.buildPushContext(all, current, change);
+    const push = derived ?? generators.buildPushContext([...resources.values()], current, change);
     logger.info({ version: push.version, resources: resources.size, ...push.stats, endpointFastPath: derived !== undefined, ms: Math.round(performance.now() - started) }, 'push context built');
     // Telemetry the generators cannot honour (unknown providers, …): said once per problem
     if (push instanceof SextantPushContext) {
@@ -326,9 +330,12 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
     ...(options.lazyScope?.statusEveryMs !== undefined ? { statusEveryMs: options.lazyScope.statusEveryMs } : {}),
   });
   const unfollowLazyScope = accessLogSink === undefined ? undefined : lazyScope.follow(accessLogSink);
+  lazyScopeReport = () => lazyScope.report();
   const xdsPort = await new Promise<number>((resolve, reject) => {
     grpcServer.bindAsync(formatHostPort(xdsListen.host, xdsListen.port), serving?.credentials ?? grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`cannot listen for xDS on ${formatHostPort(xdsListen.host, xdsListen.port)}: ${err.message}`)) : resolve(port)));
   });
+  // Full-mesh state-of-the-world ACKs are hundreds of KB: wider HTTP/2 receive windows (xds/flow.ts).
+  if (!widenReceiveWindows(grpcServer)) logger.warn('xDS HTTP/2 receive windows left at 64 KiB: this grpc-js keeps its sessions otherwise');
 
   const httpServer = createMonitoringServer({
     server,

@@ -215,7 +215,7 @@ describe('monitoring API answers', () => {
     assert.equal(missing.status, 404);
     assert.match(String(missing.json['error']), /no such endpoint \/api\/v1\/metrics; the endpoints are \/api\/v1\/graph, /);
     const index = await get(`${base}/api/v1`, auth);
-    assert.deepEqual(Object.keys(index.json['endpoints'] as object), ['/api/v1/graph', '/api/v1/operations', '/api/v1/access/peers', '/api/v1/access/logs', '/api/v1/alerts']);
+    assert.deepEqual(Object.keys(index.json['endpoints'] as object), ['/api/v1/graph', '/api/v1/operations', '/api/v1/access/peers', '/api/v1/access/logs', '/api/v1/dependencies', '/api/v1/alerts']);
   });
 
   it('says why there are no alerts: no --prometheus (404), or Prometheus not answering (502)', async () => {

@@ -30,6 +30,14 @@ export interface Head {
   peer: string;
 }
 
+export interface ScopeReport {
+  workload: string;
+  lazyScope: string | null;
+  sidecar: string | null;
+  userSidecar: string | null;
+  edges: { host: string; source: string; state: string; firstSeen: string; lastSeen: string }[];
+}
+
 export interface LazyMesh {
   dir: string;
   configDir: string;
@@ -58,6 +66,8 @@ export interface LazyMesh {
   resource(kind: string, namespace: string, name: string): Promise<Record<string, unknown> | undefined>;
   /** The pilot's /api/v1/access/logs (every page) for a query. */
   logs(query: Record<string, string>): Promise<Record<string, unknown>[]>;
+  /** A workload's WorkloadScope as the pilot's store holds it now (/debug/lazyscope). */
+  scope(workload: string): Promise<ScopeReport | undefined>;
   syncz(): Promise<{ proxy: string; types: { type: string; responses: number; versionAcked?: string; nonceAcked?: string }[] }[]>;
   log(): string;
   stop(): Promise<void>;
@@ -310,6 +320,10 @@ export async function startLazyMesh(o: LazyMeshOptions): Promise<LazyMesh> {
           cursor = body.next;
         }
         return out;
+      },
+      async scope(workload) {
+        const body = await (await fetch(`${pilotUrl}/debug/lazyscope`)).json() as { workloads: ScopeReport[] };
+        return body.workloads.find((w) => w.workload === workload);
       },
       async syncz() {
         return await (await fetch(`${pilotUrl}/debug/syncz`)).json() as Awaited<ReturnType<LazyMesh['syncz']>>;

@@ -8,7 +8,7 @@
 // nothing); a Sidecar the user wrote is left byte for byte.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { prometheusSkip } from '../support/prometheus.ts';
@@ -48,7 +48,7 @@ describe('lazy scope: first call via the hub, learned, then direct', { skip: pro
   });
 
   const stopSims = async (): Promise<void> => {
-    if (sims?.pid !== undefined && sims.exitCode === null) {
+    if (sims?.pid !== undefined && sims.exitCode === null && sims.signalCode === null) {
       const exited = new Promise((r) => sims!.once('exit', r));
       try { process.kill(-sims.pid, 'SIGKILL'); } catch { /* gone */ }
       await exited;
@@ -94,8 +94,11 @@ describe('lazy scope: first call via the hub, learned, then direct', { skip: pro
     process.stdout.write(`# first call → cluster in a's CDS: ${learnedMs} ms\n`);
     const sidecar = await mesh.resource('Sidecar', 'shop', 'a-v1-lazy') as { spec: { egress: { hosts: string[] }[] } };
     assert.deepEqual(sidecar.spec.egress[0]!.hosts, ['*/sextant-hub.istio-system.svc.cluster.local', '*/svc-007.shop.svc.cluster.local']);
-    const scope = await mesh.resource('WorkloadScope', 'shop', 'a-v1') as { status: { edges: { host: string; source: string; state: string }[] } };
-    assert.deepEqual(scope.status.edges.map((e) => [e.host, e.source, e.state]), [['svc-007.shop.svc.cluster.local', 'access-log', 'ACTIVE']]);
+    const scope = await waitFor('a\'s edge in its WorkloadScope', async () => {
+      const ws = await mesh.scope('shop/a-v1');
+      return ws !== undefined && ws.edges.length > 0 ? ws : undefined;
+    });
+    assert.deepEqual(scope.edges.map((e) => [e.host, e.source, e.state]), [['svc-007.shop.svc.cluster.local', 'access-log', 'ACTIVE']]);
 
     // the next call goes direct: the same head bytes reach the app
     const second = await mesh.raw(head.replace('/echo/first', '/echo/second'));
@@ -160,9 +163,22 @@ describe('lazy scope: first call via the hub, learned, then direct', { skip: pro
     process.stdout.write(`# requests via the hub before the switch: ${clusters.indexOf(SVC11)}\n`);
   });
 
+  test('`sextant proxy-config dependencies` and the dashboard API show the learned dependencies and their source', async () => {
+    const out = spawnSync(process.execPath, [path.join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts'), 'proxy-config', 'dependencies', mesh.admin.a, '--pilot', mesh.pilotUrl], { encoding: 'utf8' });
+    assert.equal(out.status, 0, out.stderr);
+    assert.match(out.stdout, /^workload shop\/a-v1 {2}LazyScope shop\/lazy {2}Sidecar shop\/a-v1-lazy$/m);
+    assert.match(out.stdout, /^HOST\s+SOURCE\s+LAST SOURCE\s+STATE\s+FIRST SEEN\s+LAST SEEN\s+IN PROXY$/m);
+    for (const host of ['svc-007', 'svc-011']) assert.match(out.stdout, new RegExp(`^${host}\\.shop\\.svc\\.cluster\\.local\\s+access-log\\s+(access-log|prometheus)\\s+ACTIVE\\s+\\S+\\s+\\S+\\s+yes$`, 'm'));
+    const api = await (await fetch(`${mesh.pilotUrl}/api/v1/dependencies`)).json() as { controller: boolean; workloads: { workload: string; sidecar: string | null; edges: { host: string; source: string }[] }[] };
+    assert.equal(api.controller, true);
+    const a = api.workloads.find((w) => w.workload === 'shop/a-v1')!;
+    assert.equal(a.sidecar, 'shop/a-v1-lazy');
+    assert.deepEqual(a.edges.map((e) => [e.host, e.source]), [['svc-007.shop.svc.cluster.local', 'access-log'], ['svc-011.shop.svc.cluster.local', 'access-log']]);
+  });
+
   test('a pilot restart keeps every learned edge: no cluster leaves the proxy', async () => {
     await stopSims();
-    const edgesBefore = (await mesh.resource('WorkloadScope', 'shop', 'a-v1') as { status: { edges: { host: string; firstSeen: string }[] } }).status.edges;
+    const edgesBefore = (await mesh.scope('shop/a-v1'))!.edges;
     assert.deepEqual(edgesBefore.map((e) => e.host), ['svc-007.shop.svc.cluster.local', 'svc-011.shop.svc.cluster.local']);
     const sidecarBefore = JSON.stringify((await mesh.resource('Sidecar', 'shop', 'a-v1-lazy'))!['spec']);
     const held: string[][] = [];
@@ -183,7 +199,7 @@ describe('lazy scope: first call via the hub, learned, then direct', { skip: pro
     for (const c of held) assert.deepEqual(c, [HUB_CLUSTER, SVC11, SVC7].sort());
     assert.ok(held.length > 10);
     assert.equal(JSON.stringify((await mesh.resource('Sidecar', 'shop', 'a-v1-lazy'))!['spec']), sidecarBefore);
-    const edgesAfter = (await mesh.resource('WorkloadScope', 'shop', 'a-v1') as { status: { edges: { host: string; firstSeen: string }[] } }).status.edges;
+    const edgesAfter = (await mesh.scope('shop/a-v1'))!.edges;
     assert.deepEqual(edgesAfter.map((e) => [e.host, e.firstSeen]), edgesBefore.map((e) => [e.host, e.firstSeen]));
   });
 
@@ -202,10 +218,11 @@ describe('lazy scope: first call via the hub, learned, then direct', { skip: pro
   });
 
   test('a Sidecar the user wrote is left byte for byte, and the workload scope says so', async () => {
-    const scope = await waitFor('u\'s WorkloadScope', async () => mesh.resource('WorkloadScope', 'shop', 'u-v1')) as { status: { sidecar: null; userSidecar: string; conditions: { type: string }[] } };
-    assert.equal(scope.status.sidecar, null);
-    assert.equal(scope.status.userSidecar, 'u-own');
-    assert.deepEqual(scope.status.conditions.map((c) => c.type), ['UserSidecarPresent']);
+    const scope = await waitFor('u\'s WorkloadScope', async () => mesh.scope('shop/u-v1'));
+    assert.equal(scope.sidecar, null);
+    assert.equal(scope.userSidecar, 'shop/u-own');
+    const stored = await mesh.resource('WorkloadScope', 'shop', 'u-v1') as { status: { conditions: { type: string }[] } };
+    assert.deepEqual(stored.status.conditions.map((c) => c.type), ['UserSidecarPresent']);
     assert.equal(await mesh.resource('Sidecar', 'shop', 'u-v1-lazy'), undefined);
     assert.equal(mesh.readConfigFile('user-sidecar.yaml'), userSidecarBefore.text);
   });

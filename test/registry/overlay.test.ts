@@ -44,3 +44,63 @@ it('flattens into a plain map once the changes are more than an eighth of the ba
   assert.equal(flat.get(1499), -1499);
   assert.equal(flat.size, 8_000);
 });
+
+it('stays equal to a changed copy over long chains, every earlier map unchanged (recent changes, middle layer, flattening)', () => {
+  let seed = 42;
+  // mulberry32, seeded: a failure replays
+  const random = (n: number): number => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+  };
+  const base = new Map(Array.from({ length: 20_000 }, (_, i) => [`k${i}`, i] as [string, number]));
+  const chain: { map: ReadonlyMap<string, number>; model: Map<string, number> }[] = [{ map: base, model: new Map(base) }];
+  let layered = 0;
+  for (let round = 0; round < 300; round++) {
+    const prev = chain[chain.length - 1]!;
+    const next = OverlayMap.derive(prev.map);
+    const model = new Map(prev.model);
+    // Mostly a few changes, now and then a burst (past the recent-changes bound).
+    const n = random(10) === 0 ? 400 + random(300) : 1 + random(40);
+    for (let j = 0; j < n; j++) {
+      const k = `k${random(22_000)}`;
+      if (random(4) === 0) {
+        assert.equal(next.delete(k), model.delete(k), `round ${round}: delete ${k}`);
+      } else {
+        next.set(k, round * 1000 + j);
+        model.set(k, round * 1000 + j);
+      }
+    }
+    const done = next.done();
+    if (done instanceof OverlayMap) layered++;
+    chain.push({ map: done, model });
+    if (round % 30 === 29) {
+      // Every map of the chain still equals its own model: sizes, and every key's value, by
+      // lookup and by iteration.
+      const probe = Array.from({ length: 300 }, () => `k${random(22_000)}`);
+      chain.forEach(({ map, model: m }, i) => {
+        assert.equal(map.size, m.size, `map ${i}: size`);
+        for (const k of probe) {
+          assert.equal(map.get(k), m.get(k), `map ${i}: get ${k}`);
+          assert.equal(map.has(k), m.has(k), `map ${i}: has ${k}`);
+        }
+      });
+      for (const { map, model: m } of chain.slice(-3)) {
+        let n = 0;
+        for (const [k, v] of map) {
+          assert.equal(v, m.get(k), `iterated ${k}`);
+          n++;
+        }
+        assert.equal(n, m.size);
+      }
+    }
+  }
+  assert.ok(layered > 100 && layered < 300, `both layered and flattened maps were made (${layered} layered)`);
+  for (const k of ['k0', 'k19999', 'k21999', 'nope']) {
+    const { map, model } = chain[chain.length - 1]!;
+    assert.equal(map.get(k), model.get(k), k);
+    assert.equal(map.has(k), model.has(k), k);
+  }
+});

@@ -265,6 +265,37 @@
     }));
   }
 
+  // ---- lazy scope --------------------------------------------------------------------------
+
+  async function refreshDependencies() {
+    const r = await api('dependencies');
+    const tbody = $('dependencies').querySelector('tbody');
+    const note = $('dependencies-note');
+    if (!r.ok) {
+      note.textContent = r.body.error;
+      replaceRows(tbody, []);
+      return;
+    }
+    const workloads = r.body.workloads || [];
+    const edges = workloads.reduce((n, w) => n + w.edges.length, 0);
+    note.textContent = workloads.length === 0
+      ? 'No lazy workload (no LazyScope selects one).'
+      : `${workloads.length} lazy workload${workloads.length === 1 ? '' : 's'}, ${edges} learned dependenc${edges === 1 ? 'y' : 'ies'}`;
+    const rows = [];
+    for (const w of workloads) {
+      const sidecar = w.userSidecar ? `${w.userSidecar} (the user's)` : (w.sidecar || '-');
+      if (w.edges.length === 0) rows.push(row([w.workload, sidecar, '-', '', '', '', '', '']));
+      for (const e of w.edges) {
+        const tr = row([w.workload, sidecar, e.host, e.source, e.lastSource || e.source, e.state, dateTime(Date.parse(e.firstSeen)), dateTime(Date.parse(e.lastSeen))]);
+        tr.setAttribute('data-workload', w.workload);
+        tr.setAttribute('data-host', e.host);
+        tr.className = e.state === 'EXPIRING' ? 'expiring' : '';
+        rows.push(tr);
+      }
+    }
+    replaceRows(tbody, rows);
+  }
+
   // ---- peers -------------------------------------------------------------------------------
 
   async function searchPeers(ev) {
@@ -302,7 +333,7 @@
 
   async function refresh() {
     clearTimeout(state.timer);
-    const results = await Promise.all([refreshGraph(), refreshOperations(), refreshAlerts()]);
+    const results = await Promise.all([refreshGraph(), refreshOperations(), refreshAlerts(), refreshDependencies()]);
     const problem = results.find((x) => typeof x === 'string');
     const status = $('status');
     status.textContent = problem ? `not updated: ${problem}` : `updated ${clock(Date.now())}`;

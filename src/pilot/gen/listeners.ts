@@ -25,6 +25,7 @@ import { applyAdaptiveLimits } from './adaptive.ts';
 import { applyRateLimits } from './ratelimit.ts';
 import { applyLanes } from './lanes.ts';
 import { ensureType } from './protos.ts';
+import { lazyFallbackFor, meshHttpPorts } from './lazyscope.ts';
 import type { PathNormalizationType } from '../mesh-config/index.ts';
 
 const TLS_INSPECTOR_TYPE = 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector';
@@ -150,6 +151,12 @@ function egressListeners(push: SextantPushContext, proxy: Proxy, scope: SidecarS
   // The catch-all egress: a listener per service port, HTTP ports shared through RDS.
   const httpPorts = new Set<number>();
   for (const svc of egress.services) for (const p of svc.ports) if (isHttpProtocol(p.protocol)) httpPorts.add(p.port);
+  // lazy scope: a first call may name any HTTP port of the mesh; its catch-all goes to the fallback
+  if (lazyFallbackFor(push, proxy) !== undefined) {
+    const tcpInScope = new Set<number>();
+    for (const svc of egress.services) for (const p of svc.ports) if (!isHttpProtocol(p.protocol)) tcpInScope.add(p.port);
+    for (const port of meshHttpPorts(push)) if (!tcpInScope.has(port)) httpPorts.add(port);
+  }
   for (const port of [...httpPorts].sort((a, b) => a - b)) {
     add(listenerName(defaultBind, port), listener(defaultBind, port, { bind: defaultBind, bindToPort: noneCapture, routeName: String(port) }, {
       filters: [hcmFilter(push, `outbound_${defaultBind}_${port}`, { rds: String(port) })],

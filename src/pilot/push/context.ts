@@ -45,7 +45,8 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
 export class SextantPushContext implements PushContext {
   readonly version: string;
   readonly builtAt: number;
-  readonly resources: readonly Resource[];
+  /** Every resource, as given; a derived snapshot given none lists its own (byKey) when first asked. */
+  private resourceList: readonly Resource[] | undefined;
   readonly stats: { services: number; virtualServices: number; destinationRules: number; endpoints: number };
   readonly registry: Registry;
   /** The mesh-wide settings this snapshot was built with (`--mesh-config`). */
@@ -82,7 +83,7 @@ export class SextantPushContext implements PushContext {
   constructor(resources: readonly Resource[], version?: string, derived?: DerivedInputs, reuse?: { registry?: Registry; mesh?: MeshConfig; clusterLocalHosts?: ClusterLocalHosts }) {
     this.builtAt = Date.now();
     this.version = version ?? `${this.builtAt.toString(36)}-${(++sequence).toString(36)}`;
-    this.resources = resources;
+    this.resourceList = derived !== undefined && resources.length === 0 ? undefined : resources;
     if (derived !== undefined) {
       // Everything but endpoints is the previous snapshot's, shared (both are immutable).
       const from = derived.from;
@@ -177,6 +178,16 @@ export class SextantPushContext implements PushContext {
       destinationRules: this.destinationRules.length,
       endpoints: this.registry.endpointCount,
     };
+  }
+
+  /**
+   * Every resource of the snapshot. A derived snapshot built without the list (the pilot's
+   * endpoint fast path: copying 60,000 entries per pull-out cost more than the pull-out) makes
+   * it from byKey on first use: the same resources, with the changed ones last.
+   */
+  get resources(): readonly Resource[] {
+    this.resourceList ??= [...this.byKey.values()];
+    return this.resourceList;
   }
 
   /** The memoized value under `key`, computed once per snapshot. */
@@ -350,7 +361,7 @@ export function updateEndpoints(before: SextantPushContext, resources: readonly 
   } else {
     const byNamespace = new Map<string, Resource<WorkloadEntrySpec>[]>();
     if (selectorNamespaces.size > 0) {
-      for (const r of resources) {
+      for (const r of resources.length === 0 && change.current !== undefined ? change.current.values() : resources) {
         if (r.kind !== 'WorkloadEntry' || !selectorNamespaces.has(r.metadata.namespace)) continue;
         let list = byNamespace.get(r.metadata.namespace);
         if (!list) byNamespace.set(r.metadata.namespace, (list = []));

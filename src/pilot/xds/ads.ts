@@ -23,8 +23,12 @@ import { RuntimeDiscovery } from './runtime.ts';
 const KNOWN_TYPES: ReadonlySet<string> = new Set(PUSH_ORDER);
 /** The longest the listeners and routes of a push wait for the endpoints of the new clusters they may use. */
 export const WARM_WAIT_MS = 2000;
-/** Proxies planned between yields to the event loop. */
-const PLAN_BATCH = 16;
+/**
+ * Longest planning runs before yielding to the event loop (ms). A slice, not a count of
+ * proxies: an endpoint-only plan costs a lookup per proxy (a thousand fit in one slice), a
+ * config change's may cost a scope computation each.
+ */
+const PLAN_SLICE_MS = 4;
 /**
  * The most characters of a NACK's error_detail kept (in status and CSDS) and logged: Envoy's
  * messages name every resource it refused and can run to megabytes, and a proxy may send anything.
@@ -149,9 +153,9 @@ export class DiscoveryServer {
 
   /**
    * Installs a new snapshot after `change` and queues a push to every proxy it concerns (as
-   * decided by Generators.planPush). Planning yields to the event loop every few proxies, so
-   * the first concerned proxies are pushed, and ACKs are read, while the rest are planned.
-   * Resolves with the number of proxies queued.
+   * decided by Generators.planPush). Planning yields to the event loop every few
+   * milliseconds, so the first concerned proxies are pushed, and ACKs are read, while the rest
+   * are planned. Resolves with the number of proxies queued.
    */
   async applyChange(after: PushContext, change: ConfigChange, eventAt: number): Promise<number> {
     const before = this.current;
@@ -162,9 +166,12 @@ export class DiscoveryServer {
     this.current = after;
     this.updateGauges(after);
     let queued = 0;
-    let planned = 0;
+    let sliceStart = performance.now();
     for (const con of [...this.connections.values()]) {
-      if (++planned % PLAN_BATCH === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (performance.now() - sliceStart > PLAN_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
       if (con.closed) continue;
       let plan: PushPlan | null;
       try {

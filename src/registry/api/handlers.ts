@@ -55,6 +55,13 @@ export interface RegistrationHandlerOptions {
   store: () => ConfigStore | undefined;
   authorize: (token: string | undefined, namespace: string) => Authorization;
   acks?: AckSource | undefined;
+  /**
+   * The pilot's copy of a resource, as its watch of the store last delivered it (so possibly
+   * behind the store). A pull plans its write from it, pinned with If-Match to that version:
+   * one store read less per call; a copy that turns out stale is a conflict, and the call is
+   * planned again from the store.
+   */
+  cached?: ((kind: string, namespace: string, name: string) => Resource | undefined) | undefined;
   logger: Logger;
   /** Largest request body; default 1 MiB. */
   maxBodyBytes?: number;
@@ -338,6 +345,13 @@ export class RegistrationHandler {
     return we;
   }
 
+  /** The instance as the pilot's copy has it (see RegistrationHandlerOptions.cached), when it is this API's and versioned. */
+  private cachedInstance(call: Call): Resource | undefined {
+    const we = this.opts.cached?.('WorkloadEntry', call.namespace, instanceResourceName(call.service!, call.id!));
+    if (we === undefined || we.metadata.resourceVersion === undefined || !isInstanceOf(we, call.service!) || we.metadata.annotations?.[INSTANCE_ANNOTATION] !== call.id) return undefined;
+    return we;
+  }
+
   private async listInstances(call: Call): Promise<Answer> {
     const store = this.store();
     await this.managedService(store, call);
@@ -397,7 +411,14 @@ export class RegistrationHandler {
   }
 
   private async pull(call: Call, state: 'in' | 'out'): Promise<Answer> {
+    let planned = 0;
     return await this.write(call, async (store) => {
+      // First from the pilot's copy, when it says a write is needed (that it is not needed, or
+      // a caller's If-Match, is decided on the store's own state).
+      const cached = ++planned === 1 && call.ifMatch === undefined ? this.cachedInstance(call) : undefined;
+      if (cached !== undefined && trafficState(cached) !== state) {
+        return { ops: [{ op: 'put', resource: withTrafficState(cached, state), ifMatch: cached.metadata.resourceVersion }], fieldOf: () => undefined };
+      }
       const we = await this.managedInstance(store, call);
       checkIfMatch(call, we.metadata.resourceVersion);
       // Already in that state: nothing to write, the answer is the same as the first call's.

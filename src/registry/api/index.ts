@@ -4,6 +4,7 @@
 // token holders may call it, each only for its namespaces. See docs/registration.md.
 import type http from 'node:http';
 import type { Logger } from 'pino';
+import type { Resource } from '../../api/index.ts';
 import type { ConfigStore } from '../../config/index.ts';
 import { RegistrationHandler, type AckSource } from './handlers.ts';
 import { TokenFile } from './tokens.ts';
@@ -20,6 +21,8 @@ export interface RegistrationApiOptions {
   store: () => ConfigStore | undefined;
   /** Which proxies have ACKed an instance's state (the pilot's xDS server). */
   acks?: AckSource;
+  /** The pilot's copy of the store's resources (possibly behind it): pulls plan from it (see RegistrationHandlerOptions). */
+  cached?: (kind: string, namespace: string, name: string) => Resource | undefined;
   logger: Logger;
   /** Largest request body (default 1 MiB). */
   maxBodyBytes?: number;
@@ -41,6 +44,7 @@ export function createRegistrationApi(options: RegistrationApiOptions): Registra
     store: options.store,
     authorize: (token, namespace) => tokens.authorize(token, namespace),
     acks: options.acks,
+    cached: options.cached,
     logger,
     ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
   });

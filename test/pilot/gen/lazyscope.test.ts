@@ -204,3 +204,35 @@ test('the lazy-scope kinds validate, and mistakes name their field', () => {
   assert.match(wsErrors, /spec\.workloadSelector\.labels: Required value/);
   assert.match(wsErrors, /spec\.egress\[0\]\.bind: Invalid value: "nope"/);
 });
+
+test('under capture, a lazy proxy listens on every HTTP port of the mesh: a first call on any of them reaches the fallback', () => {
+  const push = build(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: orders, namespace: shop}
+spec:
+  hosts: [orders.shop.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9090, name: http-orders, protocol: HTTP}]
+  endpoints: [{address: 10.1.1.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata:
+  name: c-lazy
+  namespace: shop
+  labels: {sextant.io/managed-by: lazy-scope}
+  annotations: {sextant.io/lazy-scope: istio-system/default}
+spec:
+  workloadSelector: {labels: {app: c}}
+  egress: [{hosts: ["shop/svc-007.shop.svc.cluster.local", "mesh-system/sextant-hub.mesh-system.svc.cluster.local"]}]
+---`);
+  const captured = sidecar('10.2.0.1', 'c-v1-abcde', 'shop', { app: 'c' }, { INTERCEPTION_MODE: 'REDIRECT' });
+  const listeners = [...generate(push, captured, LISTENER_TYPE).keys()].filter((n) => n.startsWith('0.0.0.0_')).sort();
+  assert.deepEqual(listeners, ['0.0.0.0_15080', '0.0.0.0_8080', '0.0.0.0_9090']);
+  const rc = generate(push, captured, ROUTE_TYPE).get('9090')!;
+  assert.deepEqual((rc['virtualHosts'] as ProtoJson[]).map((v) => v['name']), [FALLBACK_VHOST]);
+  const route = ((rc['virtualHosts'] as ProtoJson[])[0]!['routes'] as ProtoJson[])[0]!;
+  assert.deepEqual(route['requestHeadersToAdd'], [{ header: { key: HUB_SCOPE_HEADER, value: 'shop/9090' }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' }]);
+});

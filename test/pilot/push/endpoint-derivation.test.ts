@@ -1,11 +1,11 @@
 // The endpoint fast path over long random sequences: each batch of endpoint changes (addresses,
 // pull-outs, relabels to other services, clusters, health, deletes, re-adds, inline endpoints)
 // derives the next snapshot from the previous one, with the workloads looked up in the pilot's
-// ResourceMap and the memo tables layered over the previous snapshot's. Every derived snapshot
-// must equal a full rebuild of the same resources: registry, endpoint order included, and what
-// each proxy is sent, even though older snapshots keep computing (and memoizing) from their own
-// endpoints after being derived from; and the push plan must name every cluster whose
-// assignment changed for the proxy.
+// ResourceMap (no list of every resource is made) and the memo tables layered over the
+// previous snapshot's. Every derived snapshot must equal a full rebuild of the same resources:
+// registry, endpoint order included, and what each proxy is sent, even though older snapshots
+// keep computing (and memoizing) from their own endpoints after being derived from; and the
+// push plan must name every cluster whose assignment changed for the proxy.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Resource } from '../../../src/api/resource.ts';
@@ -167,14 +167,17 @@ for (const seed of [101, 102, 103]) {
       for (const p of sc.proxies) if (random(2) === 0) eds(before, p);
       const keys = batch(sc, random, step);
       const all = [...sc.map.values()];
+      // As the pilot calls it: no list of every resource, the map instead.
       const change: ConfigChange = { keys, endpointsOnly: true, current: sc.map };
-      const after = gens.updateEndpoints!(before, all, change) as SextantPushContext | undefined;
+      const after = gens.updateEndpoints!(before, [], change) as SextantPushContext | undefined;
       assert.ok(after !== undefined, `step ${step}: the fast path applies`);
       // The older snapshots keep serving (and memoizing from their own endpoints) meanwhile.
       const previous = new Map(sc.proxies.map((p) => [p, eds(before, p)]));
       for (const o of older) for (const p of sc.proxies) eds(o, p);
       const full = gens.buildPushContext(all) as SextantPushContext;
       assertRegistryEqual(after, full, `step ${step}`);
+      const listed = new Set(after.resources);
+      assert.ok(listed.size === all.length && all.every((r) => listed.has(r)), `step ${step}: the snapshot lists every resource`);
       // Without the index (one pass over the resources), the same registry.
       const scanned = gens.updateEndpoints!(before, all, { keys, endpointsOnly: true }) as SextantPushContext;
       assertRegistryEqual(scanned, full, `step ${step}, scanned`);
