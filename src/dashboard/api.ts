@@ -93,7 +93,8 @@ const ROUTES: Readonly<Record<string, { describe: string; run: Route }>> = {
     describe: 'lazy scope: each lazy workload\'s learned dependencies (host, where each was seen first and last, ACTIVE or EXPIRING, first and last use) and its Sidecar',
     run: async (search, src) => {
       new Params(search, []);
-      if (src.dependencies === undefined) throw new ApiError(404, 'this pilot does not report lazy scope');
+      // a pilot without lazy scope has no lazy workload (a 200, so the page logs no failed request)
+      if (src.dependencies === undefined) return { workloads: [] };
       return src.dependencies();
     },
   },

@@ -35,7 +35,7 @@ const CASES: Array<[string, string[], string]> = [
   ['a bad --log-level', ['pilot', '--log-level', 'loud'], 'error: invalid --log-level "loud": expected fatal, error, warn, info, debug, trace or silent\n'],
   ['a bad listen address', ['pilot', '--http-address', 'localhost'], 'error: invalid --http-address "localhost": expected HOST:PORT, e.g. 127.0.0.1:15010\n'],
   ['a bad --output of proxy-status', ['proxy-status', '-o', 'xml'], 'error: invalid --output "xml": expected table or json\n'],
-  ['a bad section of proxy-config', ['proxy-config', 'bogus', '127.0.0.1:15000'], 'error: unknown section "bogus"; expected listeners, routes, clusters, endpoints, secrets\n'],
+  ['a bad section of proxy-config', ['proxy-config', 'bogus', '127.0.0.1:15000'], 'error: unknown section "bogus"; expected listeners, routes, clusters, endpoints, secrets, dependencies\n'],
   ['a gateway name that is not a DNS label', ['gateway', '--xds', '127.0.0.1:1', '--name', 'Edge_GW'], 'error: invalid --name "Edge_GW": expected a DNS label (lower-case letters, digits, \'-\')\n'],
   ['a node id given to a gateway', ['gateway', '--xds', '127.0.0.1:1', '--id', ID], 'error: --id: a gateway\'s node id comes from --name, --namespace and --ip\n'],
   ['a bad proxy flag given to a gateway', ['gateway', '--xds', '127.0.0.1:1', '--drain-duration', '5'], 'error: invalid --drain-duration "5": expected a duration like 100ms, 10s or 1m\n'],

@@ -141,5 +141,5 @@ test('`sextant proxy-config` shows what productpage\'s sidecar runs, as tables a
 
   const bad = run('certificates');
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /^error: unknown section "certificates"; expected listeners, routes, clusters, endpoints, secrets/);
+  assert.match(bad.stderr, /^error: unknown section "certificates"; expected listeners, routes, clusters, endpoints, secrets, dependencies/);
 });

@@ -1,8 +1,7 @@
 // The mesh config file as the running pilot sees it: read once at start (an invalid file
 // stops the start), then re-read when it changes. A change that is invalid keeps the last
 // good config and logs an error naming the field; a valid one is handed to the listeners.
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import type { Stats } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { DEFAULT_MESH_CONFIG, MeshConfigError, parseMeshConfig } from './mesh-config.ts';
@@ -41,9 +40,11 @@ export interface MeshConfigFileOptions {
 }
 
 /**
- * A mesh config file, watched by polling its metadata (which follows a Kubernetes ConfigMap
- * volume's symlink swap and an editor's rename into place alike). `initial` is what the
- * caller read and checked at start.
+ * A mesh config file, watched by reading it at each poll and comparing the text (which follows
+ * a Kubernetes ConfigMap volume's symlink swap and an editor's rename into place alike).
+ * Metadata alone can miss a change: a file renamed into place may reuse the old inode number,
+ * with the same size, within one timestamp tick. The file is small; reading it is cheap.
+ * `initial` is what the caller read and checked at start.
  */
 export class MeshConfigFile implements MeshConfigSource {
   private config: MeshConfig;
@@ -51,7 +52,9 @@ export class MeshConfigFile implements MeshConfigSource {
   private readonly listeners: ((config: MeshConfig) => void)[] = [];
   private readonly file: string;
   private readonly logger: Logger;
-  private readonly onStat: (curr: Stats, prev: Stats) => void;
+  /** The text the last poll saw (valid or not, undefined when unreadable): each change is handled once. */
+  private lastSeen: string | undefined;
+  private readonly timer: NodeJS.Timeout;
   private closed = false;
 
   constructor(file: string, initial: MeshConfig, options: MeshConfigFileOptions) {
@@ -59,11 +62,12 @@ export class MeshConfigFile implements MeshConfigSource {
     this.config = initial;
     this.logger = options.logger;
     this.lastText = safeRead(this.file) ?? '';
-    this.onStat = (curr, prev) => {
-      if (curr.mtimeMs === prev.mtimeMs && curr.size === prev.size && curr.ino === prev.ino) return;
-      this.reload();
-    };
-    watchFile(this.file, { interval: options.pollMs ?? 1000, persistent: false }, this.onStat);
+    this.lastSeen = this.lastText;
+    this.timer = setInterval(() => {
+      const text = safeRead(this.file);
+      if (text !== this.lastSeen) this.apply(text);
+    }, options.pollMs ?? 1000);
+    this.timer.unref();
   }
 
   current(): MeshConfig {
@@ -74,10 +78,14 @@ export class MeshConfigFile implements MeshConfigSource {
     this.listeners.push(listener);
   }
 
-  /** Re-reads the file now; also what a change of its metadata triggers. */
+  /** Re-reads the file now (a poll does when its text changed). */
   reload(): void {
+    this.apply(safeRead(this.file));
+  }
+
+  private apply(text: string | undefined): void {
     if (this.closed) return;
-    const text = safeRead(this.file);
+    this.lastSeen = text;
     if (text === undefined) {
       this.logger.error({ file: this.file }, 'mesh config file unreadable; keeping the last good mesh config');
       return;
@@ -101,7 +109,7 @@ export class MeshConfigFile implements MeshConfigSource {
 
   close(): void {
     this.closed = true;
-    unwatchFile(this.file, this.onStat);
+    clearInterval(this.timer);
   }
 }
 
