@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from './flags.ts';
+import { readApiToken } from './monitoring-api.ts';
 import { connectFailure, isRecord, RemoteError } from './remote-json.ts';
 
 const API = '/apis/registration/v1';
@@ -165,18 +166,10 @@ function pilotUrl(f: CommonFlags, path: string): URL {
   return url;
 }
 
-/** The token: the first word of the first line of the file that is not blank or a comment. */
+/** The token of `--token-file` (its first word; see readApiToken), which the registration API requires. */
 export function readToken(file: string | undefined): string {
   if (file === undefined) throw new UsageError('--token-file FILE is required: the registration API answers only callers with a token');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(`--token-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  const line = text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
-  if (line === undefined) throw new UsageError(`--token-file ${file}: holds no token`);
-  return line.split(/\s+/)[0]!;
+  return readApiToken(file);
 }
 
 async function call(f: CommonFlags, method: string, path: string, body?: unknown): Promise<Answer> {
