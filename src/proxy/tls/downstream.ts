@@ -33,28 +33,54 @@ export interface DownstreamTlsOptions {
  * after destroying the socket.
  */
 export function acceptTls(socket: net.Socket, spec: DownstreamTlsSpec, opts: DownstreamTlsOptions): Promise<AcceptedTls> {
+  if (opts.certs.current() === undefined) {
+    socket.destroy();
+    return Promise.reject(new Error('no workload certificate yet'));
+  }
+  let offered: readonly string[] = [];
+  const serverAlpn = spec.alpn;
+  return serverHandshake(socket, {
+    isServer: true,
+    secureContext: opts.certs.serverContext(),
+    requestCert: true,
+    rejectUnauthorized: spec.requireClientCertificate,
+    ALPNCallback: ({ protocols }: { protocols: string[] }) => {
+      offered = protocols;
+      // server preference, as Envoy selects; no overlap: no ALPN (not a failure)
+      return serverAlpn.find((p) => protocols.includes(p));
+    },
+  } as tls.TLSSocketOptions, opts.handshakeTimeoutMs ?? 10_000, (t) => {
+    if (!spec.requireClientCertificate && t.getPeerX509Certificate() === undefined) return {};
+    const untrusted = openSslVerifyError(t);
+    if (untrusted !== undefined) return { error: untrusted };
+    // every connection, resumed or not: the identity is read from the (session's) peer certificate
+    const peer = checkPeer(t, { trustDomain: opts.trustDomain, sans: spec.sans });
+    return 'error' in peer ? peer : { principal: peer.principal };
+  }).then((r) => ({ ...r, offeredAlpn: offered }));
+}
+
+/**
+ * A server TLSSocket outside a tls.Server is not told the verification result: OpenSSL's is
+ * read (as tls.Server does), failing closed if Node ever moves it. Undefined when trusted.
+ */
+export function openSslVerifyError(t: tls.TLSSocket): string | undefined {
+  const verifyError = (t as unknown as { _handle?: { verifyError?: () => Error | null } })._handle?.verifyError?.();
+  if (verifyError === undefined) return 'cannot read the client certificate\'s verification result';
+  if (verifyError !== null) return `client certificate not trusted: ${(verifyError as NodeJS.ErrnoException).code ?? verifyError.message}`;
+  t.authorized = true;
+  return undefined;
+}
+
+/**
+ * The server side of a TLS handshake on an accepted socket, bounded by `timeoutMs`; `check`
+ * looks at the finished handshake (the peer) and names the principal, or the reason to refuse.
+ * On any failure both sockets are destroyed and the promise rejects with the reason.
+ */
+export function serverHandshake(socket: net.Socket, options: tls.TLSSocketOptions, timeoutMs: number, check: (t: tls.TLSSocket) => { principal?: string | undefined } | { error: string }): Promise<{ socket: tls.TLSSocket; principal: string | undefined }> {
   return new Promise((resolve, reject) => {
-    let offered: readonly string[] = [];
-    const secret = opts.certs.current();
-    if (secret === undefined) {
-      socket.destroy();
-      reject(new Error('no workload certificate yet'));
-      return;
-    }
-    const serverAlpn = spec.alpn;
-    const t = new tls.TLSSocket(socket, {
-      isServer: true,
-      secureContext: opts.certs.serverContext(),
-      requestCert: true,
-      rejectUnauthorized: spec.requireClientCertificate,
-      ALPNCallback: ({ protocols }: { protocols: string[] }) => {
-        offered = protocols;
-        // server preference, as Envoy selects; no overlap: no ALPN (not a failure)
-        return serverAlpn.find((p) => protocols.includes(p));
-      },
-    } as tls.TLSSocketOptions);
+    const t = new tls.TLSSocket(socket, options);
     let done = false;
-    const timer = setTimeout(() => fail('TLS handshake timed out'), opts.handshakeTimeoutMs ?? 10_000);
+    const timer = setTimeout(() => fail('TLS handshake timed out'), timeoutMs);
     const fail = (reason: string): void => {
       if (done) return;
       done = true;
@@ -69,27 +95,10 @@ export function acceptTls(socket: net.Socket, spec: DownstreamTlsSpec, opts: Dow
     t.once('close', onClose);
     t.once('secure', () => {
       if (done) return;
-      let principal: string | undefined;
-      if (spec.requireClientCertificate || t.getPeerX509Certificate() !== undefined) {
-        // A server TLSSocket outside a tls.Server is not told the verification result:
-        // read OpenSSL's (as tls.Server does), failing closed if Node ever moves it.
-        const verifyError = (t as unknown as { _handle?: { verifyError?: () => Error | null } })._handle?.verifyError?.();
-        if (verifyError === undefined) {
-          fail('cannot read the client certificate\'s verification result');
-          return;
-        }
-        if (verifyError !== null) {
-          fail(`client certificate not trusted: ${(verifyError as NodeJS.ErrnoException).code ?? verifyError.message}`);
-          return;
-        }
-        t.authorized = true;
-        // every connection, resumed or not: the identity is read from the (session's) peer certificate
-        const peer = checkPeer(t, { trustDomain: opts.trustDomain, sans: spec.sans });
-        if ('error' in peer) {
-          fail(peer.error);
-          return;
-        }
-        principal = peer.principal;
+      const checked = check(t);
+      if ('error' in checked) {
+        fail(checked.error);
+        return;
       }
       done = true;
       clearTimeout(timer);
@@ -102,7 +111,7 @@ export function acceptTls(socket: net.Socket, spec: DownstreamTlsSpec, opts: Dow
       t.removeListener('error', onError);
       t.removeListener('close', onClose);
       t.on('error', () => { /* reported by whoever reads the connection */ });
-      resolve({ socket: t, principal, offeredAlpn: offered });
+      resolve({ socket: t, principal: checked.principal });
     });
   });
 }

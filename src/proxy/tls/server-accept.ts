@@ -12,6 +12,7 @@ import type net from 'node:net';
 import { uriSans } from '../../api/spiffe.ts';
 import { certificateHash, spkiHash } from './server-credentials.ts';
 import { checkPeerCertificate } from './peer.ts';
+import { openSslVerifyError, serverHandshake } from './downstream.ts';
 import type { DownstreamTlsSpec, SanMatcher, ServerTlsSpec } from './transport-socket.ts';
 
 export interface AcceptedServerTls {
@@ -56,74 +57,25 @@ export function checkClientCertificate(cert: X509Certificate, spec: ServerTlsSpe
 export function acceptServerTls(socket: net.Socket, spec: DownstreamTlsSpec, context: tls.SecureContext, offeredAlpn: readonly string[], mesh?: { trustDomain: string }, handshakeTimeoutMs = 10_000): Promise<AcceptedServerTls> {
   const server = spec.server;
   const verify = mesh !== undefined || server?.trustedCa !== undefined;
-  return new Promise((resolve, reject) => {
-    const serverAlpn = spec.alpn.some((p) => offeredAlpn.includes(p)) ? spec.alpn : [];
-    const t = new tls.TLSSocket(socket, {
-      isServer: true,
-      secureContext: context,
-      requestCert: verify,
-      // with a CA and MUTUAL, OpenSSL itself refuses a client without a certificate (an alert in the handshake)
-      rejectUnauthorized: verify && spec.requireClientCertificate,
-      ...(serverAlpn.length > 0 ? { ALPNProtocols: serverAlpn } : {}),
-    } as tls.TLSSocketOptions);
-    let done = false;
-    const timer = setTimeout(() => fail('TLS handshake timed out'), handshakeTimeoutMs);
-    const fail = (reason: string): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      t.destroy();
-      socket.destroy();
-      reject(new Error(reason));
-    };
-    const onError = (err: NodeJS.ErrnoException): void => fail(`TLS handshake failed: ${err.code ?? err.message}`);
-    const onClose = (): void => fail('connection closed during the TLS handshake');
-    t.once('error', onError);
-    t.once('close', onClose);
-    t.once('secure', () => {
-      if (done) return;
-      let principal: string | undefined;
-      const cert = verify ? t.getPeerX509Certificate() : undefined;
-      if (verify && cert === undefined && spec.requireClientCertificate) {
-        fail('no client certificate');
-        return;
-      }
-      if (cert !== undefined) {
-        // A server TLSSocket outside a tls.Server is not told the verification result: read OpenSSL's.
-        const verifyError = (t as unknown as { _handle?: { verifyError?: () => Error | null } })._handle?.verifyError?.();
-        if (verifyError === undefined) {
-          fail('cannot read the client certificate\'s verification result');
-          return;
-        }
-        if (verifyError !== null) {
-          fail(`client certificate not trusted: ${(verifyError as NodeJS.ErrnoException).code ?? verifyError.message}`);
-          return;
-        }
-        if (mesh !== undefined) {
-          const peer = checkPeerCertificate(cert, { trustDomain: mesh.trustDomain, sans: spec.sans });
-          if ('error' in peer) {
-            fail(peer.error);
-            return;
-          }
-          principal = peer.principal;
-        } else {
-          const refused = server === undefined ? undefined : checkClientCertificate(cert, server);
-          if (refused !== undefined) {
-            fail(refused);
-            return;
-          }
-          principal = uriSans(cert.subjectAltName)[0] ?? cert.subject.replace(/\n/g, ',');
-        }
-        t.authorized = true;
-      }
-      done = true;
-      clearTimeout(timer);
-      // As a tls.Server would mark it (node:http2 waits for it otherwise; see downstream.ts).
-      (t as { secureConnecting?: boolean }).secureConnecting = false;
-      t.removeListener('error', onError);
-      t.removeListener('close', onClose);
-      t.on('error', () => { /* reported by whoever reads the connection */ });
-      resolve({ socket: t, principal });
-    });
+  const serverAlpn = spec.alpn.some((p) => offeredAlpn.includes(p)) ? spec.alpn : [];
+  return serverHandshake(socket, {
+    isServer: true,
+    secureContext: context,
+    requestCert: verify,
+    // with a CA and MUTUAL, OpenSSL itself refuses a client without a certificate (an alert in the handshake)
+    rejectUnauthorized: verify && spec.requireClientCertificate,
+    ...(serverAlpn.length > 0 ? { ALPNProtocols: serverAlpn } : {}),
+  } as tls.TLSSocketOptions, handshakeTimeoutMs, (t) => {
+    const cert = verify ? t.getPeerX509Certificate() : undefined;
+    if (cert === undefined) return verify && spec.requireClientCertificate ? { error: 'no client certificate' } : {};
+    const untrusted = openSslVerifyError(t);
+    if (untrusted !== undefined) return { error: untrusted };
+    if (mesh !== undefined) {
+      const peer = checkPeerCertificate(cert, { trustDomain: mesh.trustDomain, sans: spec.sans });
+      return 'error' in peer ? peer : { principal: peer.principal };
+    }
+    const refused = server === undefined ? undefined : checkClientCertificate(cert, server);
+    if (refused !== undefined) return { error: refused };
+    return { principal: uriSans(cert.subjectAltName)[0] ?? cert.subject.replace(/\n/g, ',') };
   });
 }
