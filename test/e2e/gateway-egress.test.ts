@@ -229,6 +229,7 @@ test('without the gateway\'s route the call goes nowhere else: the gateway answe
   const r = await viaSidecar('external.example.com', '/no-route');
   assert.equal(r.status, 404);
   assert.deepEqual(seen, []);
+  await eventually('the gateway logged the call', async () => logLines().some((l) => l['path'] === '/no-route'));
   const last = logLines().filter((l) => l['path'] === '/no-route');
   assert.deepEqual(last.map((l) => [l['response_code'], l['response_flags']]), [[404, 'NR']]);
 });
