@@ -175,7 +175,7 @@ before(async () => {
     res.end(`external ${req.url}`);
   });
   await new Promise<void>((r) => externalServer.listen(APP_PORT, EXTERNAL_IP, r));
-  mesh = await startGatewayMesh(dir, { 'mesh.yaml': config(await freePort(), await freePort()) });
+  mesh = await startGatewayMesh(dir, { 'mesh.yaml': config(await freePort('0.0.0.0'), await freePort('0.0.0.0')) });
   await mesh.gateway(['--egress', '--ip', GATEWAY_IP, '--service-account', 'istio-egressgateway-service-account']);
   await mesh.sidecar(['--id', `sidecar~${CLIENT_IP}~sleep-abcde.default~default.svc.cluster.local`, '--label', 'app=sleep', '--service-account', 'sleep']);
 });

@@ -14,10 +14,10 @@ import { freePort } from '../helpers/ports.ts';
 import { eventually, startGatewayMesh } from './gateway-helpers.ts';
 import type { GatewayMesh } from './gateway-helpers.ts';
 
-const GATEWAY_IP = '127.0.62.2';
-const CLIENT_IP = '127.0.62.3';
-const EXTERNAL_IP = '127.0.62.10';
-const OTHER_IP = '127.0.62.11';
+const GATEWAY_IP = '127.0.66.2';
+const CLIENT_IP = '127.0.66.3';
+const EXTERNAL_IP = '127.0.66.10';
+const OTHER_IP = '127.0.66.11';
 const EXTERNAL_PORT = 18080;
 
 const dir = mkdtempSync(path.join(tmpdir(), 'sextant-gateway-egress-'));
@@ -154,14 +154,19 @@ spec:
       weight: 100
 `;
 
+let lastAnswer = 'none yet';
+
 /** A request through the sidecar's egress listener, as the app makes it (Host names the external host). */
 function viaSidecar(host: string, p: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     http.get({ host: CLIENT_IP, port: EXTERNAL_PORT, path: p, headers: { host }, agent: false }, (res) => {
       let body = '';
       res.on('data', (c: Buffer) => { body += c.toString(); });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
+      res.on('end', () => {
+        lastAnswer = `${res.statusCode} ${JSON.stringify(res.headers)} ${body.slice(0, 200)}`;
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    }).on('error', (err) => { lastAnswer = String(err); reject(err); });
   });
 }
 
@@ -176,7 +181,7 @@ before(async () => {
   await external('other.example.com', OTHER_IP);
   const meshConfig = path.join(dir, 'mesh.yaml');
   writeFileSync(meshConfig, 'outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n');
-  const targetPort = await freePort();
+  const targetPort = await freePort('0.0.0.0'); // the gateway binds every address, as Envoy's gateways do
   mesh = await startGatewayMesh(dir, { 'gateway-service.yaml': gatewayService(targetPort) }, ['--mesh-config', meshConfig]);
   await mesh.gateway(['--egress', '--ip', GATEWAY_IP]);
   await mesh.sidecar(['--id', `sidecar~${CLIENT_IP}~sleep-abcde.default~default.svc.cluster.local`, '--label', 'app=sleep']);
@@ -196,7 +201,7 @@ test('REGISTRY_ONLY: before the pattern the sidecar gets 502 for the external ho
 
 test('the egress gateway pattern: the sidecar reaches the host only through the gateway, whose access log has every call', async () => {
   mesh.write('egress.yaml', PATTERN);
-  await eventually('the pattern is in force', async () => (await viaSidecar('external.example.com', '/probe')).status === 200);
+  await eventually('the pattern is in force', async () => (await viaSidecar('external.example.com', '/probe')).status === 200, 20_000, mesh, () => lastAnswer);
   const before = logLines().length;
   seen.length = 0;
   const bodies: string[] = [];
@@ -224,7 +229,7 @@ test('without the gateway\'s route the call goes nowhere else: the gateway answe
   // The mesh half of the VirtualService alone: the sidecar still sends to the gateway, which has no route.
   const meshOnly = PATTERN.replace(/ {2}- match:\n {4}- gateways:\n {6}- istio-egressgateway[\s\S]*$/, '');
   mesh.write('egress.yaml', meshOnly);
-  await eventually('the gateway lost its route', async () => (await viaSidecar('external.example.com', '/probe')).status === 404);
+  await eventually('the gateway lost its route', async () => (await viaSidecar('external.example.com', '/probe')).status === 404, 20_000, mesh, () => lastAnswer);
   seen.length = 0;
   const r = await viaSidecar('external.example.com', '/no-route');
   assert.equal(r.status, 404);

@@ -111,6 +111,8 @@ export interface GatewayMesh {
   gateway(flags: string[]): Promise<{ proc: Process; admin: string }>;
   /** Starts `sextant proxy` (a sidecar) with these flags; waits until its admin /ready answers 200. */
   sidecar(flags: string[]): Promise<{ proc: Process; admin: string }>;
+  /** The last lines each process wrote (pilot first), for a failure message. */
+  outputs(): string;
   stop(): Promise<void>;
 }
 
@@ -159,6 +161,9 @@ export async function startGatewayMesh(dir: string, files: Record<string, string
         throw new Error(`${(err as Error).message}; its output:\n${proc.output().slice(-4000)}`, { cause: err });
       }
       return { proc, admin };
+    },
+    outputs() {
+      return procs.map((p) => `--- ${p.child.spawnargs.slice(2, 3).join(' ')} (pid ${p.child.pid}):\n${p.output().slice(-3000)}`).join('\n');
     },
     async stop() {
       for (const p of procs.reverse()) await p.stop();
@@ -214,7 +219,15 @@ export function sClient(host: string, port: number, servername: string, ca: stri
   return new Promise((resolve) => child.on('close', () => { clearTimeout(timer); resolve(out); }));
 }
 
-/** Polls `probe` every 100 ms until it returns true. */
-export async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  await until(what, probe, timeoutMs);
+/**
+ * Polls `probe` every 100 ms until it returns true. With `mesh`, a timeout's message carries what
+ * `describe` says of the last probe and the last output of every process of the mesh.
+ */
+export async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs = 20_000, mesh?: GatewayMesh, describe?: () => string): Promise<void> {
+  try {
+    await until(what, probe, timeoutMs);
+  } catch (err) {
+    if (mesh === undefined) throw err;
+    throw new Error(`${(err as Error).message}${describe !== undefined ? ` (last probe: ${describe()})` : ''}\n${mesh.outputs()}`, { cause: err });
+  }
 }

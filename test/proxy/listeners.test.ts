@@ -190,3 +190,37 @@ test('ring hash on a cookie with a TTL sets the cookie once, then keeps the clie
     assert.equal(r.headers['set-cookie'], undefined);
   }
 });
+
+test('a listener whose port is taken is bound once the port is free again, with no config update', async () => {
+  const app = await startBackend('app');
+  cleanups.push(app.close);
+  const port = await freePort();
+  // another process on the port: it answers once and closes the connection
+  const squatter = net.createServer((s) => {
+    s.write('HTTP/1.1 418 Squatter\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    s.destroySoon();
+  });
+  await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', () => r()));
+  const m = await meshWith({
+    clusters: [edsCluster('outbound|8080||app')],
+    endpoints: [assignment('outbound|8080||app', [app.port])],
+    listeners: [httpListener('l', port, 'r')],
+    routes: [routeConfig('r', [{ name: 'app', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'outbound|8080||app' } }] }])],
+  });
+  cleanups.push(m.close);
+  await m.proxy.whenReady();
+  // the port still answers as the other process; the admin lists the listener as not bound
+  assert.equal((await send(port, '/', { Host: 'app' })).status, 418);
+  assert.match(await (await fetch(`http://${m.proxy.adminAddress}/listeners`)).text(), new RegExp(`^l::not bound: listen EADDRINUSE: address already in use 127\\.0\\.0\\.1:${port}\n$`));
+  await new Promise<void>((r) => squatter.close(() => r()));
+  const deadline = Date.now() + 10_000;
+  let status = 0;
+  while (Date.now() < deadline) {
+    status = await send(port, '/', { Host: 'app' }).then((r) => r.status, () => 0);
+    if (status === 200) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // nothing was pushed in between: the proxy tried the port again by itself
+  assert.equal(status, 200, 'the proxy took the port once it was free');
+  assert.equal(await (await fetch(`http://${m.proxy.adminAddress}/listeners`)).text(), `l::127.0.0.1:${port}\n`);
+});

@@ -69,7 +69,11 @@ export async function startAdmin(address: string, s: AdminState, paths: 'admin' 
         case '/clusters':
           return url.searchParams.get('format') === 'json' ? send(200, JSON.stringify(clustersJson(s), null, 2), 'application/json') : send(200, clustersText(s));
         case '/listeners':
-          return send(200, [...s.listeners.boundAddresses()].map(([n, a]) => `${n}::${a}`).join('\n') + '\n');
+          return send(200, [
+            ...[...s.listeners.boundAddresses()].map(([n, a]) => `${n}::${a}`),
+            // listeners waiting for their port (tried again with a backoff)
+            ...[...s.listeners.errors].map(([n, e]) => `${n}::not bound: ${e}`),
+          ].join('\n') + '\n');
         case '/quitquitquit':
           if (req.method !== 'POST') return send(405, 'use POST\n');
           send(200, 'OK\n');

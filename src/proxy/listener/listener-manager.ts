@@ -77,6 +77,9 @@ interface BoundListener {
 }
 
 const SNIFF_TIMEOUT_MS = 5000;
+/** A listener that failed to bind (its port taken) is tried again after this, doubling up to the cap. */
+const BIND_RETRY_FIRST_MS = 500;
+const BIND_RETRY_MAX_MS = 30_000;
 const HTTP_METHOD_RE = /^[A-Z]{3,10} \S+ HTTP\/1\.([01])\r?\n/;
 
 export class ListenerManager implements LocalListeners {
@@ -109,6 +112,9 @@ export class ListenerManager implements LocalListeners {
   /** Why the last mTLS connection was refused. */
   lastTlsRefusal: string | undefined;
   private readonly bindErrors = new Map<string, string>();
+  /** Listeners that failed to bind: the address they wanted and the next wait before trying again. */
+  private readonly bindRetries = new Map<string, { address: string; port: number; waitMs: number }>();
+  private bindRetryTimer: NodeJS.Timeout | undefined;
   /** The lanes filters' trace table and lane counters, one per proxy (src/proxy/filters/lanes). */
   readonly lanes = new LaneState();
   /** Runs the connection managers' WASM filters (src/proxy/filters/wasm). */
@@ -146,6 +152,12 @@ export class ListenerManager implements LocalListeners {
     if (this.draining) return;
     const want = new Map<string, ListenerSpec>();
     for (const l of this.opts.config.listeners.values()) if (l.bindToPort) want.set(l.name, l);
+    for (const name of this.bindErrors.keys()) {
+      if (!want.has(name)) {
+        this.bindErrors.delete(name);
+        this.bindRetries.delete(name);
+      }
+    }
     for (const [name, b] of this.bound) {
       const spec = want.get(name);
       if (!spec || spec.address !== b.address || spec.port !== b.port) {
@@ -161,12 +173,14 @@ export class ListenerManager implements LocalListeners {
       const ready = new Promise<void>((resolve) => {
         server.once('error', (err) => {
           this.bindErrors.set(spec.name, err.message);
-          this.opts.logger.error({ listener: spec.name, address: `${spec.address}:${spec.port}`, err: err.message }, 'listener failed to bind');
-          this.bound.delete(spec.name);
+          const retryInMs = this.scheduleBindRetry(spec);
+          this.opts.logger.error({ listener: spec.name, address: `${spec.address}:${spec.port}`, err: err.message, retryInMs }, 'listener failed to bind; trying again');
+          if (this.bound.get(spec.name)?.server === server) this.bound.delete(spec.name);
           resolve();
         });
         server.listen({ host: spec.address, port: spec.port, backlog: 1024 }, () => {
           this.bindErrors.delete(spec.name);
+          this.bindRetries.delete(spec.name);
           this.opts.logger.info({ listener: spec.name, address: `${spec.address}:${spec.port}` }, 'listener bound');
           resolve();
         });
@@ -177,9 +191,33 @@ export class ListenerManager implements LocalListeners {
     await Promise.all(pending);
   }
 
+  /**
+   * A port taken by another process now may be free in a moment (a client's ephemeral port, a
+   * process on its way out): the listener is bound again after a backoff, with no config change
+   * needed (Envoy leaves it unbound until the next LDS update). Returns the wait.
+   */
+  private scheduleBindRetry(spec: ListenerSpec): number {
+    const prev = this.bindRetries.get(spec.name);
+    const same = prev !== undefined && prev.address === spec.address && prev.port === spec.port;
+    const waitMs = same ? Math.min(prev.waitMs * 2, BIND_RETRY_MAX_MS) : BIND_RETRY_FIRST_MS;
+    this.bindRetries.set(spec.name, { address: spec.address, port: spec.port, waitMs });
+    if (this.bindRetryTimer === undefined && !this.draining) {
+      this.bindRetryTimer = setTimeout(() => {
+        this.bindRetryTimer = undefined;
+        // only listeners still wanted, at the address that failed (a changed one was bound by its update)
+        for (const name of this.bindRetries.keys()) if (!this.opts.config.listeners.has(name)) this.bindRetries.delete(name);
+        void this.reconcile();
+      }, Math.min(...[...this.bindRetries.values()].map((r) => r.waitMs)));
+      this.bindRetryTimer.unref();
+    }
+    return waitMs;
+  }
+
   /** Stops accepting, lets in-flight requests finish within `drainMs`, then closes everything. */
   async drain(drainMs: number): Promise<void> {
     this.draining = true;
+    clearTimeout(this.bindRetryTimer);
+    this.bindRetryTimer = undefined;
     for (const b of this.bound.values()) b.server.close();
     this.bound.clear();
     for (const c of this.httpConnections) c.drain();
