@@ -201,7 +201,7 @@ test('REGISTRY_ONLY: before the pattern the sidecar gets 502 for the external ho
 
 test('the egress gateway pattern: the sidecar reaches the host only through the gateway, whose access log has every call', async () => {
   mesh.write('egress.yaml', PATTERN);
-  await eventually('the pattern is in force', async () => (await viaSidecar('external.example.com', '/probe')).status === 200, 20_000, mesh, () => lastAnswer);
+  await eventually('the pattern is in force', async () => (await viaSidecar('external.example.com', '/probe')).status === 200, 40_000, mesh, () => lastAnswer);
   const before = logLines().length;
   seen.length = 0;
   const bodies: string[] = [];
@@ -229,7 +229,7 @@ test('without the gateway\'s route the call goes nowhere else: the gateway answe
   // The mesh half of the VirtualService alone: the sidecar still sends to the gateway, which has no route.
   const meshOnly = PATTERN.replace(/ {2}- match:\n {4}- gateways:\n {6}- istio-egressgateway[\s\S]*$/, '');
   mesh.write('egress.yaml', meshOnly);
-  await eventually('the gateway lost its route', async () => (await viaSidecar('external.example.com', '/probe')).status === 404, 20_000, mesh, () => lastAnswer);
+  await eventually('the gateway lost its route', async () => (await viaSidecar('external.example.com', '/probe')).status === 404, 40_000, mesh, () => lastAnswer);
   seen.length = 0;
   const r = await viaSidecar('external.example.com', '/no-route');
   assert.equal(r.status, 404);
