@@ -24,6 +24,7 @@ export interface InjectFlags {
   dnsCapture?: boolean;
   preserveSourceRanges?: string;
   proxyLogLevel: string;
+  plaintextXds?: boolean;
 }
 
 /** Declares the injection flags on `cmd` (their values are checked in flags.ts). */
@@ -40,7 +41,8 @@ export function injectFlags(cmd: Command): Command {
     .option('--include-outbound-ports <ports>', 'outbound ports captured for pods without the includeOutboundPorts annotation, e.g. 80,8080,9080 (default: none)')
     .option('--dns-capture', "turn on the sidecars' DNS proxy and capture port 53 (pods can opt in or out with sextant.io/dnsCapture)")
     .option('--preserve-source-ranges <cidrs>', "callers in these ranges (usually the pod CIDR) keep their IP as the app's TCP peer (M17); set on the rules and the sidecars")
-    .option('--proxy-log-level <level>', "the sidecars' log level, unless sidecar.istio.io/logLevel says otherwise", DEFAULT_OPTIONS.logLevel);
+    .option('--proxy-log-level <level>', "the sidecars' log level, unless sidecar.istio.io/logLevel says otherwise", DEFAULT_OPTIONS.logLevel)
+    .option('--plaintext-xds', "the pilot runs with --plaintext-xds: the sidecars mount no mesh root and no bootstrap token (default: each pod mounts its namespace's ConfigMap sextant-ca-root-cert and Secret sextant-bootstrap-token)");
 }
 
 /** InjectOptions from the flags; a bad value is a UsageError. */
@@ -66,6 +68,7 @@ export function injectOptionsFrom(flags: InjectFlags): InjectOptions {
     dnsCapture: flags.dnsCapture === true,
     ...(flags.preserveSourceRanges !== undefined ? { preserveSourceRanges: flags.preserveSourceRanges } : {}),
     logLevel: flags.proxyLogLevel,
+    ...(flags.plaintextXds === true ? { plaintextXds: true } : {}),
   };
 }
 

@@ -109,6 +109,7 @@ async function runPilot(flags: PilotFlags): Promise<void> {
   const closed = flags.plaintextXds !== true;
   if (closed && !flags.ca) throw new UsageError('--no-ca: xDS over TLS needs the mesh CA (give --plaintext-xds to serve plaintext xDS, for local demos only)');
   // proxies on this host obtain their first certificate with the generated token (--ca-token-file)
+  if (flags.caTokens !== undefined) checkTokenFile(flags.caTokens, '--ca-tokens', 'CA bootstrap');
   const caTokens = flags.caTokens ?? (closed ? generated(flags.caDir, 'bootstrap-token', 'a bootstrap token for any identity', logger) : undefined);
   // closed, /debug and the monitoring pages need a token too: one generated for this host unless given
   const monitoring = monitoringOptions(flags) ?? (closed
@@ -232,12 +233,12 @@ function openMeshConfig(file: string, logger: pino.Logger): MeshConfigFile {
   return new MeshConfigFile(file, parsed.config, { logger });
 }
 
-/** An unusable token file is a usage error (exit 2): the API must never start open or empty by mistake. */
-function checkTokenFile(file: string): void {
+/** An unusable token file is a usage error (exit 2): the API or the CA must never start open or empty by mistake. */
+function checkTokenFile(file: string, flag = '--registration-tokens', what = 'registration'): void {
   try {
-    readTokenFile(file);
+    readTokenFile(file, what);
   } catch (err) {
-    if (err instanceof TokenFileError) throw new UsageError(`--registration-tokens: ${err.message}`);
+    if (err instanceof TokenFileError) throw new UsageError(`${flag}: ${err.message}`);
     throw err;
   }
 }

@@ -26,7 +26,7 @@ export function openGate(access: Access, logger: Logger, pollMs?: number): Gate 
   if (access.kind === 'insecure') {
     return { insecure: true, check: () => undefined, accepts: () => true, close: () => undefined };
   }
-  const tokens = new TokenFile(access.file, logger, pollMs);
+  const tokens = new TokenFile(access.file, logger, { what: 'API', ...(pollMs !== undefined ? { pollMs } : {}) });
   logger.info({ file: tokens.file, tokens: tokens.size }, 'monitoring API and dashboard on, for the tokens of the file');
   return {
     insecure: false,

@@ -9,6 +9,18 @@ import { PRESERVE_SOURCE_RANGES_ENV } from './iptables/index.ts';
 export const PROXY_CONTAINER = 'sextant-proxy';
 export const INIT_CONTAINER = 'sextant-init';
 export const DATA_VOLUME = 'sextant-data';
+/**
+ * The closed control plane's two per-namespace objects the sidecar mounts (Istio's
+ * `istio-ca-root-cert` ConfigMap, and a bootstrap token in place of Istio's projected
+ * service-account token, which needs the Kubernetes API's TokenReview): the mesh root that
+ * checks the pilot, and the token its CA takes for a first certificate in that namespace.
+ */
+export const CA_ROOT_CONFIGMAP = 'sextant-ca-root-cert';
+export const CA_ROOT_VOLUME = 'sextant-ca-root';
+export const CA_ROOT_DIR = '/etc/sextant/ca-root';
+export const BOOTSTRAP_TOKEN_SECRET = 'sextant-bootstrap-token';
+export const BOOTSTRAP_TOKEN_VOLUME = 'sextant-bootstrap-token';
+export const BOOTSTRAP_TOKEN_DIR = '/var/run/secrets/sextant';
 /** The proxy's uid: `sextant iptables` never captures its traffic (Istio's 1337). */
 export const PROXY_UID = 1337;
 
@@ -78,6 +90,12 @@ export interface InjectOptions {
   ports: SidecarPorts;
   /** The sidecar's log level, unless the logLevel annotation says otherwise. */
   logLevel: string;
+  /**
+   * The pilot serves plaintext xDS (`sextant pilot --plaintext-xds`): the sidecars mount no root
+   * and no token. Off by default: they check the pilot against CA_ROOT_CONFIGMAP and present
+   * BOOTSTRAP_TOKEN_SECRET for their first certificate.
+   */
+  plaintextXds?: boolean;
 }
 
 export const DEFAULT_OPTIONS: InjectOptions = {
@@ -277,6 +295,7 @@ export function proxyContainer(s: SidecarSettings, o: InjectOptions, labels: Rec
     { name: 'POD_NAME', ...(fieldRef('metadata.name') as object) },
     { name: 'POD_NAMESPACE', ...(fieldRef('metadata.namespace') as object) },
     { name: 'INSTANCE_IP', ...(fieldRef('status.podIP') as object) },
+    { name: 'SERVICE_ACCOUNT', ...(fieldRef('spec.serviceAccountName') as object) },
     { name: 'ISTIO_META_CLUSTER_ID', value: o.clusterId },
   ];
   if (o.network !== undefined) env.push({ name: 'ISTIO_META_NETWORK', value: o.network });
@@ -298,6 +317,12 @@ export function proxyContainer(s: SidecarSettings, o: InjectOptions, labels: Rec
     '--stats-address', `0.0.0.0:${o.ports.stats}`,
     '--health-address', `0.0.0.0:${o.ports.health}`,
     '--log-level', s.logLevel,
+    // the workload's identity: spiffe://TRUST_DOMAIN/ns/POD_NAMESPACE/sa/SERVICE_ACCOUNT
+    '--service-account', '$(SERVICE_ACCOUNT)',
+    ...(o.plaintextXds === true ? [] : [
+      '--xds-root-cert', `${CA_ROOT_DIR}/root-cert.pem`,
+      '--ca-token-file', `${BOOTSTRAP_TOKEN_DIR}/token`,
+    ]),
   ];
   return {
     name: PROXY_CONTAINER,
@@ -329,10 +354,33 @@ export function proxyContainer(s: SidecarSettings, o: InjectOptions, labels: Rec
       runAsNonRoot: true,
       runAsUser: PROXY_UID,
     },
-    volumeMounts: [{ name: DATA_VOLUME, mountPath: '/var/lib/sextant' }],
+    volumeMounts: [
+      { name: DATA_VOLUME, mountPath: '/var/lib/sextant' },
+      ...(o.plaintextXds === true ? [] : [
+        { name: CA_ROOT_VOLUME, mountPath: CA_ROOT_DIR, readOnly: true },
+        { name: BOOTSTRAP_TOKEN_VOLUME, mountPath: BOOTSTRAP_TOKEN_DIR, readOnly: true },
+      ]),
+    ],
   };
 }
 
-export function dataVolume(): JsonValue {
-  return { name: DATA_VOLUME, emptyDir: {} };
+/**
+ * The volumes injection adds to the pod: the sidecar's writable directory and, for a closed
+ * control plane, the namespace's mesh root and bootstrap token (not optional: a namespace
+ * without them is told by the kubelet's events, and the pod waits, rather than running without mTLS).
+ */
+export function sidecarVolumes(o: InjectOptions): JsonValue[] {
+  return [
+    { name: DATA_VOLUME, emptyDir: {} },
+    ...(o.plaintextXds === true ? [] : [
+      { name: CA_ROOT_VOLUME, configMap: { name: CA_ROOT_CONFIGMAP, items: [{ key: 'root-cert.pem', path: 'root-cert.pem' }] } },
+      // readable by the sidecar's user (1337); no other container mounts it
+      { name: BOOTSTRAP_TOKEN_VOLUME, secret: { secretName: BOOTSTRAP_TOKEN_SECRET, defaultMode: 0o444, items: [{ key: 'token', path: 'token' }] } },
+    ]),
+  ];
+}
+
+/** The names of sidecarVolumes, as the injection status annotation lists them. */
+export function sidecarVolumeNames(o: InjectOptions): string[] {
+  return o.plaintextXds === true ? [DATA_VOLUME] : [DATA_VOLUME, CA_ROOT_VOLUME, BOOTSTRAP_TOKEN_VOLUME];
 }

@@ -3,7 +3,7 @@
 // files, `sextant injector` to the pods of admission requests; both through `injectObject`.
 import { diff, jsonEqual, type JsonValue, type PatchOperation } from './inject-patch.ts';
 import {
-  ANNOTATION, DATA_VOLUME, INIT_CONTAINER, InjectError, PROXY_CONTAINER, dataVolume, initContainer, injectAnswer,
+  ANNOTATION, INIT_CONTAINER, InjectError, PROXY_CONTAINER, initContainer, injectAnswer, sidecarVolumeNames, sidecarVolumes,
   proxyContainer, sidecarSettings, type Container, type InjectOptions,
 } from './inject-template.ts';
 
@@ -115,7 +115,7 @@ export function injectPodTemplate(template: JsonValue, o: InjectOptions, at: str
   const status = {
     initContainers: capture ? [INIT_CONTAINER] : null,
     containers: [PROXY_CONTAINER],
-    volumes: [DATA_VOLUME],
+    volumes: sidecarVolumeNames(o),
     imagePullSecrets: null,
     revision: 'default',
   };
@@ -132,7 +132,7 @@ export function injectPodTemplate(template: JsonValue, o: InjectOptions, at: str
     ...(capture ? { initContainers: [...initContainers, initContainer(settings, o)] } : {}),
     // First: the kubelet starts containers in order and holds the next until postStart returns.
     containers: [proxyContainer(settings, o, labels), ...containers],
-    volumes: [...volumes, dataVolume()],
+    volumes: [...volumes, ...sidecarVolumes(o)],
   };
   const newMeta: JsonObject = { ...meta, annotations: { ...annotations, ...added } };
   return { template: { ...template, metadata: newMeta, spec: newSpec }, injected: true, warnings };

@@ -456,6 +456,7 @@ export async function startPilot(options: PilotOptions): Promise<Pilot> {
       lazyScope.controller.stop();
       server.close();
       serving?.close();
+      ca?.close();
       grpcServer.forceShutdown();
       await new Promise<void>((resolve) => {
         httpServer.close(() => resolve());

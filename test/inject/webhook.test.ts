@@ -127,9 +127,11 @@ test('a real AdmissionReview for a pod gets a JSONPatch that, applied, yields th
   assert.equal(review.response.allowed, true);
   assert.equal(review.response.patchType, 'JSONPatch');
   const patch = JSON.parse(Buffer.from(review.response.patch!, 'base64').toString('utf8')) as Operation[];
-  // Only additions: the sidecar first, the init container, the volume, the annotations.
+  // Only additions: the sidecar first, the init container, the volumes (its own, the mesh root, the bootstrap token), the annotations.
   assert.deepEqual(patch.map((o) => `${o.op} ${o.path}`), [
     'add /metadata/annotations',
+    'add /spec/volumes/3',
+    'add /spec/volumes/4',
     'add /spec/volumes/-',
     'add /spec/containers/0',
     'add /spec/initContainers',

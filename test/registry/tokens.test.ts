@@ -61,7 +61,7 @@ describe('registration token file', () => {
       const file = path.join(dir, 'tokens');
       assert.throws(() => new TokenFile(file, logger), /cannot read registration token file .*tokens: ENOENT/);
       writeFileSync(file, `${A} shop\n`);
-      const tokens = new TokenFile(file, logger, 50);
+      const tokens = new TokenFile(file, logger, { pollMs: 50 });
       writeFileSync(`${file}.new`, `${A} shop\n${B}\n`);
       renameSync(`${file}.new`, file);
       await new Promise((r) => setTimeout(r, 300));

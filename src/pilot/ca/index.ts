@@ -6,16 +6,18 @@ import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { loadSigningRoot } from './root.ts';
 import type { SigningRoot } from './root.ts';
-import { certificateService, certificateServiceHandlers, readBootstrapTokens } from './service.ts';
+import { certificateService, certificateServiceHandlers } from './service.ts';
+import { TokenFile } from '../../registry/api/tokens.ts';
+import { CaConfigError } from './root.ts';
 import type { CaCounters } from './service.ts';
 
 export { CaConfigError, generateRoot, loadSigningRoot, ROOT_CERT_FILE, ROOT_KEY_FILE } from './root.ts';
 export type { SigningRoot, SigningRootOptions } from './root.ts';
 export { CertificateRequestError, parseCsr, signWorkloadCertificate } from './issue.ts';
-export { authorizeIdentity, readBootstrapTokens } from './service.ts';
+export { authorizeIdentity } from './service.ts';
 export { DEFAULT_PILOT_HOSTS, PeerIdentityError, PILOT_NAMESPACE, PILOT_SERVICE_ACCOUNT, startServingCertificate, verifiedPeerIdentity } from './serving.ts';
 export type { ServingCertificate } from './serving.ts';
-export type { BootstrapTokens } from './service.ts';
+export type { TokenAuthorizer } from './service.ts';
 
 export interface CertificateAuthorityOptions {
   /** Directory of the generated root (`--ca-dir`). */
@@ -42,6 +44,8 @@ export interface CertificateAuthority {
   tokensRequired: boolean;
   /** Adds IstioCertificateService to a gRPC server (the pilot's xDS server). */
   register(server: grpc.Server): void;
+  /** Stops following the token file. */
+  close(): void;
 }
 
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
@@ -49,7 +53,12 @@ export const DEFAULT_WORKLOAD_TTL_MS = 24 * 3600 * 1000;
 
 export async function startCertificateAuthority(opts: CertificateAuthorityOptions, logger: Logger, registry?: Registry): Promise<CertificateAuthority> {
   const trustDomain = opts.trustDomain ?? DEFAULT_TRUST_DOMAIN;
-  const tokens = opts.tokensFile !== undefined ? readBootstrapTokens(opts.tokensFile) : undefined;
+  // re-read when it changes (a namespace added, a token revoked), as the registration tokens are
+  const tokens = opts.tokensFile !== undefined ? new TokenFile(opts.tokensFile, logger, { what: 'CA bootstrap' }) : undefined;
+  if (tokens !== undefined && tokens.size === 0) {
+    tokens.close();
+    throw new CaConfigError(`${opts.tokensFile}: no tokens`);
+  }
   const root = await loadSigningRoot({
     dir: opts.dir,
     trustDomain,
@@ -74,6 +83,9 @@ export async function startCertificateAuthority(opts: CertificateAuthorityOption
     tokensRequired: tokens !== undefined,
     register(server) {
       server.addService(certificateService(), handlers);
+    },
+    close() {
+      tokens?.close();
     },
   };
 }

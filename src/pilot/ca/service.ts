@@ -2,8 +2,6 @@
 // (node metadata, plus a bootstrap token when a token file is configured), then a signed
 // chain. The trust model and its limits are in docs/security.md.
 import * as grpc from '@grpc/grpc-js';
-import { timingSafeEqual, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { parseSpiffeUri, spiffeUri } from '../../api/spiffe.ts';
 import type { SpiffeIdentity } from '../../api/spiffe.ts';
@@ -11,8 +9,8 @@ import { verifiedPeerIdentity } from './serving.ts';
 import { certificateServiceDefinition, structString } from '../../envoy/istio-ca.ts';
 import type { IstioCertificateRequest, IstioCertificateResponse } from '../../envoy/istio-ca.ts';
 import { CertificateRequestError, parseCsr, signWorkloadCertificate } from './issue.ts';
-import { CaConfigError } from './root.ts';
 import type { SigningRoot } from './root.ts';
+import type { Authorization } from '../../registry/api/tokens.ts';
 
 export interface CertificateServiceOptions {
   root: SigningRoot;
@@ -22,7 +20,7 @@ export interface CertificateServiceOptions {
   /** The longest lifetime granted (Istio's max-workload-cert-ttl, 90 days). */
   maxTtlMs: number;
   /** Bootstrap tokens and the namespaces each may request identities in; undefined: no token needed. */
-  tokens: BootstrapTokens | undefined;
+  tokens: TokenAuthorizer | undefined;
   logger: Logger;
   /** Counts requests and outcomes (Istio's citadel_server_* counters). */
   counters?: CaCounters;
@@ -35,42 +33,9 @@ export interface CaCounters {
   refused(code: CertificateRequestError['code'] | 'INTERNAL'): void;
 }
 
-/** token digest → namespaces (`*` for any). */
-export type BootstrapTokens = ReadonlyMap<string, readonly string[]>;
-
-/**
- * Reads a token file: one `TOKEN NAMESPACE[,NAMESPACE…]` or `TOKEN *` per line, `#` comments
- * (the registration API's format). Tokens are kept as digests and compared in constant time.
- */
-export function readBootstrapTokens(file: string): BootstrapTokens {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CaConfigError(`${file}: cannot read the token file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  const out = new Map<string, string[]>();
-  text.split('\n').forEach((raw, i) => {
-    const line = raw.replace(/#.*$/, '').trim();
-    if (line === '') return;
-    const [token, scopes, extra] = line.split(/\s+/);
-    if (token === undefined || scopes === undefined || extra !== undefined) throw new CaConfigError(`${file}:${i + 1}: expected "TOKEN NAMESPACE[,NAMESPACE...]" or "TOKEN *"`);
-    if (token.length < 16) throw new CaConfigError(`${file}:${i + 1}: a token needs at least 16 characters`);
-    out.set(digest(token), scopes.split(',').filter((s) => s !== ''));
-  });
-  if (out.size === 0) throw new CaConfigError(`${file}: no tokens`);
-  return out;
-}
-
-function digest(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
-
-function tokenScopes(tokens: BootstrapTokens, presented: string): readonly string[] | undefined {
-  const d = Buffer.from(digest(presented), 'hex');
-  let found: readonly string[] | undefined;
-  for (const [k, v] of tokens) if (timingSafeEqual(Buffer.from(k, 'hex'), d)) found = v;
-  return found;
+/** Who may obtain identities in which namespace (the bootstrap token file, kept current). */
+export interface TokenAuthorizer {
+  authorize(token: string | undefined, namespace: string): Authorization;
 }
 
 /**
@@ -84,12 +49,11 @@ export function authorizeIdentity(opts: Pick<CertificateServiceOptions, 'trustDo
   } else if (opts.tokens !== undefined) {
     const m = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
     if (m === null) throw new CertificateRequestError('UNAUTHENTICATED', 'a bootstrap token is required (authorization: Bearer TOKEN)');
-    const scopes = tokenScopes(opts.tokens, m[1]!);
-    if (scopes === undefined) throw new CertificateRequestError('UNAUTHENTICATED', 'the bootstrap token is not valid');
     const ns = structString(meta, 'NAMESPACE');
-    if (ns !== undefined && !scopes.includes('*') && !scopes.includes(ns)) {
-      throw new CertificateRequestError('PERMISSION_DENIED', `the token does not allow identities in namespace ${ns}`);
-    }
+    const verdict = opts.tokens.authorize(m[1]!, ns ?? '');
+    if (verdict === 'unauthenticated') throw new CertificateRequestError('UNAUTHENTICATED', 'the bootstrap token is not valid');
+    // without a NAMESPACE the request is refused below, naming what it lacks
+    if (verdict === 'forbidden' && ns !== undefined) throw new CertificateRequestError('PERMISSION_DENIED', `the token does not allow identities in namespace ${ns}`);
   }
   if (others.length > 0) throw new CertificateRequestError('INVALID_ARGUMENT', `the CSR may name only the workload's SPIFFE identity, not ${others.join(', ')}`);
   if (uris.length !== 1) throw new CertificateRequestError('INVALID_ARGUMENT', `the CSR must name exactly one URI SAN (spiffe://${opts.trustDomain}/ns/NS/sa/SA), it names ${uris.length}`);

@@ -38,7 +38,7 @@ export interface RegistrationApi {
 
 export function createRegistrationApi(options: RegistrationApiOptions): RegistrationApi {
   const logger = options.logger.child({ component: 'registration' });
-  const tokens = new TokenFile(options.tokensFile, logger, options.tokensPollMs);
+  const tokens = new TokenFile(options.tokensFile, logger, options.tokensPollMs !== undefined ? { pollMs: options.tokensPollMs } : {});
   logger.info({ file: tokens.file, tokens: tokens.size }, 'registration API on');
   const handler = new RegistrationHandler({
     store: options.store,

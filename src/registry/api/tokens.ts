@@ -60,12 +60,12 @@ export function parseTokenFile(text: string, file: string): Grant[] {
 }
 
 /** Reads and parses a token file; TokenFileError when it cannot be read or is invalid. */
-export function readTokenFile(file: string): Grant[] {
+export function readTokenFile(file: string, what = 'registration'): Grant[] {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new TokenFileError(`cannot read registration token file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new TokenFileError(`cannot read ${what} token file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   return parseTokenFile(text, file);
 }
@@ -83,12 +83,16 @@ export class TokenFile {
   private watcher: FSWatcher | undefined;
   private readonly poll: NodeJS.Timeout;
   private lastError = '';
+  /** What the tokens are for, in messages ('registration', 'CA bootstrap'). */
+  private readonly what: string;
 
   /** Reads the file now: throws TokenFileError when it is missing or invalid. */
-  constructor(file: string, logger: Logger, pollMs = 2000) {
+  constructor(file: string, logger: Logger, options: { pollMs?: number; what?: string } = {}) {
     this.file = path.resolve(file);
     this.log = logger;
-    this.grants = readTokenFile(this.file);
+    this.what = options.what ?? 'registration';
+    const pollMs = options.pollMs ?? 2000;
+    this.grants = readTokenFile(this.file, this.what);
     this.stamp = this.statStamp();
     try {
       // The directory, not the file: editors and secret mounts replace the file by renaming.
@@ -123,12 +127,12 @@ export class TokenFile {
     if (stamp === this.stamp) return;
     this.stamp = stamp;
     try {
-      this.grants = readTokenFile(this.file);
+      this.grants = readTokenFile(this.file, this.what);
       this.lastError = '';
-      this.log.info({ file: this.file, tokens: this.grants.length }, 'registration tokens reloaded');
+      this.log.info({ file: this.file, tokens: this.grants.length }, `${this.what} tokens reloaded`);
     } catch (err) {
       const message = (err as Error).message;
-      if (message !== this.lastError) this.log.error({ file: this.file, err: message, tokens: this.grants.length }, 'registration token file rejected; keeping the last good tokens');
+      if (message !== this.lastError) this.log.error({ file: this.file, err: message, tokens: this.grants.length }, `${this.what} token file rejected; keeping the last good tokens`);
       this.lastError = message;
     }
   }

@@ -127,6 +127,41 @@ test('with a token file, a caller needs a token allowed for its namespace', asyn
   }
 });
 
+test('the token file is followed: a namespace added is served, a token removed is refused, a broken file keeps the last good tokens', async () => {
+  const d = tempDir();
+  const tokensFile = path.join(d, 'tokens');
+  writeFileSync(tokensFile, 'old-token-0123456789abc bookinfo\n');
+  const pilot = await pilotWithCa({ tokensFile });
+  const client = new CaClient(pilot.address);
+  const ask = async (token: string): Promise<string> => {
+    const { csrPem } = await generateKeyAndCsr(ID);
+    return client.request({ csrPem, ttlSeconds: 60, metadata: META, token }).then((r) => new X509Certificate(r.chainPem).subjectAltName ?? '', (err: Error) => err.message);
+  };
+  const until = async (token: string, want: RegExp): Promise<string> => {
+    const deadline = Date.now() + 10_000;
+    let got = await ask(token);
+    while (!want.test(got) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      got = await ask(token);
+    }
+    return got;
+  };
+  try {
+    assert.match(await ask('old-token-0123456789abc'), /the token does not allow identities in namespace default/);
+    // the platform grants default to a new token and drops the old one: no restart
+    writeFileSync(tokensFile, 'new-token-0123456789abc default\n');
+    assert.equal(await until('new-token-0123456789abc', /^URI:/), `URI:${ID}`);
+    assert.match(await ask('old-token-0123456789abc'), /the bootstrap token is not valid/);
+    // a file that no longer parses changes nothing
+    writeFileSync(tokensFile, 'not a token file at all\n');
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(await ask('new-token-0123456789abc'), `URI:${ID}`);
+  } finally {
+    client.close();
+    await pilot.close();
+  }
+});
+
 test('two pilots starting on one empty directory end with one root, key and certificate of the same pair', async () => {
   const dir = path.join(tempDir(), 'ca');
   const [a, b] = await Promise.all([loadSigningRoot({ dir, trustDomain: 'cluster.local' }), loadSigningRoot({ dir, trustDomain: 'cluster.local' })]);
