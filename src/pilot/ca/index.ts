@@ -4,11 +4,10 @@ import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { loadSigningRoot } from './root.ts';
+import { CaConfigError, loadSigningRoot } from './root.ts';
 import type { SigningRoot } from './root.ts';
 import { certificateService, certificateServiceHandlers } from './service.ts';
 import { TokenFile } from '../../registry/api/tokens.ts';
-import { CaConfigError } from './root.ts';
 import type { CaCounters } from './service.ts';
 
 export { CaConfigError, generateRoot, loadSigningRoot, ROOT_CERT_FILE, ROOT_KEY_FILE } from './root.ts';
