@@ -3,7 +3,7 @@
 // another, each to a successful exit; then the containers in their order, each followed by
 // its postStart exec hook, and the next container is started only once that hook has
 // returned (a failed hook kills the pod). `$(VAR)` in commands and args is expanded from the
-// container's env, with the downward API's metadata.name, metadata.namespace and status.podIP
+// container's env, with the downward API's metadata.name, metadata.namespace, status.podIP and spec.serviceAccountName
 // filled in; an emptyDir volume is a temp directory, and env values under its mount path
 // point there. Images are ignored: `sextant` is this checkout's CLI, `node` this Node.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -29,7 +29,7 @@ export interface ContainerSpec {
 
 export interface PodSpec {
   metadata: { name: string; namespace?: string };
-  spec: { initContainers?: ContainerSpec[]; containers: ContainerSpec[]; volumes?: { name: string; emptyDir?: unknown }[] };
+  spec: { serviceAccountName?: string; initContainers?: ContainerSpec[]; containers: ContainerSpec[]; volumes?: { name: string; emptyDir?: unknown }[] };
 }
 
 export interface PodEvent {
@@ -72,7 +72,11 @@ function resolveCommand(argv: string[]): [string, string[]] {
 }
 
 function containerEnv(c: ContainerSpec, pod: PodSpec, o: RunOptions, volumes: Map<string, string>): Record<string, string> {
-  const fields: Record<string, string> = { 'metadata.name': pod.metadata.name, 'metadata.namespace': pod.metadata.namespace ?? 'default', 'status.podIP': o.podIP };
+  const fields: Record<string, string> = {
+    'metadata.name': pod.metadata.name, 'metadata.namespace': pod.metadata.namespace ?? 'default', 'status.podIP': o.podIP,
+    // the API server's admission fills in the namespace's default service account
+    'spec.serviceAccountName': pod.spec.serviceAccountName ?? 'default',
+  };
   const env: Record<string, string> = {};
   for (const e of c.env ?? []) {
     const field = e.valueFrom?.fieldRef?.fieldPath;

@@ -135,7 +135,7 @@ after(async () => {
 /** The injected pod, on ports of its own (several pods share this host's loopback). */
 async function injectedPod(run: string): Promise<PodSpec> {
   const ports = { ...DEFAULT_OPTIONS.ports, admin: await freePort(), health: await freePort(), stats: await freePort() };
-  const options: InjectOptions = { ...DEFAULT_OPTIONS, pilotAddress: xdsAddress, clusterId: 'start-order', ports };
+  const options: InjectOptions = { ...DEFAULT_OPTIONS, pilotAddress: xdsAddress, clusterId: 'start-order', ports, plaintextXds: true }; // the pilot above serves --plaintext-xds
   const r = injectYaml(podYaml(path.join(dir, run, 'init-done')), options);
   assert.equal(r.results[0]?.injected, true);
   return parse(r.text) as PodSpec;
