@@ -13,7 +13,7 @@
 //
 // Writes bench/results/als.json (full runs only).
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,6 +30,7 @@ import { egressSidecar } from '../test/helpers/istio-yaml.ts';
 import { freePort } from '../test/helpers/ports.ts';
 import { postgresUnavailableReason, startPostgres } from '../test/helpers/postgres.ts';
 import { pilotRun, sample, sidecar } from '../test/e2e/access-log-helpers.ts';
+import { median, processCpuSeconds } from './proc.ts';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, dflt: string): string => {
@@ -45,16 +46,8 @@ const ONLY = arg('only', '');
 const root = path.resolve(import.meta.dirname, '..');
 const work = mkdtempSync(path.join(tmpdir(), 'sextant-bench-als-'));
 const logger = pino({ level: 'silent' });
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 interface Wrk { rps: number; requests: number; p50Ms: number; p99Ms: number; errors: number; cpuMicrosEach?: number }
-
-/** CPU time (user + system) of a process so far, in µs, from /proc (clock ticks of 10 ms). */
-function cpuMicros(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
 
 function parseMs(v: string): number {
   const m = /^([\d.]+)(us|ms|s)$/.exec(v);
@@ -128,11 +121,11 @@ ${egressSidecar({ name: 'client-plain', bind: OFF_IP, port: PORT })}
       for (const name of (r % 2 === 0 ? ['off', 'on'] : ['on', 'off']) as ('on' | 'off')[]) {
         await wrk(targets[name], `${HOST}:${PORT}`, 1);
         const pid = (name === 'on' ? on : off).pid;
-        const cpu0 = cpuMicros(pid);
-        const pilotCpu0 = cpuMicros(pilot.proc!.child.pid!);
+        const cpu0 = processCpuSeconds(pid);
+        const pilotCpu0 = processCpuSeconds(pilot.proc!.child.pid!);
         const w = await wrk(targets[name], `${HOST}:${PORT}`, ROUND_SECONDS);
-        w.cpuMicrosEach = (cpuMicros(pid) - cpu0) / w.requests;
-        if (name === 'on') pilotCpu.push((cpuMicros(pilot.proc!.child.pid!) - pilotCpu0) / w.requests);
+        w.cpuMicrosEach = ((processCpuSeconds(pid) - cpu0) * 1e6) / w.requests;
+        if (name === 'on') pilotCpu.push(((processCpuSeconds(pilot.proc!.child.pid!) - pilotCpu0) * 1e6) / w.requests);
         rounds[name].push(w);
       }
     }

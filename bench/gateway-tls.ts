@@ -27,6 +27,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../test/helpers/ports.ts';
+import { childPids, cpuSeconds, machineCpu, median } from './proc.ts';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: number): number => {
@@ -39,7 +40,6 @@ const CONNECTIONS = arg('connections', 20);
 const PIN = !args.includes('--no-pin');
 const PROXY_CPU = '1';
 const LOAD_CPU = '0';
-const HZ = 100;
 const HOST = 'bench.example.com';
 const root = path.resolve(import.meta.dirname, '..');
 const work = mkdtempSync(path.join(os.tmpdir(), 'sextant-bench-gateway-tls-'));
@@ -76,39 +76,6 @@ async function waitPort(port: number, host = '127.0.0.1'): Promise<void> {
   throw new Error(`nothing listening on ${host}:${port}`);
 }
 
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** utime + stime of the processes, in seconds. */
-function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch { /* exited */ }
-  }
-  return ticks / HZ;
-}
-
-/** The machine's busy and total CPU time (all CPUs), in seconds, from /proc/stat. */
-function machineCpu(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  const idle = (f[3] ?? 0) + (f[4] ?? 0);
-  return { busy: (total - idle) / HZ, total: total / HZ };
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)]!;
-};
 const round3 = (n: number): number => Number(n.toFixed(3));
 
 function openssl(argv: string[]): void {

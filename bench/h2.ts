@@ -39,6 +39,7 @@ import { TestAdsServer } from '../test/proxy/helpers/ads-server.ts';
 import { assignment, freePort, httpListener, routeConfig } from '../test/proxy/helpers/fixtures.ts';
 import { echoClient, startEchoServer } from '../test/helpers/grpc-echo.ts';
 import type { EchoClient } from '../test/helpers/grpc-echo.ts';
+import { childPids, cpuSeconds, machineCpu, median, percentile } from './proc.ts';
 
 const args = process.argv.slice(2);
 
@@ -61,7 +62,6 @@ const GRPC_CONCURRENCY = arg('grpc-concurrency', 10);
 const PIN = !args.includes('--no-pin');
 const PROXY_CPU = '1';
 const LOAD_CPU = '0';
-const HZ = 100;
 const root = path.resolve(import.meta.dirname, '..');
 const work = mkdtempSync(path.join(os.tmpdir(), 'sextant-bench-h2-'));
 const children: ChildProcess[] = [];
@@ -101,40 +101,6 @@ async function waitPort(port: number): Promise<void> {
   throw new Error(`nothing listening on 127.0.0.1:${port}`);
 }
 
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** utime + stime of the processes, in seconds. */
-function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch { /* exited */ }
-  }
-  return ticks / HZ;
-}
-
-/** The machine's busy and total CPU time (all CPUs), in seconds, from /proc/stat. */
-function machineCpu(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  const idle = (f[3] ?? 0) + (f[4] ?? 0);
-  return { busy: (total - idle) / HZ, total: total / HZ };
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)]!;
-};
-const percentile = (sorted: number[], p: number): number => sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 const round3 = (n: number): number => Number(n.toFixed(3));
 const BODY_1K = 'x'.repeat(1024);
 const nginxCommon = (dir: string): string => `

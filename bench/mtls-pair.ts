@@ -17,7 +17,7 @@
 //   node bench/mtls-pair.ts [--rate 1000] [--seconds 10] [--rounds 3]
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import os from 'node:os';
@@ -25,6 +25,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { startPilot } from '../src/pilot/index.ts';
 import { freePort } from '../test/helpers/ports.ts';
+import { cpuSeconds, machineCpu, median, percentile } from './proc.ts';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: number): number => {
@@ -35,7 +36,6 @@ const RATE = arg('rate', 1000);
 const SECONDS = arg('seconds', 10);
 const ROUNDS = arg('rounds', 3);
 const CONNECTIONS = 32;
-const HZ = 100;
 const root = path.resolve(import.meta.dirname, '..');
 const work = mkdtempSync(path.join(os.tmpdir(), 'sextant-bench-mtls-pair-'));
 const children: ChildProcess[] = [];
@@ -48,26 +48,6 @@ process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 
-function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
-    } catch { /* exited */ }
-  }
-  return ticks / HZ;
-}
-
-function machineCpu(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  const idle = (f[3] ?? 0) + (f[4] ?? 0);
-  return { busy: (total - idle) / HZ, total: total / HZ };
-}
-
-const percentile = (sorted: number[], p: number): number => sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 const round2 = (n: number): number => Number(n.toFixed(2));
 
 // The origin: a small JSON answer, in this process (its CPU is not measured).
@@ -240,7 +220,6 @@ async function handshakes(p: Pair): Promise<number> {
 }
 const results = [];
 // each figure is its median over the rounds (a busy host moves single rounds a lot)
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 for (const p of PAIRS) {
   const rs = rounds.get(p.name)!;
   const med = Object.fromEntries((['rps', 'p50', 'p90', 'p99', 'max', 'vcpuPer1000', 'failed'] as const).map((k) => [k, median(rs.map((r) => r[k]))])) as Record<'rps' | 'p50' | 'p90' | 'p99' | 'max' | 'vcpuPer1000' | 'failed', number>;

@@ -38,6 +38,7 @@ import path from 'node:path';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../src/envoy/index.ts';
 import { TestAdsServer } from '../test/proxy/helpers/ads-server.ts';
 import { assignment, edsCluster, freePort, httpListener, routeConfig } from '../test/proxy/helpers/fixtures.ts';
+import { childPids, cpuSeconds, cpuTimes } from './proc.ts';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: number): number => {
@@ -227,35 +228,6 @@ async function startSidecar(
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`sidecar ${name} did not become ready`);
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** User and system CPU time (utime, stime) of the processes, in seconds. */
-function cpuTimes(pids: number[]): { user: number; system: number } {
-  const hz = 100;
-  let user = 0;
-  let system = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      user += Number(f[11]);
-      system += Number(f[12]);
-    } catch { /* exited */ }
-  }
-  return { user: user / hz, system: system / hz };
-}
-
-function cpuSeconds(pids: number[]): number {
-  const t = cpuTimes(pids);
-  return t.user + t.system;
 }
 
 /**

@@ -10,7 +10,7 @@
 //   node bench/wasm.ts [--rounds 3] [--round-seconds 3] [--connections 32] [--paced-seconds 5] [--no-pin]
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,6 +22,7 @@ import { HeaderMap } from '../src/proxy/filters/wasm/header-map.ts';
 import { TestAdsServer } from '../test/proxy/helpers/ads-server.ts';
 import { assignment, edsCluster, freePort, httpListener, routeConfig } from '../test/proxy/helpers/fixtures.ts';
 import { buildFilter } from '../test/helpers/wasm-filters.ts';
+import { median, processCpuSeconds } from './proc.ts';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: number): number => {
@@ -98,16 +99,6 @@ function wasmFilter(name: string, module: Buffer, rootId: string, configuration?
   };
 }
 
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
 function wrkArgv(argv: string[], pin: boolean): [string, string[]] {
   return pin && PIN ? ['taskset', ['-c', LOAD_CPU, 'wrk', ...argv]] : ['wrk', argv];
 }
@@ -138,8 +129,6 @@ function paced(port: number): { p50Ms: number; p99Ms: number; rps: number } {
   if (dist === null || rps === 0) throw new Error(`paced wrk against ${port} failed: ${r.stdout}${r.stderr}`);
   return { p50Ms: wrkMs(dist[1]), p99Ms: wrkMs(dist[2]), rps: Math.round(rps) };
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * The module's own share, in this process: the callbacks a request without a body makes (context
@@ -208,9 +197,9 @@ async function main(): Promise<void> {
   for (let round = 0; round < ROUNDS; round++) {
     for (const t of targets) {
       wrk(t.port, 1); // warm
-      const before = cpuSeconds(pid);
+      const before = processCpuSeconds(pid);
       const r = wrk(t.port, ROUND_SECONDS);
-      const cpu = cpuSeconds(pid) - before;
+      const cpu = processCpuSeconds(pid) - before;
       rounds.get(t.name)!.rps.push(Math.round(r.rps));
       rounds.get(t.name)!.cpuUsPerRequest.push(Math.round((cpu / r.requests) * 1e7) / 10);
       console.log(`round ${round + 1} ${t.name}: ${Math.round(r.rps)} rps, ${(cpu / r.requests * 1e6).toFixed(1)} µs CPU/request`);

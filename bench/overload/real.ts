@@ -5,13 +5,14 @@
 // 0.5μ, 5μ with the pilot SIGKILLed 1.25 phases into 5μ; the proxy's limit is polled
 // to see it held while the lease runs and lapse to the fail-safe after.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../../test/helpers/ports.ts';
 import { runOpenLoop, summarize } from '../../test/support/open-loop.ts';
+import { processCpuSeconds } from '../proc.ts';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const CLI = path.join(repo, 'src', 'cli', 'main.ts');
@@ -48,13 +49,6 @@ export interface RealResult {
   failSafe: number;
   sendLagP99Ms: number;
   requests: number;
-}
-
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime and stime are fields 14 and 15 (1-based) of /proc/PID/stat, in clock ticks (100/s)
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function kill(child: ChildProcess | undefined): Promise<void> {
@@ -139,7 +133,7 @@ spec:
     // 5μ lasts two phases: the pilot is killed 1.25 phases in
     const phases = [{ name: '0.5μ', x: 0.5 }, { name: '2μ', x: 2 }, { name: '0.5μ after 2μ', x: 0.5 }, { name: '5μ', x: 5 }, { name: '5μ', x: 5 }];
     const killAt = 3 * P + 1.25 * P;
-    const cpuBefore = cpuSeconds(proxy.pid!);
+    const cpuBefore = processCpuSeconds(proxy.pid!);
     let pushesAtKill: number | undefined;
     let limitAtKill: number | undefined;
     let lapsedAt: number | undefined;
@@ -158,7 +152,7 @@ spec:
     })();
     const load = await runOpenLoop({ host: IP, port: 9080, rate: (t) => MU * (phases[Math.min(phases.length - 1, Math.floor(t / P))]!.x), durationMs: phases.length * P, seed: 9, deadlineMs: 2000, tier0Fraction: 0.1, lowTier: 5 });
     await killer;
-    const cpu = cpuSeconds(proxy.pid!) - cpuBefore;
+    const cpu = processCpuSeconds(proxy.pid!) - cpuBefore;
     const skip = P / 4;
     // 5μ is split at the kill: while the pilot lives, and after the lease lapsed (fail-safe)
     const windows = [
