@@ -18,22 +18,11 @@
 // gates shed and latency is clearly under the target, the budget grows by the step limit: a
 // setpoint just above the unloaded latency would otherwise leave a low limit creeping up.
 
-/** The rule's parameters the step reads (a subset of AdaptiveLimitSettings). */
-export interface StepRule {
-  latencyTargetMs: number;
-  errorRate: number;
-  kp: number;
-  ki: number;
-  kd: number;
-  intervalMs: number;
-  maxStepUp: number;
-  maxStepDown: number;
-  /** |e| below this is treated as on target (no integral action): no hunting around the setpoint. */
-  deadband: number;
-  floor: number;
-  initial: number;
-  ceiling: number;
-}
+import type { AdaptiveLimitSettings } from '../../api/index.ts';
+
+/** The rule's parameters the step reads. `deadband`: |e| below it is on target (no integral action, so no hunting around the setpoint). */
+export type StepRule = Pick<AdaptiveLimitSettings,
+  'latencyTargetMs' | 'errorRate' | 'kp' | 'ki' | 'kd' | 'intervalMs' | 'maxStepUp' | 'maxStepDown' | 'deadband' | 'floor' | 'initial' | 'ceiling'>;
 
 /** One interval of the service, summed over its reporting instances. */
 export interface Observation {
