@@ -6,7 +6,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from './flags.ts';
-import { connectFailure, isRecord, RemoteError } from './remote-json.ts';
+import { exchangeJson, isRecord, RemoteError } from './remote-json.ts';
 
 export interface MonitoringApiFlags {
   pilot: string;
@@ -77,28 +77,15 @@ export async function getApi(
   const headers: Record<string, string> = { accept: 'application/json' };
   const token = pilotToken(f.tokenFile);
   if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
-  let res: Response;
-  let text: string;
-  try {
-    res = await fetch(url, { headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
-    text = await res.text();
-  } catch (err) {
-    throw new RemoteError(`cannot reach the pilot at ${url.href}: ${connectFailure(err, timeoutMs)}`, { cause: err });
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  if (!isRecord(body)) throw new RemoteError(`${url.href} answered ${res.status} ${res.headers.get('content-type') ?? 'with no content type'}: not a Sextant pilot's monitoring API`);
-  if (res.status !== 200) {
+  const { status, headers: answered, body } = await exchangeJson(url, { headers }, timeoutMs, 'the pilot');
+  if (!isRecord(body)) throw new RemoteError(`${url.href} answered ${status} ${answered.get('content-type') ?? 'with no content type'}: not a Sextant pilot's monitoring API`);
+  if (status !== 200) {
     const error = typeof body['error'] === 'string' ? body['error'] : JSON.stringify(body);
     // The pilot names the parameter at fault: that is the flag the user gave wrongly.
-    const flag = res.status === 400 && typeof body['parameter'] === 'string' ? flags[body['parameter']] : undefined;
+    const flag = status === 400 && typeof body['parameter'] === 'string' ? flags[body['parameter']] : undefined;
     if (flag !== undefined) throw new UsageError(`invalid ${flag}: ${error.replace(/^\w+: /, '')}`);
-    const hint = res.status === 401 && f.tokenFile === undefined ? ' (give --token-file FILE)' : '';
-    throw new RemoteError(`${url.href} answered ${res.status}: ${error}${hint}`);
+    const hint = status === 401 && f.tokenFile === undefined ? ' (give --token-file FILE)' : '';
+    throw new RemoteError(`${url.href} answered ${status}: ${error}${hint}`);
   }
   return body;
 }

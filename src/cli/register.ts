@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from './flags.ts';
 import { readApiToken } from './monitoring-api.ts';
-import { connectFailure, isRecord, RemoteError } from './remote-json.ts';
+import { exchangeJson, isRecord, RemoteError } from './remote-json.ts';
 
 const API = '/apis/registration/v1';
 
@@ -179,29 +179,16 @@ async function call(f: CommonFlags, method: string, path: string, body?: unknown
   const headers: Record<string, string> = { authorization: `Bearer ${readToken(f.tokenFile)}`, accept: 'application/json' };
   if (f.ifMatch !== undefined) headers['if-match'] = f.ifMatch;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  let res: Response;
-  let text: string;
-  try {
-    res = await fetch(url, { method, headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs), ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
-    text = await res.text();
-  } catch (err) {
-    throw new RemoteError(`cannot reach the pilot at ${url.href}: ${connectFailure(err, timeoutMs)}`, { cause: err });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
+  const { status, headers: answered, body: parsed } = await exchangeJson(url, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) }, timeoutMs, 'the pilot');
   if (!isRecord(parsed)) {
-    const type = res.headers.get('content-type') ?? 'no content type';
-    throw new RemoteError(`${url.href} answered ${res.status} ${type}: not a Sextant pilot's registration API`);
+    const type = answered.get('content-type') ?? 'no content type';
+    throw new RemoteError(`${url.href} answered ${status} ${type}: not a Sextant pilot's registration API`);
   }
-  if (res.status >= 300) {
+  if (status >= 300) {
     const error = typeof parsed['error'] === 'string' ? parsed['error'] : JSON.stringify(parsed);
-    throw new RemoteError(`${method} ${url.href} answered ${res.status}: ${error}`);
+    throw new RemoteError(`${method} ${url.href} answered ${status}: ${error}`);
   }
-  return { status: res.status, body: parsed };
+  return { status, body: parsed };
 }
 
 async function waitForAcks(f: CommonFlags, path: string, version: string, waitMs: number): Promise<Record<string, unknown>> {

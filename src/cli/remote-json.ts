@@ -28,27 +28,46 @@ const CONNECT_ERRORS: Readonly<Record<string, string>> = {
   UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
 };
 
+/** One HTTP exchange: the status, headers and the body parsed as JSON (undefined when it is not JSON). */
+export interface JsonExchange {
+  url: URL;
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
+
+/**
+ * Sends one request (no redirects followed, bounded by `timeoutMs`) and reads the whole answer;
+ * a RemoteError `cannot reach WHOM at URL: why` when nothing answers in time.
+ */
+export async function exchangeJson(url: URL, init: RequestInit, timeoutMs: number, whom: string): Promise<JsonExchange> {
+  let res: Response;
+  let text: string;
+  try {
+    res = await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    text = await res.text();
+  } catch (err) {
+    throw new RemoteError(`cannot reach ${whom} at ${url.href}: ${connectFailure(err, timeoutMs)}`, { cause: err });
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  return { url, status: res.status, headers: res.headers, body };
+}
+
 /**
  * GETs `url` and parses its body as JSON. Throws a RemoteError naming the URL when nothing
  * answers, and `not ${expected}` when the answer is not a 200 with a JSON body (a JSON
  * `{"error": …}` body of another status is quoted: that is the program explaining itself).
  */
 export async function fetchJson(url: URL, expected: string, timeoutMs = 5000, headers: Record<string, string> = {}): Promise<RemoteJson> {
-  let res: Response;
-  let text: string;
-  try {
-    res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(timeoutMs), headers });
-    text = await res.text();
-  } catch (err) {
-    throw new RemoteError(`cannot reach ${expected} at ${url.href}: ${connectFailure(err, timeoutMs)}`, { cause: err });
-  }
-  const answer: RemoteJson = { url: url.href, status: res.status, contentType: mediaType(res.headers.get('content-type')), body: undefined };
-  try {
-    answer.body = JSON.parse(text);
-  } catch {
-    throw notExpected(answer, expected);
-  }
-  if (res.status !== 200) {
+  const x = await exchangeJson(url, { headers }, timeoutMs, expected);
+  const answer: RemoteJson = { url: url.href, status: x.status, contentType: mediaType(x.headers.get('content-type')), body: x.body };
+  if (x.body === undefined) throw notExpected(answer, expected);
+  if (x.status !== 200) {
     const error = isRecord(answer.body) && typeof answer.body['error'] === 'string' ? answer.body['error'] : undefined;
     if (error !== undefined) throw new RemoteError(`${answer.url} answered ${answer.status}: ${error}`);
     throw notExpected(answer, expected);
