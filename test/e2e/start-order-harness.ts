@@ -4,10 +4,11 @@
 // its postStart exec hook, and the next container is started only once that hook has
 // returned (a failed hook kills the pod). `$(VAR)` in commands and args is expanded from the
 // container's env, with the downward API's metadata.name, metadata.namespace, status.podIP and spec.serviceAccountName
-// filled in; an emptyDir volume is a temp directory, and env values under its mount path
-// point there. Images are ignored: `sextant` is this checkout's CLI, `node` this Node.
+// filled in; an emptyDir volume is a temp directory, a ConfigMap or Secret volume a directory
+// holding the items of that object (from RunOptions.objects: a missing one fails the start, as
+// the kubelet holds such a pod), and env values and args under a mount path point there. Images are ignored: `sextant` is this checkout's CLI, `node` this Node.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 const CLI = path.resolve(import.meta.dirname, '..', '..', 'bin', 'sextant.mjs');
@@ -27,9 +28,16 @@ export interface ContainerSpec {
   lifecycle?: { postStart?: { exec?: { command: string[] } } };
 }
 
+export interface VolumeSpec {
+  name: string;
+  emptyDir?: unknown;
+  configMap?: { name: string; items?: { key: string; path: string }[] };
+  secret?: { secretName: string; items?: { key: string; path: string }[] };
+}
+
 export interface PodSpec {
   metadata: { name: string; namespace?: string };
-  spec: { serviceAccountName?: string; initContainers?: ContainerSpec[]; containers: ContainerSpec[]; volumes?: { name: string; emptyDir?: unknown }[] };
+  spec: { serviceAccountName?: string; initContainers?: ContainerSpec[]; containers: ContainerSpec[]; volumes?: VolumeSpec[] };
 }
 
 export interface PodEvent {
@@ -46,6 +54,8 @@ export interface RunOptions {
   skipPostStart?: boolean;
   /** How long an init container or a hook may run; default 90 s (the hook's own timeout is shorter). */
   stepTimeoutMs?: number;
+  /** The namespace's ConfigMaps and Secrets the pod's volumes name: `ConfigMap/NAME` or `Secret/NAME` → key → content. */
+  objects?: Record<string, Record<string, string>>;
 }
 
 export interface RunningPod {
@@ -71,6 +81,15 @@ function resolveCommand(argv: string[]): [string, string[]] {
   return [bin!, rest];
 }
 
+/** A path inside the container, as it is on this host (under the volume mounted there). */
+function hostPath(value: string, c: ContainerSpec, volumes: Map<string, string>): string {
+  for (const m of c.volumeMounts ?? []) {
+    const dir = volumes.get(m.name);
+    if (dir !== undefined && (value === m.mountPath || value.startsWith(`${m.mountPath}/`))) return dir + value.slice(m.mountPath.length);
+  }
+  return value;
+}
+
 function containerEnv(c: ContainerSpec, pod: PodSpec, o: RunOptions, volumes: Map<string, string>): Record<string, string> {
   const fields: Record<string, string> = {
     'metadata.name': pod.metadata.name, 'metadata.namespace': pod.metadata.namespace ?? 'default', 'status.podIP': o.podIP,
@@ -80,15 +99,36 @@ function containerEnv(c: ContainerSpec, pod: PodSpec, o: RunOptions, volumes: Ma
   const env: Record<string, string> = {};
   for (const e of c.env ?? []) {
     const field = e.valueFrom?.fieldRef?.fieldPath;
-    let value = field !== undefined ? fields[field] : expand(e.value ?? '', env);
+    const value = field !== undefined ? fields[field] : expand(e.value ?? '', env);
     if (value === undefined) throw new Error(`container ${c.name}: env ${e.name}: fieldRef ${field} is not emulated`);
-    for (const m of c.volumeMounts ?? []) {
-      const dir = volumes.get(m.name);
-      if (dir !== undefined && (value === m.mountPath || value.startsWith(`${m.mountPath}/`))) value = dir + value.slice(m.mountPath.length);
-    }
-    env[e.name] = value;
+    env[e.name] = hostPath(value, c, volumes);
   }
   return env;
+}
+
+/** The command line of a container: `$(VAR)` expanded, paths under a mount made this host's. */
+function containerArgv(argv: string[], c: ContainerSpec, env: Record<string, string>, volumes: Map<string, string>): string[] {
+  return argv.map((a) => hostPath(expand(a, env), c, volumes));
+}
+
+/** Each volume as a directory under `dir`: empty, or holding the items of its ConfigMap or Secret. */
+function materializeVolumes(pod: PodSpec, o: RunOptions): Map<string, string> {
+  const volumes = new Map<string, string>();
+  for (const v of pod.spec.volumes ?? []) {
+    const source = v.configMap !== undefined ? { ref: `ConfigMap/${v.configMap.name}`, items: v.configMap.items } : v.secret !== undefined ? { ref: `Secret/${v.secret.secretName}`, items: v.secret.items } : undefined;
+    if (v.emptyDir === undefined && source === undefined) continue;
+    const dir = path.join(o.dir, 'volumes', v.name);
+    mkdirSync(dir, { recursive: true });
+    volumes.set(v.name, dir);
+    if (source === undefined) continue;
+    const data = o.objects?.[source.ref];
+    if (data === undefined) throw new Error(`volume ${v.name}: the namespace has no ${source.ref}`);
+    for (const { key, path: file } of source.items ?? Object.keys(data).map((k) => ({ key: k, path: k }))) {
+      if (data[key] === undefined) throw new Error(`volume ${v.name}: ${source.ref} has no key ${key}`);
+      writeFileSync(path.join(dir, file), data[key]);
+    }
+  }
+  return volumes;
 }
 
 /** Starts the pod; resolves once the last container is started (after every hook before it). */
@@ -96,19 +136,13 @@ export async function runPod(pod: PodSpec, o: RunOptions): Promise<RunningPod> {
   const started = performance.now();
   const events: PodEvent[] = [];
   const log = (what: string): void => void events.push({ t: Math.round(performance.now() - started), what });
-  const volumes = new Map<string, string>();
-  for (const v of pod.spec.volumes ?? []) {
-    if (v.emptyDir === undefined) continue;
-    const dir = path.join(o.dir, 'volumes', v.name);
-    mkdirSync(dir, { recursive: true });
-    volumes.set(v.name, dir);
-  }
+  const volumes = materializeVolumes(pod, o);
   const running = new Map<string, { child: ChildProcess; exited: Promise<number | null> }>();
   const base = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/tmp' };
   const stepTimeoutMs = o.stepTimeoutMs ?? 90_000;
 
-  const runToEnd = async (what: string, argv: string[], env: Record<string, string>): Promise<{ code: number | null; ms: number }> => {
-    const [cmd, args] = resolveCommand(argv.map((a) => expand(a, env)));
+  const runToEnd = async (what: string, c: ContainerSpec, argv: string[], env: Record<string, string>): Promise<{ code: number | null; ms: number }> => {
+    const [cmd, args] = resolveCommand(containerArgv(argv, c, env, volumes));
     const out = openSync(path.join(o.dir, `${what.replaceAll(' ', '-')}.log`), 'a');
     const t0 = performance.now();
     const child = spawn(cmd, args, { env: { ...base, ...env }, stdio: ['ignore', out, out], timeout: stepTimeoutMs, killSignal: 'SIGKILL' });
@@ -139,13 +173,13 @@ export async function runPod(pod: PodSpec, o: RunOptions): Promise<RunningPod> {
     for (const c of pod.spec.initContainers ?? []) {
       const env = containerEnv(c, pod, o, volumes);
       log(`init ${c.name} started`);
-      const r = await runToEnd(`init-${c.name}`, [...(c.command ?? []), ...(c.args ?? [])], env);
+      const r = await runToEnd(`init-${c.name}`, c, [...(c.command ?? []), ...(c.args ?? [])], env);
       log(`init ${c.name} exited ${r.code}`);
       if (r.code !== 0) throw new Error(`init container ${c.name} exited ${r.code}; see ${o.dir}/init-${c.name}.log`);
     }
     for (const c of pod.spec.containers) {
       const env = containerEnv(c, pod, o, volumes);
-      const [cmd, args] = resolveCommand([...(c.command ?? []), ...(c.args ?? [])].map((a) => expand(a, env)));
+      const [cmd, args] = resolveCommand(containerArgv([...(c.command ?? []), ...(c.args ?? [])], c, env, volumes));
       const out = openSync(path.join(o.dir, `${c.name}.log`), 'a');
       // Its own process group, as a container is its own world: stop() reaches its children too.
       const child = spawn(cmd, args, { env: { ...base, ...env }, stdio: ['ignore', out, out], detached: true });
@@ -159,7 +193,7 @@ export async function runPod(pod: PodSpec, o: RunOptions): Promise<RunningPod> {
       const hook = c.lifecycle?.postStart?.exec?.command;
       if (hook !== undefined && !o.skipPostStart) {
         // The kubelet runs the hook in the container and holds the next container until it returns.
-        const r = await runToEnd(`${c.name} postStart`, hook, env);
+        const r = await runToEnd(`${c.name} postStart`, c, hook, env);
         log(`${c.name} postStart exited ${r.code}`);
         if (r.code !== 0) throw new Error(`postStart of ${c.name} exited ${r.code} after ${Math.round(r.ms)} ms; see ${o.dir}/${c.name}-postStart.log`);
       }
