@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../helpers/ports.ts';
-import { eventually, startGatewayMesh } from './gateway-helpers.ts';
+import { egressGatewayAccessLog, eventually, startGatewayMesh } from './gateway-helpers.ts';
 import type { GatewayMesh } from './gateway-helpers.ts';
 
 const GATEWAY_IP = '127.0.63.2';
@@ -53,27 +53,7 @@ spec:
     captureMode: NONE
     hosts: ["*/*"]
 ---
-apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
-metadata: {name: egress-access-log, namespace: istio-system}
-spec:
-  workloadSelector: {labels: {istio: egressgateway}}
-  configPatches:
-  - applyTo: NETWORK_FILTER
-    match:
-      context: GATEWAY
-      listener: {filterChain: {filter: {name: envoy.filters.network.http_connection_manager}}}
-    patch:
-      operation: MERGE
-      value:
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: ${accessLog}
----
+${egressGatewayAccessLog(accessLog)}---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: external, namespace: default}

@@ -231,3 +231,28 @@ export async function eventually(what: string, probe: () => Promise<boolean>, ti
     throw new Error(`${(err as Error).message}${describe !== undefined ? ` (last probe: ${describe()})` : ''}\n${mesh.outputs()}`, { cause: err });
   }
 }
+
+/** An EnvoyFilter giving the egress gateway (`istio: egressgateway`) a JSON access log in `file`, as Istio users write it. */
+export function egressGatewayAccessLog(file: string): string {
+  return `apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: egress-access-log, namespace: istio-system}
+spec:
+  workloadSelector: {labels: {istio: egressgateway}}
+  configPatches:
+  - applyTo: NETWORK_FILTER
+    match:
+      context: GATEWAY
+      listener: {filterChain: {filter: {name: envoy.filters.network.http_connection_manager}}}
+    patch:
+      operation: MERGE
+      value:
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: ${file}
+`;
+}
