@@ -1,10 +1,11 @@
 // Starts a real etcd (Debian's /usr/bin/etcd) for tests and benchmarks: free loopback ports,
 // a temporary data directory, health-checked start, and a kill on stop or on process exit.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.ts';
+import { killGroup, ownDirectory, ownProcess } from './owned-processes.ts';
 
 export const ETCD_BINARY = process.env.SEXTANT_ETCD_BINARY ?? '/usr/bin/etcd';
 
@@ -28,40 +29,6 @@ export interface EtcdProcess {
   start(): Promise<void>;
 }
 
-// Every etcd this process started, so an exiting test process never leaves one behind.
-const running = new Set<ChildProcess>();
-const dataDirs = new Set<string>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  const killAll = (): void => {
-    for (const child of running) killGroup(child, 'SIGKILL');
-    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
-  };
-  process.on('exit', killAll);
-  // A test process ended by a signal runs no 'exit' handlers: kill etcd, then die of the same signal.
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      killAll();
-      process.removeListener(signal, onSignal);
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-    };
-    process.on(signal, onSignal);
-  }
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // Already gone.
-  }
-}
-
-
 const STDERR_TAIL_BYTES = 16 * 1024;
 const HEALTH_TIMEOUT_MS = 30_000;
 
@@ -69,9 +36,8 @@ const HEALTH_TIMEOUT_MS = 30_000;
 export async function startEtcd(): Promise<EtcdProcess> {
   const reason = etcdUnavailableReason();
   if (reason !== undefined) throw new Error(reason);
-  installExitHook();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'sextant-etcd-'));
-  dataDirs.add(dataDir);
+  const removeDataDir = ownDirectory(dataDir);
   const clientPort = await freePort();
   let peerPort = await freePort();
   while (peerPort === clientPort) peerPort = await freePort();
@@ -100,12 +66,11 @@ export async function startEtcd(): Promise<EtcdProcess> {
       { detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     child = proc;
-    running.add(proc);
+    ownProcess(proc);
     proc.stderr?.setEncoding('utf8');
     proc.stderr?.on('data', (chunk: string) => {
       stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
     });
-    proc.on('exit', () => running.delete(proc));
     const deadline = Date.now() + HEALTH_TIMEOUT_MS;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null || proc.signalCode !== null) {
@@ -139,8 +104,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
     await spawnOnce();
   } catch (err) {
     await waitExit('SIGKILL');
-    rmSync(dataDir, { recursive: true, force: true });
-    dataDirs.delete(dataDir);
+    removeDataDir();
     throw err;
   }
 
@@ -150,8 +114,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
       if (stopped) return;
       stopped = true;
       await waitExit('SIGKILL');
-      rmSync(dataDir, { recursive: true, force: true });
-      dataDirs.delete(dataDir);
+      removeDataDir();
     },
     async restart() {
       if (stopped) throw new Error('etcd was stopped');

@@ -4,11 +4,12 @@
 // the server runs as the `postgres` user (PostgreSQL refuses to run as root).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from './ports.ts';
+import { killGroup, ownDirectory, ownProcess } from './owned-processes.ts';
 
 export const POSTGRES_BIN = process.env.SEXTANT_POSTGRES_BIN ?? '/usr/lib/postgresql/15/bin';
 
@@ -35,37 +36,6 @@ export interface PostgresProcess {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-const dataDirs = new Set<string>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  const killAll = (): void => {
-    for (const child of running) killGroup(child, 'SIGKILL');
-    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
-  };
-  process.on('exit', killAll);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      killAll();
-      process.removeListener(signal, onSignal);
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-    };
-    process.on(signal, onSignal);
-  }
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // Already gone.
-  }
-}
-
 const STDERR_TAIL_BYTES = 16 * 1024;
 const READY_TIMEOUT_MS = 60_000;
 const USER = 'sextant';
@@ -81,9 +51,8 @@ function runAs(): { uid: number; gid: number } | undefined {
 export async function startPostgres(opts: PostgresOptions = {}): Promise<PostgresProcess> {
   const reason = postgresUnavailableReason();
   if (reason !== undefined) throw new Error(reason);
-  installExitHook();
   const dir = mkdtempSync(path.join(tmpdir(), 'sextant-postgres-'));
-  dataDirs.add(dir);
+  const removeDir = ownDirectory(dir);
   const owner = runAs();
   const password = randomBytes(18).toString('base64url');
   const pwfile = path.join(dir, 'pwfile');
@@ -100,8 +69,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
         await exited;
       }
     }
-    rmSync(dir, { recursive: true, force: true });
-    dataDirs.delete(dir);
+    removeDir();
   };
   try {
     writeFileSync(pwfile, password + '\n', { mode: 0o600 });
@@ -132,8 +100,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
       '-c', 'log_min_messages=warning',
     ], { detached: true, stdio: ['ignore', 'ignore', 'pipe'], cwd: dir, ...(owner ?? {}) });
     child = proc;
-    running.add(proc);
-    proc.on('exit', () => running.delete(proc));
+    ownProcess(proc);
     let stderrTail = '';
     proc.stderr?.setEncoding('utf8');
     proc.stderr?.on('data', (chunk: string) => {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { freePort } from '../helpers/ports.ts';
+import { killGroup, ownProcess } from '../helpers/owned-processes.ts';
 
 export const PROMETHEUS_BIN = '/usr/bin/prometheus';
 export const PROMTOOL_BIN = '/usr/bin/promtool';
@@ -82,20 +83,6 @@ export interface Prometheus {
   close(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function killOnExit(child: ChildProcess): void {
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // A test that throws before close() must still leave no Prometheus behind.
-  process.once('exit', () => {
-    for (const c of running) if (c.pid !== undefined) try { process.kill(-c.pid, 'SIGKILL'); } catch { /* gone */ }
-  });
-}
-
 function jobsOf(opts: PrometheusOptions): ScrapeJob[] {
   if (opts.jobs.length > 0 && typeof opts.jobs[0] === 'string') return [{ name: 'sidecars', targets: opts.jobs as string[] }];
   return opts.jobs as ScrapeJob[];
@@ -141,7 +128,7 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
     `--web.console.templates=${dir}`,
     `--web.console.libraries=${dir}`,
   ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  killOnExit(child);
+  ownProcess(child);
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     // bounded: the tail is what explains a failure
@@ -203,8 +190,8 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
     async close() {
       if (closed) return;
       closed = true;
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-        try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+      if (child.exitCode === null && child.signalCode === null) {
+        killGroup(child, 'SIGKILL');
         await exited;
       }
       rmSync(dir, { recursive: true, force: true });
