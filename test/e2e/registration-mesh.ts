@@ -13,6 +13,7 @@ import pino from 'pino';
 import { openEtcdStore } from '../../src/config/index.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
 import { freePort } from '../helpers/ports.ts';
+import { killGroup } from '../helpers/owned-processes.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
 export const CLI = path.join(REPO, 'bin', 'sextant.mjs');
@@ -54,15 +55,6 @@ export interface RegistrationMesh {
 function spawnLogged(dir: string, name: string, args: string[]): ChildProcess {
   const log = openSync(path.join(dir, `${name}.log`), 'a');
   return spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log] });
-}
-
-function killGroup(child: ChildProcess | undefined, signal: NodeJS.Signals): void {
-  if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // gone
-  }
 }
 
 function exited(child: ChildProcess): Promise<void> {

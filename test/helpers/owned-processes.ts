@@ -27,9 +27,9 @@ function installExitHook(): void {
   }
 }
 
-/** Sends `signal` to the child's process group (spawned `detached`), unless it has exited. */
-export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+/** Sends `signal` to the child's process group (spawned `detached`), unless it has exited or never started. */
+export function killGroup(child: ChildProcess | undefined, signal: NodeJS.Signals): void {
+  if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   try {
     process.kill(-child.pid, signal);
   } catch {
